@@ -1,0 +1,183 @@
+"""The `clientvault` command: run the system (`up`, `serve`, `migrate`) and administer it (`users`)."""
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clientvault.errors import DomainError
+
+app = typer.Typer(help="ClientVault: clients, tasks and an audited credential vault.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
+DataDirOption = Annotated[
+    Path,
+    typer.Option("--data-dir", help="Where `up` keeps its data; operator commands act on the system running there."),
+]
+DEFAULT_DATA_DIR = Path(".clientvault")
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    port: Annotated[int, typer.Option(help="The gateway's HTTP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="The gateway's listen address.")] = "127.0.0.1",
+    admin_email: Annotated[str, typer.Option(help="Email of the admin created on first start.")] = "admin@example.com",
+) -> None:
+    """Run the whole system in the foreground (embedded PostgreSQL and NATS unless DATABASE_URL/NATS_URL)."""
+    from clientvault.runtime import supervisor
+
+    raise typer.Exit(asyncio.run(supervisor.run(data_dir, host, port, admin_email)))
+
+
+@app.command()
+def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vault or audit")]) -> None:
+    """Run one process, configured by the environment (what containers run)."""
+    from clientvault import logging, settings
+
+    if name not in PROCESSES:
+        raise fail(f"unknown process {name!r}: choose one of {', '.join(PROCESSES)}")
+    if name == "gateway":
+        from gateway.app import main as gateway_main
+
+        gateway_settings = settings.GatewaySettings()
+        logging.configure(gateway_settings.log_level, name)
+        gateway_main(gateway_settings)
+        return
+    config: Any = settings.AuthSettings() if name == "auth" else settings.Settings()
+    logging.configure(config.log_level, name)
+    module = __import__(f"services.{name}.server", fromlist=["main"])
+    asyncio.run(module.main(config))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every service's schema migrations to DATABASE_URL (the deployment's migration job)."""
+    from clientvault.migrate import upgrade_all
+    from clientvault.settings import Settings
+
+    upgrade_all(Settings().require_database_url())
+    typer.echo("migrations applied")
+
+
+def _system(data_dir: Path) -> tuple[str, str | None]:
+    """The database and NATS URLs: from the environment, else from the `up` running on the data dir."""
+    import os
+
+    from clientvault.runtime.datadir import DataDir
+
+    database_url, nats_url = os.environ.get("DATABASE_URL"), os.environ.get("NATS_URL")
+    if database_url:
+        return database_url, nats_url
+    if not (data_dir / "run").exists():
+        raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
+    running = DataDir.at(data_dir).read_system()
+    if running is None:
+        raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
+    return running["database_url"], nats_url or running["nats_url"]
+
+
+def _run(job: Any) -> Any:
+    try:
+        return asyncio.run(job)
+    except DomainError as error:
+        raise fail(str(error)) from None
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Sign-in email (unique).")],
+    full_name: Annotated[str, typer.Option(help="Name shown in the audit log.")],
+    role: Annotated[str, typer.Option(help="admin, manager or read_only.")],
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Create a user who can sign in."""
+    from clientvault.db import Database
+    from services.auth import users
+
+    if password_stdin:
+        password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    database_url, _ = _system(data_dir)
+
+    async def create() -> users.User:
+        db = Database(database_url, pool_size=1)
+        try:
+            return await users.create_user(db, email=email, full_name=full_name, role=role, password=password)
+        finally:
+            await db.dispose()
+
+    user = _run(create())
+    typer.echo(f"created {user.role.value} {user.email} (id {user.id})")
+
+
+@users_app.command("list")
+def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """List every user with role and state."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clientvault.db import Database
+    from services.auth import users
+
+    database_url, _ = _system(data_dir)
+
+    async def fetch() -> list[users.User]:
+        db = Database(database_url, pool_size=1)
+        try:
+            return await users.list_users(db)
+        finally:
+            await db.dispose()
+
+    table = Table("id", "email", "full name", "role", "created", "state")
+    for user in _run(fetch()):
+        state = "disabled" if user.disabled_at else "active"
+        table.add_row(str(user.id), user.email, user.full_name, user.role.value, user.created_at.isoformat(), state)
+    Console().print(table)
+
+
+def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
+    from clientvault.db import Database
+    from clientvault.revocation import Revoker
+    from services.auth import users
+
+    database_url, nats_url = _system(data_dir)
+    if nats_url is None:
+        raise fail("NATS_URL is not set: disabling must reach every running verifier")
+
+    async def change() -> users.User:
+        db, revoker = Database(database_url, pool_size=1), Revoker(nats_url)
+        try:
+            return await users.set_disabled(db, revoker, email, disabled=disabled)
+        finally:
+            await asyncio.gather(db.dispose(), revoker.close())
+
+    user = _run(change())
+    typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
+
+
+@users_app.command("disable")
+def users_disable(email: Annotated[str, typer.Option()], data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Disable a user: no sign-in or refresh, and their access tokens stop working within a second."""
+    _set_disabled(email, data_dir, disabled=True)
+
+
+@users_app.command("enable")
+def users_enable(email: Annotated[str, typer.Option()], data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Enable a disabled user again (they sign in anew)."""
+    _set_disabled(email, data_dir, disabled=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,36 @@
+"""What went wrong, in domain words. `str(error)` is safe to show to a caller: never put a secret in it.
+
+Transport modules map these to statuses: `clientvault/rpc.py` (gRPC) and `gateway/errors.py` (HTTP).
+"""
+
+
+class DomainError(Exception):
+    """Base of every error a caller may see. Anything else is a bug and answers 500 without details."""
+
+
+class NotFound(DomainError): ...
+
+
+class AlreadyExists(DomainError): ...
+
+
+class Conflict(DomainError): ...
+
+
+class Forbidden(DomainError): ...
+
+
+class Unauthenticated(DomainError): ...
+
+
+class Invalid(DomainError): ...
+
+
+class Unavailable(DomainError):
+    """A dependency (database, broker, KMS) cannot be reached; the caller may retry later."""
+
+
+class Throttled(DomainError):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)

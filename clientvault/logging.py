@@ -1,0 +1,60 @@
+"""Structured JSON logs (structlog) with the request id bound, and a redaction net for secrets.
+
+Redaction is a net, not a habit: code logs ids and outcomes, never values. Any event key that names a
+secret is replaced, whatever the caller passed.
+"""
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict
+
+NEVER_LOGGED = frozenset(
+    {
+        "password",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "ciphertext",
+        "key",
+        "private_key",
+        "dek",
+        "kek",
+        "nonce",
+        "signing_key",
+    }
+)
+
+
+def _redact(_logger: object, _method: str, event: EventDict) -> EventDict:
+    for name in NEVER_LOGGED & event.keys():
+        event[name] = "[redacted]"
+    return event
+
+
+def configure(level: str, process: str) -> None:
+    threshold = logging.getLevelNamesMapping()[level.upper()]
+    # Libraries that log through the standard library (uvicorn, alembic) go to stderr at the same level.
+    logging.basicConfig(level=threshold, stream=sys.stderr, format="%(message)s", force=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(process=process)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

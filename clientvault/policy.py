@@ -1,0 +1,72 @@
+"""The one role policy: which roles may call which operation. Imported by the gateway and every service.
+
+Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. The 19 public routes of the
+contract each map to one operation; a unit test fails if an RPC or a route lacks its entry here.
+No role check is written anywhere else.
+"""
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final, Literal
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    READ_ONLY = "read_only"
+
+
+PUBLIC: Final = "public"  # no access token needed (sign-in, refresh, public keys)
+Rule = frozenset[Role] | Literal["public"]
+
+ANYONE: Final = frozenset(Role)
+STAFF: Final = frozenset({Role.ADMIN, Role.MANAGER})
+ADMIN: Final = frozenset({Role.ADMIN})
+
+POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
+    {
+        # auth: POST /auth/sign-in, POST /auth/refresh, POST /auth/sign-out, GET /users/me
+        "Auth/SignIn": PUBLIC,
+        "Auth/Refresh": PUBLIC,  # the refresh token in the body is the credential
+        "Auth/SignOut": ANYONE,
+        "Auth/GetMe": ANYONE,
+        "Auth/GetPublicKeys": PUBLIC,  # verifiers fetch the token keys; they are public by nature
+        "Auth/GetUsers": ANYONE,  # internal: a service checks that a user id exists
+        # clients and tasks
+        "Clients/ListClients": ANYONE,  # GET /clients
+        "Clients/CreateClient": STAFF,  # POST /clients
+        "Clients/GetClient": ANYONE,  # GET /clients/{clientId}
+        "Clients/UpdateClient": STAFF,  # PATCH /clients/{clientId}
+        "Clients/ArchiveClient": ADMIN,  # POST /clients/{clientId}/archive
+        "Clients/ListTasks": ANYONE,  # GET /clients/{clientId}/tasks
+        "Clients/CreateTask": ANYONE,  # POST /clients/{clientId}/tasks
+        "Clients/UpdateTask": ANYONE,  # PATCH /clients/{clientId}/tasks/{taskId}
+        "Clients/DeleteTask": STAFF,  # DELETE /clients/{clientId}/tasks/{taskId}
+        # vault
+        "Vault/ListCredentials": ANYONE,  # GET /clients/{clientId}/credentials
+        "Vault/CreateCredential": ANYONE,  # POST /clients/{clientId}/credentials
+        "Vault/RevealCredential": STAFF,  # GET /clients/{clientId}/credentials/{credentialId}
+        "Vault/UpdateCredential": ANYONE,  # PATCH /clients/{clientId}/credentials/{credentialId}
+        "Vault/DeleteCredential": ADMIN,  # DELETE /clients/{clientId}/credentials/{credentialId}
+        # audit
+        "Audit/ListEvents": ADMIN,  # GET /audit-logs
+    }
+)
+
+# Sign-out stays idempotent: a validly signed, unexpired token of an already revoked session is accepted.
+ACCEPTS_REVOKED_TOKEN: Final = frozenset({"Auth/SignOut"})
+
+
+def rule_for(operation: str) -> Rule:
+    """The rule of an operation; one missing from the table is open to nobody."""
+    return POLICY.get(operation, frozenset())
+
+
+def is_public(operation: str) -> bool:
+    return rule_for(operation) == PUBLIC
+
+
+def allows(operation: str, role: Role) -> bool:
+    rule = rule_for(operation)
+    return rule == PUBLIC or role in rule

@@ -1,0 +1,121 @@
+"""Revocation of access tokens, broadcast to every verifier within a second.
+
+Access tokens are stateless, so a revoked session (sign-out, refresh-token reuse) or a disabled user is
+published to a JetStream key-value bucket. Every verifier (gateway and service replicas) watches the
+bucket and keeps a deny list in memory; a verifier that starts or reconnects replays the whole bucket, so
+it misses nothing. Entries expire from the bucket once every token they could deny has expired.
+"""
+
+import asyncio
+import json
+import time
+from uuid import UUID
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js.errors import BucketNotFoundError
+
+from clientvault.logging import get_logger
+
+BUCKET = "CLIENTVAULT_REVOCATIONS"
+ENTRY_TTL_S = 3600 + 60  # the longest access-token lifetime the settings allow, plus clock slack
+
+log = get_logger(__name__)
+
+
+async def _bucket(nc: NATS) -> object:
+    js = nc.jetstream()
+    try:
+        return await js.key_value(BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=BUCKET, ttl=ENTRY_TTL_S, history=1)
+
+
+class DenyList:
+    def __init__(self) -> None:
+        self._sessions: dict[str, float] = {}
+        self._users: dict[str, float] = {}
+        self.synced = asyncio.Event()
+
+    def is_revoked(self, session_id: UUID, user_id: UUID, issued_at: int) -> bool:
+        if str(session_id) in self._sessions:
+            return True
+        revoked_at = self._users.get(str(user_id))
+        return revoked_at is not None and issued_at <= revoked_at
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        kind, _, ident = key.partition(".")
+        at = float(json.loads(value)["at"]) if value else None
+        table = self._sessions if kind == "session" else self._users if kind == "user" else None
+        if table is None or at is None:
+            return
+        table[ident] = max(at, table.get(ident, at))
+        horizon = time.time() - ENTRY_TTL_S
+        for stale in [k for k, v in table.items() if v < horizon]:
+            del table[stale]
+
+    async def run(self, nats_url: str) -> None:
+        """Watch the bucket forever, reconnecting (and replaying it) after any broker outage."""
+        delay = 0.2
+        while True:
+            closed = asyncio.Event()
+
+            async def on_closed() -> None:
+                closed.set()  # noqa: B023 - each connection has its own event
+
+            try:
+                nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2, closed_cb=on_closed)
+                watcher = await (await _bucket(nc)).watchall()  # type: ignore[attr-defined]
+                delay = 0.2
+                watching = asyncio.create_task(self._consume(watcher))
+                await asyncio.wait([watching, asyncio.create_task(closed.wait())], return_when="FIRST_COMPLETED")
+                watching.cancel()
+                await nc.close()
+            except (OSError, NatsError, TimeoutError) as error:
+                log.warning("revocations.unavailable", error=type(error).__name__, retry_in_s=delay)
+            self.synced.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _consume(self, watcher: object) -> None:
+        async for entry in watcher:  # type: ignore[attr-defined]
+            if entry is None:  # the initial replay is complete
+                self.synced.set()
+                log.info("revocations.synced", sessions=len(self._sessions), users=len(self._users))
+                continue
+            self.apply(entry.key, entry.value)
+
+
+class Revoker:
+    """Publishes revocations. Used by the auth service and the operator CLI."""
+
+    def __init__(self, nats_url: str) -> None:
+        self._nats_url = nats_url
+        self._nc: NATS | None = None
+        self._lock = asyncio.Lock()
+
+    async def revoke_session(self, session_id: UUID) -> None:
+        await self._publish(f"session.{session_id}")
+
+    async def revoke_user(self, user_id: UUID) -> None:
+        await self._publish(f"user.{user_id}")
+
+    async def _publish(self, key: str) -> None:
+        value = json.dumps({"at": time.time()}).encode()
+        for attempt in range(5):
+            try:
+                async with self._lock:
+                    if self._nc is None or self._nc.is_closed:
+                        self._nc = await nats.connect(self._nats_url, connect_timeout=2, max_reconnect_attempts=3)
+                    bucket = await _bucket(self._nc)
+                await bucket.put(key, value)  # type: ignore[attr-defined]
+                return
+            except (OSError, NatsError, TimeoutError) as error:
+                log.warning("revocations.publish_failed", attempt=attempt + 1, error=type(error).__name__)
+                await asyncio.sleep(0.2 * 2**attempt)
+        log.error("revocations.not_broadcast", revoked=key.partition(".")[0])
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()

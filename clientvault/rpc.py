@@ -1,0 +1,177 @@
+"""gRPC plumbing shared by every service: the server bootstrap, the edge interceptor and client channels.
+
+The edge interceptor is the one place where, for every RPC, the request id is bound, the caller's token
+is verified and checked against the policy table, and a `DomainError` becomes a gRPC status.
+"""
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from clientvault import errors, policy
+from clientvault.logging import get_logger
+from clientvault.settings import Settings
+from clientvault.tokens import Caller, TokenVerifier, bearer_token
+
+log = get_logger(__name__)
+
+STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Invalid: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Throttled: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What the gateway says about the HTTP request behind an RPC (for logs and the audit trail)."""
+
+    request_id: str
+    client_ip: str
+    user_agent: str
+
+
+_caller: ContextVar[Caller | None] = ContextVar("caller", default=None)
+_request: ContextVar[RequestMeta | None] = ContextVar("request", default=None)
+NO_REQUEST = RequestMeta("", "", "")
+
+
+def current_caller() -> Caller:
+    """The verified caller of the RPC being served (set by the edge interceptor)."""
+    caller = _caller.get()
+    if caller is None:
+        raise errors.Unauthenticated("missing bearer token")
+    return caller
+
+
+def current_request() -> RequestMeta:
+    return _request.get() or NO_REQUEST
+
+
+def operation_of(method: str) -> str:
+    """'/clientvault.v1.Auth/GetMe' -> 'Auth/GetMe', the key of the policy table."""
+    return method.rpartition(".")[2]
+
+
+def _status_of(error: errors.DomainError) -> grpc.StatusCode:
+    kind = next(k for k in type(error).__mro__ if k in STATUS)
+    return STATUS[kind]
+
+
+class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None or not details.method.startswith("/clientvault."):
+            return handler  # health checks and reflection
+        operation = operation_of(details.method)
+        inner = handler.unary_unary
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            meta = RequestMeta(
+                metadata.get("x-request-id", ""),
+                metadata.get("x-client-ip", ""),
+                metadata.get("x-user-agent", ""),
+            )
+            structlog.contextvars.bind_contextvars(request_id=meta.request_id, rpc=operation)
+            _request.set(meta)
+            started = time.perf_counter()
+            try:
+                _caller.set(await self._authorize(operation, metadata.get("authorization")))
+                return await inner(request, context)
+            except errors.DomainError as error:
+                refusal: errors.DomainError = error
+            except Exception:
+                log.exception("rpc.failed")
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                log.debug("rpc.served", ms=round((time.perf_counter() - started) * 1000, 2))
+            log.info("rpc.refused", error=type(refusal).__name__, detail=str(refusal))
+            trailers: Sequence[tuple[str, str]] = ()
+            if isinstance(refusal, errors.Throttled):
+                trailers = (("retry-after", str(refusal.retry_after_s)),)
+            await context.abort(_status_of(refusal), str(refusal), trailing_metadata=trailers)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _authorize(self, operation: str, authorization: str | None) -> Caller | None:
+        if policy.is_public(operation):
+            return None
+        caller = await self._verifier.verify(
+            bearer_token(authorization), accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN
+        )
+        if not policy.allows(operation, caller.role):
+            raise errors.Forbidden("your role does not allow this operation")
+        return caller
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    """A client channel; open one per process and target, never one per request."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    address: str,
+    verifier: TokenVerifier,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    background: Sequence[Awaitable[None]] = (),
+) -> None:
+    """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection."""
+    server = grpc.aio.server(interceptors=[Edge(verifier)], options=CHANNEL_OPTIONS)
+    register(server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if settings.grpc_reflection:
+        reflection.enable_server_reflection([*service_names, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
+    bind = settings.grpc_listen or address
+    if server.add_insecure_port(bind) == 0:
+        raise SystemExit(f"cannot listen on {bind}")
+    await server.start()
+    for name in ("", *service_names):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    tasks = [asyncio.ensure_future(job) for job in background]
+    log.info("rpc.listening", address=bind)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("rpc.stopping")
+    await health.enter_graceful_shutdown()
+    for task in tasks:
+        task.cancel()
+    await server.stop(grace=3)

@@ -1,0 +1,104 @@
+"""The layout of a data dir and what `up` records in it for operator commands and fault tests.
+
+<data-dir>/secrets.json      generated keys and passwords (0600); never logged
+<data-dir>/postgres/         embedded PostgreSQL cluster
+<data-dir>/nats/             embedded nats-server config and JetStream store
+<data-dir>/logs/<name>.log   output of every process `up` started
+<data-dir>/run/<name>.pid    one pid file per running process (rewritten on restart)
+<data-dir>/run/system.json   how to reach the running system (database and NATS URLs, gateway URL)
+<data-dir>/run/up.lock       held by the running `up`
+"""
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @classmethod
+    def at(cls, path: Path) -> "DataDir":
+        root = path.expanduser().resolve()
+        for sub in ("run", "logs"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    @property
+    def postgres(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def nats(self) -> Path:
+        return self.root / "nats"
+
+    def log(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.root / "run" / f"{name}.pid"
+
+    @property
+    def system_file(self) -> Path:
+        return self.root / "run" / "system.json"
+
+    def lock(self) -> IO[str]:
+        """Holds the data dir for this process; a second `up` on it raises `AlreadyRunning`."""
+        handle = (self.root / "run" / "up.lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise AlreadyRunning(f"clientvault is already running on {self.root} (pid {owner})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def secrets(self) -> dict[str, str]:
+        """The data dir's generated secrets, created on first use with owner-only permissions."""
+        from services.auth.signing import generate_private_key
+
+        path = self.root / "secrets.json"
+        values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted: dict[str, Callable[[], str]] = {
+            "token_signing_key": generate_private_key,
+            "postgres_password": lambda: secrets.token_urlsafe(24),
+            "nats_token": lambda: secrets.token_urlsafe(24),
+        }
+        missing = {name: make() for name, make in wanted.items() if name not in values}
+        if missing:
+            values |= missing
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(values, out, indent=2)
+        os.chmod(path, 0o600)
+        return values
+
+    def write_system(self, info: dict[str, Any]) -> None:
+        fd = os.open(self.system_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(info, out, indent=2)
+
+    def read_system(self) -> dict[str, Any] | None:
+        """What a running `up` recorded; None when no `up` holds this data dir."""
+        if not self.system_file.exists():
+            return None
+        try:
+            self.lock().close()  # we could take the lock: nobody runs here, the file is stale
+        except AlreadyRunning:
+            return json.loads(self.system_file.read_text())  # type: ignore[no-any-return]
+        return None

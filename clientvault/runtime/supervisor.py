@@ -1,0 +1,303 @@
+"""`clientvault up`: run the whole system on one machine, in the foreground, until SIGINT/SIGTERM.
+
+Order: lock the data dir, start (or reach) PostgreSQL and NATS, migrate, create the first admin, start
+the four services and the gateway, wait until each is healthy, print one `ready` line. A child that
+dies is restarted (with backoff) and its pid file rewritten. On a signal every child is stopped:
+politely (SIGTERM) first, SIGKILL after a grace period, so nothing outlives `up`.
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clientvault.runtime import embedded
+from clientvault.runtime.datadir import AlreadyRunning, DataDir
+from clientvault.runtime.embedded import Command
+
+SERVICES = ("auth", "clients", "vault", "audit")
+APP_STOP_GRACE_S = 4.0
+SERVER_STOP_GRACE_S = 3.0
+START_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def say(message: str) -> None:
+    print(f"clientvault: {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent(sig: int) -> None:
+    """Runs in the child before exec: if `up` itself is killed, the kernel stops the child too."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, sig)
+
+
+@dataclass
+class Child:
+    name: str
+    command: Command
+    stop_signal: int = signal.SIGTERM
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+
+
+class Supervisor:
+    def __init__(self, data: DataDir) -> None:
+        self.data = data
+        self.children: dict[str, Child] = {}
+        self.stopping = False
+        self._watchers: list[asyncio.Task[None]] = []
+        self._logs: list[IO[bytes]] = []
+
+    async def start(self, child: Child) -> None:
+        self.children[child.name] = child
+        await self._spawn(child)
+        self._watchers.append(asyncio.create_task(self._watch(child)))
+
+    async def _spawn(self, child: Child) -> None:
+        log = self.data.log(child.name).open("ab")
+        self._logs.append(log)
+        sig = child.stop_signal
+        child.process = await asyncio.create_subprocess_exec(
+            *child.command.argv,
+            env={**os.environ, **child.command.env},
+            user=child.command.user,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # a terminal's Ctrl-C reaches `up` only; `up` stops the children in order
+            preexec_fn=lambda: _die_with_parent(sig),
+        )
+        child.started_at = time.monotonic()
+        self.data.pid_file(child.name).write_text(f"{child.process.pid}\n")
+
+    async def _watch(self, child: Child) -> None:
+        delay = 0.5
+        while True:
+            assert child.process is not None
+            code = await child.process.wait()
+            if self.stopping:
+                return
+            if time.monotonic() - child.started_at > 30:
+                delay = 0.5
+            child.restarts += 1
+            say(f"{child.name} exited with code {code}; restarting in {delay:.1f}s (see {self.data.log(child.name)})")
+            await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            delay = min(delay * 2, 10.0)
+            await self._spawn(child)
+            say(f"{child.name} restarted (pid {child.process.pid})")
+
+    async def stop_all(self) -> None:
+        self.stopping = True
+        for watcher in self._watchers:
+            watcher.cancel()
+        apps = [c for c in self.children.values() if c.name not in ("postgres", "nats")]
+        servers = [c for c in self.children.values() if c.name in ("nats", "postgres")]
+        await self._stop(apps, APP_STOP_GRACE_S)
+        await self._stop(servers, SERVER_STOP_GRACE_S)
+        for child in self.children.values():
+            self.data.pid_file(child.name).unlink(missing_ok=True)
+        for log in self._logs:
+            log.close()
+
+    async def _stop(self, children: list[Child], grace_s: float) -> None:
+        running = [c for c in children if c.process is not None and c.process.returncode is None]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(child.stop_signal)  # type: ignore[union-attr]
+        waits = [asyncio.create_task(c.process.wait()) for c in running]  # type: ignore[union-attr]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=grace_s)
+        for child in running:
+            if child.process is not None and child.process.returncode is None:
+                say(f"{child.name} did not stop in {grace_s:.0f}s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+
+
+async def _wait_until(check: Any, what: str, supervisor: Supervisor, name: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {START_TIMEOUT_S:.0f}s (see {supervisor.data.log(name)})")
+
+
+async def _postgres_ready(url: str) -> bool:
+    import psycopg
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=1)
+    except psycopg.OperationalError:
+        return False
+    await conn.close()
+    return True
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        found = await (await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))).fetchone()
+        if found is None:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+
+
+async def _quiet(_error: Exception) -> None:
+    """nats-py prints every failed attempt with a traceback; while we wait for the server they are expected."""
+
+
+async def _nats_ready(url: str) -> bool:
+    import nats
+    from nats.errors import Error as NatsError
+
+    try:
+        nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False, error_cb=_quiet)
+    except (OSError, NatsError, TimeoutError):
+        return False
+    await nc.close()
+    return True
+
+
+async def _grpc_serving(address: str) -> bool:
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.aio.AioRpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _http_ready(url: str) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _bootstrap_admin(database_url: str, email: str) -> tuple[str, str] | None:
+    """On first start (no users at all), create an admin with a generated password."""
+    from clientvault.db import Database
+    from services.auth import users
+
+    db = Database(database_url, pool_size=1)
+    try:
+        if await users.count_users(db) > 0:
+            return None
+        password = secrets.token_urlsafe(18)
+        await users.create_user(db, email=email, full_name="Administrator", role="admin", password=password)
+        return email, password
+    finally:
+        await db.dispose()
+
+
+async def run(data_dir: Path, host: str, port: int, admin_email: str) -> int:
+    from clientvault import logging
+
+    logging.configure("warning", "up")  # `up` speaks in plain lines; the children log JSON to logs/
+    data = DataDir.at(data_dir)
+    try:
+        lock = data.lock()
+    except AlreadyRunning as error:
+        say(f"{error}; stop it first or use another --data-dir")
+        return 1
+    supervisor = Supervisor(data)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(_start(supervisor, data, host, port, admin_email))
+    stopped = asyncio.create_task(stop.wait())
+    code = 0
+    try:
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done() and starting.exception() is not None:
+            say(f"could not start: {starting.exception()}")
+            code = 1
+        elif not stop.is_set():
+            await stopped
+    finally:
+        starting.cancel()
+        say("stopping")
+        await supervisor.stop_all()
+        data.system_file.unlink(missing_ok=True)
+        lock.close()
+        say("stopped")
+    return code
+
+
+async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, admin_email: str) -> None:
+    started = time.monotonic()
+    keys = data.secrets()
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        pg_port = free_port()
+        await asyncio.to_thread(embedded.init_postgres, data, keys["postgres_password"])
+        await supervisor.start(Child("postgres", embedded.postgres_command(data, pg_port), signal.SIGINT))
+        admin_url = f"postgresql://postgres:{keys['postgres_password']}@127.0.0.1:{pg_port}/postgres"
+        await _wait_until(lambda: _postgres_ready(admin_url), "PostgreSQL", supervisor, "postgres")
+        await _ensure_database(admin_url, "clientvault")
+        database_url = admin_url.rsplit("/", 1)[0] + "/clientvault"
+    nats_url = os.environ.get("NATS_URL")
+    if not nats_url:
+        nats_port = free_port()
+        await supervisor.start(Child("nats", embedded.nats_command(data, nats_port, keys["nats_token"])))
+        nats_url = f"nats://{keys['nats_token']}@127.0.0.1:{nats_port}"
+        await _wait_until(lambda: _nats_ready(nats_url), "nats-server", supervisor, "nats")
+
+    from clientvault.migrate import upgrade_all
+
+    await asyncio.to_thread(upgrade_all, database_url)
+    admin = await _bootstrap_admin(database_url, admin_email)
+
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    env = {
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        **{f"CLIENTVAULT_{name.upper()}_ADDR": address for name, address in addresses.items()},
+        "CLIENTVAULT_GATEWAY_HOST": host,
+        "CLIENTVAULT_GATEWAY_PORT": str(port),
+    }
+    for name in SERVICES:
+        child_env = dict(env)
+        if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
+            child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
+        await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
+    for name, address in addresses.items():
+        await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
+    await supervisor.start(Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], env)))
+    url = f"http://{host}:{port}"
+    await _wait_until(lambda: _http_ready(f"{url}/readyz"), "the gateway", supervisor, "gateway")
+
+    data.write_system({"database_url": database_url, "nats_url": nats_url, "gateway_url": url, "pid": os.getpid()})
+    if admin is not None:
+        say(f"created the first admin: email {admin[0]}  password {admin[1]}")
+        say("this password is shown only once: keep it somewhere safe")
+    say(f"ready at {url} in {time.monotonic() - started:.1f}s (data dir {data.root}, logs in {data.root / 'logs'})")

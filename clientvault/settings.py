@@ -1,0 +1,79 @@
+"""Settings, read from the environment once in each process's main() and passed down.
+
+Every field is documented in README.md ("Configuration") with its default. Nothing reads the
+environment at import time; tests build settings objects directly.
+"""
+
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """What every process needs: where the database, the broker and the other services are."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTVAULT_", frozen=True, extra="ignore")
+
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    nats_url: str | None = Field(None, validation_alias="NATS_URL")
+    log_level: LogLevel = "info"
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_pool_timeout_s: float = Field(5.0, gt=0, le=60)
+    rpc_timeout_s: float = Field(5.0, gt=0, le=60)
+    auth_addr: str = "127.0.0.1:50051"
+    clients_addr: str = "127.0.0.1:50052"
+    vault_addr: str = "127.0.0.1:50053"
+    audit_addr: str = "127.0.0.1:50054"
+    grpc_listen: str | None = None  # the serving process's bind address; default: its own *_addr
+    grpc_reflection: bool = False
+    token_issuer: str = "clientvault"
+    token_audience: str = "clientvault"
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SystemExit("DATABASE_URL is not set: point it at PostgreSQL, or use `clientvault up`")
+        return self.database_url
+
+    def require_nats_url(self) -> str:
+        if not self.nats_url:
+            raise SystemExit("NATS_URL is not set: point it at nats-server with JetStream, or use `clientvault up`")
+        return self.nats_url
+
+
+class AuthSettings(Settings):
+    token_signing_key: SecretStr | None = None  # base64 of a 32-byte Ed25519 private key (seed)
+    token_key_id: str = "k1"
+    access_token_ttl_s: int = Field(900, ge=60, le=3600)
+    refresh_idle_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    refresh_absolute_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    sign_in_email_max_failures: int = Field(5, ge=1)
+    sign_in_email_window_s: int = Field(900, ge=1)
+    sign_in_ip_max_failures: int = Field(30, ge=1)
+    sign_in_ip_window_s: int = Field(60, ge=1)
+
+
+class GatewaySettings(Settings):
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8000, ge=0, le=65535)
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = []
+    docs_enabled: bool = True
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -1,0 +1,122 @@
+"""Access-token verification, the same in the gateway and in every service.
+
+Tokens are EdDSA (Ed25519) JWTs signed by the auth service only. The algorithm is pinned, `kid` picks the
+public key (fetched from auth and cached), `iss`, `aud`, `exp` and the identity claims are required, and
+the deny list (revoked sessions and users, broadcast over NATS) is checked last.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from clientvault.errors import Unauthenticated
+from clientvault.logging import get_logger
+from clientvault.policy import Role
+from clientvault.revocation import DenyList
+
+ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ["sub", "sid", "role", "email", "name", "iss", "aud", "exp", "iat", "jti"]
+KEY_REFETCH_INTERVAL_S = 10.0  # an unknown kid refetches the keys at most this often
+
+log = get_logger(__name__)
+KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the verified access token says."""
+
+    user_id: UUID
+    role: Role
+    email: str
+    full_name: str
+    session_id: UUID
+    issued_at: int
+    expires_at: int
+
+
+class TokenVerifier:
+    def __init__(self, *, issuer: str, audience: str, fetch_keys: KeyFetcher, denylist: DenyList) -> None:
+        self._issuer = issuer
+        self._audience = audience
+        self._fetch_keys = fetch_keys
+        self._denylist = denylist
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._fetched_at = float("-inf")
+
+    async def verify(self, token: str, *, accept_revoked: bool = False) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("invalid access token") from None
+        key = await self._key(header.get("kid"))
+        if header.get("alg") != ALGORITHM or key is None:
+            raise Unauthenticated("invalid access token")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": REQUIRED_CLAIMS},
+            )
+            caller = _caller(claims)
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("access token expired") from None
+        except (jwt.InvalidTokenError, ValueError, KeyError, TypeError):
+            raise Unauthenticated("invalid access token") from None
+        if not accept_revoked and self._denylist.is_revoked(caller.session_id, caller.user_id, caller.issued_at):
+            raise Unauthenticated("access token revoked")
+        return caller
+
+    async def _key(self, kid: object) -> Ed25519PublicKey | None:
+        if not isinstance(kid, str):
+            return None
+        if kid not in self._keys and time.monotonic() - self._fetched_at > KEY_REFETCH_INTERVAL_S:
+            self._fetched_at = time.monotonic()
+            self._keys = await self._fetch_keys()
+            log.info("tokens.keys_fetched", kids=sorted(self._keys))
+        return self._keys.get(kid)
+
+
+def _caller(claims: dict[str, Any]) -> Caller:
+    return Caller(
+        user_id=UUID(claims["sub"]),
+        role=Role(claims["role"]),
+        email=str(claims["email"]),
+        full_name=str(claims["name"]),
+        session_id=UUID(claims["sid"]),
+        issued_at=int(claims["iat"]),
+        expires_at=int(claims["exp"]),
+    )
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token from an `Authorization: Bearer …` value; anything else is unauthenticated."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token")
+    return token.strip()
+
+
+def keys_from_auth(stub: Any, timeout_s: float) -> KeyFetcher:
+    """A key fetcher that asks the auth service (`Auth/GetPublicKeys`, public) for its JWKS."""
+    import grpc
+
+    from clientvault.errors import Unavailable
+    from clientvault.v1 import auth_pb2
+
+    async def fetch() -> dict[str, Ed25519PublicKey]:
+        try:
+            reply = await stub.GetPublicKeys(auth_pb2.GetPublicKeysRequest(), timeout=timeout_s)
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable("the auth service is unavailable") from error
+        return {key.kid: Ed25519PublicKey.from_public_bytes(key.ed25519) for key in reply.keys}
+
+    return fetch

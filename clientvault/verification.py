@@ -1,0 +1,20 @@
+"""The token verifier of a process other than auth: keys from auth over gRPC, deny list from NATS."""
+
+import grpc
+
+from clientvault.revocation import DenyList
+from clientvault.settings import Settings
+from clientvault.tokens import TokenVerifier, keys_from_auth
+from clientvault.v1 import auth_pb2_grpc
+
+
+def verifier_for(settings: Settings, auth_channel: grpc.aio.Channel) -> tuple[TokenVerifier, DenyList]:
+    """A verifier and its deny list; the caller schedules `denylist.run(nats_url)` for the process's life."""
+    denylist = DenyList()
+    verifier = TokenVerifier(
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        fetch_keys=keys_from_auth(auth_pb2_grpc.AuthStub(auth_channel), settings.rpc_timeout_s),
+        denylist=denylist,
+    )
+    return verifier, denylist

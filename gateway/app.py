@@ -1,0 +1,101 @@
+"""The gateway application: middleware, error handlers, routes, and the process's long-lived clients."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clientvault import rpc
+from clientvault.settings import GatewaySettings
+from clientvault.v1 import auth_pb2_grpc
+from clientvault.verification import verifier_for
+from gateway import errors
+from gateway.calls import Stubs
+from gateway.middleware import RequestContext
+from gateway.routes import auth
+
+DESCRIPTION = """ClientVault keeps an agency's clients, their tasks and their credentials.
+
+Every error is RFC 9457 `application/problem+json`; 422 adds `errors: [{field, message}]`; 401 carries
+`WWW-Authenticate: Bearer`. Every response carries `X-Request-ID`. Send the access token as
+`Authorization: Bearer <token>`."""
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        channels = {"auth": rpc.channel(settings.auth_addr)}
+        stubs = Stubs(auth=auth_pb2_grpc.AuthStub(channels["auth"]))
+        verifier, denylist = verifier_for(settings, channels["auth"])
+        app.state.settings = settings
+        app.state.stubs = stubs
+        app.state.channels = channels
+        app.state.denylist = denylist
+        app.state.verifier = verifier
+        watching = asyncio.create_task(denylist.run(settings.require_nats_url()))
+        yield
+        watching.cancel()
+        await asyncio.gather(*(channel.close() for channel in channels.values()))
+
+    app = FastAPI(
+        title="ClientVault API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    errors.install(app)
+    app.include_router(auth.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the services and the revocation feed are up")
+    async def readyz() -> JSONResponse:
+        waiting = [] if app.state.denylist.synced.is_set() else ["revocations"]
+        for name, channel in app.state.channels.items():
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    waiting.append(name)
+            except grpc.aio.AioRpcError:
+                waiting.append(name)
+        if waiting:
+            return errors.problem(503, "not ready: " + ", ".join(waiting))
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+def main(settings: GatewaySettings) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()

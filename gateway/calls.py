@@ -1,0 +1,86 @@
+"""What a route needs to call a service: the stubs (channels opened once per process), and `requires`,
+which checks the token and the policy for one operation and builds the call's metadata.
+"""
+
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from clientvault import policy
+from clientvault.errors import Forbidden
+from clientvault.settings import GatewaySettings
+from clientvault.tokens import Caller, TokenVerifier, bearer_token
+from clientvault.v1 import auth_pb2_grpc
+
+
+@dataclass
+class Stubs:
+    auth: auth_pb2_grpc.AuthStub
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A verified caller (None for public operations) and the metadata to send with the RPC."""
+
+    caller: Caller | None
+    metadata: tuple[tuple[str, str], ...]
+    timeout: float
+
+
+def client_ip(request: Request, settings: GatewaySettings) -> str:
+    """The TCP peer, or the nearest untrusted address in X-Forwarded-For when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else ""
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    address = peer
+    while hops and _trusted(address, settings):
+        address = hops.pop()
+    return address
+
+
+def _trusted(address: str, settings: GatewaySettings) -> bool:
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in settings.trusted_proxies)
+
+
+def stubs(request: Request) -> Stubs:
+    return request.app.state.stubs  # type: ignore[no-any-return]
+
+
+def requires(operation: str) -> Any:
+    """A dependency that lets the request through only if the policy allows `operation` to the caller."""
+    if operation not in policy.POLICY:
+        raise LookupError(f"{operation} has no entry in the policy table")
+
+    async def check(request: Request) -> Call:
+        settings: GatewaySettings = request.app.state.settings
+        verifier: TokenVerifier = request.app.state.verifier
+        metadata = [
+            ("x-request-id", request.scope["state"]["request_id"]),
+            ("x-client-ip", client_ip(request, settings)),
+            ("x-user-agent", request.headers.get("user-agent", "")[:512]),
+        ]
+        caller = None
+        if not policy.is_public(operation):
+            token = bearer_token(request.headers.get("authorization"))
+            caller = await verifier.verify(token, accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN)
+            if not policy.allows(operation, caller.role):
+                raise Forbidden("your role does not allow this operation")
+            metadata.append(("authorization", f"Bearer {token}"))
+        return Call(caller, tuple(metadata), settings.rpc_timeout_s)
+
+    check.operation = operation  # type: ignore[attr-defined]  # read by the policy test and the docs
+    return Depends(check)
+
+
+def roles(operation: str) -> str:
+    """The route's roles for its OpenAPI description, read from the policy table."""
+    rule = policy.POLICY[operation]
+    return "Public." if rule == policy.PUBLIC else "Roles: " + ", ".join(sorted(rule)) + "."
+
+
+StubsDep = Annotated[Stubs, Depends(stubs)]

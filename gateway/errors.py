@@ -1,0 +1,139 @@
+"""The only place a failure becomes HTTP: RFC 9457 problem+json for every error the gateway answers."""
+
+from http import HTTPStatus
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from clientvault import errors
+from clientvault.logging import get_logger
+
+log = get_logger(__name__)
+
+HTTP = {
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+}
+DOMAIN = {
+    errors.NotFound: 404,
+    errors.AlreadyExists: 409,
+    errors.Conflict: 409,
+    errors.Forbidden: 403,
+    errors.Unauthenticated: 401,
+    errors.Invalid: 422,
+    errors.Throttled: 429,
+    errors.Unavailable: 503,
+}
+RETRY_AFTER_UNAVAILABLE_S = "5"
+MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; 422 adds `errors`."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        headers.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE_S)
+    return JSONResponse(body, status, headers, media_type=MEDIA_TYPE)
+
+
+async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, grpc.aio.AioRpcError)
+    status = HTTP.get(error.code(), 500)
+    if status >= 500:
+        log.warning("rpc.unanswered", code=error.code().name)
+    detail = (error.details() or "") if status < 500 else "a service could not answer; try again later"
+    headers = {}
+    for key, value in error.trailing_metadata() or ():
+        if key == "retry-after" and isinstance(value, str):
+            headers["Retry-After"] = value
+    return problem(status, detail, headers)
+
+
+async def on_domain_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, errors.DomainError)
+    status = next(code for kind, code in DOMAIN.items() if isinstance(error, kind))
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, errors.Throttled) else None
+    return problem(status, str(error), headers)
+
+
+async def on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    found = [{"field": _field(e), "message": _message(e)} for e in error.errors()]
+    return problem(422, "the request is not valid", errors=found)
+
+
+def _field(error: dict[str, Any]) -> str:
+    """'pageSize' for a query parameter, 'email' for a body field, 'body' for the body as a whole."""
+    if error["type"] == "json_invalid":
+        return "body"
+    return ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0])
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "json_invalid":
+        return "the body is not valid JSON"
+    return str(error["msg"])
+
+
+async def on_http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    return problem(error.status_code, detail, dict(error.headers or {}))
+
+
+async def on_bug(_request: Request, error: Exception) -> JSONResponse:
+    log.error("gateway.failed", exc_info=error)
+    return problem(500, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(grpc.aio.AioRpcError, on_rpc_error)
+    app.add_exception_handler(errors.DomainError, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_bug)
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problem+json errors a route can answer."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {MEDIA_TYPE: {}}}
+        for status in sorted({*statuses, 503})
+    }

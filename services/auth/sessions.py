@@ -1,0 +1,119 @@
+"""Sign-in, refresh-token rotation with reuse detection (RFC 9700), and sign-out.
+
+A session (`sid`) groups the refresh tokens of one sign-in. Refresh tokens are opaque random strings,
+stored as SHA-256 hashes, single use: each refresh marks the presented token used and issues the next.
+A used token presented again means it leaked, so the whole session is revoked.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from clientvault.db import Database
+from clientvault.errors import Unauthenticated
+from clientvault.ids import new_id
+from clientvault.logging import get_logger
+from clientvault.revocation import Revoker
+from clientvault.settings import AuthSettings
+from clientvault.tokens import Caller
+from services.auth import store, throttle
+from services.auth.passwords import hash_password, needs_rehash, verify_password
+from services.auth.signing import TokenSigner
+from services.auth.users import User, normalise_email
+
+log = get_logger(__name__)
+WRONG_CREDENTIALS = "wrong email or password"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def _hash(refresh_token: str) -> bytes:
+    return hashlib.sha256(refresh_token.encode()).digest()
+
+
+class Sessions:
+    def __init__(self, db: Database, signer: TokenSigner, revoker: Revoker, settings: AuthSettings) -> None:
+        self._db = db
+        self._signer = signer
+        self._revoker = revoker
+        self._settings = settings
+
+    async def sign_in(self, email: str, password: str, client_ip: str) -> TokenPair:
+        now = datetime.now(UTC)
+        normalised = normalise_email(email)
+        key = throttle.email_key(normalised)
+        async with self._db.begin() as conn:
+            await throttle.check(conn, self._settings, key, client_ip, now)
+            row = await store.get_user_by_email(conn, normalised)
+        # Unknown emails verify against a dummy hash, so both failures take the same time.
+        matches = await verify_password(row.password_hash if row else None, password)
+        if row is None or not matches or row.disabled_at is not None:
+            async with self._db.begin() as conn:
+                await throttle.record_failure(conn, key, client_ip, now)
+            log.info("session.sign_in_failed", known_user=row is not None)
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        user = User.from_row(row)
+        if needs_rehash(row.password_hash):
+            new_hash = await hash_password(password)
+            async with self._db.begin() as conn:
+                await store.set_password_hash(conn, user.id, new_hash)
+        session_id = new_id()
+        refresh_token = secrets.token_urlsafe(32)
+        async with self._db.begin() as conn:
+            await store.insert_session(
+                conn,
+                id=session_id,
+                user_id=user.id,
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + timedelta(seconds=self._settings.refresh_absolute_ttl_s),
+            )
+            await store.insert_refresh_token(
+                conn, token_hash=_hash(refresh_token), session_id=session_id, created_at=now
+            )
+        log.info("session.signed_in", user_id=str(user.id), session_id=str(session_id))
+        return TokenPair(self._signer.sign(user, session_id), refresh_token, self._signer.ttl_s)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = datetime.now(UTC)
+        token_hash = _hash(refresh_token)
+        next_token = secrets.token_urlsafe(32)
+        reused = False
+        async with self._db.begin() as conn:
+            row = await store.get_refresh_token(conn, token_hash)
+            if row is None:
+                raise Unauthenticated("invalid refresh token")
+            if row.used_at is not None:
+                reused = await store.revoke_session(conn, row.session_id, now)
+            else:
+                idle_end = row.last_used_at + timedelta(seconds=self._settings.refresh_idle_ttl_s)
+                if row.revoked_at is not None or now >= row.expires_at or now >= idle_end:
+                    raise Unauthenticated("the session has ended; sign in again")
+                if row.disabled_at is not None:
+                    raise Unauthenticated("the account is disabled")
+                await store.mark_refresh_token_used(conn, token_hash, now)
+                await store.insert_refresh_token(
+                    conn, token_hash=_hash(next_token), session_id=row.session_id, created_at=now
+                )
+                await store.touch_session(conn, row.session_id, now)
+        if row.used_at is not None:
+            if reused:
+                await self._revoker.revoke_session(row.session_id)
+            log.warning("session.refresh_token_reused", session_id=str(row.session_id), user_id=str(row.id))
+            raise Unauthenticated("refresh token was already used; the session is revoked")
+        user = User.from_row(row)
+        return TokenPair(self._signer.sign(user, row.session_id), next_token, self._signer.ttl_s)
+
+    async def sign_out(self, caller: Caller) -> None:
+        """Revokes the caller's session; again is a no-op."""
+        async with self._db.begin() as conn:
+            revoked = await store.revoke_session(conn, caller.session_id, datetime.now(UTC))
+        if revoked:
+            await self._revoker.revoke_session(caller.session_id)
+            log.info("session.signed_out", session_id=str(caller.session_id))

@@ -1,0 +1,176 @@
+"""Tables and queries of schema "auth". Returns rows; no rules, no proto."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    Row,
+    Table,
+    Text,
+    Uuid,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clientvault.db import metadata as schema_metadata
+
+metadata = schema_metadata("auth")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", Text, nullable=False, unique=True),  # stored lower-cased
+    Column("full_name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    CheckConstraint("role in ('admin', 'manager', 'read_only')", name="role"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),  # the absolute end
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),  # SHA-256 of the opaque token
+    Column("session_id", Uuid, nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),  # set when rotated; presenting it again is a reuse
+)
+
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("email_key", LargeBinary, nullable=False),  # SHA-256 of the normalised email, known or not
+    Column("client_ip", Text, nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Index(None, "email_key", "failed_at"),
+    Index(None, "client_ip", "failed_at"),
+)
+
+
+async def insert_user(conn: AsyncConnection, **values: object) -> Row[Any]:
+    row: Row[Any] = (await conn.execute(insert(users).values(**values).returning(users))).one()
+    return row
+
+
+async def get_user(conn: AsyncConnection, user_id: UUID) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.id == user_id))).one_or_none()
+
+
+async def get_user_by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.email == email))).one_or_none()
+
+
+async def get_users(conn: AsyncConnection, user_ids: list[UUID]) -> list[Row[Any]]:
+    return list((await conn.execute(select(users).where(users.c.id.in_(user_ids)))).all())
+
+
+async def list_users(conn: AsyncConnection) -> list[Row[Any]]:
+    return list((await conn.execute(select(users).order_by(users.c.created_at))).all())
+
+
+async def count_users(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+
+async def set_user_disabled(conn: AsyncConnection, user_id: UUID, disabled_at: datetime | None) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(disabled_at=disabled_at))
+
+
+async def set_password_hash(conn: AsyncConnection, user_id: UUID, password_hash: str) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+async def insert_session(conn: AsyncConnection, **values: object) -> None:
+    await conn.execute(insert(sessions).values(**values))
+
+
+async def get_session(conn: AsyncConnection, session_id: UUID) -> Row[Any] | None:
+    return (await conn.execute(select(sessions).where(sessions.c.id == session_id))).one_or_none()
+
+
+async def touch_session(conn: AsyncConnection, session_id: UUID, now: datetime) -> None:
+    await conn.execute(update(sessions).where(sessions.c.id == session_id).values(last_used_at=now))
+
+
+async def revoke_session(conn: AsyncConnection, session_id: UUID, now: datetime) -> bool:
+    """Revokes a live session; False when it was revoked already."""
+    result = await conn.execute(
+        update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def revoke_user_sessions(conn: AsyncConnection, user_id: UUID, now: datetime) -> None:
+    await conn.execute(
+        update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+
+
+async def insert_refresh_token(conn: AsyncConnection, **values: object) -> None:
+    await conn.execute(insert(refresh_tokens).values(**values))
+
+
+async def get_refresh_token(conn: AsyncConnection, token_hash: bytes) -> Row[Any] | None:
+    """The token with its session and user, locked so that two uses of one token are serialised."""
+    query = (
+        select(
+            refresh_tokens.c.used_at,
+            sessions.c.id.label("session_id"),
+            sessions.c.last_used_at,
+            sessions.c.expires_at,
+            sessions.c.revoked_at,
+            users,
+        )
+        .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(refresh_tokens.c.token_hash == token_hash)
+        .with_for_update(of=refresh_tokens)
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def mark_refresh_token_used(conn: AsyncConnection, token_hash: bytes, now: datetime) -> None:
+    await conn.execute(update(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash).values(used_at=now))
+
+
+async def insert_sign_in_failure(conn: AsyncConnection, email_key: bytes, client_ip: str, now: datetime) -> None:
+    await conn.execute(insert(sign_in_failures).values(email_key=email_key, client_ip=client_ip, failed_at=now))
+
+
+async def recent_failure_times(
+    conn: AsyncConnection, column: str, value: object, since: datetime, limit: int
+) -> list[datetime]:
+    """The newest `limit` failures for an email key or an IP since a time, newest first."""
+    col = sign_in_failures.c[column]
+    query = (
+        select(sign_in_failures.c.failed_at)
+        .where(col == value, sign_in_failures.c.failed_at >= since)
+        .order_by(sign_in_failures.c.failed_at.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
