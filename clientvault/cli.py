@@ -140,10 +140,25 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
         finally:
             await db.dispose()
 
-    table = Table("id", "email", "full name", "role", "created", "state")
-    for user in _run(fetch()):
-        state = "disabled" if user.disabled_at else "active"
-        table.add_row(str(user.id), user.email, user.full_name, user.role.value, user.created_at.isoformat(), state)
+    columns = ("id", "email", "full name", "role", "created", "state")
+    rows = [
+        (
+            str(u.id),
+            u.email,
+            u.full_name,
+            u.role.value,
+            u.created_at.isoformat(),
+            "disabled" if u.disabled_at else "active",
+        )
+        for u in _run(fetch())
+    ]
+    if not sys.stdout.isatty():  # piped: tab-separated lines, nothing truncated, easy to script
+        for row in [columns, *rows]:
+            typer.echo("\t".join(row))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 

@@ -33,6 +33,7 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Auth/GetMe": ANYONE,
         "Auth/GetPublicKeys": PUBLIC,  # verifiers fetch the token keys; they are public by nature
         "Auth/GetUsers": ANYONE,  # internal: a service checks that a user id exists
+        "Auth/ListUsers": ADMIN,  # internal: administration tools
         # clients and tasks
         "Clients/ListClients": ANYONE,  # GET /clients
         "Clients/CreateClient": STAFF,  # POST /clients

@@ -296,7 +296,15 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     url = f"http://{host}:{port}"
     await _wait_until(lambda: _http_ready(f"{url}/readyz"), "the gateway", supervisor, "gateway")
 
-    data.write_system({"database_url": database_url, "nats_url": nats_url, "gateway_url": url, "pid": os.getpid()})
+    data.write_system(
+        {
+            "database_url": database_url,
+            "nats_url": nats_url,
+            "gateway_url": url,
+            "services": addresses,
+            "pid": os.getpid(),
+        }
+    )
     if admin is not None:
         say(f"created the first admin: email {admin[0]}  password {admin[1]}")
         say("this password is shown only once: keep it somewhere safe")

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63lientvault/v1/auth.proto\x12\x0e\x63lientvault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"L\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"\x10\n\x0eSignOutRequest\"\x11\n\x0fSignOutResponse\"\x0e\n\x0cGetMeRequest\"\x9a\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\"\n\x04role\x18\x04 \x01(\x0e\x32\x14.clientvault.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isabled\x18\x06 \x01(\x08\"\x16\n\x14GetPublicKeysRequest\")\n\tPublicKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64\x32\x35\x35\x31\x39\x18\x02 \x01(\x0c\"5\n\nPublicKeys\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.clientvault.v1.PublicKey\"\x1e\n\x0fGetUsersRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"7\n\x10GetUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.clientvault.v1.User*R\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x10\n\x0cROLE_MANAGER\x10\x02\x12\x12\n\x0eROLE_READ_ONLY\x10\x03\x32\xbb\x03\n\x04\x41uth\x12\x42\n\x06SignIn\x12\x1d.clientvault.v1.SignInRequest\x1a\x19.clientvault.v1.TokenPair\x12\x44\n\x07Refresh\x12\x1e.clientvault.v1.RefreshRequest\x1a\x19.clientvault.v1.TokenPair\x12J\n\x07SignOut\x12\x1e.clientvault.v1.SignOutRequest\x1a\x1f.clientvault.v1.SignOutResponse\x12;\n\x05GetMe\x12\x1c.clientvault.v1.GetMeRequest\x1a\x14.clientvault.v1.User\x12Q\n\rGetPublicKeys\x12$.clientvault.v1.GetPublicKeysRequest\x1a\x1a.clientvault.v1.PublicKeys\x12M\n\x08GetUsers\x12\x1f.clientvault.v1.GetUsersRequest\x1a .clientvault.v1.GetUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63lientvault/v1/auth.proto\x12\x0e\x63lientvault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"L\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"\x10\n\x0eSignOutRequest\"\x11\n\x0fSignOutResponse\"\x0e\n\x0cGetMeRequest\"\x9a\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\"\n\x04role\x18\x04 \x01(\x0e\x32\x14.clientvault.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isabled\x18\x06 \x01(\x08\"\x16\n\x14GetPublicKeysRequest\")\n\tPublicKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64\x32\x35\x35\x31\x39\x18\x02 \x01(\x0c\"5\n\nPublicKeys\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.clientvault.v1.PublicKey\"\x1e\n\x0fGetUsersRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"7\n\x10GetUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.clientvault.v1.User\"\x12\n\x10ListUsersRequest\"8\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.clientvault.v1.User*R\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x10\n\x0cROLE_MANAGER\x10\x02\x12\x12\n\x0eROLE_READ_ONLY\x10\x03\x32\x8d\x04\n\x04\x41uth\x12\x42\n\x06SignIn\x12\x1d.clientvault.v1.SignInRequest\x1a\x19.clientvault.v1.TokenPair\x12\x44\n\x07Refresh\x12\x1e.clientvault.v1.RefreshRequest\x1a\x19.clientvault.v1.TokenPair\x12J\n\x07SignOut\x12\x1e.clientvault.v1.SignOutRequest\x1a\x1f.clientvault.v1.SignOutResponse\x12;\n\x05GetMe\x12\x1c.clientvault.v1.GetMeRequest\x1a\x14.clientvault.v1.User\x12Q\n\rGetPublicKeys\x12$.clientvault.v1.GetPublicKeysRequest\x1a\x1a.clientvault.v1.PublicKeys\x12M\n\x08GetUsers\x12\x1f.clientvault.v1.GetUsersRequest\x1a .clientvault.v1.GetUsersResponse\x12P\n\tListUsers\x12 .clientvault.v1.ListUsersRequest\x1a!.clientvault.v1.ListUsersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clientvault.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=668
-  _globals['_ROLE']._serialized_end=750
+  _globals['_ROLE']._serialized_start=746
+  _globals['_ROLE']._serialized_end=828
   _globals['_SIGNINREQUEST']._serialized_start=78
   _globals['_SIGNINREQUEST']._serialized_end=126
   _globals['_REFRESHREQUEST']._serialized_start=128
@@ -58,6 +58,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERSREQUEST']._serialized_end=609
   _globals['_GETUSERSRESPONSE']._serialized_start=611
   _globals['_GETUSERSRESPONSE']._serialized_end=666
-  _globals['_AUTH']._serialized_start=753
-  _globals['_AUTH']._serialized_end=1196
+  _globals['_LISTUSERSREQUEST']._serialized_start=668
+  _globals['_LISTUSERSREQUEST']._serialized_end=686
+  _globals['_LISTUSERSRESPONSE']._serialized_start=688
+  _globals['_LISTUSERSRESPONSE']._serialized_end=744
+  _globals['_AUTH']._serialized_start=831
+  _globals['_AUTH']._serialized_end=1356
 # @@protoc_insertion_point(module_scope)

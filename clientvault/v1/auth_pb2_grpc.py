@@ -66,6 +66,11 @@ class AuthStub:
                 request_serializer=clientvault_dot_v1_dot_auth__pb2.GetUsersRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_auth__pb2.GetUsersResponse.FromString,
                 _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/clientvault.v1.Auth/ListUsers',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServicer:
@@ -115,6 +120,13 @@ class AuthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsers(self, request, context):
+        """Every account with its role and state. Admin only; for administration tools (no public route yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +159,11 @@ def add_AuthServicer_to_server(servicer, server):
                     servicer.GetUsers,
                     request_deserializer=clientvault_dot_v1_dot_auth__pb2.GetUsersRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_auth__pb2.GetUsersResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +330,33 @@ class Auth:
             '/clientvault.v1.Auth/GetUsers',
             clientvault_dot_v1_dot_auth__pb2.GetUsersRequest.SerializeToString,
             clientvault_dot_v1_dot_auth__pb2.GetUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/ListUsers',
+            clientvault_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

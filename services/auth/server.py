@@ -91,6 +91,9 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
         found = await users.get_users(self._db, ids) if ids else []
         return pb.GetUsersResponse(users=[user_to_proto(user) for user in found])
 
+    async def ListUsers(self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:
+        return pb.ListUsersResponse(users=[user_to_proto(user) for user in await users.list_users(self._db)])
+
 
 async def main(settings: AuthSettings) -> None:
     db = Database(settings.require_database_url(), pool_size=settings.db_pool_size, name="clientvault-auth")

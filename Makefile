@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine with only Python and pip:
+#   make up     runs the whole system (embedded PostgreSQL and NATS unless DATABASE_URL / NATS_URL)
+#   make test   lint, type-check and the full test suite against real servers
+# uv is bootstrapped into .tools/ (pip install uv), then installs the locked dependencies into .venv/.
+
+PYTHON ?= python3
+UV := .tools/bin/uv
+RUN := $(UV) run --frozen
+
+.PHONY: up test lint protos bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	touch $@
+
+up: .venv/.synced
+	$(RUN) clientvault up $(ARGS)
+
+lint: .venv/.synced
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy .
+
+# pytest exits 5 when a selection (PYTEST_ARGS) matches no test: that is not a failure here.
+test: lint
+	$(RUN) pytest $(PYTEST_ARGS); code=$$?; if [ $$code -eq 5 ]; then exit 0; else exit $$code; fi
+
+protos: .venv/.synced
+	scripts/gen-protos
+
+bench: .venv/.synced
+	$(RUN) python bench/users_me.py
+
+clean:
+	rm -rf .tools .venv .clientvault

@@ -1,0 +1,27 @@
+"""Run-wide fixtures: one real system (`clientvault up`) for the whole test run."""
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system import Api, System
+
+# The gateway trusts X-Forwarded-For from loopback so that each test can act from its own client IP;
+# the per-IP sign-in limit is lowered so that the throttle test stays short.
+TEST_ENV = {"CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32", "CLIENTVAULT_SIGN_IN_IP_MAX_FAILURES": "10"}
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    running = System(Path(tmp_path_factory.mktemp("clientvault")) / "data", env=TEST_ENV)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+async def api(system: System) -> AsyncIterator[Api]:
+    client = Api(system)
+    yield client
+    await client.raw.aclose()

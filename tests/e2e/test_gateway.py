@@ -1,0 +1,110 @@
+"""The gateway's HTTP conventions: problem+json, request ids, limits, docs and health."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.system import Api
+
+PROBLEM = "application/problem+json"
+CATALOGUE = {
+    ("post", "/auth/sign-in"),
+    ("post", "/auth/refresh"),
+    ("post", "/auth/sign-out"),
+    ("get", "/users/me"),
+}
+
+
+async def test_a_valid_request_id_is_echoed(api: Api) -> None:
+    r = await api.raw.get("/healthz", headers={"X-Request-ID": "trace-42.a_b"})
+
+    assert r.headers["x-request-id"] == "trace-42.a_b"
+
+
+@pytest.mark.parametrize("given", ["", "has space", "x" * 129, "semi;colon", "ünï"])
+async def test_an_unsafe_request_id_is_replaced(api: Api, given: str) -> None:
+    r = await api.raw.get("/users/me", headers={b"X-Request-ID": given.encode()})
+
+    assert r.headers["x-request-id"] != given
+    assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_every_response_has_a_request_id_even_errors(api: Api) -> None:
+    for r in (await api.raw.get("/nowhere"), await api.raw.post("/auth/sign-in", content=b"{")):
+        assert r.headers["x-request-id"]
+        assert r.headers["content-type"] == PROBLEM
+
+
+async def test_unknown_route_is_a_problem_404(api: Api) -> None:
+    r = await api.raw.get("/nowhere")
+
+    assert r.status_code == 404
+    assert r.json() == {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "Not Found"}
+
+
+async def test_wrong_method_is_a_problem_405(api: Api) -> None:
+    r = await api.raw.delete("/users/me")
+
+    assert r.status_code == 405
+    assert r.headers["content-type"] == PROBLEM
+
+
+async def test_unknown_body_fields_are_rejected(api: Api) -> None:
+    r = await api.raw.post("/auth/sign-in", json={"email": "a@example.com", "password": "x", "role": "admin"})
+
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "role", "message": "unknown field"}]
+
+
+async def test_a_body_that_is_not_json_is_422(api: Api) -> None:
+    r = await api.raw.post("/auth/sign-in", content=b"{not json", headers={"Content-Type": "application/json"})
+
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "body"
+
+
+async def test_a_body_over_one_mebibyte_is_413(api: Api) -> None:
+    big = b'{"email": "a@example.com", "password": "' + b"x" * (1024 * 1024) + b'"}'
+
+    r = await api.raw.post("/auth/sign-in", content=big, headers={"Content-Type": "application/json"})
+
+    assert r.status_code == 413
+    assert r.headers["content-type"] == PROBLEM
+    assert r.json()["status"] == 413
+
+
+async def test_a_chunked_body_over_one_mebibyte_is_413(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"email": "a@example.com", "password": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = await api.raw.post("/auth/sign-in", content=chunks(), headers={"Content-Type": "application/json"})
+
+    assert r.status_code == 413
+
+
+async def test_openapi_describes_every_route_with_roles_and_problems(api: Api) -> None:
+    spec = (await api.raw.get("/openapi.json")).json()
+
+    operations = {(method, path): op for path, item in spec["paths"].items() for method, op in item.items()}
+    assert set(operations) >= CATALOGUE
+    for key in CATALOGUE:
+        op = operations[key]
+        assert "Public." in op["description"] or "Roles: " in op["description"], key
+        assert "503" in op["responses"], key
+    assert "Roles: admin, manager, read_only." in operations[("get", "/users/me")]["description"]
+    assert "401" in operations[("get", "/users/me")]["responses"]
+
+
+async def test_docs_are_served(api: Api) -> None:
+    r = await api.raw.get("/docs")
+
+    assert r.status_code == 200
+    assert "swagger" in r.text.lower()
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    assert (await api.raw.get("/healthz")).json() == {"status": "ok"}
+    assert (await api.raw.get("/readyz")).json() == {"status": "ready"}

@@ -1,0 +1,84 @@
+"""`clientvault up` as an operator runs it: start, restart on the same data, supervise, stop cleanly."""
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.system import Api, System, pid_alive
+
+PROCESSES = {"postgres", "nats", "gateway", "auth", "clients", "vault", "audit"}
+
+
+@pytest.fixture
+def own_system(tmp_path: Path) -> System:
+    # Always embedded servers here: the test is about what `up` starts and stops itself.
+    env = {"DATABASE_URL": "", "NATS_URL": ""}
+    return System(tmp_path / "data", env=env)
+
+
+def test_up_stops_everything_on_sigterm_and_keeps_data_across_restarts(own_system: System) -> None:
+    own_system.start()
+    assert own_system.admin is not None
+    email, password = own_system.admin
+    pids = own_system.pids()
+    assert set(pids) == PROCESSES
+    assert all(pid_alive(pid) for pid in pids.values())
+    made = own_system.cli("users", "create", "--email", "kept@example.com", "--full-name", "Kept", "--role",
+                          "manager", "--password-stdin", stdin="a-long-enough-password")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    took = own_system.stop(signal.SIGTERM)
+
+    assert took < 10
+    assert own_system.process is not None
+    assert own_system.process.returncode == 0
+    assert not [name for name, pid in pids.items() if pid_alive(pid)]
+    assert not list((own_system.data_dir / "run").glob("*.pid"))
+
+    own_system.lines.clear()
+    own_system.start()
+    try:
+        assert own_system.admin is None  # not a first start: no new admin
+        with httpx.Client(base_url=own_system.url) as http:
+            for account in ((email, password), ("kept@example.com", "a-long-enough-password")):
+                r = http.post("/auth/sign-in", json={"email": account[0], "password": account[1]})
+                assert r.status_code == 200, r.text
+    finally:
+        assert own_system.stop(signal.SIGINT) < 10
+    assert not [name for name, pid in own_system.pids().items() if pid_alive(pid)]
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(system: System) -> None:
+    second = System(system.data_dir, env=system.env)
+
+    with pytest.raises(RuntimeError) as failed:
+        second.start()
+
+    assert second.process is not None
+    assert second.process.returncode == 1
+    assert "already running" in str(failed.value)
+    assert system.process is not None
+    assert system.process.poll() is None
+
+
+async def test_a_child_that_dies_is_restarted(api: Api) -> None:
+    system = api.system
+    old = system.pids()["auth"]
+
+    os.kill(old, signal.SIGKILL)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = system.pids().get("auth")
+        if new and new != old and (await api.raw.get("/readyz")).status_code == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert system.pids()["auth"] != old
+    assert any("auth exited" in line for line in system.lines)
+    session = await api.session()
+    assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
