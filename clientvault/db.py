@@ -1,7 +1,7 @@
 """The database engine: SQLAlchemy 2 async over psycopg 3, pooled, one per process and schema."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from sqlalchemy import MetaData
 from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
@@ -31,6 +31,14 @@ def sqlalchemy_url(url: str) -> str:
     raise SystemExit("DATABASE_URL must start with postgresql://")
 
 
+@contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, InterfaceError, TimeoutError) as error:
+        raise Unavailable("the database is unavailable") from error
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, pool_timeout_s: float = 5.0, name: str = "clientvault"):
         self.engine: AsyncEngine = create_async_engine(
@@ -38,18 +46,24 @@ class Database:
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=pool_timeout_s,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout): a connection found dead fails its request with 503
+            # and SQLAlchemy then discards the whole pool, so after a database restart one request fails.
             connect_args={"application_name": name, "connect_timeout": 5},
         )
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction. A database that cannot be reached becomes `Unavailable` (503), not a 500."""
-        try:
+        with _unavailable_on_outage():
             async with self.engine.begin() as conn:
                 yield conn
-        except (OperationalError, InterfaceError, TimeoutError) as error:
-            raise Unavailable("the database is unavailable") from error
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit, for a single read: no BEGIN and COMMIT round trips."""
+        with _unavailable_on_outage():
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -82,14 +82,22 @@ def _status_of(error: errors.DomainError) -> grpc.StatusCode:
 class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
+        self._guarded: dict[str, Any] = {}  # method -> wrapped handler, built once per method
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
     ) -> Any:
+        guarded = self._guarded.get(details.method)
+        if guarded is not None:
+            return guarded
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None or not details.method.startswith("/clientvault."):
             return handler  # health checks and reflection
-        operation = operation_of(details.method)
+        guarded = self._guard(operation_of(details.method), handler)
+        self._guarded[details.method] = guarded
+        return guarded
+
+    def _guard(self, operation: str, handler: Any) -> Any:
         inner = handler.unary_unary
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -22,6 +22,7 @@ from clientvault.revocation import DenyList
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["sub", "sid", "role", "email", "name", "iss", "aud", "exp", "iat", "jti"]
 KEY_REFETCH_INTERVAL_S = 10.0  # an unknown kid refetches the keys at most this often
+VERIFIED_CACHE_SIZE = 10_000  # tokens whose signature and claims were checked; expiry and revocation are rechecked
 
 log = get_logger(__name__)
 KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
@@ -48,8 +49,25 @@ class TokenVerifier:
         self._denylist = denylist
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._fetched_at = float("-inf")
+        self._verified: dict[str, Caller] = {}
 
     async def verify(self, token: str, *, accept_revoked: bool = False) -> Caller:
+        """The caller a valid token names. A token seen before skips the signature check (its bytes are
+        the cache key), but its expiry and the deny list are checked on every call."""
+        caller = self._verified.get(token)
+        if caller is None:
+            caller = await self._check_signature_and_claims(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = caller
+        elif caller.expires_at <= time.time():
+            del self._verified[token]
+            raise Unauthenticated("access token expired")
+        if not accept_revoked and self._denylist.is_revoked(caller.session_id, caller.user_id, caller.issued_at):
+            raise Unauthenticated("access token revoked")
+        return caller
+
+    async def _check_signature_and_claims(self, token: str) -> Caller:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -66,14 +84,11 @@ class TokenVerifier:
                 audience=self._audience,
                 options={"require": REQUIRED_CLAIMS},
             )
-            caller = _caller(claims)
+            return _caller(claims)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("access token expired") from None
         except (jwt.InvalidTokenError, ValueError, KeyError, TypeError):
             raise Unauthenticated("invalid access token") from None
-        if not accept_revoked and self._denylist.is_revoked(caller.session_id, caller.user_id, caller.issued_at):
-            raise Unauthenticated("access token revoked")
-        return caller
 
     async def _key(self, kid: object) -> Ed25519PublicKey | None:
         if not isinstance(kid, str):

@@ -47,7 +47,7 @@ def _trusted(address: str, settings: GatewaySettings) -> bool:
     return any(parsed in network for network in settings.trusted_proxies)
 
 
-def stubs(request: Request) -> Stubs:
+async def stubs(request: Request) -> Stubs:  # async: a plain def would run in a thread pool per request
     return request.app.state.stubs  # type: ignore[no-any-return]
 
 

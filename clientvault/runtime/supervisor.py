@@ -290,9 +290,10 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
+    # The gateway starts alongside: its /readyz answers 200 only once the services behind it do.
+    await supervisor.start(Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], env)))
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
-    await supervisor.start(Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], env)))
     url = f"http://{host}:{port}"
     await _wait_until(lambda: _http_ready(f"{url}/readyz"), "the gateway", supervisor, "gateway")
 

@@ -72,7 +72,7 @@ async def create_user(db: Database, *, email: str, full_name: str, role: str, pa
 
 
 async def get_user(db: Database, user_id: UUID) -> User:
-    async with db.begin() as conn:
+    async with db.read() as conn:
         row = await store.get_user(conn, user_id)
     if row is None:
         raise NotFound("user not found")
