@@ -6,13 +6,17 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 
 from clientvault import policy
 from clientvault.errors import Forbidden
 from clientvault.settings import GatewaySettings
 from clientvault.tokens import Caller, TokenVerifier, bearer_token
 from clientvault.v1 import auth_pb2_grpc
+
+# Declares the scheme in OpenAPI (the docs' "Authorize" button); the check itself is `requires`.
+BEARER = HTTPBearer(auto_error=False, description="The accessToken from /auth/sign-in or /auth/refresh.")
 
 
 @dataclass
@@ -56,24 +60,29 @@ def requires(operation: str) -> Any:
     if operation not in policy.POLICY:
         raise LookupError(f"{operation} has no entry in the policy table")
 
-    async def check(request: Request) -> Call:
-        settings: GatewaySettings = request.app.state.settings
-        verifier: TokenVerifier = request.app.state.verifier
-        metadata = [
+    def metadata_of(request: Request, settings: GatewaySettings) -> list[tuple[str, str]]:
+        return [
             ("x-request-id", request.scope["state"]["request_id"]),
             ("x-client-ip", client_ip(request, settings)),
             ("x-user-agent", request.headers.get("user-agent", "")[:512]),
         ]
-        caller = None
-        if not policy.is_public(operation):
-            token = bearer_token(request.headers.get("authorization"))
-            caller = await verifier.verify(token, accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN)
-            if not policy.allows(operation, caller.role):
-                raise Forbidden("your role does not allow this operation")
-            metadata.append(("authorization", f"Bearer {token}"))
+
+    async def check_public(request: Request) -> Call:
+        settings: GatewaySettings = request.app.state.settings
+        return Call(None, tuple(metadata_of(request, settings)), settings.rpc_timeout_s)
+
+    async def check_token(request: Request, _scheme: Annotated[object, Security(BEARER)] = None) -> Call:
+        settings: GatewaySettings = request.app.state.settings
+        verifier: TokenVerifier = request.app.state.verifier
+        token = bearer_token(request.headers.get("authorization"))
+        caller = await verifier.verify(token, accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN)
+        if not policy.allows(operation, caller.role):
+            raise Forbidden("your role does not allow this operation")
+        metadata = [*metadata_of(request, settings), ("authorization", f"Bearer {token}")]
         return Call(caller, tuple(metadata), settings.rpc_timeout_s)
 
-    check.operation = operation  # type: ignore[attr-defined]  # read by the policy test and the docs
+    check = check_public if policy.is_public(operation) else check_token
+    check.operation = operation  # type: ignore[attr-defined]  # read by the policy test
     return Depends(check)
 
 

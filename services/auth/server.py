@@ -116,7 +116,8 @@ async def main(settings: AuthSettings) -> None:
         fetch_keys=own_keys,  # type: ignore[arg-type]
         denylist=denylist,
     )
-    servicer = AuthServicer(db, Sessions(db, signer, revoker, settings), signer)
+    sessions = Sessions(db, signer, revoker, settings)
+    servicer = AuthServicer(db, sessions, signer)
     try:
         await rpc.serve(
             settings,
@@ -124,7 +125,7 @@ async def main(settings: AuthSettings) -> None:
             verifier=verifier,
             register=lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server),
             service_names=[pb.DESCRIPTOR.services_by_name["Auth"].full_name],
-            background=[denylist.run(settings.require_nats_url())],
+            background=[denylist.run(settings.require_nats_url()), sessions.purge_forever()],
         )
     finally:
         await asyncio.gather(revoker.close(), db.dispose())

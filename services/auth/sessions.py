@@ -5,13 +5,14 @@ stored as SHA-256 hashes, single use: each refresh marks the presented token use
 A used token presented again means it leaked, so the whole session is revoked.
 """
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from clientvault.db import Database
-from clientvault.errors import Unauthenticated
+from clientvault.errors import Unauthenticated, Unavailable
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.revocation import Revoker
@@ -109,6 +110,22 @@ class Sessions:
             raise Unauthenticated("refresh token was already used; the session is revoked")
         user = User.from_row(row)
         return TokenPair(self._signer.sign(user, row.session_id), next_token, self._signer.ttl_s)
+
+    async def purge_forever(self, every_s: float = 600) -> None:
+        """Keeps the tables small: old failures and long-ended sessions go (a day after they stop mattering)."""
+        longest_window = max(self._settings.sign_in_email_window_s, self._settings.sign_in_ip_window_s)
+        while True:
+            now = datetime.now(UTC)
+            try:
+                async with self._db.begin() as conn:
+                    await store.purge(
+                        conn,
+                        failures_before=now - timedelta(seconds=longest_window),
+                        sessions_ended_before=now - timedelta(days=1),
+                    )
+            except Unavailable:
+                log.warning("session.purge_postponed")
+            await asyncio.sleep(every_s)
 
     async def sign_out(self, caller: Caller) -> None:
         """Revokes the caller's session; again is a no-op."""

@@ -16,8 +16,10 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -156,6 +158,16 @@ async def get_refresh_token(conn: AsyncConnection, token_hash: bytes) -> Row[Any
 
 async def mark_refresh_token_used(conn: AsyncConnection, token_hash: bytes, now: datetime) -> None:
     await conn.execute(update(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash).values(used_at=now))
+
+
+async def purge(conn: AsyncConnection, *, failures_before: datetime, sessions_ended_before: datetime) -> None:
+    """Deletes sign-in failures out of every window and sessions (with their tokens) long over."""
+    await conn.execute(delete(sign_in_failures).where(sign_in_failures.c.failed_at < failures_before))
+    ended = select(sessions.c.id).where(
+        or_(sessions.c.expires_at < sessions_ended_before, sessions.c.revoked_at < sessions_ended_before)
+    )
+    await conn.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(ended)))
+    await conn.execute(delete(sessions).where(sessions.c.id.in_(ended)))
 
 
 async def insert_sign_in_failure(conn: AsyncConnection, email_key: bytes, client_ip: str, now: datetime) -> None:

@@ -1,5 +1,8 @@
 """The gateway's HTTP conventions: problem+json, request ids, limits, docs and health."""
 
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -95,6 +98,9 @@ async def test_openapi_describes_every_route_with_roles_and_problems(api: Api) -
         assert "Public." in op["description"] or "Roles: " in op["description"], key
         assert "503" in op["responses"], key
     assert "Roles: admin, manager, read_only." in operations[("get", "/users/me")]["description"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert operations[("get", "/users/me")]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in operations[("post", "/auth/sign-in")]
     assert "401" in operations[("get", "/users/me")]["responses"]
 
 
@@ -108,3 +114,24 @@ async def test_docs_are_served(api: Api) -> None:
 async def test_health_and_readiness(api: Api) -> None:
     assert (await api.raw.get("/healthz")).json() == {"status": "ok"}
     assert (await api.raw.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_a_service_that_does_not_answer_is_a_503_not_a_hang(api: Api) -> None:
+    session = await api.session()
+    assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
+    auth = api.system.pids()["auth"]
+
+    os.kill(auth, signal.SIGSTOP)  # alive but silent: only the deadline can end the call
+    try:
+        started = time.monotonic()
+        r = await api.raw.get("/users/me", headers=session.headers)
+        took = time.monotonic() - started
+    finally:
+        os.kill(auth, signal.SIGCONT)
+
+    assert r.status_code == 503
+    assert r.headers["content-type"] == PROBLEM
+    assert int(r.headers["retry-after"]) > 0
+    assert r.json()["detail"] == "a service could not answer; try again later"
+    assert took < 10  # the gateway's deadline (5 s by default), not the client's 30 s timeout
+    assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
