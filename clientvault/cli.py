@@ -171,15 +171,23 @@ def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
     if nats_url is None:
         raise fail("NATS_URL is not set: disabling must reach every running verifier")
 
-    async def change() -> users.User:
+    async def change() -> tuple[users.User, bool]:
         db, revoker = Database(database_url, pool_size=1), Revoker(nats_url)
         try:
-            return await users.set_disabled(db, revoker, email, disabled=disabled)
+            user = await users.set_disabled(db, revoker, email, disabled=disabled)
+            return user, await revoker.drain(timeout_s=15)
         finally:
             await asyncio.gather(db.dispose(), revoker.close())
 
-    user = _run(change())
+    user, broadcast = _run(change())
     typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
+    if not broadcast:
+        typer.echo(
+            "warning: NATS did not take the revocation: the user cannot sign in or refresh, but access tokens "
+            "already issued keep working until they expire (at most CLIENTVAULT_ACCESS_TOKEN_TTL_S)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 @users_app.command("disable")
