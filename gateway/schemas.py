@@ -5,12 +5,11 @@ from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 from pydantic.alias_generators import to_camel
 
 from clientvault import fields
-from clientvault.convert import enum_name, enum_number
+from clientvault.convert import enum_name, enum_number, from_timestamp
 from clientvault.v1 import auth_pb2, clients_pb2
 
 
@@ -22,10 +21,6 @@ class WireModel(BaseModel):
         if isinstance(value, datetime):
             return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return value
-
-
-def from_timestamp(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 class SignInIn(WireModel):
