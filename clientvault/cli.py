@@ -70,20 +70,19 @@ def migrate() -> None:
 
 
 def _system(data_dir: Path) -> tuple[str, str | None]:
-    """The database and NATS URLs: from the environment, else from the `up` running on the data dir."""
+    """The database and NATS URLs, each from the environment if set, else from the `up` running on the
+    data dir (they are independent, as for `up` itself)."""
     import os
 
     from clientvault.runtime.datadir import DataDir
 
     database_url, nats_url = os.environ.get("DATABASE_URL"), os.environ.get("NATS_URL")
-    if database_url:
-        return database_url, nats_url
-    if not (data_dir / "run").exists():
+    running = DataDir.at(data_dir).read_system() if (data_dir / "run").exists() else None
+    if running is not None:
+        database_url, nats_url = database_url or running["database_url"], nats_url or running["nats_url"]
+    if not database_url:
         raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
-    running = DataDir.at(data_dir).read_system()
-    if running is None:
-        raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
-    return running["database_url"], nats_url or running["nats_url"]
+    return database_url, nats_url
 
 
 def _run(job: Any) -> Any:
