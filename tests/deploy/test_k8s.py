@@ -242,6 +242,19 @@ def test_every_variable_set_is_a_setting() -> None:
     assert names - known == set()
 
 
+@overlay
+def test_the_configured_addresses_are_the_services(name: str) -> None:
+    objects = rendered(name)
+    services = of_kind(objects, "Service")
+    config = next(c for n, c in of_kind(objects, "ConfigMap").items() if n.startswith("clientvault-config"))
+    for service, port in GRPC_PORTS.items():
+        host, _, address_port = config["data"][f"CLIENTVAULT_{service.upper()}_ADDR"].partition(":")
+        assert host in services, f"{service}: no Service named {host}"
+        assert [p["port"] for p in services[host]["spec"]["ports"]] == [int(address_port)] == [port]
+        (container,) = pod_spec(of_kind(objects, "Deployment")[service])["containers"]
+        assert env_of(container)["CLIENTVAULT_GRPC_LISTEN"]["value"] == f"0.0.0.0:{port}"
+
+
 def test_the_migration_job() -> None:
     job = of_kind(rendered("production"), "Job")["clientvault-migrate"]
     spec = pod_spec(job)
