@@ -9,7 +9,8 @@ reaches the database. Two providers:
   while the vault runs). Wrapping is AES-256-GCM with a fresh nonce and the data key's identity (client,
   generation, KEK version) as associated data.
 - `transit`: OpenBao or HashiCorp Vault Transit through hvac; the Transit key's versions are the KEK
-  versions, `rotate` rotates it there, and `rewrap` asks Transit to rewrap without the data key leaving it.
+  versions (recorded as `transit:v1`, `transit:v2`, …, so they never pass for env versions), `rotate`
+  rotates it there, and `rewrap` asks Transit to rewrap without the data key leaving it.
 
 Key material is held in bytearrays and zeroed when replaced or closed; nothing here logs or raises a key.
 """
@@ -295,15 +296,15 @@ class TransitKeys:
         info = await self._call("read_key")
         latest = int(info["data"]["latest_version"])
         minimum = int(info["data"].get("min_decryption_version", 1))
-        self._versions = {f"v{n}" for n in range(minimum, latest + 1)}
-        return f"v{latest}"
+        self._versions = {f"transit:v{n}" for n in range(minimum, latest + 1)}
+        return f"transit:v{latest}"
 
     @staticmethod
     def _wrapped(ciphertext: str) -> Wrapped:
         found = TRANSIT_VERSION.match(ciphertext)
         if found is None:
             raise KeyFailure("transit answered an unexpected ciphertext")
-        return Wrapped(ciphertext.encode(), found[1])
+        return Wrapped(ciphertext.encode(), f"transit:{found[1]}")
 
     async def wrap(self, dek: bytearray, context: bytes) -> Wrapped:
         reply = await self._call("encrypt_data", plaintext=base64.b64encode(bytes(dek)).decode())

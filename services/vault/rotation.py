@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from clientvault.db import Database
 from clientvault.ids import new_id
 from services.vault import store
-from services.vault.crypto import DataKeys, open_sealed, seal
+from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
 from services.vault.keys import KeyFailure, KeyProvider, Wrapped, zero
 from services.vault.store import rotations
 
@@ -105,7 +105,12 @@ async def rotate(
             await conn.execute(insert(rotations).values(**job))
     await rewrap_keys(db, provider, str(job["kek_version"]), batch, progress)
     if job["reencrypt"]:
-        await reencrypt_secrets(db, keys, job["started_at"], batch, progress)
+        undecryptable = await reencrypt_secrets(db, keys, job["started_at"], batch, progress)
+        if undecryptable:
+            say(
+                f"warning: {len(undecryptable)} credentials do not decrypt under their own key (tampered or "
+                f"corrupt); they were left as they are: {', '.join(str(i) for i in undecryptable)}"
+            )
     async with db.begin() as conn:
         await conn.execute(update(rotations).where(rotations.c.id == job["id"]).values(finished_at=datetime.now(UTC)))
     return str(job["kek_version"])
@@ -147,8 +152,13 @@ def _context(client_id: UUID, generation: int) -> bytes:
     return dek_context(client_id, generation)
 
 
-async def reencrypt_secrets(db: Database, keys: DataKeys, started_at: datetime, batch: int, progress: Progress) -> None:
-    """New data keys for every client whose newest predates the job, then every secret re-sealed."""
+async def reencrypt_secrets(
+    db: Database, keys: DataKeys, started_at: datetime, batch: int, progress: Progress
+) -> list[UUID]:
+    """New data keys for every client whose newest predates the job, then every secret re-sealed.
+
+    Returns the credentials that do not decrypt under their own key (tampered or corrupt): they stay as
+    they are, on their old data key, for an operator to look at."""
     while True:
         async with db.begin() as conn:
             clients = await store.clients_with_keys_before(conn, started_at, batch)
@@ -170,11 +180,11 @@ async def reencrypt_secrets(db: Database, keys: DataKeys, started_at: datetime, 
                 )
     async with db.read() as conn:
         total = await store.count_on_old_keys(conn)
-    done = 0
+    done, undecryptable = 0, set[UUID]()
     progress("re-encrypt secrets", done, total)
     while True:
         async with db.begin() as conn:
-            rows = await store.credentials_on_old_keys(conn, batch)
+            rows = await store.credentials_on_old_keys(conn, batch, skip=undecryptable)
             if not rows:
                 break
             resealed = []
@@ -186,21 +196,28 @@ async def reencrypt_secrets(db: Database, keys: DataKeys, started_at: datetime, 
                 old = await keys.unwrap(
                     row.client_id, old_key.generation, Wrapped(old_key.wrapped_key, old_key.kek_version)
                 )
+                try:
+                    secret = open_sealed(old, row.client_id, row.id, row.ciphertext, row.nonce)
+                except Undecryptable:
+                    undecryptable.add(row.id)  # tampered or corrupt: left as it is, and reported
+                    continue
+                finally:
+                    keys.release(old)
                 new = await keys.unwrap(
                     row.client_id, new_key.generation, Wrapped(new_key.wrapped_key, new_key.kek_version)
                 )
                 try:
-                    secret = open_sealed(old, row.client_id, row.id, row.ciphertext, row.nonce)
                     ciphertext, nonce = seal(new, row.client_id, row.id, secret)
                 finally:
-                    keys.release(old)
                     keys.release(new)
                 resealed.append(
                     {"b_id": row.id, "b_ciphertext": ciphertext, "b_nonce": nonce, "b_gen": row.newest_generation}
                 )
-            await store.reseal_credentials(conn, resealed)
+            if resealed:
+                await store.reseal_credentials(conn, resealed)
         done += len(rows)
         progress("re-encrypt secrets", done, max(total, done))
     async with db.begin() as conn:
         await store.delete_unused_old_keys(conn)
     keys.clear()
+    return sorted(undecryptable)

@@ -1,6 +1,6 @@
 """Tables and queries of schema "vault". Returns rows; no rules, no proto, no crypto."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -250,12 +250,13 @@ NEWEST_GENERATION = (
 )
 
 
-async def credentials_on_old_keys(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
-    """Credentials sealed under a data key older than their client's newest, locked, skipping locked ones."""
+async def credentials_on_old_keys(conn: AsyncConnection, limit: int, skip: Collection[UUID] = ()) -> list[Row[Any]]:
+    """Credentials sealed under a data key older than their client's newest (but those in `skip`), locked,
+    skipping rows locked elsewhere."""
     query = (
         select(credentials, NEWEST_GENERATION.c.generation.label("newest_generation"))
         .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == credentials.c.client_id)
-        .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation)
+        .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation, credentials.c.id.not_in(list(skip)))
         .limit(limit)
         .with_for_update(of=credentials, skip_locked=True)
     )
