@@ -144,11 +144,27 @@ def reveal_load(
             http.get(paths[0]).raise_for_status()
         script = work / f"{name}.lua"
         script.write_text(lua(paths, headers))
+        database_url = up.system()["database_url"]
+        fsyncs = _wal_fsyncs(database_url)
         load = wrk(f"reveal, {name} keys", script, url, duration, connections)
-        events = _outbox_counts(up.system()["database_url"])
-        return load, events
+        flushes = _wal_fsyncs(database_url) - fsyncs
+        events = _outbox_counts(database_url)
+        warm = load.requests + int(WARMUP_S * load.requests_per_s)
+        return load, events | {"wal_flushes": flushes, "wal_flushes_per_reveal": round(flushes / max(1, warm), 3)}
     finally:
         up.stop()
+
+
+def _wal_fsyncs(database_url: str) -> int:
+    """WAL flushes done by client backends so far (PostgreSQL 18's pg_stat_io): commits that waited for disk."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal' AND backend_type = 'client backend'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _outbox_counts(database_url: str) -> dict[str, Any]:
@@ -207,7 +223,10 @@ def summary(results: dict[str, Any]) -> str:
     rows.append(f"reveal/OpenBao req/s, transit keys: {results['ratio_transit']:.2f}")
     for key in ("reveal_env", "reveal_transit"):
         r = results[key]
-        rows.append(f"{key}: {r['reveal_events']} audit events committed, {r['published_2s_later']} published")
+        rows.append(
+            f"{key}: {r['reveal_events']} audit events committed, {r['published_2s_later']} published; "
+            f"{r['wal_flushes_per_reveal']} WAL flushes per reveal (all commits, relay's included)"
+        )
     return "\n".join(rows)
 
 

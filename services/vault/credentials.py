@@ -230,7 +230,7 @@ class Credentials:
             raise
         finally:
             self._keys.release(dek)
-        log.info("credential.revealed", credential_id=str(row.id))
+        log.debug("credential.revealed", credential_id=str(row.id))  # the audit event is the record
         return Revealed(row.id, row.label, row.username, row.url, secret)
 
     async def update_credential(

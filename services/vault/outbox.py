@@ -100,13 +100,16 @@ class Relay:
                 delay = 0.2
             except (OSError, NatsError, TimeoutError, Unavailable) as error:
                 log.warning("outbox.unpublished", error=type(error).__name__, retry_in_s=delay)
-                await self._disconnect()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+            except Exception:  # logged with its traceback: the relay must outlive any one failure
+                log.exception("outbox.failed", retry_in_s=delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._sweep_s)
+                self._wake.clear()
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sweep_s)
-            self._wake.clear()
+            await self._disconnect()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _connection(self) -> NATS:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
