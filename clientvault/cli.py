@@ -72,20 +72,19 @@ def migrate() -> None:
 
 
 def _system(data_dir: Path) -> tuple[str, str | None]:
-    """The database and NATS URLs: from the environment, else from the `up` running on the data dir."""
+    """The database and NATS URLs, each from the environment if set, else from the `up` running on the
+    data dir (they are independent, as for `up` itself)."""
     import os
 
     from clientvault.runtime.datadir import DataDir
 
     database_url, nats_url = os.environ.get("DATABASE_URL"), os.environ.get("NATS_URL")
-    if database_url:
-        return database_url, nats_url
-    if not (data_dir / "run").exists():
+    running = DataDir.at(data_dir).read_system() if (data_dir / "run").exists() else None
+    if running is not None:
+        database_url, nats_url = database_url or running["database_url"], nats_url or running["nats_url"]
+    if not database_url:
         raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
-    running = DataDir.at(data_dir).read_system()
-    if running is None:
-        raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
-    return running["database_url"], nats_url or running["nats_url"]
+    return database_url, nats_url
 
 
 def _run(job: Any) -> Any:
@@ -173,15 +172,23 @@ def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
     if nats_url is None:
         raise fail("NATS_URL is not set: disabling must reach every running verifier")
 
-    async def change() -> users.User:
+    async def change() -> tuple[users.User, bool]:
         db, revoker = Database(database_url, pool_size=1), Revoker(nats_url)
         try:
-            return await users.set_disabled(db, revoker, email, disabled=disabled)
+            user = await users.set_disabled(db, revoker, email, disabled=disabled)
+            return user, await revoker.drain(timeout_s=15)
         finally:
             await asyncio.gather(db.dispose(), revoker.close())
 
-    user = _run(change())
+    user, broadcast = _run(change())
     typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
+    if not broadcast:
+        typer.echo(
+            "warning: NATS did not take the revocation: the user cannot sign in or refresh, but access tokens "
+            "already issued keep working until they expire (at most CLIENTVAULT_ACCESS_TOKEN_TTL_S)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 @users_app.command("disable")

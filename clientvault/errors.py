@@ -23,7 +23,12 @@ class Forbidden(DomainError): ...
 class Unauthenticated(DomainError): ...
 
 
-class Invalid(DomainError): ...
+class Invalid(DomainError):
+    """Bad input; `field` (snake_case) names the culprit when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Unavailable(DomainError):

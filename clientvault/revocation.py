@@ -88,12 +88,17 @@ class DenyList:
 
 
 class Revoker:
-    """Publishes revocations. Used by the auth service and the operator CLI."""
+    """Publishes revocations (auth service, operator CLI). One quick attempt in the request; if the broker
+    does not answer, the revocation is retried in the background until it is out or no token it could
+    deny is left, so a NATS outage delays revocation but never loses it."""
+
+    ATTEMPT_TIMEOUT_S = 1.0
 
     def __init__(self, nats_url: str) -> None:
         self._nats_url = nats_url
         self._nc: NATS | None = None
         self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def revoke_session(self, session_id: UUID) -> None:
         await self._publish(f"session.{session_id}")
@@ -103,19 +108,42 @@ class Revoker:
 
     async def _publish(self, key: str) -> None:
         value = json.dumps({"at": time.time()}).encode()
-        for attempt in range(5):
-            try:
+        if not await self._attempt(key, value):
+            retry = asyncio.create_task(self._retry(key, value))
+            self._pending.add(retry)
+            retry.add_done_callback(self._pending.discard)
+
+    async def _attempt(self, key: str, value: bytes) -> bool:
+        try:
+            async with asyncio.timeout(self.ATTEMPT_TIMEOUT_S):
                 async with self._lock:
                     if self._nc is None or self._nc.is_closed:
-                        self._nc = await nats.connect(self._nats_url, connect_timeout=2, max_reconnect_attempts=3)
+                        self._nc = await nats.connect(self._nats_url, connect_timeout=1, max_reconnect_attempts=-1)
                     bucket = await _bucket(self._nc)
                 await bucket.put(key, value)  # type: ignore[attr-defined]
+            return True
+        except (OSError, NatsError, TimeoutError) as error:
+            log.warning("revocations.publish_failed", error=type(error).__name__, kind=key.partition(".")[0])
+            return False
+
+    async def _retry(self, key: str, value: bytes) -> None:
+        give_up_at, delay = time.monotonic() + ENTRY_TTL_S, 0.5
+        while time.monotonic() < give_up_at:
+            await asyncio.sleep(delay)
+            if await self._attempt(key, value):
+                log.info("revocations.published_late", kind=key.partition(".")[0])
                 return
-            except (OSError, NatsError, TimeoutError) as error:
-                log.warning("revocations.publish_failed", attempt=attempt + 1, error=type(error).__name__)
-                await asyncio.sleep(0.2 * 2**attempt)
-        log.error("revocations.not_broadcast", revoked=key.partition(".")[0])
+            delay = min(delay * 2, 5.0)
+        log.error("revocations.not_broadcast", kind=key.partition(".")[0])
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Waits for revocations still being retried; False if some are not out yet."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout_s)
+        return not self._pending
 
     async def close(self) -> None:
+        for retry in self._pending:
+            retry.cancel()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()

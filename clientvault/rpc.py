@@ -36,6 +36,7 @@ STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+ONWARD_KEYS = frozenset({"authorization", "x-request-id", "x-client-ip", "x-user-agent"})
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -53,6 +54,7 @@ class RequestMeta:
 
 
 _caller: ContextVar[Caller | None] = ContextVar("caller", default=None)
+_onward: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("onward", default=())
 _request: ContextVar[RequestMeta | None] = ContextVar("request", default=None)
 NO_REQUEST = RequestMeta("", "", "")
 
@@ -63,6 +65,11 @@ def current_caller() -> Caller:
     if caller is None:
         raise errors.Unauthenticated("missing bearer token")
     return caller
+
+
+def onward_metadata() -> tuple[tuple[str, str], ...]:
+    """The metadata to send when this RPC calls another service: the same caller and request."""
+    return _onward.get()
 
 
 def current_request() -> RequestMeta:
@@ -109,6 +116,7 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
             structlog.contextvars.bind_contextvars(request_id=meta.request_id, rpc=operation)
             _request.set(meta)
+            _onward.set(tuple((k, v) for k, v in metadata.items() if k in ONWARD_KEYS))
             started = time.perf_counter()
             try:
                 _caller.set(await self._authorize(operation, metadata.get("authorization")))
@@ -124,6 +132,8 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trailers: Sequence[tuple[str, str]] = ()
             if isinstance(refusal, errors.Throttled):
                 trailers = (("retry-after", str(refusal.retry_after_s)),)
+            elif isinstance(refusal, errors.Invalid) and refusal.field:
+                trailers = (("invalid-field", refusal.field),)
             await context.abort(_status_of(refusal), str(refusal), trailing_metadata=trailers)
 
         return grpc.unary_unary_rpc_method_handler(

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 
 from clientvault import errors
@@ -77,16 +78,24 @@ async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
     if status >= 500:
         log.warning("rpc.unanswered", code=error.code().name)
     detail = (error.details() or "") if status < 500 else "a service could not answer; try again later"
-    headers = {}
-    for key, value in error.trailing_metadata() or ():
-        if key == "retry-after" and isinstance(value, str):
-            headers["Retry-After"] = value
+    trailers = {key: value for key, value in error.trailing_metadata() or () if isinstance(value, str)}
+    headers = {"Retry-After": trailers["retry-after"]} if "retry-after" in trailers else {}
+    if status == 422:  # a service's own validation: the same shape as the gateway's
+        return problem(422, "the request is not valid", errors=[_service_field_error(trailers, detail)])
     return problem(status, detail, headers)
+
+
+def _service_field_error(trailers: dict[str, str], detail: str) -> dict[str, str]:
+    field = trailers.get("invalid-field")
+    return {"field": to_camel(field) if field else "body", "message": detail}
 
 
 async def on_domain_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.DomainError)
     status = next(code for kind, code in DOMAIN.items() if isinstance(error, kind))
+    if isinstance(error, errors.Invalid):
+        field = to_camel(error.field) if error.field else "body"
+        return problem(422, "the request is not valid", errors=[{"field": field, "message": str(error)}])
     headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, errors.Throttled) else None
     return problem(status, str(error), headers)
 

@@ -1,13 +1,16 @@
 """Wire models: camelCase JSON on the outside, snake_case in Python; unknown fields are a 422."""
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
 
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.message import Message
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, model_validator
 from pydantic.alias_generators import to_camel
 
-from clientvault.v1 import auth_pb2, vault_pb2
+from clientvault import fields
+from clientvault.convert import enum_name, enum_number, from_timestamp
+from clientvault.v1 import auth_pb2, clients_pb2, vault_pb2
 
 
 class WireModel(BaseModel):
@@ -18,10 +21,6 @@ class WireModel(BaseModel):
         if isinstance(value, datetime):
             return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return value
-
-
-def from_timestamp(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 class SignInIn(WireModel):
@@ -67,6 +66,155 @@ class UserOut(WireModel):
             role=ROLE_FROM_PROTO[user.role],
             created_at=from_timestamp(user.created_at),
         )
+
+
+# --- clients and tasks ------------------------------------------------------------------------------
+
+ClientStatus = Literal["lead", "active", "inactive", "archived"]
+SettableClientStatus = Literal["lead", "active", "inactive"]
+TaskStatus = Literal["todo", "in_progress", "done"]
+TaskPriority = Literal["low", "medium", "high"]
+
+
+class ClientIn(WireModel):
+    name: str = Field(min_length=1, max_length=fields.NAME_MAX)
+    company: str | None = Field(None, max_length=fields.COMPANY_MAX)
+    email: str | None = Field(None, max_length=fields.EMAIL_MAX)
+    phone: str | None = Field(None, max_length=fields.PHONE_MAX)
+    status: SettableClientStatus = "active"
+    notes: str | None = Field(None, max_length=fields.NOTES_MAX)
+
+
+class ClientPatch(WireModel):
+    """Only the fields sent change; null clears an optional field."""
+
+    name: str | None = Field(None, min_length=1, max_length=fields.NAME_MAX)
+    company: str | None = Field(None, max_length=fields.COMPANY_MAX)
+    email: str | None = Field(None, max_length=fields.EMAIL_MAX)
+    phone: str | None = Field(None, max_length=fields.PHONE_MAX)
+    status: SettableClientStatus | None = None
+    notes: str | None = Field(None, max_length=fields.NOTES_MAX)
+
+
+class ClientOut(WireModel):
+    id: str
+    name: str
+    company: str | None
+    email: str | None
+    phone: str | None
+    status: ClientStatus
+    notes: str | None
+    owner_user_id: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    archived_at: AwareDatetime | None
+
+    @classmethod
+    def from_proto(cls, client: clients_pb2.Client) -> "ClientOut":
+        return cls(
+            id=client.id,
+            name=client.name,
+            company=_optional(client, "company"),
+            email=_optional(client, "email"),
+            phone=_optional(client, "phone"),
+            status=enum_name(clients_pb2.ClientStatus.DESCRIPTOR, client.status),
+            notes=_optional(client, "notes"),
+            owner_user_id=client.owner_user_id,
+            created_at=from_timestamp(client.created_at),
+            updated_at=from_timestamp(client.updated_at),
+            archived_at=from_timestamp(client.archived_at) if client.HasField("archived_at") else None,
+        )
+
+
+class TaskIn(WireModel):
+    title: str = Field(min_length=1, max_length=fields.TITLE_MAX)
+    description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX)
+    status: TaskStatus = "todo"
+    priority: TaskPriority = "medium"
+    due_date: date | None = None
+    assignee_user_id: UUID | None = None
+
+
+class TaskPatch(WireModel):
+    """Only the fields sent change; null clears an optional field."""
+
+    title: str | None = Field(None, min_length=1, max_length=fields.TITLE_MAX)
+    description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX)
+    status: TaskStatus | None = None
+    priority: TaskPriority | None = None
+    due_date: date | None = None
+    assignee_user_id: UUID | None = None
+
+
+class TaskOut(WireModel):
+    id: str
+    client_id: str
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: TaskPriority
+    due_date: date | None
+    assignee_user_id: str | None
+    created_by_user_id: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    completed_at: AwareDatetime | None
+
+    @classmethod
+    def from_proto(cls, task: clients_pb2.Task) -> "TaskOut":
+        return cls(
+            id=task.id,
+            client_id=task.client_id,
+            title=task.title,
+            description=_optional(task, "description"),
+            status=enum_name(clients_pb2.TaskStatus.DESCRIPTOR, task.status),
+            priority=enum_name(clients_pb2.TaskPriority.DESCRIPTOR, task.priority),
+            due_date=date.fromisoformat(task.due_date) if task.HasField("due_date") else None,
+            assignee_user_id=_optional(task, "assignee_user_id"),
+            created_by_user_id=task.created_by_user_id,
+            created_at=from_timestamp(task.created_at),
+            updated_at=from_timestamp(task.updated_at),
+            completed_at=from_timestamp(task.completed_at) if task.HasField("completed_at") else None,
+        )
+
+
+T = TypeVar("T")
+
+
+class Page(WireModel, Generic[T]):
+    """A page of a list: `total` counts every match, `items` holds at most `pageSize` of them."""
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+def _optional(message: Message, name: str) -> Any:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+M = TypeVar("M", bound=Message)
+
+
+def to_fields(body: WireModel, message: M) -> tuple[M, list[str]]:
+    """Copies the fields the caller sent into a ClientFields/TaskFields message; returns it and their names
+    (the update mask). A null leaves the field unset, which the service reads as "clear it"."""
+    sent = sorted(body.model_fields_set)
+    for name in sent:
+        value = getattr(body, name)
+        if value is None:
+            continue
+        enum = message.DESCRIPTOR.fields_by_name[name].enum_type
+        if enum is not None:
+            value = enum_number(enum, value)
+        elif isinstance(value, date | UUID):
+            value = str(value)
+        setattr(message, name, value)
+    return message, sent
+
+
+# --- credentials ---------------------------------------------------------------------------------
 
 
 def _storable(value: str | None, *, allow_nul: bool = False) -> str | None:

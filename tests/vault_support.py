@@ -5,41 +5,18 @@ import time
 import uuid
 from typing import Any
 
-import grpc
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from clientvault.v1 import clients_pb2, clients_pb2_grpc, events_pb2
-from tests.system import Api, Session, System
-
-_get_client_implemented: bool | None = None
-
-
-async def clients_can_be_checked(system: System, admin: Session) -> bool:
-    """Whether the clients service answers Clients/GetClient yet (probed once per run)."""
-    global _get_client_implemented
-    if _get_client_implemented is None:
-        async with grpc.aio.insecure_channel(system.info_address("clients")) as channel:
-            try:
-                await clients_pb2_grpc.ClientsStub(channel).GetClient(
-                    clients_pb2.GetClientRequest(client_id=str(uuid.uuid4())),
-                    metadata=(("authorization", admin.headers["Authorization"]),),
-                    timeout=5,
-                )
-                _get_client_implemented = True
-            except grpc.aio.AioRpcError as error:
-                _get_client_implemented = error.code() != grpc.StatusCode.UNIMPLEMENTED
-    return _get_client_implemented
+from clientvault.v1 import events_pb2
+from tests.system import Api, Session
 
 
 async def new_client(api: Api, admin: Session) -> str:
-    """A client to keep credentials under: a real one once the clients service lands, else a fresh id
-    (the vault cannot check clients until then, and accepts any id)."""
-    if await clients_can_be_checked(api.system, admin):
-        r = await api.raw.post("/clients", headers=admin.headers, json={"name": f"Acme {uuid.uuid4()}"})
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
-    return str(uuid.uuid4())
+    """A client (of the clients service) to keep credentials under."""
+    r = await api.raw.post("/clients", headers=admin.headers, json={"name": f"Acme {uuid.uuid4()}"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
 
 
 async def create(api: Api, session: Session, client_id: str, **body: Any) -> str:

@@ -268,8 +268,18 @@ async def run(data_dir: Path, host: str, port: int, admin_email: str) -> int:
     return code
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise RuntimeError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port") from None
+
+
 async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, admin_email: str) -> None:
     started = time.monotonic()
+    _check_port_free(host, port)
     keys = data.secrets()
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:

@@ -1,23 +1,171 @@
-"""The clients service process. Until its issue lands it serves only the standard health check (and
-reflection when enabled), so that `clientvault up` and deployments can start, watch and stop it.
-"""
+"""The clients service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
+
+from typing import Any
+from uuid import UUID
+
+import grpc
+from google.protobuf.message import Message
 
 from clientvault import rpc
+from clientvault.convert import enum_name, enum_number, timestamp
+from clientvault.db import Database
+from clientvault.errors import Invalid, Unavailable
+from clientvault.ids import parse_id
 from clientvault.settings import Settings
+from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
+from clientvault.v1 import clients_pb2 as pb
 from clientvault.verification import verifier_for
+from services.clients import clients, tasks
+from services.clients.clients import Client
+from services.clients.tasks import Task
+
+CLIENT_STATUS, TASK_STATUS = pb.ClientStatus.DESCRIPTOR, pb.TaskStatus.DESCRIPTOR
+TASK_PRIORITY = pb.TaskPriority.DESCRIPTOR
+
+
+def client_to_proto(client: Client) -> pb.Client:
+    message = pb.Client(
+        id=str(client.id),
+        name=client.name,
+        company=client.company,
+        email=client.email,
+        phone=client.phone,
+        status=enum_number(CLIENT_STATUS, client.status),
+        notes=client.notes,
+        owner_user_id=str(client.owner_user_id),
+        created_at=timestamp(client.created_at),
+        updated_at=timestamp(client.updated_at),
+    )
+    if client.archived_at is not None:
+        message.archived_at.CopyFrom(timestamp(client.archived_at))
+    return message
+
+
+def task_to_proto(task: Task) -> pb.Task:
+    message = pb.Task(
+        id=str(task.id),
+        client_id=str(task.client_id),
+        title=task.title,
+        description=task.description,
+        status=enum_number(TASK_STATUS, task.status),
+        priority=enum_number(TASK_PRIORITY, task.priority),
+        due_date=task.due_date.isoformat() if task.due_date else None,
+        assignee_user_id=str(task.assignee_user_id) if task.assignee_user_id else None,
+        created_by_user_id=str(task.created_by_user_id),
+        created_at=timestamp(task.created_at),
+        updated_at=timestamp(task.updated_at),
+    )
+    if task.completed_at is not None:
+        message.completed_at.CopyFrom(timestamp(task.completed_at))
+    return message
+
+
+def fields_of(message: Message, names: list[str]) -> dict[str, Any]:
+    """The named fields of a ClientFields/TaskFields message: unset optional -> None, enums -> names,
+    an unspecified enum -> None (the rules then say what is missing)."""
+    values: dict[str, Any] = {}
+    descriptor = message.DESCRIPTOR
+    for name in names:
+        field = descriptor.fields_by_name.get(name)
+        if field is None:
+            raise Invalid(f"unknown field {name}", name)
+        if field.has_presence and not message.HasField(name):
+            values[name] = None
+        elif field.enum_type is not None:
+            values[name] = enum_name(field.enum_type, getattr(message, name))
+        else:
+            values[name] = getattr(message, name)
+    return values
+
+
+def given(message: Message) -> list[str]:
+    """For a create: every field the caller set (an unspecified enum or unset optional is left out)."""
+    return [field.name for field, _ in message.ListFields()]
+
+
+class ClientsServicer(clients_pb2_grpc.ClientsServicer):
+    def __init__(self, db: Database, auth: auth_pb2_grpc.AuthStub, timeout_s: float) -> None:
+        self._db = db
+        self._auth = auth
+        self._timeout_s = timeout_s
+
+    async def _user_exists(self, user_id: UUID) -> bool:
+        try:
+            reply = await self._auth.GetUsers(
+                auth_pb2.GetUsersRequest(ids=[str(user_id)]), metadata=rpc.onward_metadata(), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable("the auth service is unavailable") from error
+        return any(user.id == str(user_id) for user in reply.users)
+
+    async def ListClients(self, request: pb.ListClientsRequest, context: Any) -> pb.ListClientsResponse:
+        status = enum_name(CLIENT_STATUS, request.status)
+        page = await clients.list_clients(
+            self._db, term=request.q, status=status, page=request.page or 1, page_size=request.page_size or 20
+        )
+        return pb.ListClientsResponse(
+            items=[client_to_proto(c) for c in page.items], total=page.total, page=page.page, page_size=page.page_size
+        )
+
+    async def CreateClient(self, request: pb.CreateClientRequest, context: Any) -> pb.Client:
+        values = fields_of(request.client, given(request.client))
+        return client_to_proto(await clients.create_client(self._db, rpc.current_caller(), values))
+
+    async def GetClient(self, request: pb.GetClientRequest, context: Any) -> pb.Client:
+        return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client")))
+
+    async def UpdateClient(self, request: pb.UpdateClientRequest, context: Any) -> pb.Client:
+        client_id = parse_id(request.client_id, "client")
+        changes = fields_of(request.client, list(request.update_mask.paths))
+        return client_to_proto(await clients.update_client(self._db, client_id, changes))
+
+    async def ArchiveClient(self, request: pb.ArchiveClientRequest, context: Any) -> pb.ArchiveClientResponse:
+        await clients.archive_client(self._db, parse_id(request.client_id, "client"))
+        return pb.ArchiveClientResponse()
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
+        page = await tasks.list_tasks(
+            self._db,
+            parse_id(request.client_id, "client"),
+            status=enum_name(TASK_STATUS, request.status),
+            page=request.page or 1,
+            page_size=request.page_size or 20,
+        )
+        return pb.ListTasksResponse(
+            items=[task_to_proto(t) for t in page.items], total=page.total, page=page.page, page_size=page.page_size
+        )
+
+    async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> pb.Task:
+        client_id = parse_id(request.client_id, "client")
+        values = fields_of(request.task, given(request.task))
+        task = await tasks.create_task(self._db, rpc.current_caller(), client_id, values, self._user_exists)
+        return task_to_proto(task)
+
+    async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Any) -> pb.Task:
+        client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
+        changes = fields_of(request.task, list(request.update_mask.paths))
+        return task_to_proto(await tasks.update_task(self._db, client_id, task_id, changes, self._user_exists))
+
+    async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> pb.DeleteTaskResponse:
+        client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
+        await tasks.delete_task(self._db, client_id, task_id)
+        return pb.DeleteTaskResponse()
 
 
 async def main(settings: Settings) -> None:
+    db = Database(settings.require_database_url(), pool_size=settings.db_pool_size, name="clientvault-clients")
     auth_channel = rpc.channel(settings.auth_addr)
     verifier, denylist = verifier_for(settings, auth_channel)
+    servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(auth_channel), settings.rpc_timeout_s)
     try:
         await rpc.serve(
             settings,
             address=settings.clients_addr,
             verifier=verifier,
-            register=lambda server: None,
-            service_names=[],
+            register=lambda server: clients_pb2_grpc.add_ClientsServicer_to_server(servicer, server),
+            service_names=[pb.DESCRIPTOR.services_by_name["Clients"].full_name],
             background=[denylist.run(settings.require_nats_url())],
         )
     finally:
         await auth_channel.close()
+        await db.dispose()

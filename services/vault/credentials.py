@@ -38,7 +38,6 @@ class ClientState(Enum):
     ACTIVE = "active"
     ARCHIVED = "archived"
     UNKNOWN = "unknown"
-    UNCHECKED = "unchecked"  # the clients service cannot tell yet (it does not implement GetClient)
 
 
 ClientLookup = Callable[[UUID], Awaitable[ClientState]]

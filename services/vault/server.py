@@ -66,10 +66,6 @@ class ClientsDirectory:
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.NOT_FOUND:
                     return ClientState.UNKNOWN
-                if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    # Until the clients service implements GetClient (its issue), no client can be checked.
-                    log.warning("clients.unchecked", client_id=str(client_id))
-                    return ClientState.UNCHECKED
                 raise Unavailable("the clients service is unavailable") from None
             return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE
 

@@ -228,3 +228,24 @@ async def test_sign_in_body_is_validated(api: Api) -> None:
     assert r.status_code == 422
     assert r.headers["content-type"] == PROBLEM
     assert r.json()["errors"] == [{"field": "password", "message": "Field required"}]
+
+
+async def test_a_sign_out_during_a_nats_outage_still_revokes_once_nats_is_back(api: Api) -> None:
+    import os
+    import signal
+
+    session = await api.session()
+    nats = api.system.pids()["nats"]
+
+    os.kill(nats, signal.SIGSTOP)  # the broker hangs: nothing is published or delivered
+    try:
+        started = time.monotonic()
+        r = await api.raw.post("/auth/sign-out", headers=session.headers)
+        answered_in = time.monotonic() - started
+    finally:
+        os.kill(nats, signal.SIGCONT)
+
+    assert r.status_code == 204
+    assert answered_in < 3  # the request does not wait for the broker
+    assert (await api.raw.post("/auth/refresh", json={"refreshToken": session.refresh_token})).status_code == 401
+    await wait_for_status(api, session, 401, within_s=20)  # delivered once the broker is back

@@ -15,6 +15,15 @@ CATALOGUE = {
     ("post", "/auth/refresh"),
     ("post", "/auth/sign-out"),
     ("get", "/users/me"),
+    ("get", "/clients"),
+    ("post", "/clients"),
+    ("get", "/clients/{client_id}"),
+    ("patch", "/clients/{client_id}"),
+    ("post", "/clients/{client_id}/archive"),
+    ("get", "/clients/{client_id}/tasks"),
+    ("post", "/clients/{client_id}/tasks"),
+    ("patch", "/clients/{client_id}/tasks/{task_id}"),
+    ("delete", "/clients/{client_id}/tasks/{task_id}"),
 }
 
 

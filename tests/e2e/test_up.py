@@ -82,3 +82,15 @@ async def test_a_child_that_dies_is_restarted(api: Api) -> None:
     assert any("auth exited" in line for line in system.lines)
     session = await api.session()
     assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
+
+
+def test_a_port_in_use_is_a_clear_error(system: System, tmp_path: Path) -> None:
+    taken = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": ""}, port=system.port)
+
+    with pytest.raises(RuntimeError) as failed:
+        taken.start()
+
+    assert f"cannot listen on 127.0.0.1:{system.port}" in str(failed.value)
+    assert "choose another --port" in str(failed.value)
+    assert taken.process is not None
+    assert taken.process.returncode == 1

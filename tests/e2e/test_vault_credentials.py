@@ -13,7 +13,7 @@ import pytest
 from clientvault.runtime.embedded import _pg_bin
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
 from tests.system import Api, Session, unique_ip
-from tests.vault_support import clients_can_be_checked, create, events_for, new_client
+from tests.vault_support import create, events_for, new_client
 
 PROBLEM = "application/problem+json"
 ROLES = ("admin", "manager", "read_only")
@@ -262,13 +262,7 @@ async def test_the_vault_refuses_a_direct_reveal_without_the_role(
     assert allowed.secret == "direct-secret"
 
 
-async def _require_client_checks(api: Api, sessions: dict[str, Session]) -> None:
-    if not await clients_can_be_checked(api.system, sessions["admin"]):
-        pytest.skip("Clients/GetClient is not implemented yet (the clients service lands on main)")
-
-
 async def test_an_unknown_client_is_404(api: Api, sessions: dict[str, Session]) -> None:
-    await _require_client_checks(api, sessions)
     admin, unknown = sessions["admin"], str(uuid.uuid4())
 
     listed = await api.raw.get(path(unknown), headers=admin.headers)
@@ -282,7 +276,6 @@ async def test_an_unknown_client_is_404(api: Api, sessions: dict[str, Session]) 
 async def test_an_archived_client_takes_no_new_credential(
     api: Api, sessions: dict[str, Session], client_id: str
 ) -> None:
-    await _require_client_checks(api, sessions)
     admin = sessions["admin"]
     kept = await create(api, admin, client_id, label="Before", secret="before")
     assert (await api.raw.post(f"/clients/{client_id}/archive", headers=admin.headers)).status_code == 204

@@ -1,0 +1,149 @@
+"""Client companies: the rules. No transport here; each function owns its transaction."""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+from uuid import UUID
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Row
+
+from clientvault import fields
+from clientvault.db import Database
+from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.ids import new_id
+from clientvault.logging import get_logger
+from clientvault.tokens import Caller
+from services.clients import rules, store
+
+log = get_logger(__name__)
+
+ClientStatus = Literal["lead", "active", "inactive", "archived"]
+SETTABLE_STATUSES = ("lead", "active", "inactive")  # "archived" only through archive_client
+WRITABLE = ("name", "company", "email", "phone", "status", "notes")
+PHONE = re.compile(r"[0-9+()./ \-]*(?:(?:ext|x)\.? ?[0-9]+)?", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    id: UUID
+    name: str
+    company: str | None
+    email: str | None
+    phone: str | None
+    status: ClientStatus
+    notes: str | None
+    owner_user_id: UUID
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> "Client":
+        return cls(**row._mapping)
+
+
+class ClientArchived(Conflict):
+    def __init__(self) -> None:
+        super().__init__("client is archived")
+
+
+def validate(values: dict[str, Any]) -> dict[str, Any]:
+    """The writable fields given (all on create, the patched ones on update), checked and normalised."""
+    unknown = set(values) - set(WRITABLE)
+    if unknown:
+        raise Invalid(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+    checked: dict[str, Any] = {}
+    if "name" in values:
+        checked["name"] = rules.text(values["name"], "name", max_length=fields.NAME_MAX, required=True)
+    if "company" in values:
+        checked["company"] = rules.text(values["company"], "company", max_length=fields.COMPANY_MAX)
+    if "notes" in values:
+        checked["notes"] = rules.text(values["notes"], "notes", max_length=fields.NOTES_MAX)
+    if "phone" in values:
+        phone = rules.text(values["phone"], "phone", max_length=fields.PHONE_MAX)
+        if phone is not None and not PHONE.fullmatch(phone):
+            raise Invalid("phone may hold digits, spaces, + ( ) . - and an extension", "phone")
+        checked["phone"] = phone
+    if "email" in values:
+        checked["email"] = _email(values["email"])
+    if "status" in values:
+        status = values["status"]
+        if status not in SETTABLE_STATUSES:
+            hint = "; archive a client with its archive route" if status == "archived" else ""
+            raise Invalid(f"status must be one of {', '.join(SETTABLE_STATUSES)}{hint}", "status")
+        checked["status"] = status
+    return checked
+
+
+def _email(value: str | None) -> str | None:
+    email = rules.text(value, "email", max_length=fields.EMAIL_MAX)
+    if email is None:
+        return None
+    try:
+        return validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise Invalid(f"email is not valid: {error}", "email") from None
+
+
+async def create_client(db: Database, caller: Caller, values: dict[str, Any]) -> Client:
+    checked = validate({"status": "active", **values})
+    if "name" not in checked:
+        raise Invalid("name is required", "name")
+    now = datetime.now(UTC)
+    async with db.begin() as conn:
+        row = await store.insert_client(
+            conn, id=new_id(), owner_user_id=caller.user_id, created_at=now, updated_at=now, **checked
+        )
+    log.info("client.created", client_id=str(row.id))
+    return Client.from_row(row)
+
+
+async def get_client(db: Database, client_id: UUID) -> Client:
+    async with db.read() as conn:
+        row = await store.get_client(conn, client_id)
+    if row is None:
+        raise NotFound("client not found")
+    return Client.from_row(row)
+
+
+async def update_client(db: Database, client_id: UUID, changes: dict[str, Any]) -> Client:
+    checked = validate(changes)
+    async with db.begin() as conn:
+        row = await store.get_client(conn, client_id, lock=True)
+        if row is None:
+            raise NotFound("client not found")
+        if row.archived_at is not None:
+            raise ClientArchived
+        if checked:
+            row = await store.update_client(conn, client_id, updated_at=datetime.now(UTC), **checked)
+    return Client.from_row(row)
+
+
+async def archive_client(db: Database, client_id: UUID) -> None:
+    """Archives once; archiving again changes nothing and keeps the first `archived_at`."""
+    async with db.begin() as conn:
+        row = await store.get_client(conn, client_id, lock=True)
+        if row is None:
+            raise NotFound("client not found")
+        if row.archived_at is None:
+            now = datetime.now(UTC)
+            await store.update_client(conn, client_id, status="archived", archived_at=now, updated_at=now)
+            log.info("client.archived", client_id=str(client_id))
+
+
+async def list_clients(db: Database, *, term: str, status: str | None, page: int, page_size: int) -> rules.Page[Client]:
+    limit, offset = rules.page(page, page_size)
+    term = rules.text(term, "q", max_length=fields.SEARCH_MAX) or ""
+    if status is not None and status not in get_args(ClientStatus):
+        raise Invalid("unknown status", "status")
+    async with db.read() as conn:
+        rows = await store.list_clients(conn, term=term, status=status, limit=limit, offset=offset)
+        # A full first page needs the count; a short page is its own count.
+        total = (
+            offset + len(rows)
+            if len(rows) < limit and (rows or offset == 0)
+            else await store.count_clients(conn, term=term, status=status)
+        )
+    return rules.Page([Client.from_row(row) for row in rows], total, page, page_size)

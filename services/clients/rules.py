@@ -1,0 +1,41 @@
+"""Checks shared by the client and task rules: text that can be stored, pages that make sense."""
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from clientvault import fields
+from clientvault.errors import Invalid
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+def text(value: str | None, field: str, *, max_length: int, required: bool = False) -> str | None:
+    """A caller's text: bounded, storable (PostgreSQL text cannot hold NUL), blank only if optional."""
+    if value is None:
+        if required:
+            raise Invalid(f"{field} is required", field)
+        return None
+    if "\x00" in value:
+        raise Invalid(f"{field} must not contain NUL characters", field)
+    if len(value) > max_length:
+        raise Invalid(f"{field} must be at most {max_length} characters", field)
+    if required and not value.strip():
+        raise Invalid(f"{field} must not be blank", field)
+    return value
+
+
+def page(page: int, page_size: int) -> tuple[int, int]:
+    """(limit, offset) for a 1-based page; out of range is a 422."""
+    if not 1 <= page <= fields.PAGE_MAX:
+        raise Invalid(f"page must be between 1 and {fields.PAGE_MAX}", "page")
+    if not 1 <= page_size <= fields.PAGE_SIZE_MAX:
+        raise Invalid(f"pageSize must be between 1 and {fields.PAGE_SIZE_MAX}", "page_size")
+    return page_size, (page - 1) * page_size

@@ -1,0 +1,164 @@
+"""Tasks of a client: the rules. A task is always addressed under its client; under any other it does
+not exist. An archived client is read-only: its tasks can be listed but not created, changed or deleted."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal, get_args
+from uuid import UUID
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clientvault import fields
+from clientvault.db import Database
+from clientvault.errors import Invalid, NotFound
+from clientvault.ids import new_id
+from clientvault.tokens import Caller
+from services.clients import rules, store
+from services.clients.clients import ClientArchived
+
+TaskStatus = Literal["todo", "in_progress", "done"]
+TaskPriority = Literal["low", "medium", "high"]
+WRITABLE = ("title", "description", "status", "priority", "due_date", "assignee_user_id")
+UserExists = Callable[[UUID], Awaitable[bool]]  # asks the auth service
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: UUID
+    client_id: UUID
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: TaskPriority
+    due_date: date | None
+    assignee_user_id: UUID | None
+    created_by_user_id: UUID
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> "Task":
+        return cls(**row._mapping)
+
+
+async def validate(values: dict[str, Any], user_exists: UserExists) -> dict[str, Any]:
+    unknown = set(values) - set(WRITABLE)
+    if unknown:
+        raise Invalid(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+    checked: dict[str, Any] = {}
+    if "title" in values:
+        checked["title"] = rules.text(values["title"], "title", max_length=fields.TITLE_MAX, required=True)
+    if "description" in values:
+        checked["description"] = rules.text(values["description"], "description", max_length=fields.DESCRIPTION_MAX)
+    for name, allowed in (("status", get_args(TaskStatus)), ("priority", get_args(TaskPriority))):
+        if name in values:
+            if values[name] not in allowed:
+                raise Invalid(f"{name} must be one of {', '.join(allowed)}", name)
+            checked[name] = values[name]
+    if "due_date" in values:
+        checked["due_date"] = _due_date(values["due_date"])
+    if "assignee_user_id" in values:
+        checked["assignee_user_id"] = await _assignee(values["assignee_user_id"], user_exists)
+    return checked
+
+
+def _due_date(value: str | date | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Invalid("dueDate must be a date, YYYY-MM-DD", "due_date") from None
+
+
+async def _assignee(value: str | UUID | None, user_exists: UserExists) -> UUID | None:
+    if value is None:
+        return None
+    try:
+        user_id = value if isinstance(value, UUID) else UUID(value)
+    except ValueError:
+        raise Invalid("assigneeUserId is not a user", "assignee_user_id") from None
+    if not await user_exists(user_id):
+        raise Invalid("assigneeUserId is not a user", "assignee_user_id")
+    return user_id
+
+
+async def _writable_client(conn: AsyncConnection, client_id: UUID) -> None:
+    """The client exists and is not archived; the row stays share-locked so it cannot be archived meanwhile."""
+    client = await store.get_client(conn, client_id, share=True)
+    if client is None:
+        raise NotFound("client not found")
+    if client.archived_at is not None:
+        raise ClientArchived
+
+
+def _completion(
+    old_status: str | None, new_status: str, completed_at: datetime | None, now: datetime
+) -> datetime | None:
+    if new_status != "done":
+        return None
+    return completed_at if old_status == "done" else now
+
+
+async def create_task(
+    db: Database, caller: Caller, client_id: UUID, values: dict[str, Any], user_exists: UserExists
+) -> Task:
+    checked = await validate({"status": "todo", "priority": "medium", **values}, user_exists)
+    if "title" not in checked:
+        raise Invalid("title is required", "title")
+    now = datetime.now(UTC)
+    async with db.begin() as conn:
+        await _writable_client(conn, client_id)
+        row = await store.insert_task(
+            conn,
+            id=new_id(),
+            client_id=client_id,
+            created_by_user_id=caller.user_id,
+            created_at=now,
+            updated_at=now,
+            completed_at=_completion(None, checked["status"], None, now),
+            **checked,
+        )
+    return Task.from_row(row)
+
+
+async def update_task(
+    db: Database, client_id: UUID, task_id: UUID, changes: dict[str, Any], user_exists: UserExists
+) -> Task:
+    checked = await validate(changes, user_exists)
+    now = datetime.now(UTC)
+    async with db.begin() as conn:
+        row = await store.get_task(conn, client_id, task_id, lock=True)
+        if row is None:
+            raise NotFound("task not found")
+        await _writable_client(conn, client_id)
+        if checked:
+            status = checked.get("status", row.status)
+            completed_at = _completion(row.status, status, row.completed_at, now)
+            row = await store.update_task(conn, task_id, updated_at=now, completed_at=completed_at, **checked)
+    return Task.from_row(row)
+
+
+async def delete_task(db: Database, client_id: UUID, task_id: UUID) -> None:
+    async with db.begin() as conn:
+        if await store.get_task(conn, client_id, task_id, lock=True) is None:
+            raise NotFound("task not found")
+        await _writable_client(conn, client_id)
+        await store.delete_task(conn, task_id)
+
+
+async def list_tasks(
+    db: Database, client_id: UUID, *, status: str | None, page: int, page_size: int
+) -> rules.Page[Task]:
+    limit, offset = rules.page(page, page_size)
+    if status is not None and status not in get_args(TaskStatus):
+        raise Invalid("unknown status", "status")
+    async with db.read() as conn:
+        if await store.get_client(conn, client_id) is None:
+            raise NotFound("client not found")
+        rows = await store.list_tasks(conn, client_id, status=status, limit=limit, offset=offset)
+        total = await store.count_tasks(conn, client_id, status=status)
+    return rules.Page([Task.from_row(row) for row in rows], total, page, page_size)
