@@ -205,14 +205,13 @@ def users_enable(email: Annotated[str, typer.Option()], data_dir: DataDirOption 
 
 def _vault_settings(data_dir: Path) -> Any:
     """The vault's key settings from the environment; else the keyring that `up` keeps in the data dir."""
-    import os
-
     from clientvault.settings import VaultSettings
 
     settings = VaultSettings()
     own = settings.key_provider == "transit" or settings.keks is not None or settings.kek_file
-    if not own and "DATABASE_URL" not in os.environ:
-        settings = settings.model_copy(update={"kek_file": str((data_dir / "secrets.json").resolve())})
+    keyring = (data_dir / "secrets.json").resolve()
+    if not own and keyring.exists():
+        settings = settings.model_copy(update={"kek_file": str(keyring)})
     return settings
 
 

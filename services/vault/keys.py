@@ -176,7 +176,7 @@ class EnvKeys:
     async def wrap(self, dek: bytearray, context: bytes) -> Wrapped:
         version = await self.active_version()
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self._kek(version)).encrypt(nonce, bytes(dek), _ad(version, context))
+        sealed = AESGCM(self._kek(version)).encrypt(nonce, dek, _ad(version, context))
         return Wrapped(nonce + sealed, version)
 
     async def unwrap(self, wrapped: Wrapped, context: bytes) -> bytearray:
@@ -307,7 +307,7 @@ class TransitKeys:
         return Wrapped(ciphertext.encode(), f"transit:{found[1]}")
 
     async def wrap(self, dek: bytearray, context: bytes) -> Wrapped:
-        reply = await self._call("encrypt_data", plaintext=base64.b64encode(bytes(dek)).decode())
+        reply = await self._call("encrypt_data", plaintext=base64.b64encode(dek).decode())
         return self._wrapped(reply["data"]["ciphertext"])
 
     async def unwrap(self, wrapped: Wrapped, context: bytes) -> bytearray:
