@@ -7,7 +7,7 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: up test lint protos bench clean
+.PHONY: up test lint protos bench clean deploy-check
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -28,6 +28,10 @@ lint: .venv/.synced
 # pytest exits 5 when a selection (PYTEST_ARGS) matches no test: that is not a failure here.
 test: lint
 	$(RUN) pytest $(PYTEST_ARGS); code=$$?; if [ $$code -eq 5 ]; then exit 0; else exit $$code; fi
+
+# The deployment files alone (Dockerfile, docker-compose.yml, deploy/k8s): what CI checks, in seconds.
+deploy-check: .venv/.synced
+	$(RUN) pytest tests/deploy -q
 
 protos: .venv/.synced
 	scripts/gen-protos

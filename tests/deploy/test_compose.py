@@ -1,0 +1,177 @@
+"""docker-compose.yml: valid against the Compose specification, and deploys every process the right way."""
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.deploy.files import COMPOSE_FILE, COMPOSE_SCHEMA, GATEWAY_PORT, GRPC_PORTS, PROCESSES, SERVICES
+from tests.deploy.settings import SECRET_SETTINGS, documented_settings
+
+RAW = COMPOSE_FILE.read_text()
+COMPOSE: dict[str, Any] = yaml.safe_load(RAW)
+SERVICES_ = COMPOSE["services"]
+REQUIRED_ENV = {
+    "POSTGRES_PASSWORD": "pg-password",
+    "NATS_TOKEN": "nats-token",
+    "CLIENTVAULT_TOKEN_SIGNING_KEY": "signing-key",
+    "CLIENTVAULT_KEKS": "v1:kek",
+    "CLIENTVAULT_KEK_ACTIVE": "v1",
+}
+VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
+
+
+class Missing(Exception):
+    pass
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable interpolation: ${V}, ${V:-default}, ${V-default}, ${V:?error}, ${V?error}, $$."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if name is None:
+            return "$"
+        present = env.get(name)
+        if op in (":-", ":?") and present == "":
+            present = None
+        if present is not None:
+            return present
+        if op and op.endswith("?"):
+            raise Missing(f"{name}: {arg}")
+        return arg if op else ""
+
+    return VARIABLE.sub(one, value)
+
+
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(COMPOSE_SCHEMA.read_text())
+    return loaded
+
+
+def test_schema_is_the_vendored_compose_spec() -> None:
+    assert schema()["title"] == "Compose Specification"
+    assert (COMPOSE_SCHEMA.parent / "README.md").exists(), "its origin and version are recorded"
+
+
+def test_valid_against_the_compose_specification() -> None:
+    jsonschema.Draft7Validator(schema()).validate(COMPOSE)
+    jsonschema.Draft7Validator(schema()).validate(interpolate(COMPOSE, REQUIRED_ENV))
+
+
+def test_the_schema_check_catches_mistakes() -> None:
+    broken = interpolate(COMPOSE, REQUIRED_ENV)
+    broken["services"]["gateway"]["depends_on"]["auth"]["condition"] = "service_ready"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema()).validate(broken)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_ENV))
+def test_each_secret_must_be_supplied(name: str) -> None:
+    with pytest.raises(Missing, match=name):
+        interpolate(COMPOSE, {k: v for k, v in REQUIRED_ENV.items() if k != name})
+
+
+def test_every_process_postgres_nats_and_the_migration() -> None:
+    assert set(SERVICES_) == {*PROCESSES, "postgres", "nats", "migrate"}
+    for name in PROCESSES:
+        assert SERVICES_[name]["command"] == ["serve", name]
+    assert SERVICES_["migrate"]["command"] == ["migrate"]
+    assert SERVICES_["migrate"]["restart"] == "no"
+
+
+def test_one_image_built_from_the_dockerfile() -> None:
+    for name in (*PROCESSES, "migrate"):
+        service = SERVICES_[name]
+        assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+        assert service["image"] == SERVICES_["gateway"]["image"]
+
+
+def test_services_wait_for_healthy_postgres_and_nats_and_the_finished_migration() -> None:
+    assert SERVICES_["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in SERVICES:
+        assert SERVICES_[name]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"},
+            "postgres": {"condition": "service_healthy"},
+            "nats": {"condition": "service_healthy"},
+        }
+    gateway = SERVICES_["gateway"]["depends_on"]
+    assert gateway == {name: {"condition": "service_healthy"} for name in ("nats", *SERVICES)}
+
+
+def test_every_long_running_service_has_a_health_check() -> None:
+    for name, service in SERVICES_.items():
+        if name == "migrate":
+            continue
+        assert service["healthcheck"]["test"][0] == "CMD", name
+    for name in SERVICES:
+        assert SERVICES_[name]["healthcheck"]["test"][3:] == ["grpc", f"127.0.0.1:{GRPC_PORTS[name]}"]
+    assert SERVICES_["gateway"]["healthcheck"]["test"][3:] == ["http", f"http://127.0.0.1:{GATEWAY_PORT}/readyz"]
+
+
+def test_nats_runs_jetstream_on_a_volume() -> None:
+    nats = SERVICES_["nats"]
+    config = COMPOSE["configs"]["nats"]["content"]
+    assert re.search(r"jetstream \{ store_dir: /data, sync_interval: always \}", config)
+    assert "nats-data:/data" in nats["volumes"]
+    assert "token: $$NATS_TOKEN" in config, "nats-server reads the token from its environment"
+    assert "postgres-data:/var/lib/postgresql" in SERVICES_["postgres"]["volumes"]
+    assert set(COMPOSE["volumes"]) == {"postgres-data", "nats-data"}
+
+
+def test_processes_are_locked_down() -> None:
+    for name in (*PROCESSES, "migrate"):
+        service = SERVICES_[name]
+        assert service["user"] == "10001:10001"
+        assert service["read_only"] is True
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_addresses_and_listeners() -> None:
+    env = {name: SERVICES_[name]["environment"] for name in PROCESSES}
+    for name in PROCESSES:
+        for target, port in GRPC_PORTS.items():
+            assert env[name][f"CLIENTVAULT_{target.upper()}_ADDR"] == f"{target}:{port}"
+        assert env[name]["NATS_URL"].endswith("@nats:4222"), "every process watches the revocation bucket"
+    for name in SERVICES:
+        assert env[name]["CLIENTVAULT_GRPC_LISTEN"] == f"0.0.0.0:{GRPC_PORTS[name]}"
+        assert env[name]["DATABASE_URL"].endswith("@postgres:5432/clientvault")
+    assert env["gateway"]["CLIENTVAULT_GATEWAY_HOST"] == "0.0.0.0"  # noqa: S104 (in its container)
+    assert "DATABASE_URL" not in env["gateway"], "the gateway never touches the database"
+    assert SERVICES_["gateway"]["ports"] == ["${CLIENTVAULT_HTTP_BIND:-127.0.0.1}:${CLIENTVAULT_HTTP_PORT:-8000}:8000"]
+    assert not any("ports" in SERVICES_[name] for name in SERVICES_ if name != "gateway"), "only the gateway"
+
+
+def test_only_auth_holds_the_signing_key() -> None:
+    holders = [n for n, s in SERVICES_.items() if "CLIENTVAULT_TOKEN_SIGNING_KEY" in s.get("environment", {})]
+    assert holders == ["auth"]
+    keks = [n for n, s in SERVICES_.items() if "CLIENTVAULT_KEKS" in s.get("environment", {})]
+    assert keks == ["vault"]
+
+
+def test_every_variable_set_is_a_setting_of_the_process() -> None:
+    known = documented_settings()
+    for name in (*PROCESSES, "migrate"):
+        unknown = set(SERVICES_[name]["environment"]) - known
+        assert not unknown, f"{name} sets variables that no setting reads: {unknown}"
+
+
+def test_secrets_come_only_from_the_environment() -> None:
+    for name, service in SERVICES_.items():
+        for key, value in service.get("environment", {}).items():
+            secret = key in SECRET_SETTINGS or re.search(r"PASSWORD|TOKEN|SECRET|KEY$|KEKS", key)
+            if secret and not key.endswith("_FILE") and key != "CLIENTVAULT_TOKEN_KEY_ID":
+                assert re.search(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), f"{name}.{key} is not `${{VAR:?…}}`"
+    assert COMPOSE["secrets"] == {"postgres_password": {"environment": "POSTGRES_PASSWORD"}}
+    assert SERVICES_["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert not re.search(r"[A-Za-z0-9+/]{40,}={0,2}", RAW), "no key-like literal anywhere in the file"

@@ -1,0 +1,360 @@
+"""deploy/k8s: the base and the production overlay render with kubectl kustomize, every object is valid
+against the Kubernetes schemas (offline, strict), and the objects deploy every process the way we mean."""
+
+import functools
+import ipaddress
+import re
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from tests.deploy.files import GATEWAY_PORT, GRPC_PORTS, K8S, PROCESSES, ROOT, SERVICES, tool
+from tests.deploy.netpol import Pod, Policies
+from tests.deploy.settings import documented_settings
+
+OVERLAYS = {"base": K8S / "base", "production": K8S / "overlays" / "production"}
+KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")  # the oldest we support and the newest the schemas know
+NAMESPACE = "clientvault"
+JOBS = sorted((K8S / "jobs").glob("*.yaml"))
+
+# The Secrets an operator creates (deploy/README.md), and the keys each process may read from them.
+SECRETS = {
+    "clientvault-database": {"auth-url", "clients-url", "vault-url", "audit-url", "migrate-url"},
+    "clientvault-nats": {"url"},
+    "clientvault-token-signing": {"signing-key"},
+    "clientvault-vault-keys": {
+        "provider",
+        "keks",
+        "kek-active",
+        "transit-addr",
+        "transit-token",
+        "transit-rotate-token",
+    },
+}
+DATABASE_KEY = {"auth": "auth-url", "clients": "clients-url", "vault": "vault-url", "audit": "audit-url"}
+
+
+@functools.cache
+def rendered(overlay: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(OVERLAYS[overlay])], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def job_files() -> list[dict[str, Any]]:
+    return [doc for path in JOBS for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def workloads(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for o in objects:
+        if o["kind"] in ("Deployment", "Job"):
+            yield o["metadata"]["name"], o
+
+
+overlay = pytest.mark.parametrize("name", sorted(OVERLAYS))
+
+
+@overlay
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_is_valid_against_the_kubernetes_schemas(name: str, version: str) -> None:
+    objects = rendered(name)
+    assert len(objects) > 30
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {error.message} at {list(error.path)}")
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_jobs_run_by_hand_are_valid_too(version: str) -> None:
+    assert JOBS
+    for obj in job_files():
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_validation_catches_mistakes() -> None:
+    deployment = dict(of_kind(rendered("base"), "Deployment")["auth"])
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["prot"] = 50051
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
+
+
+@overlay
+def test_a_deployment_and_a_service_per_process(name: str) -> None:
+    objects = rendered(name)
+    deployments, services = of_kind(objects, "Deployment"), of_kind(objects, "Service")
+    assert set(deployments) == set(PROCESSES)
+    assert set(services) == set(PROCESSES)
+    for process in PROCESSES:
+        pod = deployments[process]["spec"]["template"]
+        assert deployments[process]["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert services[process]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        assert container["args"] == ["serve", process]
+        port = GATEWAY_PORT if process == "gateway" else GRPC_PORTS[process]
+        assert [p["containerPort"] for p in container["ports"]] == [port]
+        assert [p["port"] for p in services[process]["spec"]["ports"]] == [port]
+    for o in objects:
+        assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE
+
+
+@overlay
+def test_every_pod_runs_non_root_on_a_read_only_root_filesystem(name: str) -> None:
+    for workload_name, workload in workloads(rendered(name)):
+        spec = pod_spec(workload)
+        assert spec["securityContext"]["runAsNonRoot"] is True, workload_name
+        assert spec["securityContext"]["runAsUser"] >= 10000
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, workload_name
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert not container.get("command"), "the image's ENTRYPOINT (clientvault) runs"
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_standard() -> None:
+    namespace = of_kind(rendered("production"), "Namespace")[NAMESPACE]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@overlay
+def test_every_container_has_requests_and_limits(name: str) -> None:
+    for workload_name, workload in workloads(rendered(name)):
+        for container in pod_spec(workload)["containers"]:
+            for bound in ("requests", "limits"):
+                assert set(container["resources"][bound]) == {"cpu", "memory"}, f"{workload_name} {bound}"
+
+
+@overlay
+def test_probes_grpc_health_for_services_http_for_the_gateway(name: str) -> None:
+    deployments = of_kind(rendered(name), "Deployment")
+    for service in SERVICES:
+        (container,) = pod_spec(deployments[service])["containers"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": GRPC_PORTS[service]}, f"{service} {probe}"
+    (gateway,) = pod_spec(deployments["gateway"])["containers"]
+    assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert gateway["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+@overlay
+def test_vault_and_gateway_autoscale(name: str) -> None:
+    objects = rendered(name)
+    hpas, deployments = of_kind(objects, "HorizontalPodAutoscaler"), of_kind(objects, "Deployment")
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()} == {"vault", "gateway"}
+    for hpa in hpas.values():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+        assert hpa["spec"]["minReplicas"] >= 2
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+        assert "replicas" not in deployments[target["name"]]["spec"], "the HPA owns the replica count"
+    for process in ("auth", "clients", "audit"):
+        assert deployments[process]["spec"]["replicas"] >= 2, "no single point of failure"
+
+
+@overlay
+def test_a_disruption_budget_per_process(name: str) -> None:
+    objects = rendered(name)
+    pdbs, deployments = of_kind(objects, "PodDisruptionBudget"), of_kind(objects, "Deployment")
+    covered = set()
+    for pdb in pdbs.values():
+        assert pdb["spec"]["maxUnavailable"] == 1
+        for process, deployment in deployments.items():
+            if (
+                pdb["spec"]["selector"]["matchLabels"].items()
+                <= deployment["spec"]["template"]["metadata"]["labels"].items()
+            ):
+                covered.add(process)
+    assert covered == set(PROCESSES)
+
+
+@overlay
+def test_secrets_are_only_referenced_never_defined(name: str) -> None:
+    objects = rendered(name) + job_files()
+    assert not [o for o in objects if o["kind"] == "Secret"], "Secrets are created by the operator, not committed"
+    for workload_name, workload in workloads(objects):
+        for container in pod_spec(workload)["containers"]:
+            assert not any("secretRef" in source for source in container.get("envFrom", [])), "each key by name"
+            for variable in container.get("env", []):
+                if "valueFrom" in variable:
+                    ref = variable["valueFrom"]["secretKeyRef"]
+                    assert ref["key"] in SECRETS[ref["name"]], f"{workload_name}: {ref}"
+                else:
+                    assert variable["name"] == "CLIENTVAULT_GRPC_LISTEN", f"{workload_name}: {variable['name']} inline"
+    for config in of_kind(rendered(name), "ConfigMap").values():
+        for key in config["data"]:
+            assert not re.search(r"URL|KEY$|TOKEN$|KEKS|PASSWORD|SECRET", key), f"{key} belongs in a Secret"
+
+
+def test_who_holds_which_secret() -> None:
+    objects = rendered("production")
+    holders: dict[str, set[str]] = {}
+    database: dict[str, str] = {}
+    for _, workload in workloads(objects + job_files()):
+        process = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        (container,) = pod_spec(workload)["containers"]
+        for variable, entry in env_of(container).items():
+            if "valueFrom" in entry:
+                holders.setdefault(variable, set()).add(process)
+                if variable == "DATABASE_URL":
+                    database[process] = entry["valueFrom"]["secretKeyRef"]["key"]
+    assert holders["CLIENTVAULT_TOKEN_SIGNING_KEY"] == {"auth"}
+    for variable in ("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_TRANSIT_TOKEN"):
+        assert holders[variable] == {"vault", "vault-rotate-key"}
+    assert holders["NATS_URL"] == set(PROCESSES), "every verifier watches the revocation bucket"
+    assert database == {**DATABASE_KEY, "migrate": "migrate-url", "vault-rotate-key": "vault-url"}
+    assert "gateway" not in database, "the gateway has no database access"
+
+
+def test_every_variable_set_is_a_setting() -> None:
+    known = documented_settings()
+    objects = rendered("production")
+    names: set[str] = set()
+    for config in of_kind(objects, "ConfigMap").values():
+        names |= set(config["data"])
+    for _, workload in workloads(objects + job_files()):
+        for container in pod_spec(workload)["containers"]:
+            names |= set(env_of(container))
+    assert names - known == set()
+
+
+@overlay
+def test_the_configured_addresses_are_the_services(name: str) -> None:
+    objects = rendered(name)
+    services = of_kind(objects, "Service")
+    config = next(c for n, c in of_kind(objects, "ConfigMap").items() if n.startswith("clientvault-config"))
+    for service, port in GRPC_PORTS.items():
+        host, _, address_port = config["data"][f"CLIENTVAULT_{service.upper()}_ADDR"].partition(":")
+        assert host in services, f"{service}: no Service named {host}"
+        assert [p["port"] for p in services[host]["spec"]["ports"]] == [int(address_port)] == [port]
+        (container,) = pod_spec(of_kind(objects, "Deployment")[service])["containers"]
+        assert env_of(container)["CLIENTVAULT_GRPC_LISTEN"]["value"] == f"0.0.0.0:{port}"
+
+
+def test_the_migration_job() -> None:
+    job = of_kind(rendered("production"), "Job")["clientvault-migrate"]
+    spec = pod_spec(job)
+    (container,) = spec["containers"]
+    assert container["args"] == ["migrate"]
+    assert spec["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1
+
+
+def test_production_settings() -> None:
+    objects = rendered("production")
+    gateway_config = next(c for n, c in of_kind(objects, "ConfigMap").items() if n.startswith("clientvault-gateway-"))
+    proxies = gateway_config["data"]["CLIENTVAULT_TRUSTED_PROXIES"]
+    assert proxies, "the gateway believes X-Forwarded-For from the ingress controller only"
+    for cidr in proxies.split(","):
+        ipaddress.ip_network(cidr.strip())
+    assert gateway_config["data"]["CLIENTVAULT_DOCS_ENABLED"] == "false"
+    assert gateway_config["data"]["CLIENTVAULT_GATEWAY_HOST"] == "0.0.0.0"  # noqa: S104 (in its pod)
+    (ingress,) = of_kind(objects, "Ingress").values()
+    backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    assert backends == [{"name": "gateway", "port": {"name": "http"}}]
+    assert ingress["spec"]["tls"]
+    for _, workload in workloads(objects):
+        image = pod_spec(workload)["containers"][0]["image"]
+        assert "/" in image, f"{image}: from the registry the overlay names"
+
+
+# ---- network policies: the whole connection matrix ----
+
+COMPONENTS = (*PROCESSES, "migrate", "vault-rotate-key")
+GRPC_CALLS = {  # (caller, service) pairs the code makes
+    ("gateway", "auth"),
+    ("gateway", "clients"),
+    ("gateway", "vault"),
+    ("gateway", "audit"),
+    ("clients", "auth"),  # Auth/GetUsers (task assignees) and Auth/GetPublicKeys
+    ("vault", "auth"),  # Auth/GetPublicKeys
+    ("vault", "clients"),  # Clients/GetClient
+    ("audit", "auth"),  # Auth/GetPublicKeys
+}
+
+
+def ours(component: str) -> Pod:
+    return Pod(NAMESPACE, {"app.kubernetes.io/name": "clientvault", "app.kubernetes.io/component": component})
+
+
+INGRESS_CONTROLLER = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+POSTGRES = Pod("clientvault-data", {"cnpg.io/cluster": "clientvault-db", "clientvault.io/database": "true"})
+NATS = Pod("clientvault-data", {"app.kubernetes.io/name": "nats"})
+DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+STRANGER = Pod("default", {"app": "anything"})
+
+
+@overlay
+def test_grpc_only_where_the_code_calls(name: str) -> None:
+    policies = Policies(rendered(name))
+    for source in COMPONENTS:
+        for target, port in GRPC_PORTS.items():
+            expected = (source, target) in GRPC_CALLS
+            assert policies.allowed(ours(source), ours(target), port) is expected, f"{source} -> {target}:{port}"
+            assert not policies.allowed(ours(source), ours(target), port + 1000)
+
+
+@overlay
+def test_only_the_gateway_takes_ingress_and_only_from_the_ingress_controller(name: str) -> None:
+    policies = Policies(rendered(name))
+    assert policies.allowed(INGRESS_CONTROLLER, ours("gateway"), GATEWAY_PORT)
+    assert not policies.allowed(STRANGER, ours("gateway"), GATEWAY_PORT)
+    for component in COMPONENTS:
+        assert not policies.allowed(ours(component), ours("gateway"), GATEWAY_PORT), "nothing inside calls the gateway"
+    for service, port in GRPC_PORTS.items():
+        assert not policies.allowed(INGRESS_CONTROLLER, ours(service), port)
+        assert not policies.allowed(STRANGER, ours(service), port)
+
+
+@overlay
+def test_egress_to_dns_postgres_and_nats(name: str) -> None:
+    policies = Policies(rendered(name))
+    with_database = {c for c in COMPONENTS if policies.allowed(ours(c), POSTGRES, 5432)}
+    assert with_database == {*SERVICES, "migrate", "vault-rotate-key"}
+    with_nats = {c for c in COMPONENTS if policies.allowed(ours(c), NATS, 4222)}
+    assert with_nats == set(PROCESSES)
+    for component in COMPONENTS:
+        assert policies.allowed(ours(component), DNS, 53, "UDP")
+        assert policies.allowed(ours(component), DNS, 53, "TCP")
+        assert not policies.allowed(ours(component), STRANGER, 443), "no other egress"
+        assert not policies.allowed(ours(component), NATS, 5432), "only the database's pods on 5432"
+
+
+def test_transit_only_for_the_vault_in_production() -> None:
+    openbao = Pod("openbao", {"app.kubernetes.io/name": "openbao"})
+    production, base = Policies(rendered("production")), Policies(rendered("base"))
+    reach = {c for c in COMPONENTS if production.allowed(ours(c), openbao, 8200)}
+    assert reach == {"vault", "vault-rotate-key"}
+    assert not any(base.allowed(ours(c), openbao, 8200) for c in COMPONENTS)
+
+
+def test_readme_tells_how_to_create_every_secret() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for secret, keys in SECRETS.items():
+        assert f"kubectl -n clientvault create secret generic {secret}" in readme, secret
+        for key in keys:
+            assert f"--from-literal={key}=" in readme or f"`{key}`" in readme, f"{secret} {key}"
