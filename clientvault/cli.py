@@ -12,6 +12,8 @@ from clientvault.errors import DomainError
 app = typer.Typer(help="ClientVault: clients, tasks and an audited credential vault.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+vault_app = typer.Typer(help="The vault's encryption keys: status and rotation.", no_args_is_help=True)
+app.add_typer(vault_app, name="vault")
 
 PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
 DataDirOption = Annotated[
@@ -53,7 +55,7 @@ def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vaul
         logging.configure(gateway_settings.log_level, name)
         gateway_main(gateway_settings)
         return
-    config: Any = settings.AuthSettings() if name == "auth" else settings.Settings()
+    config: Any = {"auth": settings.AuthSettings, "vault": settings.VaultSettings}.get(name, settings.Settings)()
     logging.configure(config.log_level, name)
     module = __import__(f"services.{name}.server", fromlist=["main"])
     asyncio.run(module.main(config))
@@ -199,6 +201,86 @@ def users_disable(email: Annotated[str, typer.Option()], data_dir: DataDirOption
 def users_enable(email: Annotated[str, typer.Option()], data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     """Enable a disabled user again (they sign in anew)."""
     _set_disabled(email, data_dir, disabled=False)
+
+
+def _vault_settings(data_dir: Path) -> Any:
+    """The vault's key settings from the environment; else the keyring that `up` keeps in the data dir."""
+    from clientvault.settings import VaultSettings
+
+    settings = VaultSettings()
+    own = settings.key_provider == "transit" or settings.keks is not None or settings.kek_file
+    keyring = (data_dir / "secrets.json").resolve()
+    if not own and keyring.exists():
+        settings = settings.model_copy(update={"kek_file": str(keyring)})
+    return settings
+
+
+async def _with_keys(data_dir: Path, job: Any) -> Any:
+    from clientvault.db import Database
+    from services.vault.crypto import DataKeys
+    from services.vault.keys import KeyFailure, TransitKeys, provider_for
+
+    database_url, _ = _system(data_dir)
+    db = Database(database_url, pool_size=2)
+    try:
+        provider = provider_for(_vault_settings(data_dir))
+        try:
+            if isinstance(provider, TransitKeys):
+                await provider.ensure_key()
+            return await job(db, DataKeys(provider, ttl_s=60))
+        finally:
+            provider.close()
+    except KeyFailure as error:
+        raise fail(str(error)) from None
+    finally:
+        await db.dispose()
+
+
+@vault_app.command("status")
+def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """How many data keys and secrets sit on each KEK version."""
+    from services.vault.rotation import status
+
+    found = _run(_with_keys(data_dir, lambda db, keys: status(db, keys.provider)))
+    typer.echo(f"key provider: {found.provider}   active KEK: {found.active}")
+    typer.echo(f"{'KEK version':<12} {'data keys':>10} {'secrets':>10}")
+    for version, keys, sealed in found.versions:
+        typer.echo(f"{version + (' (active)' if version == found.active else ''):<12} {keys:>10} {sealed:>10}")
+    typer.echo(f"secrets on an older data key of their client: {found.secrets_on_old_keys}")
+    if found.unfinished:
+        typer.echo(f"an interrupted rotation to {found.unfinished} waits: run `clientvault vault rotate-key`")
+
+
+@vault_app.command("rotate-key")
+def vault_rotate_key(
+    reencrypt: Annotated[
+        bool, typer.Option(help="Also give every client a new data key and re-encrypt secrets.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=5000, help="Rows per committed batch.")] = 500,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Make a new KEK version active and rewrap every data key, online and resumable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from services.vault.rotation import rotate
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        async def job(db: Any, keys: Any) -> str:
+            return await rotate(
+                db, keys, reencrypt=reencrypt, batch=batch_size, progress=progress, say=bar.console.print
+            )
+
+        active = _run(_with_keys(data_dir, job))
+    typer.echo(
+        f"rotation done: every data key is on KEK {active}" + (", every secret re-encrypted" if reencrypt else "")
+    )
 
 
 def main() -> None:

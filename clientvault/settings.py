@@ -77,3 +77,19 @@ class GatewaySettings(Settings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+class VaultSettings(Settings):
+    """The vault's key provider and outbox relay. See README.md ("Vault") for the keyring format."""
+
+    key_provider: Literal["env", "transit"] = "env"
+    keks: SecretStr | None = None  # env keyring: "v1:<base64 32 bytes>,v2:<base64>"
+    kek_active: str | None = None  # the version new data keys are wrapped with; default: the last in the keyring
+    kek_file: str | None = None  # a JSON keyring file (keys `vault_keks`, `vault_kek_active`), reloaded on change
+    transit_addr: str | None = None  # OpenBao / HashiCorp Vault, e.g. http://127.0.0.1:8200
+    transit_token: SecretStr | None = None
+    transit_mount: str = "transit"
+    transit_key: str = "clientvault"
+    dek_cache_ttl_s: float = Field(300.0, ge=0, le=3600)  # unwrapped data keys kept in memory; 0: none
+    outbox_batch: int = Field(200, ge=1, le=1000)
+    outbox_sweep_s: float = Field(1.0, gt=0, le=60)

@@ -12,12 +12,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault import rpc
 from clientvault.settings import GatewaySettings
-from clientvault.v1 import auth_pb2_grpc, clients_pb2_grpc
+from clientvault.v1 import auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.verification import verifier_for
 from gateway import errors
 from gateway.calls import Stubs
 from gateway.middleware import RequestContext
-from gateway.routes import auth, clients, tasks
+from gateway.routes import auth, clients, credentials, tasks
 
 DESCRIPTION = """ClientVault keeps an agency's clients, their tasks and their credentials.
 
@@ -29,9 +29,15 @@ Every error is RFC 9457 `application/problem+json`; 422 adds `errors: [{field, m
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channels = {"auth": rpc.channel(settings.auth_addr), "clients": rpc.channel(settings.clients_addr)}
+        channels = {
+            "auth": rpc.channel(settings.auth_addr),
+            "clients": rpc.channel(settings.clients_addr),
+            "vault": rpc.channel(settings.vault_addr),
+        }
         stubs = Stubs(
-            auth=auth_pb2_grpc.AuthStub(channels["auth"]), clients=clients_pb2_grpc.ClientsStub(channels["clients"])
+            auth=auth_pb2_grpc.AuthStub(channels["auth"]),
+            clients=clients_pb2_grpc.ClientsStub(channels["clients"]),
+            vault=vault_pb2_grpc.VaultStub(channels["vault"]),
         )
         verifier, denylist = verifier_for(settings, channels["auth"])
         app.state.settings = settings
@@ -54,7 +60,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     errors.install(app)
-    for routes in (auth, clients, tasks):
+    for routes in (auth, clients, tasks, credentials):
         app.include_router(routes.router)
     if settings.cors_origins:
         app.add_middleware(

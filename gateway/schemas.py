@@ -1,16 +1,16 @@
 """Wire models: camelCase JSON on the outside, snake_case in Python; unknown fields are a 422."""
 
 from datetime import UTC, date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from google.protobuf.message import Message
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, model_validator
 from pydantic.alias_generators import to_camel
 
 from clientvault import fields
 from clientvault.convert import enum_name, enum_number, from_timestamp
-from clientvault.v1 import auth_pb2, clients_pb2
+from clientvault.v1 import auth_pb2, clients_pb2, vault_pb2
 
 
 class WireModel(BaseModel):
@@ -212,3 +212,84 @@ def to_fields(body: WireModel, message: M) -> tuple[M, list[str]]:
             value = str(value)
         setattr(message, name, value)
     return message, sent
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+
+def _storable(value: str | None, *, allow_nul: bool = False) -> str | None:
+    """Text that the services can carry and store: UTF-8 encodable, and no NUL outside the secret."""
+    if value is None:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    if not allow_nul and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+Username = Annotated[str | None, Field(max_length=500), AfterValidator(_storable)]
+Url = Annotated[str | None, Field(max_length=2048), AfterValidator(_storable)]
+Secret = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(lambda v: _storable(v, allow_nul=True))]
+
+
+class CredentialIn(WireModel):
+    label: Label
+    username: Username = None
+    url: Url = None
+    secret: Secret
+
+
+class CredentialPatch(WireModel):
+    """Any of the fields; `username` and `url` may be null (cleared), `label` and `secret` may not."""
+
+    label: Label | None = None
+    username: Username = None
+    url: Url = None
+    secret: Secret | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> "CredentialPatch":
+        if not self.model_fields_set:
+            raise ValueError("name at least one of label, username, url, secret")
+        for name in ("label", "secret"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class CreatedOut(WireModel):
+    id: str
+
+
+class CredentialOut(WireModel):
+    id: str
+    label: str
+    username: str | None
+    url: str | None
+    updated_at: AwareDatetime
+    last_accessed_at: AwareDatetime | None
+
+    @classmethod
+    def from_proto(cls, credential: vault_pb2.Credential) -> "CredentialOut":
+        return cls(
+            id=credential.id,
+            label=credential.label,
+            username=credential.username if credential.HasField("username") else None,
+            url=credential.url if credential.HasField("url") else None,
+            updated_at=from_timestamp(credential.updated_at),
+            last_accessed_at=(
+                from_timestamp(credential.last_accessed_at) if credential.HasField("last_accessed_at") else None
+            ),
+        )
+
+
+class RevealedOut(WireModel):
+    id: str
+    label: str
+    username: str | None
+    url: str | None
+    secret: str = Field(repr=False)

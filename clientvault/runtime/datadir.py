@@ -88,6 +88,24 @@ class DataDir:
         os.chmod(path, 0o600)
         return values
 
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+    def ensure_vault_kek(self) -> bool:
+        """Puts a generated vault KEK keyring (`vault_keks`, `vault_kek_active`) into secrets.json unless it has
+        one; True when it made one. The vault reads (and `vault rotate-key` extends) it there."""
+        import base64
+
+        values = self.secrets()
+        if "vault_keks" in values:
+            return False
+        values |= {"vault_keks": "v1:" + base64.b64encode(secrets.token_bytes(32)).decode(), "vault_kek_active": "v1"}
+        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(values, out, indent=2)
+        return True
+
     def write_system(self, info: dict[str, Any]) -> None:
         fd = os.open(self.system_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -218,6 +218,21 @@ async def _bootstrap_admin(database_url: str, email: str) -> tuple[str, str] | N
         await db.dispose()
 
 
+def _vault_keys(data: DataDir) -> dict[str, str]:
+    """The vault's KEK: the one given in the environment, else a keyring kept in secrets.json (generated once).
+
+    The vault gets the file's path rather than the key, so `clientvault vault rotate-key` can add a version
+    to the keyring while the vault runs (it reloads the file when it changes)."""
+    if os.environ.get("CLIENTVAULT_KEY_PROVIDER") == "transit" or os.environ.get("CLIENTVAULT_KEKS"):
+        return {}
+    if os.environ.get("CLIENTVAULT_KEK_FILE"):
+        return {}
+    if data.ensure_vault_kek():
+        say(f"generated the vault's key-encryption key into {data.secrets_file} (mode 0600): back it up, "
+            "without it no secret can be decrypted")  # fmt: skip
+    return {"CLIENTVAULT_KEK_FILE": str(data.secrets_file)}
+
+
 async def run(data_dir: Path, host: str, port: int, admin_email: str) -> int:
     from clientvault import logging
 
@@ -295,10 +310,13 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         "CLIENTVAULT_GATEWAY_HOST": host,
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
+    vault_env = _vault_keys(data)
     for name in SERVICES:
         child_env = dict(env)
         if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
+        if name == "vault":
+            child_env |= vault_env
         await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
     # The gateway starts alongside: its /readyz answers 200 only once the services behind it do.
     await supervisor.start(Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], env)))

@@ -1,23 +1,185 @@
-"""The vault service process. Until its issue lands it serves only the standard health check (and
-reflection when enabled), so that `clientvault up` and deployments can start, watch and stop it.
-"""
+"""The vault service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
+
+import asyncio
+import sys
+from uuid import UUID
+
+import grpc
 
 from clientvault import rpc
-from clientvault.settings import Settings
+from clientvault.convert import timestamp
+from clientvault.db import Database
+from clientvault.errors import Invalid, Unavailable
+from clientvault.ids import parse_id
+from clientvault.logging import get_logger
+from clientvault.settings import VaultSettings
+from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
+from clientvault.v1 import vault_pb2 as pb
 from clientvault.verification import verifier_for
+from services.vault.credentials import FIELDS, ClientLookup, ClientState, Credential, CredentialDraft, Credentials
+from services.vault.crypto import DataKeys
+from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
+from services.vault.outbox import Relay
+from services.vault.rotation import check_keys
+
+log = get_logger(__name__)
 
 
-async def main(settings: Settings) -> None:
+def credential_to_proto(credential: Credential) -> pb.Credential:
+    message = pb.Credential(
+        id=str(credential.id),
+        client_id=str(credential.client_id),
+        label=credential.label,
+        username=credential.username,
+        url=credential.url,
+        created_at=timestamp(credential.created_at),
+        updated_at=timestamp(credential.updated_at),
+    )
+    if credential.last_accessed_at is not None:
+        message.last_accessed_at.CopyFrom(timestamp(credential.last_accessed_at))
+    return message
+
+
+def _optional(fields: pb.CredentialFields, name: str) -> str | None:
+    return getattr(fields, name) if fields.HasField(name) else None  # type: ignore[arg-type]
+
+
+class ClientsDirectory:
+    """Asks the clients service about a client, for the caller (their token is forwarded)."""
+
+    def __init__(self, stub: clients_pb2_grpc.ClientsStub, timeout_s: float) -> None:
+        self._stub = stub
+        self._timeout_s = timeout_s
+
+    def lookup_for(self, context: grpc.aio.ServicerContext) -> ClientLookup:
+        forwarded = tuple(
+            (key, value)
+            for key, value in (context.invocation_metadata() or ())
+            if key in ("authorization", "x-request-id", "x-client-ip", "x-user-agent")
+        )
+
+        async def lookup(client_id: UUID) -> ClientState:
+            try:
+                client = await self._stub.GetClient(
+                    clients_pb2.GetClientRequest(client_id=str(client_id)), metadata=forwarded, timeout=self._timeout_s
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.NOT_FOUND:
+                    return ClientState.UNKNOWN
+                raise Unavailable("the clients service is unavailable") from None
+            return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE
+
+        return lookup
+
+
+class VaultServicer(vault_pb2_grpc.VaultServicer):
+    def __init__(self, credentials: Credentials, clients: ClientsDirectory) -> None:
+        self._credentials = credentials
+        self._clients = clients
+
+    async def ListCredentials(
+        self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCredentialsResponse:
+        client_id = parse_id(request.client_id, "client")
+        found = await self._credentials.list_credentials(client_id, self._clients.lookup_for(context))
+        return pb.ListCredentialsResponse(items=[credential_to_proto(c) for c in found])
+
+    async def CreateCredential(
+        self, request: pb.CreateCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCredentialResponse:
+        fields = request.credential
+        draft = CredentialDraft(fields.label, _optional(fields, "username"), _optional(fields, "url"), fields.secret)
+        credential_id = await self._credentials.create_credential(
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            draft,
+            self._clients.lookup_for(context),
+        )
+        return pb.CreateCredentialResponse(id=str(credential_id))
+
+    async def RevealCredential(
+        self, request: pb.RevealCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevealedCredential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        found = await self._credentials.reveal_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id
+        )
+        return pb.RevealedCredential(
+            id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
+        )
+
+    async def UpdateCredential(
+        self, request: pb.UpdateCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Credential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise Invalid("name at least one field to change")
+        if unknown := sorted(set(paths) - FIELDS):
+            raise Invalid(f"cannot change {', '.join(unknown)}")
+        fields = request.credential
+        changes = {
+            path: _optional(fields, path) if path in ("username", "url") else getattr(fields, path) for path in paths
+        }
+        updated = await self._credentials.update_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, changes
+        )
+        return credential_to_proto(updated)
+
+    async def DeleteCredential(
+        self, request: pb.DeleteCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteCredentialResponse:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        await self._credentials.delete_credential(rpc.current_caller(), rpc.current_request(), client_id, credential_id)
+        return pb.DeleteCredentialResponse()
+
+
+async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
+    """The key provider, checked against the database: a missing or wrong key stops the process here."""
+    try:
+        provider = provider_for(settings)
+        if isinstance(provider, TransitKeys):
+            await provider.ensure_key()
+        active = await check_keys(db, provider)
+    except KeyFailure as error:
+        log.error("keys.unusable", reason=str(error))
+        print(f"vault: cannot start: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    log.info("keys.ready", provider=provider.name, active=active)
+    return provider
+
+
+async def main(settings: VaultSettings) -> None:
+    db = Database(
+        settings.require_database_url(),
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        name="clientvault-vault",
+    )
+    provider = await open_keys(settings, db)
+    keys = DataKeys(provider, settings.dek_cache_ttl_s)
+    relay = Relay(db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s)
     auth_channel = rpc.channel(settings.auth_addr)
+    clients_channel = rpc.channel(settings.clients_addr)
     verifier, denylist = verifier_for(settings, auth_channel)
+    servicer = VaultServicer(
+        Credentials(db, keys, relay.wake),
+        ClientsDirectory(clients_pb2_grpc.ClientsStub(clients_channel), settings.rpc_timeout_s),
+    )
     try:
         await rpc.serve(
             settings,
             address=settings.vault_addr,
             verifier=verifier,
-            register=lambda server: None,
-            service_names=[],
-            background=[denylist.run(settings.require_nats_url())],
+            register=lambda server: vault_pb2_grpc.add_VaultServicer_to_server(servicer, server),
+            service_names=[pb.DESCRIPTOR.services_by_name["Vault"].full_name],
+            background=[denylist.run(settings.require_nats_url()), relay.run(), relay.purge_forever()],
         )
     finally:
-        await auth_channel.close()
+        keys.clear()
+        provider.close()
+        await asyncio.gather(relay.close(), auth_channel.close(), clients_channel.close(), db.dispose())

@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from clientvault.settings import AuthSettings, GatewaySettings, Settings
+from clientvault.settings import AuthSettings, GatewaySettings, Settings, VaultSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme() -> None:
     names = set()
-    for model in (Settings, AuthSettings, GatewaySettings):
+    for model in (Settings, AuthSettings, GatewaySettings, VaultSettings):
         for name, field in model.model_fields.items():
             alias = field.validation_alias
             names.add(alias if isinstance(alias, str) else f"CLIENTVAULT_{name.upper()}")

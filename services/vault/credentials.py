@@ -1,0 +1,284 @@
+"""Credentials: the rules. Every write and every reveal commits its audit event in the same transaction.
+
+A reveal is one statement (store.REVEAL): the stamp, the audit event and the read commit together or not at
+all, and the secret is decrypted only from what that statement answered, so nothing is revealed unless its
+event is durable. The outbox relay (outbox.py) publishes the events afterwards.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clientvault.db import Database
+from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.ids import new_id
+from clientvault.logging import get_logger
+from clientvault.rpc import RequestMeta
+from clientvault.tokens import Caller
+from services.vault import store
+from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
+from services.vault.keys import Wrapped
+
+log = get_logger(__name__)
+
+MAX_LABEL = 200
+MAX_SECRET = 10_000
+MAX_USERNAME = 500
+MAX_URL = 2048
+FIELDS = frozenset({"label", "username", "url", "secret"})
+
+
+class ClientState(Enum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    UNKNOWN = "unknown"
+
+
+ClientLookup = Callable[[UUID], Awaitable[ClientState]]
+
+
+class ClientArchived(Conflict): ...
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: UUID
+    client_id: UUID
+    label: str
+    username: str | None
+    url: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_accessed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> "Credential":
+        return cls(**row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class Revealed:
+    id: UUID
+    label: str
+    username: str | None
+    url: str | None
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialDraft:
+    label: str
+    username: str | None
+    url: str | None
+    secret: str = field(repr=False)
+
+
+def _text(name: str, value: str, low: int, high: int) -> str:
+    if not low <= len(value) <= high:
+        raise Invalid(f"{name} must be {low} to {high} characters")
+    if "\x00" in value:
+        raise Invalid(f"{name} must not contain NUL characters")
+    return value
+
+
+def _optional(name: str, value: str | None, high: int) -> str | None:
+    return None if value is None or value == "" else _text(name, value, 1, high)
+
+
+def _secret(value: str) -> str:
+    if not 1 <= len(value) <= MAX_SECRET:
+        raise Invalid(f"secret must be 1 to {MAX_SECRET} characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise Invalid("secret must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+def _valid(changes: dict[str, str | None]) -> dict[str, str | None]:
+    valid: dict[str, str | None] = {}
+    for name, value in changes.items():
+        if name == "label":
+            valid[name] = _text("label", (value or "").strip(), 1, MAX_LABEL)
+        elif name == "username":
+            valid[name] = _optional("username", value, MAX_USERNAME)
+        elif name == "url":
+            valid[name] = _optional("url", value, MAX_URL)
+        elif name == "secret":
+            valid[name] = _secret(value or "")
+        else:
+            raise Invalid(f"{name} cannot be changed")
+    return valid
+
+
+class Credentials:
+    def __init__(self, db: Database, keys: DataKeys, outbox_written: Callable[[], None]) -> None:
+        self._db = db
+        self._keys = keys
+        self._outbox_written = outbox_written
+
+    def _event(self, action: str, caller: Caller, meta: RequestMeta, now: datetime, **about: object) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "action": action,
+            "occurred_at": now,
+            "actor_user_id": caller.user_id,
+            "actor_email": caller.email,
+            "actor_full_name": caller.full_name,
+            "ip": meta.client_ip,
+            "user_agent": meta.user_agent,
+            "request_id": meta.request_id,
+            **about,
+        }
+
+    async def list_credentials(self, client_id: UUID, lookup: ClientLookup) -> list[Credential]:
+        async with self._db.read() as conn:
+            rows = await store.list_credentials(conn, client_id)
+        if not rows and await lookup(client_id) is ClientState.UNKNOWN:
+            raise NotFound("client not found")
+        return [Credential.from_row(row) for row in rows]
+
+    async def _newest_key(self, conn: AsyncConnection, client_id: UUID, now: datetime) -> tuple[int, bytearray]:
+        """The client's newest data key (made on the client's first credential), unwrapped."""
+        row = await store.newest_key(conn, client_id)
+        if row is None:
+            dek, wrapped = await self._keys.wrap_new(client_id, 1)
+            if await store.insert_key(
+                conn,
+                client_id=client_id,
+                generation=1,
+                wrapped_key=wrapped.wrapped_key,
+                kek_version=wrapped.kek_version,
+                created_at=now,
+            ):
+                return 1, dek
+            row = await store.newest_key(conn, client_id)  # another request made it first
+            assert row is not None
+        dek = await self._keys.unwrap(client_id, row.generation, Wrapped(row.wrapped_key, row.kek_version))
+        return row.generation, dek
+
+    async def create_credential(
+        self, caller: Caller, meta: RequestMeta, client_id: UUID, draft: CredentialDraft, lookup: ClientLookup
+    ) -> UUID:
+        values = _valid({"label": draft.label, "username": draft.username, "url": draft.url, "secret": draft.secret})
+        state = await lookup(client_id)
+        if state is ClientState.UNKNOWN:
+            raise NotFound("client not found")
+        if state is ClientState.ARCHIVED:
+            raise ClientArchived("client is archived")
+        secret = str(values.pop("secret"))
+        credential_id, now = new_id(), datetime.now(UTC)
+        async with self._db.begin() as conn:
+            generation, dek = await self._newest_key(conn, client_id, now)
+            try:
+                ciphertext, nonce = seal(dek, client_id, credential_id, secret)
+            finally:
+                self._keys.release(dek)
+            row = await store.insert_credential(
+                conn,
+                id=credential_id,
+                client_id=client_id,
+                ciphertext=ciphertext,
+                nonce=nonce,
+                key_generation=generation,
+                created_by_user_id=caller.user_id,
+                updated_by_user_id=caller.user_id,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
+            await store.insert_event(
+                conn,
+                **self._event(
+                    "credential_create", caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    client_id=client_id,
+                ),
+            )  # fmt: skip
+        self._outbox_written()
+        log.info("credential.created", credential_id=str(credential_id), client_id=str(client_id))
+        return credential_id
+
+    async def reveal_credential(
+        self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID
+    ) -> Revealed:
+        now = datetime.now(UTC)
+        event = self._event("credential_reveal", caller, meta, now)
+        async with self._db.read() as conn:  # one statement in autocommit: its own transaction, one round trip
+            row = await store.reveal(
+                conn,
+                credential_id=credential_id,
+                client_id=client_id,
+                event_id=event.pop("id"),
+                now=event.pop("occurred_at"),
+                **{k: v for k, v in event.items() if k != "action"},
+            )
+        if row is None:
+            raise NotFound("credential not found")
+        self._outbox_written()
+        dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))
+        try:
+            secret = open_sealed(dek, client_id, row.id, row.ciphertext, row.nonce)
+        except Undecryptable:
+            log.error("credential.undecryptable", credential_id=str(row.id), client_id=str(client_id))
+            raise
+        finally:
+            self._keys.release(dek)
+        log.debug("credential.revealed", credential_id=str(row.id))  # the audit event is the record
+        return Revealed(row.id, row.label, row.username, row.url, secret)
+
+    async def update_credential(
+        self,
+        caller: Caller,
+        meta: RequestMeta,
+        client_id: UUID,
+        credential_id: UUID,
+        changes: dict[str, str | None],
+    ) -> Credential:
+        values: dict[str, Any] = _valid(changes)
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            current = await store.get_credential(conn, client_id, credential_id)
+            if current is None:
+                raise NotFound("credential not found")
+            if "secret" in values:
+                generation, dek = await self._newest_key(conn, client_id, now)
+                try:
+                    values["ciphertext"], values["nonce"] = seal(dek, client_id, credential_id, values.pop("secret"))
+                finally:
+                    self._keys.release(dek)
+                values["key_generation"] = generation
+            row = await store.update_credential(
+                conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
+            )
+            await store.insert_event(
+                conn,
+                **self._event(
+                    "credential_update", caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    client_id=client_id,
+                ),
+            )  # fmt: skip
+        self._outbox_written()
+        log.info("credential.updated", credential_id=str(credential_id), fields=sorted(changes))
+        return Credential.from_row(row)
+
+    async def delete_credential(self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID) -> None:
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            row = await store.delete_credential(conn, client_id, credential_id)
+            if row is None:
+                raise NotFound("credential not found")
+            await store.insert_event(
+                conn,
+                **self._event(
+                    "credential_delete", caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    client_id=client_id,
+                ),
+            )  # fmt: skip
+        self._outbox_written()
+        log.info("credential.deleted", credential_id=str(credential_id))

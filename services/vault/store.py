@@ -1,0 +1,355 @@
+"""Tables and queries of schema "vault". Returns rows; no rules, no proto, no crypto."""
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    Row,
+    Table,
+    Text,
+    Uuid,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from clientvault.db import metadata as schema_metadata
+
+metadata = schema_metadata("vault")
+
+# One row per KEK version ever used: a known value sealed with it, to tell a wrong key at startup.
+kek_checks = Table(
+    "kek_checks",
+    metadata,
+    Column("kek_version", Text, primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A client's data keys, wrapped by the KEK; the newest generation encrypts new secrets.
+client_keys = Table(
+    "client_keys",
+    metadata,
+    Column("client_id", Uuid, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("kek_version", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("client_id", "generation"),
+    Index(None, "kek_version"),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("client_id", Uuid, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("username", Text),
+    Column("url", Text),
+    Column("ciphertext", LargeBinary, nullable=False),  # AES-256-GCM with its tag
+    Column("nonce", LargeBinary, nullable=False),
+    Column("key_generation", Integer, nullable=False),  # the client's data key that seals it
+    Column("created_by_user_id", Uuid, nullable=False),
+    Column("updated_by_user_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_accessed_at", DateTime(timezone=True)),
+    Index(None, "client_id", "key_generation"),
+)
+
+# Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Uuid, primary_key=True),  # the event id, Nats-Msg-Id
+    Column("action", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("actor_user_id", Uuid, nullable=False),
+    Column("actor_email", Text, nullable=False),
+    Column("actor_full_name", Text, nullable=False),
+    Column("credential_id", Uuid, nullable=False),
+    Column("credential_label", Text, nullable=False),
+    Column("client_id", Uuid, nullable=False),
+    Column("ip", Text, nullable=False),
+    Column("user_agent", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_outbox_unsent", "occurred_at", postgresql_where=text("sent_at IS NULL")),
+)
+
+# Rotation jobs; an unfinished one is resumed by the next `clientvault vault rotate-key`.
+rotations = Table(
+    "rotations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("kek_version", Text, nullable=False),
+    Column("reencrypt", Boolean, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+METADATA_COLUMNS = (
+    credentials.c.id,
+    credentials.c.client_id,
+    credentials.c.label,
+    credentials.c.username,
+    credentials.c.url,
+    credentials.c.created_at,
+    credentials.c.updated_at,
+    credentials.c.last_accessed_at,
+)
+EVENT_COLUMNS = [c.name for c in outbox.columns if c.name != "sent_at"]
+
+# The whole reveal in one statement (one round trip, one implicit transaction): stamp the credential,
+# write the audit event with the label it has now, and answer the sealed secret with its wrapped key.
+# No row: nothing was written.
+REVEAL = text(
+    """
+WITH revealed AS (
+    UPDATE vault.credentials SET last_accessed_at = :now
+    WHERE id = :credential_id AND client_id = :client_id
+    RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
+), audited AS (
+    INSERT INTO vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name,
+                              credential_id, credential_label, client_id, ip, user_agent, request_id)
+    SELECT :event_id, 'credential_reveal', :now, :actor_user_id, :actor_email, :actor_full_name,
+           id, label, client_id, :ip, :user_agent, :request_id
+    FROM revealed
+)
+SELECT r.id, r.label, r.username, r.url, r.ciphertext, r.nonce, r.key_generation, k.wrapped_key, k.kek_version
+FROM revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.generation = r.key_generation
+"""
+).bindparams(
+    bindparam("credential_id", type_=Uuid),
+    bindparam("client_id", type_=Uuid),
+    bindparam("event_id", type_=Uuid),
+    bindparam("actor_user_id", type_=Uuid),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
+
+
+async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any] | None:
+    return (await conn.execute(REVEAL, values)).one_or_none()
+
+
+async def list_credentials(conn: AsyncConnection, client_id: UUID) -> list[Row[Any]]:
+    query = select(*METADATA_COLUMNS).where(credentials.c.client_id == client_id).order_by(credentials.c.id)
+    return cast(list[Row[Any]], list((await conn.execute(query)).all()))
+
+
+async def get_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+    """The credential with its sealed secret, locked for an update."""
+    query = (
+        select(credentials)
+        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id)
+        .with_for_update()
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def insert_credential(conn: AsyncConnection, **values: object) -> Row[Any]:
+    row: Row[Any] = (await conn.execute(insert(credentials).values(**values).returning(*METADATA_COLUMNS))).one()
+    return row
+
+
+async def update_credential(conn: AsyncConnection, credential_id: UUID, **values: object) -> Row[Any]:
+    query = update(credentials).where(credentials.c.id == credential_id).values(**values).returning(*METADATA_COLUMNS)
+    row: Row[Any] = (await conn.execute(query)).one()
+    return row
+
+
+async def delete_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+    query = (
+        delete(credentials)
+        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id)
+        .returning(credentials.c.id, credentials.c.label)
+    )
+    return cast(Row[Any] | None, (await conn.execute(query)).one_or_none())
+
+
+async def insert_event(conn: AsyncConnection, **values: object) -> None:
+    await conn.execute(insert(outbox).values(**values))
+
+
+# --- data keys ----------------------------------------------------------------------------------------
+
+
+async def newest_key(conn: AsyncConnection, client_id: UUID) -> Row[Any] | None:
+    query = (
+        select(client_keys)
+        .where(client_keys.c.client_id == client_id)
+        .order_by(client_keys.c.generation.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def get_key(conn: AsyncConnection, client_id: UUID, generation: int) -> Row[Any] | None:
+    query = select(client_keys).where(client_keys.c.client_id == client_id, client_keys.c.generation == generation)
+    return (await conn.execute(query)).one_or_none()
+
+
+async def insert_key(conn: AsyncConnection, **values: object) -> bool:
+    """False when another writer created that generation first."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    result = await conn.execute(pg_insert(client_keys).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)
+
+
+async def keys_not_on(conn: AsyncConnection, kek_version: str, limit: int) -> list[Row[Any]]:
+    """Data keys wrapped by another KEK version than `kek_version`, locked, skipping ones locked elsewhere."""
+    query = (
+        select(client_keys)
+        .where(client_keys.c.kek_version != kek_version)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def set_wrapped_keys(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    query = (
+        update(client_keys)
+        .where(client_keys.c.client_id == bindparam("b_client_id"), client_keys.c.generation == bindparam("b_gen"))
+        .values(wrapped_key=bindparam("b_wrapped"), kek_version=bindparam("b_version"))
+    )
+    await conn.execute(query, list(rows))
+
+
+async def clients_with_keys_before(conn: AsyncConnection, before: datetime, limit: int) -> list[UUID]:
+    """Clients whose newest data key is older than `before` (they need a new one for a re-encryption)."""
+    query = (
+        select(client_keys.c.client_id)
+        .group_by(client_keys.c.client_id)
+        .having(func.max(client_keys.c.created_at) < before)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+NEWEST_GENERATION = (
+    select(client_keys.c.client_id, func.max(client_keys.c.generation).label("generation"))
+    .group_by(client_keys.c.client_id)
+    .subquery("newest")
+)
+
+
+async def credentials_on_old_keys(conn: AsyncConnection, limit: int, skip: Collection[UUID] = ()) -> list[Row[Any]]:
+    """Credentials sealed under a data key older than their client's newest (but those in `skip`), locked,
+    skipping rows locked elsewhere."""
+    query = (
+        select(credentials, NEWEST_GENERATION.c.generation.label("newest_generation"))
+        .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == credentials.c.client_id)
+        .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation, credentials.c.id.not_in(list(skip)))
+        .limit(limit)
+        .with_for_update(of=credentials, skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def reseal_credentials(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    query = (
+        update(credentials)
+        .where(credentials.c.id == bindparam("b_id"))
+        .values(ciphertext=bindparam("b_ciphertext"), nonce=bindparam("b_nonce"), key_generation=bindparam("b_gen"))
+    )
+    await conn.execute(query, list(rows))
+
+
+async def delete_unused_old_keys(conn: AsyncConnection) -> int:
+    """Deletes data keys that are not their client's newest and seal no credential any more."""
+    result = await conn.execute(
+        text(
+            """
+DELETE FROM vault.client_keys k
+WHERE k.generation < (SELECT max(n.generation) FROM vault.client_keys n WHERE n.client_id = k.client_id)
+  AND NOT EXISTS (SELECT 1 FROM vault.credentials c
+                  WHERE c.client_id = k.client_id AND c.key_generation = k.generation)
+"""
+        )
+    )
+    return int(result.rowcount)
+
+
+async def key_counts(conn: AsyncConnection) -> list[Row[Any]]:
+    """(kek_version, data keys, secrets) per KEK version."""
+    query = text(
+        """
+SELECT k.kek_version, count(DISTINCT (k.client_id, k.generation)) AS keys, count(c.id) AS secrets
+FROM vault.client_keys k
+LEFT JOIN vault.credentials c ON c.client_id = k.client_id AND c.key_generation = k.generation
+GROUP BY k.kek_version ORDER BY k.kek_version
+"""
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def count_on_old_keys(conn: AsyncConnection) -> int:
+    query = (
+        select(func.count())
+        .select_from(credentials)
+        .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == credentials.c.client_id)
+        .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def count_keys_not_on(conn: AsyncConnection, kek_version: str) -> int:
+    query = select(func.count()).select_from(client_keys).where(client_keys.c.kek_version != kek_version)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def kek_check_rows(conn: AsyncConnection) -> list[Row[Any]]:
+    return list((await conn.execute(select(kek_checks))).all())
+
+
+async def insert_kek_check(conn: AsyncConnection, kek_version: str, sealed: bytes, now: datetime) -> None:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    await conn.execute(
+        pg_insert(kek_checks).values(kek_version=kek_version, sealed=sealed, created_at=now).on_conflict_do_nothing()
+    )
+
+
+async def keys_on_version(conn: AsyncConnection, kek_version: str) -> int:
+    query = select(func.count()).select_from(client_keys).where(client_keys.c.kek_version == kek_version)
+    return int((await conn.execute(query)).scalar_one())
+
+
+# --- the outbox relay ---------------------------------------------------------------------------------
+
+
+async def unsent_events(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
+    """The oldest unsent events, locked; rows another relay holds are skipped, never waited for."""
+    query = (
+        select(outbox)
+        .where(outbox.c.sent_at.is_(None))
+        .order_by(outbox.c.occurred_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def mark_sent(conn: AsyncConnection, event_ids: Sequence[UUID], now: datetime) -> None:
+    await conn.execute(update(outbox).where(outbox.c.id.in_(list(event_ids))).values(sent_at=now))
+
+
+async def purge_sent(conn: AsyncConnection, before: datetime) -> None:
+    await conn.execute(delete(outbox).where(outbox.c.sent_at < before))
