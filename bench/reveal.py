@@ -22,7 +22,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,16 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from users_me import (  # run as a script, bench/ is on the path
+from harness import (  # run as a script, bench/ is on the path
     ROOT,
     WARMUP_S,
     BenchError,
     Load,
     Up,
-    _terminate,
     free_port,
     parse_wrk,
     stop,
+    terminate_on_sigterm,
     wait_http,
 )
 
@@ -239,7 +238,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-reveal-"))
     try:
         results = run(work, args.duration, args.connections)

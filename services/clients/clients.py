@@ -1,6 +1,8 @@
 """Client companies: the rules. No transport here; each function owns its transaction."""
 
+import asyncio
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -136,14 +138,22 @@ async def archive_client(db: Database, client_id: UUID) -> None:
 async def list_clients(db: Database, *, term: str, status: str | None, page: int, page_size: int) -> rules.Page[Client]:
     limit, offset = rules.page(page, page_size)
     term = rules.text(term, "q", max_length=fields.SEARCH_MAX) or ""
+    if any(unicodedata.category(char) == "Cc" for char in term):
+        raise Invalid("q must not contain control characters", "q")
     if status is not None and status not in get_args(ClientStatus):
         raise Invalid("unknown status", "status")
-    async with db.read() as conn:
-        rows = await store.list_clients(conn, term=term, status=status, limit=limit, offset=offset)
-        # A full first page needs the count; a short page is its own count.
-        total = (
-            offset + len(rows)
-            if len(rows) < limit and (rows or offset == 0)
-            else await store.count_clients(conn, term=term, status=status)
-        )
-    return rules.Page([Client.from_row(row) for row in rows], total, page, page_size)
+
+    async def rows() -> list[Row[Any]]:
+        async with db.read() as conn:
+            return await store.list_clients(conn, term=term, status=status, limit=limit, offset=offset)
+
+    async def count() -> int:
+        async with db.read() as conn:
+            return await store.count_clients(conn, term=term, status=status)
+
+    if term:  # a search counts its matches: page and count run side by side, on two connections
+        found, total = await asyncio.gather(rows(), count())
+    else:  # the live counts are a few rows; a short page is its own total
+        found = await rows()
+        total = offset + len(found) if len(found) < limit and (found or offset == 0) else await count()
+    return rules.Page([Client.from_row(row) for row in found], total, page, page_size)

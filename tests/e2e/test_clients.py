@@ -243,6 +243,7 @@ async def test_status_filter_and_paging(api: Api, sessions: dict[str, Session]) 
 @pytest.mark.parametrize(
     ("params", "field"),
     [
+        ({"q": "a\nb"}, "q"),
         ({"page": 0}, "page"),
         ({"page": "x"}, "page"),
         ({"pageSize": 0}, "pageSize"),
