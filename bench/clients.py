@@ -57,6 +57,9 @@ from harness import (
 )
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from sqlalchemy.dialects import postgresql
+
+from services.clients import store
 
 GOAL_SEARCH_P50_MS = 20.0
 GOAL_SEARCH_P99_MS = 60.0
@@ -68,65 +71,28 @@ WARMUP_REQUESTS = 20
 CREDENTIALS = "bench-admin.json"  # in the data dir, so a kept data dir can be signed in to again
 STATEMENT_TIMEOUT_MS = 60_000
 
-# --- the SQL of services/clients/store.py, as SQLAlchemy renders it for psycopg ----------------------------
-# str(query.compile(dialect=postgresql.psycopg.dialect())) of list_clients and count_clients; the search
-# pattern is like_pattern(term): the term with \, % and _ escaped, between two %.
-COLUMNS = ", ".join(
-    f"clients.clients.{column}"
-    for column in (
-        "id",
-        "name",
-        "company",
-        "email",
-        "phone",
-        "status",
-        "notes",
-        "owner_user_id",
-        "created_at",
-        "updated_at",
-        "archived_at",
-    )
-)
-MATCH = "(clients.clients.name ILIKE %(name_1)s::VARCHAR OR clients.clients.company ILIKE %(company_1)s::VARCHAR)"
-ORDER = "ORDER BY clients.clients.created_at DESC, clients.clients.id DESC"
-LIMIT = "LIMIT %(param_1)s::INTEGER OFFSET %(param_2)s::INTEGER"
-SEARCH_PAGE_SQL = (
-    f"SELECT {COLUMNS} \nFROM clients.clients \nWHERE clients.clients.archived_at IS NULL AND {MATCH} {ORDER} \n"
-    f" {LIMIT}"
-)
-SEARCH_COUNT_SQL = (
-    f"SELECT count(*) AS count_1 \nFROM clients.clients \nWHERE clients.clients.archived_at IS NULL AND {MATCH}"
-)
-FIRST_PAGE_SQL = (
-    f"SELECT {COLUMNS} \nFROM clients.clients \nWHERE clients.clients.archived_at IS NULL {ORDER} \n {LIMIT}"
-)
-COUNTS_SUM_SQL = (
-    "SELECT coalesce(sum(clients.client_counts.live), %(coalesce_2)s::INTEGER) AS coalesce_1 \n"
-    "FROM clients.client_counts"
-)
+# --- the SQL of services/clients/store.py, rendered from its own query builders for psycopg ---------------
+
+
+def _render(query: Any) -> tuple[str, dict[str, Any]]:
+    compiled = query.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), dict(compiled.params)
+
+
+def search_page(term: str) -> tuple[str, dict[str, Any]]:
+    return _render(store.list_clients_query(term=term, status=None, limit=PAGE_SIZE, offset=0))
+
+
+def search_count(term: str) -> tuple[str, dict[str, Any]]:
+    return _render(store.count_clients_query(term=term, status=None))
+
+
+FIRST_PAGE_SQL, FIRST_PAGE_PARAMS = _render(store.list_clients_query(term=None, status=None, limit=PAGE_SIZE, offset=0))
+COUNTS_SUM_SQL, COUNTS_SUM_PARAMS = _render(store.count_clients_query(term=None, status=None))
 COPY_SQL = (
     "COPY clients.clients (id, name, company, email, phone, status, notes, owner_user_id, created_at, updated_at,"
     " archived_at) FROM STDIN"
 )
-
-
-def like_pattern(term: str) -> str:
-    """services.clients.store.like_pattern: a substring pattern in which %, _ and \\ match themselves."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def count_params(term: str) -> dict[str, Any]:
-    pattern = like_pattern(term)
-    return {"name_1": pattern, "company_1": pattern}
-
-
-def search_params(term: str) -> dict[str, Any]:
-    return {**count_params(term), "param_1": PAGE_SIZE, "param_2": 0}
-
-
-FIRST_PAGE_PARAMS = {"param_1": PAGE_SIZE, "param_2": 0}
-COUNTS_SUM_PARAMS = {"coalesce_2": 0}
 
 
 def literal_sql(sql: str, params: dict[str, Any]) -> str:
@@ -421,8 +387,8 @@ def sql_sequential(conn: psycopg.Connection[Any], terms: list[str], searches: li
     service_s, first_s, sum_s, first_service_s = [], [], [], []
     with conn.cursor() as cursor:
         for index, term in enumerate(terms):
-            page_time, rows = timed(cursor, SEARCH_PAGE_SQL, search_params(term))
-            count_time, _ = timed(cursor, SEARCH_COUNT_SQL, count_params(term))
+            page_time, rows = timed(cursor, *search_page(term))
+            count_time, _ = timed(cursor, *search_count(term))
             if index >= WARMUP_REQUESTS:
                 search = searches[index - WARMUP_REQUESTS]
                 search.sql_page_ms, search.sql_count_ms = page_time * 1000, count_time * 1000
@@ -671,7 +637,7 @@ def measure_throughput(
         script.write_text(f"{page};\n{total};\n")
         bench = pgbench(database_url, script, duration, connections, data_dir)
     wait_quiet(conn)
-    common = int(scalar(conn, SEARCH_COUNT_SQL, count_params(args.wrk_term)))
+    common = int(scalar(conn, *search_count(args.wrk_term)))
     # Each of these requests counts all its matches: allow 10 s each, and report errors (503) instead of failing.
     search_url = f"{url}/clients?q={quote(args.wrk_term)}&pageSize={PAGE_SIZE}"
     search = wrk(
@@ -743,8 +709,8 @@ def explain_slow(conn: psycopg.Connection[Any], terms: dict[str, str]) -> dict[s
     """EXPLAIN (ANALYZE, BUFFERS) of the search page and count for each labelled term, and of the first page."""
     plans = {}
     for label, term in terms.items():
-        plans[f"search page, {label}"] = explain(conn, f"search page, {label}", SEARCH_PAGE_SQL, search_params(term))
-        plans[f"search count, {label}"] = explain(conn, f"count, {label}", SEARCH_COUNT_SQL, count_params(term))
+        plans[f"search page, {label}"] = explain(conn, f"search page, {label}", *search_page(term))
+        plans[f"search count, {label}"] = explain(conn, f"count, {label}", *search_count(term))
     plans["first page"] = explain(conn, "first page", FIRST_PAGE_SQL, FIRST_PAGE_PARAMS)
     return plans
 

@@ -110,27 +110,34 @@ def _live_clients(term: str | None, status: str | None) -> list[Any]:
     return conditions
 
 
-async def list_clients(
-    conn: AsyncConnection, *, term: str | None, status: str | None, limit: int, offset: int
-) -> list[Row[Any]]:
-    query: Select[Any] = (
+def list_clients_query(*, term: str | None, status: str | None, limit: int, offset: int) -> Select[Any]:
+    """The page query (also rendered by bench/clients.py, so the benchmark runs exactly this SQL)."""
+    return (
         select(*CLIENT_FIELDS)
         .where(and_(*_live_clients(term, status)))
         .order_by(clients.c.created_at.desc(), clients.c.id.desc())
         .limit(limit)
         .offset(offset)
     )
+
+
+def count_clients_query(*, term: str | None, status: str | None) -> Select[Any]:
+    """The total: a count over the search match, or the kept live counts when there is no term."""
+    if term:
+        return select(func.count()).select_from(clients).where(and_(*_live_clients(term, status)))
+    query = select(func.coalesce(func.sum(client_counts.c.live), 0))
+    return query if status is None else query.where(client_counts.c.status == status)
+
+
+async def list_clients(
+    conn: AsyncConnection, *, term: str | None, status: str | None, limit: int, offset: int
+) -> list[Row[Any]]:
+    query = list_clients_query(term=term, status=status, limit=limit, offset=offset)
     return list((await conn.execute(query)).all())
 
 
 async def count_clients(conn: AsyncConnection, *, term: str | None, status: str | None) -> int:
-    if term:
-        query = select(func.count()).select_from(clients).where(and_(*_live_clients(term, status)))
-    else:
-        query = select(func.coalesce(func.sum(client_counts.c.live), 0))
-        if status is not None:
-            query = query.where(client_counts.c.status == status)
-    return int((await conn.execute(query)).scalar_one())
+    return int((await conn.execute(count_clients_query(term=term, status=status))).scalar_one())
 
 
 async def get_client(
