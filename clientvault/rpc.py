@@ -41,6 +41,16 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
+    # Spread calls over every address the name resolves to (a headless Service lists every replica).
+    ("grpc.lb_policy_name", "round_robin"),
+]
+# Servers close each connection after a while (gracefully), so clients reconnect and re-resolve: replicas
+# added by an autoscaler start taking traffic from gateways that were connected before they existed.
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
 ]
 
 
@@ -168,7 +178,7 @@ async def serve(
     background: Sequence[Awaitable[None]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection."""
-    server = grpc.aio.server(interceptors=[Edge(verifier)], options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(interceptors=[Edge(verifier)], options=SERVER_OPTIONS)
     register(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
