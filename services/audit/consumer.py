@@ -65,9 +65,16 @@ def decode(data: bytes) -> chain.Entry | Malformed:
             ids[name] = UUID(value)
         except ValueError:
             return Malformed(f"{name} is not a UUID")
+    try:
+        occurred_at = from_timestamp(event.occurred_at)
+    except (ValueError, OverflowError):
+        return Malformed("occurred_at is out of range")
+    texts = (event.actor.email, event.actor.full_name, event.credential_label, event.ip, event.user_agent)
+    if any("\x00" in text for text in (*texts, event.request_id)):
+        return Malformed("a text field contains NUL")  # PostgreSQL text cannot hold it: it would fail the batch
     return chain.Entry(
         action=action,
-        occurred_at=from_timestamp(event.occurred_at),
+        occurred_at=occurred_at,
         user_email=event.actor.email,
         user_full_name=event.actor.full_name,
         credential_label=event.credential_label,
