@@ -14,6 +14,8 @@ users_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=T
 app.add_typer(users_app, name="users")
 vault_app = typer.Typer(help="The vault's encryption keys: status and rotation.", no_args_is_help=True)
 app.add_typer(vault_app, name="vault")
+audit_app = typer.Typer(help="The audit log's hash chain.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
 DataDirOption = Annotated[
@@ -55,7 +57,8 @@ def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vaul
         logging.configure(gateway_settings.log_level, name)
         gateway_main(gateway_settings)
         return
-    config: Any = {"auth": settings.AuthSettings, "vault": settings.VaultSettings}.get(name, settings.Settings)()
+    kinds = {"auth": settings.AuthSettings, "vault": settings.VaultSettings, "audit": settings.AuditSettings}
+    config: Any = kinds.get(name, settings.Settings)()
     logging.configure(config.log_level, name)
     module = __import__(f"services.{name}.server", fromlist=["main"])
     asyncio.run(module.main(config))
@@ -281,6 +284,35 @@ def vault_rotate_key(
     typer.echo(
         f"rotation done: every data key is on KEK {active}" + (", every secret re-encrypted" if reencrypt else "")
     )
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Walk the audit chain and recompute every hash; name the first entry changed, removed or reordered."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from clientvault.db import Database
+    from services.audit.chain import Verified, verify
+
+    database_url, _ = _system(data_dir)
+
+    async def walk(bar: Progress) -> Verified:
+        task = bar.add_task("verifying the audit chain", total=None)
+        db = Database(database_url, pool_size=1)
+        try:
+            return await verify(db, lambda done, total: bar.update(task, completed=done, total=total))
+        finally:
+            await db.dispose()
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        found = _run(walk(bar))
+    if found.broken is not None:
+        broken = found.broken
+        which = f"entry {broken.seq}" + (f" (event {broken.event_id})" if broken.event_id else "")
+        typer.echo(f"audit chain broken: {which} was {broken.kind}: {broken.detail}", err=True)
+        typer.echo(f"the {found.count} entries before it verify", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit chain verified: {found.count} entries, head {found.head_seq} hash {found.head_hash.hex()}")
 
 
 def main() -> None:

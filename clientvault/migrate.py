@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from clientvault.db import sqlalchemy_url
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
-SERVICES_WITH_SCHEMA = ("auth", "clients", "vault")  # each service adds itself here when its issue lands
+SERVICES_WITH_SCHEMA = ("auth", "clients", "vault", "audit")  # each service adds itself here when its issue lands
 
 
 def config(database_url: str, service: str) -> Config:

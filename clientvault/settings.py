@@ -93,3 +93,9 @@ class VaultSettings(Settings):
     dek_cache_ttl_s: float = Field(300.0, ge=0, le=3600)  # unwrapped data keys kept in memory; 0: none
     outbox_batch: int = Field(200, ge=1, le=1000)
     outbox_sweep_s: float = Field(1.0, gt=0, le=60)
+
+
+class AuditSettings(Settings):
+    """The audit service's consumer. See README.md ("Audit")."""
+
+    audit_batch: int = Field(500, ge=1, le=5000)  # messages fetched, stored in one transaction and acked

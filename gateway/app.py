@@ -12,12 +12,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault import rpc
 from clientvault.settings import GatewaySettings
-from clientvault.v1 import auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
+from clientvault.v1 import audit_pb2_grpc, auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.verification import verifier_for
 from gateway import errors
 from gateway.calls import Stubs
 from gateway.middleware import RequestContext
-from gateway.routes import auth, clients, credentials, tasks
+from gateway.routes import audit, auth, clients, credentials, tasks
 
 DESCRIPTION = """ClientVault keeps an agency's clients, their tasks and their credentials.
 
@@ -33,11 +33,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             "auth": rpc.channel(settings.auth_addr),
             "clients": rpc.channel(settings.clients_addr),
             "vault": rpc.channel(settings.vault_addr),
+            "audit": rpc.channel(settings.audit_addr),
         }
         stubs = Stubs(
             auth=auth_pb2_grpc.AuthStub(channels["auth"]),
             clients=clients_pb2_grpc.ClientsStub(channels["clients"]),
             vault=vault_pb2_grpc.VaultStub(channels["vault"]),
+            audit=audit_pb2_grpc.AuditStub(channels["audit"]),
         )
         verifier, denylist = verifier_for(settings, channels["auth"])
         app.state.settings = settings
@@ -60,7 +62,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     errors.install(app)
-    for routes in (auth, clients, tasks, credentials):
+    for routes in (auth, clients, tasks, credentials, audit):
         app.include_router(routes.router)
     if settings.cors_origins:
         app.add_middleware(

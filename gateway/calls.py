@@ -13,7 +13,7 @@ from clientvault import policy
 from clientvault.errors import Forbidden
 from clientvault.settings import GatewaySettings
 from clientvault.tokens import Caller, TokenVerifier, bearer_token
-from clientvault.v1 import auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
+from clientvault.v1 import audit_pb2_grpc, auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
 
 # Declares the scheme in OpenAPI (the docs' "Authorize" button); the check itself is `requires`.
 BEARER = HTTPBearer(auto_error=False, description="The accessToken from /auth/sign-in or /auth/refresh.")
@@ -24,6 +24,7 @@ class Stubs:
     auth: auth_pb2_grpc.AuthStub
     clients: clients_pb2_grpc.ClientsStub
     vault: vault_pb2_grpc.VaultStub
+    audit: audit_pb2_grpc.AuditStub
 
 
 @dataclass(frozen=True, slots=True)

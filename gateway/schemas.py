@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from clientvault import fields
 from clientvault.convert import enum_name, enum_number, from_timestamp
-from clientvault.v1 import auth_pb2, clients_pb2, vault_pb2
+from clientvault.v1 import auth_pb2, clients_pb2, events_pb2, vault_pb2
 
 
 class WireModel(BaseModel):
@@ -293,3 +293,48 @@ class RevealedOut(WireModel):
     username: str | None
     url: str | None
     secret: str = Field(repr=False)
+
+
+# --- audit log ----------------------------------------------------------------------------------------
+
+AuditAction = Literal["credential_create", "credential_reveal", "credential_update", "credential_delete"]
+
+
+class AuditUserOut(WireModel):
+    full_name: str
+    email: str
+
+
+class AuditCredentialOut(WireModel):
+    label: str
+    client_id: str
+
+
+class AuditEntryOut(WireModel):
+    """One audited event; the user and the credential as they were when it happened."""
+
+    id: str
+    action: AuditAction
+    occurred_at: AwareDatetime
+    user_id: str
+    user: AuditUserOut
+    credential_id: str
+    credential: AuditCredentialOut
+    client_id: str
+    ip: str
+    user_agent: str
+
+    @classmethod
+    def from_proto(cls, event: events_pb2.AuditEvent) -> "AuditEntryOut":
+        return cls(
+            id=event.event_id,
+            action=enum_name(events_pb2.AuditAction.DESCRIPTOR, event.action),
+            occurred_at=from_timestamp(event.occurred_at),
+            user_id=event.actor.user_id,
+            user=AuditUserOut(full_name=event.actor.full_name, email=event.actor.email),
+            credential_id=event.credential_id,
+            credential=AuditCredentialOut(label=event.credential_label, client_id=event.client_id),
+            client_id=event.client_id,
+            ip=event.ip,
+            user_agent=event.user_agent,
+        )

@@ -1,13 +1,83 @@
-"""The audit service process. Until its issue lands it serves only the standard health check (and
-reflection when enabled), so that `clientvault up` and deployments can start, watch and stop it.
-"""
+"""The audit service's process: the consumer that fills the chain, and the gRPC transport of the log."""
+
+import asyncio
+from typing import Any
+from uuid import UUID
 
 from clientvault import rpc
-from clientvault.settings import Settings
+from clientvault.convert import enum_name, enum_number, from_timestamp, timestamp
+from clientvault.db import Database
+from clientvault.errors import Invalid
+from clientvault.settings import AuditSettings
+from clientvault.v1 import audit_pb2 as pb
+from clientvault.v1 import audit_pb2_grpc, events_pb2
 from clientvault.verification import verifier_for
+from services.audit import search
+from services.audit.chain import Entry
+from services.audit.consumer import Consumer
+
+ACTION = events_pb2.AuditAction.DESCRIPTOR
 
 
-async def main(settings: Settings) -> None:
+def entry_to_proto(entry: Entry) -> events_pb2.AuditEvent:
+    return events_pb2.AuditEvent(
+        event_id=str(entry.event_id),
+        action=enum_number(ACTION, entry.action),
+        occurred_at=timestamp(entry.occurred_at),
+        actor=events_pb2.Actor(user_id=str(entry.user_id), email=entry.user_email, full_name=entry.user_full_name),
+        credential_id=str(entry.credential_id),
+        credential_label=entry.credential_label,
+        client_id=str(entry.client_id),
+        ip=entry.ip,
+        user_agent=entry.user_agent,
+        request_id=entry.request_id,
+    )
+
+
+def filter_id(text: str, field: str) -> UUID | None:
+    """An id filter: empty is no filter; a malformed one is invalid (a filter names no resource: not 404)."""
+    if not text:
+        return None
+    try:
+        return UUID(text)
+    except ValueError:
+        raise Invalid(f"{field} is not a valid id", field) from None
+
+
+class AuditServicer(audit_pb2_grpc.AuditServicer):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def ListEvents(self, request: pb.ListEventsRequest, context: Any) -> pb.ListEventsResponse:
+        if request.action and enum_name(ACTION, request.action) is None:
+            raise Invalid("unknown action", "action")
+        filters = search.Filters(
+            credential_id=filter_id(request.credential_id, "credentialId"),
+            user_id=filter_id(request.user_id, "userId"),
+            client_id=filter_id(request.client_id, "clientId"),
+            action=enum_name(ACTION, request.action),
+            start=from_timestamp(request.from_time) if request.HasField("from_time") else None,
+            end=from_timestamp(request.to_time) if request.HasField("to_time") else None,
+        )
+        found = await search.list_events(
+            self._db, filters, page=request.page or 1, page_size=request.page_size or search.PAGE_SIZE_DEFAULT
+        )
+        return pb.ListEventsResponse(
+            items=[entry_to_proto(e) for e in found.items],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
+
+
+async def main(settings: AuditSettings) -> None:
+    db = Database(
+        settings.require_database_url(),
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        name="clientvault-audit",
+    )
+    consumer = Consumer(db, settings.require_nats_url(), batch=settings.audit_batch)
     auth_channel = rpc.channel(settings.auth_addr)
     verifier, denylist = verifier_for(settings, auth_channel)
     try:
@@ -15,9 +85,9 @@ async def main(settings: Settings) -> None:
             settings,
             address=settings.audit_addr,
             verifier=verifier,
-            register=lambda server: None,
-            service_names=[],
-            background=[denylist.run(settings.require_nats_url())],
+            register=lambda server: audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(db), server),
+            service_names=[pb.DESCRIPTOR.services_by_name["Audit"].full_name],
+            background=[denylist.run(settings.require_nats_url()), consumer.run()],
         )
     finally:
-        await auth_channel.close()
+        await asyncio.gather(consumer.close(), auth_channel.close(), db.dispose())

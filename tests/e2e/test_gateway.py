@@ -24,6 +24,7 @@ CATALOGUE = {
     ("post", "/clients/{client_id}/tasks"),
     ("patch", "/clients/{client_id}/tasks/{task_id}"),
     ("delete", "/clients/{client_id}/tasks/{task_id}"),
+    ("get", "/audit-logs"),
 }
 
 

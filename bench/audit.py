@@ -1,0 +1,297 @@
+"""Benchmark the audit log: seed N chained events, read the newest pages through the gateway and as raw SQL,
+and measure ingest from the vault's outbox to the audit table.
+
+1. `uv run clientvault up` on a new data dir; signs in as the first admin.
+2. Seeds `--events` audit events (default 10,000,000) straight into `audit.events` with COPY, chained
+   (SHA-256, the service's own `chain.link`) and with their ordinals, in committed chunks under the chain
+   lock, with a progress bar. 1,000 users, 10,000 clients, 10 credentials each, 4 actions, one event every
+   10 ms of `occurred_at` ending now.
+3. Through the gateway, `--requests` (default 300) sequential `GET /audit-logs` each: the newest page
+   unfiltered, filtered by credentialId, userId, clientId, action, and a 10-minute time range; p50/p99.
+4. The same pages as raw SQL on PostgreSQL (the page query and the total the service would run), p50/p99.
+5. Ingest: inserts `--ingest` events (default 20,000) into `vault.outbox` in one transaction and times until
+   `audit.events` holds them all (the relay publishes, the consumer stores): events/s.
+6. `clientvault audit verify` over the whole chain, timed (skip with `--no-verify`). Writes bench/results/audit.json.
+
+Goals: every page p50 <= 20 ms through the gateway at 10M events; ingest >= 5,000 events/s.
+Run from the project root: `uv run python bench/audit.py [--events 10000000] [--requests 300] [--keep-data]`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from users_me import ROOT, BenchError, Up, free_port  # run as a script, bench/ is on the path
+
+sys.path.insert(0, str(ROOT))
+from services.audit.chain import ACTIONS, GENESIS, Entry, link
+
+RESULTS = ROOT / "bench" / "results" / "audit.json"
+USERS, CLIENTS, PER_CLIENT = 1_000, 10_000, 10
+CHUNK = 100_000
+STEP = timedelta(milliseconds=10)
+GOAL_P50_MS, GOAL_INGEST = 20.0, 5_000.0
+COLUMNS = (
+    "seq", "event_id", "action", "occurred_at", "user_id", "user_email", "user_full_name", "credential_id",
+    "credential_label", "client_id", "ip", "user_agent", "request_id", "prev_hash", "hash", "user_id_ordinal",
+    "client_id_ordinal", "credential_id_ordinal", "action_ordinal",
+)  # fmt: skip
+
+
+def ids(prefix: int, n: int) -> list[uuid.UUID]:
+    return [uuid.UUID(int=(prefix << 96) | i) for i in range(n)]
+
+
+def seed(database_url: str, events: int) -> float:
+    users, clients = ids(1, USERS), ids(2, CLIENTS)
+    credentials = [(c, uuid.UUID(int=(3 << 96) | (i * PER_CLIENT + j))) for i, c in enumerate(clients)
+                   for j in range(PER_CLIENT)]  # fmt: skip
+    ordinals: dict[Any, int] = {}
+    start = datetime.now(UTC) - STEP * events
+    started = time.monotonic()
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with (
+        psycopg.connect(database_url, autocommit=True) as conn,
+        Progress(TextColumn("seeding audit events"), *columns) as bar,
+    ):
+        task = bar.add_task("seed", total=events)
+        if conn.execute("SELECT count(*) FROM audit.events").fetchone() != (0,):
+            raise BenchError("the audit table is not empty: seed a new data dir")
+        seq, prev = 0, GENESIS
+        while seq < events:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('clientvault.audit.chain'))")
+                with conn.cursor().copy(f"COPY audit.events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for _ in range(min(CHUNK, events - seq)):
+                        seq += 1
+                        user = users[seq % USERS]
+                        client, credential = credentials[(seq * 7919) % len(credentials)]
+                        entry = Entry(
+                            uuid.UUID(int=(4 << 96) | seq), ACTIONS[seq % 4], start + STEP * seq, user,
+                            f"u{seq % USERS}@example.com", f"User {seq % USERS}", credential, f"cred {credential.int}",
+                            client, "10.0.0.1", "bench", "r",
+                        )  # fmt: skip
+                        digest = link(prev, entry)
+                        row: list[Any] = [seq, entry.event_id, entry.action, entry.occurred_at, user, entry.user_email,
+                                          entry.user_full_name, credential, entry.credential_label, client, entry.ip,
+                                          entry.user_agent, entry.request_id, prev, digest]  # fmt: skip
+                        for key in (("u", user), ("c", client), ("k", credential), ("a", entry.action)):
+                            ordinals[key] = ordinals.get(key, 0) + 1
+                            row.append(ordinals[key])
+                        copy.write_row(row)
+                        prev = digest
+            bar.update(task, completed=seq)
+        conn.execute("ANALYZE audit.events")
+    return time.monotonic() - started
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "n": len(ordered),
+    }
+
+
+def timed(n: int, call: Callable[[], None]) -> dict[str, float]:
+    for _ in range(10):  # warm-up: pools, channels, caches
+        call()
+    samples = []
+    for _ in range(n):
+        began = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - began) * 1000)
+    return percentiles(samples)
+
+
+def filters(events: int) -> dict[str, dict[str, str]]:
+    seq = events - 3  # a recent event's dimensions
+    end = datetime.now(UTC)
+    return {
+        "unfiltered": {},
+        "credentialId": {"credentialId": str(uuid.UUID(int=(3 << 96) | ((seq * 7919) % (CLIENTS * PER_CLIENT))))},
+        "userId": {"userId": str(uuid.UUID(int=(1 << 96) | (seq % USERS)))},
+        "clientId": {
+            "clientId": str(uuid.UUID(int=(2 << 96) | (((seq * 7919) % (CLIENTS * PER_CLIENT)) // PER_CLIENT)))
+        },
+        "action": {"action": "credential_reveal"},
+        "time range (10 min)": {"from": (end - timedelta(minutes=10)).isoformat(), "to": end.isoformat()},
+    }
+
+
+PAGE = "SELECT * FROM audit.events WHERE {where} ORDER BY {order} DESC LIMIT 50"
+TOTAL = "SELECT {ordinal} FROM audit.events WHERE {column} = %(v)s ORDER BY {ordinal} DESC LIMIT 1"
+RANGE = "occurred_at >= %(f)s AND occurred_at <= %(t)s"
+RAW = {  # the statements the service runs for each page: the total, then the page
+    "unfiltered": (
+        "SELECT seq FROM audit.events ORDER BY seq DESC LIMIT 1",
+        PAGE.format(where="seq <= (SELECT max(seq) FROM audit.events)", order="seq"),
+    ),
+    **{
+        name: (
+            TOTAL.format(column=column, ordinal=f"{column}_ordinal"),
+            PAGE.format(where=f"{column} = %(v)s", order=f"{column}_ordinal"),
+        )
+        for name, column in (
+            ("credentialId", "credential_id"),
+            ("userId", "user_id"),
+            ("clientId", "client_id"),
+            ("action", "action"),
+        )
+    },
+    "time range (10 min)": ("SELECT count(*) FROM audit.events WHERE " + RANGE, PAGE.format(where=RANGE, order="seq")),  # noqa: S608
+}
+
+
+def pages(url: str, token: str, database_url: str, events: int, requests: int) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http, psycopg.connect(
+        database_url, autocommit=True
+    ) as conn:  # fmt: skip
+        for name, params in filters(events).items():
+            first = http.get("/audit-logs", params=params)
+            if first.status_code != 200:
+                raise BenchError(f"{name}: {first.status_code} {first.text}")
+            body = first.json()
+
+            def gateway(params: dict[str, str] = params) -> None:
+                r = http.get("/audit-logs", params=params)
+                if r.status_code != 200:
+                    raise BenchError(f"{r.status_code} {r.text}")
+
+            value = next(iter(params.values()), None)
+            args = {"v": uuid.UUID(value) if name.endswith("Id") else value,
+                    "f": params.get("from"), "t": params.get("to")}  # fmt: skip
+
+            def raw(name: str = name, args: dict[str, Any] = args) -> None:
+                for statement in RAW[name]:
+                    conn.execute(statement, args).fetchall()
+
+            found[name] = {
+                "total": body["total"],
+                "items": len(body["items"]),
+                "gateway": timed(requests, gateway),
+                "sql": timed(requests, raw),
+            }
+            print(f"bench: {name:<22} total {body['total']:>10,}  gateway {found[name]['gateway']}  "
+                  f"sql {found[name]['sql']}", flush=True)  # fmt: skip
+    return found
+
+
+def ingest(database_url: str, n: int) -> dict[str, Any]:
+    user, client = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as conn:
+        before = conn.execute("SELECT count(*) FROM audit.events").fetchone()[0]  # type: ignore[index]
+        with conn.cursor().copy(
+            "COPY vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name, credential_id, "
+            "credential_label, client_id, ip, user_agent, request_id) FROM STDIN"
+        ) as copy:
+            for i in range(n):
+                copy.write_row([uuid.uuid4(), ACTIONS[i % 4], now, user, "i@example.com", "Ingest", uuid.uuid4(),
+                                "ingest", client, "10.0.0.2", "bench", "r"])  # fmt: skip
+        conn.commit()
+        started, published_s = time.monotonic(), None
+        while True:
+            stored = conn.execute("SELECT count(*) FROM audit.events").fetchone()[0] - before  # type: ignore[index]
+            if published_s is None and conn.execute(
+                "SELECT count(*) FROM vault.outbox WHERE sent_at IS NULL"
+            ).fetchone() == (0,):  # fmt: skip
+                published_s = time.monotonic() - started
+            conn.commit()
+            if stored >= n or time.monotonic() - started > 300:
+                break
+            time.sleep(0.05)
+    took = time.monotonic() - started
+    result = {
+        "events": n,
+        "stored": stored,
+        "seconds": round(took, 2),
+        "events_per_s": round(stored / took),
+        "relay_published_all_after_s": round(published_s or took, 2),  # outbox → JetStream alone
+    }
+    print(f"bench: ingest {result}", flush=True)
+    return result
+
+
+def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> dict[str, Any]:
+    up = Up(work / "data", free_port())
+    try:
+        _, _, url, admin = up.wait_ready()
+        if admin is None:
+            raise BenchError("no first admin printed")
+        token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}).json()["accessToken"]
+        database_url = up.system()["database_url"]
+        seed_s = seed(database_url, events)
+        print(f"bench: seeded {events:,} events in {seed_s:.0f}s ({events / seed_s:,.0f}/s)", flush=True)
+        measured = pages(url, token, database_url, events, requests)
+        ingested = ingest(database_url, ingest_n)
+        began, code = time.monotonic(), None
+        if verify:
+            code = subprocess.run(
+                ["uv", "run", "clientvault", "audit", "verify", "--data-dir", str(work / "data")],
+                cwd=ROOT, capture_output=True, text=True, check=False,
+            ).returncode  # fmt: skip
+        verify_s = time.monotonic() - began
+        print(f"bench: verify exit {code} in {verify_s:.0f}s", flush=True)
+    finally:
+        up.stop()
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "events": events,
+        "seed_s": round(seed_s, 1),
+        "pages": measured,
+        "ingest": ingested,
+        "verify": {"exit": code, "seconds": round(verify_s, 1)},
+        "goals": {
+            "page_p50_ms_max": GOAL_P50_MS,
+            "pages_met": all(p["gateway"]["p50_ms"] <= GOAL_P50_MS for p in measured.values()),
+            "ingest_per_s_min": GOAL_INGEST,
+            "ingest_met": ingested["events_per_s"] >= GOAL_INGEST,
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--ingest", type=int, default=20_000)
+    parser.add_argument("--no-verify", action="store_true", help="skip timing `clientvault audit verify`")
+    parser.add_argument("--keep-data", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="clientvault-bench-audit-"))
+    try:
+        results = run(work, args.events, args.requests, args.ingest, not args.no_verify)
+    except BenchError as error:
+        print(f"bench: failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep_data:
+            shutil.rmtree(work, ignore_errors=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["goals"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

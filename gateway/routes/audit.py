@@ -1,0 +1,59 @@
+"""The audit log: validate the filters, call the audit service, shape the reply. No rules here."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from clientvault.convert import enum_number, timestamp
+from clientvault.v1 import audit_pb2 as pb
+from clientvault.v1 import events_pb2
+from gateway.calls import Call, StubsDep, requires, roles
+from gateway.errors import documented
+from gateway.schemas import AuditAction, AuditEntryOut, Page
+
+router = APIRouter(prefix="/audit-logs", tags=["audit"])
+PAGE_MAX, PAGE_SIZE_MAX = 1_000_000, 100
+
+
+@router.get(
+    "",
+    response_model=Page[AuditEntryOut],
+    summary="Audited credential events, newest first",
+    description=roles("Audit/ListEvents") + " Filters combine; `from`/`to` bound `occurredAt` (inclusive). "
+    "Each entry shows the user and the credential as they were when it happened. `total` is exact.",
+    responses=documented(401, 403, 422),
+)
+async def list_audit_logs(
+    stubs: StubsDep,
+    call: Call = requires("Audit/ListEvents"),
+    credential_id: Annotated[UUID | None, Query(alias="credentialId")] = None,
+    user_id: Annotated[UUID | None, Query(alias="userId")] = None,
+    client_id: Annotated[UUID | None, Query(alias="clientId")] = None,
+    action: AuditAction | None = None,
+    start: Annotated[AwareDatetime | None, Query(alias="from", description="RFC 3339, inclusive.")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to", description="RFC 3339, inclusive.")] = None,
+    page: Annotated[int, Query(ge=1, le=PAGE_MAX, description="1-based page number.")] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=PAGE_SIZE_MAX, description="Items per page.")] = 50,
+) -> Page[AuditEntryOut]:
+    request = pb.ListEventsRequest(
+        credential_id=str(credential_id or ""),
+        user_id=str(user_id or ""),
+        client_id=str(client_id or ""),
+        page=page,
+        page_size=page_size,
+    )
+    if action is not None:
+        request.action = enum_number(events_pb2.AuditAction.DESCRIPTOR, action)
+    if start is not None:
+        request.from_time.CopyFrom(timestamp(start))
+    if end is not None:
+        request.to_time.CopyFrom(timestamp(end))
+    reply = await stubs.audit.ListEvents(request, metadata=call.metadata, timeout=call.timeout)
+    return Page[AuditEntryOut](
+        items=[AuditEntryOut.from_proto(e) for e in reply.items],
+        total=reply.total,
+        page=reply.page,
+        page_size=reply.page_size,
+    )

@@ -1,0 +1,50 @@
+"""What the audit tests share: reading the audit log (through the gateway and the table) and waiting for it."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+from tests.system import Api, Session
+
+
+async def audit_logs(api: Api, admin: Session, **params: Any) -> dict[str, Any]:
+    r = await api.raw.get("/audit-logs", headers=admin.headers, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def stored_event_ids(database_url: str, event_ids: Iterable[str]) -> list[str]:
+    """The given event ids as stored in audit.events, once per row (so a duplicate shows twice)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT event_id FROM audit.events WHERE event_id = ANY(%s)", ([uuid.UUID(e) for e in event_ids],)
+            )
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+async def outbox_ids(database_url: str, credential_ids: Iterable[str]) -> list[str]:
+    """The vault's audit events about these credentials (every committed operation has one)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id FROM vault.outbox WHERE credential_id = ANY(%s)",
+                ([uuid.UUID(c) for c in credential_ids],),
+            )
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+async def wait_for_audit(api: Api, admin: Session, credential_id: str, count: int, timeout_s: float = 20) -> Any:
+    """The credential's page of the audit log once it has `count` entries (or the timeout passed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page = await audit_logs(api, admin, credentialId=credential_id)
+        if page["total"] >= count or time.monotonic() > deadline:
+            return page
+        await asyncio.sleep(0.2)

@@ -1,0 +1,43 @@
+"""The chain's canonical encoding is a stored format: these bytes and hashes must never change (v1)."""
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from services.audit.chain import GENESIS, Entry, canonical, link
+
+ENTRY = Entry(
+    event_id=UUID("01a20dc8-174c-742c-ad88-3d553e039d55"),
+    action="credential_reveal",
+    occurred_at=datetime(2026, 11, 24, 13, 39, 6, 698123, tzinfo=UTC),
+    user_id=UUID("01a20dc7-d49e-7085-8e8b-345c49565970"),
+    user_email="ana@example.com",
+    user_full_name='Ana "Lima" Ñ',
+    credential_id=UUID("01a20dc8-1721-72fe-b99d-7a02f1bfd604"),
+    credential_label="db 🔑",
+    client_id=UUID("01a20dc8-1711-7034-91c1-e95204781755"),
+    ip="10.0.0.1",
+    user_agent="curl/8",
+    request_id="r-1",
+)
+
+
+def test_the_canonical_bytes_are_stable() -> None:
+    assert (
+        canonical(ENTRY)
+        == (
+            '{"action":"credential_reveal","client_id":"01a20dc8-1711-7034-91c1-e95204781755",'
+            '"credential_id":"01a20dc8-1721-72fe-b99d-7a02f1bfd604","credential_label":"db 🔑",'
+            '"event_id":"01a20dc8-174c-742c-ad88-3d553e039d55","ip":"10.0.0.1",'
+            '"occurred_at":"2026-11-24T13:39:06.698123Z","request_id":"r-1","user_agent":"curl/8",'
+            '"user_email":"ana@example.com","user_full_name":"Ana \\"Lima\\" Ñ",'
+            '"user_id":"01a20dc7-d49e-7085-8e8b-345c49565970","v":1}'
+        ).encode()
+    )
+
+
+def test_a_link_hashes_the_previous_hash_then_the_entry() -> None:
+    import hashlib
+
+    first = link(GENESIS, ENTRY)
+    assert first == hashlib.sha256(bytes(32) + canonical(ENTRY)).digest()
+    assert link(first, ENTRY) != first  # the same event later in the chain has another hash
