@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 import psycopg
+from harness import ROOT, BenchError, Up, free_port  # run as a script, bench/ is on the path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from users_me import ROOT, BenchError, Up, free_port  # run as a script, bench/ is on the path
 
 sys.path.insert(0, str(ROOT))
 from services.audit.chain import ACTIONS, GENESIS, Entry, link

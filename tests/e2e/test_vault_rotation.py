@@ -123,7 +123,9 @@ async def test_rotation_of_10000_credentials_while_reveals_run_survives_a_crash(
         new_version = active_version(system)
         assert new_version != old_version
         part = await count_keys_on(database_url, new_version)
-        assert 0 < part < CLIENTS, "the first run was not interrupted midway"
+        # Killed while rewrapping, or already re-encrypting (every key rewrapped, the job still open): either
+        # way the job is unfinished, which the second run must find and resume (asserted below).
+        assert part > 0, "the first run had not started"
 
         # 2. run again: it resumes that rotation instead of starting another one
         second = await asyncio.to_thread(
