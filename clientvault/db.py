@@ -2,12 +2,16 @@
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData
 from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from clientvault.errors import Unavailable
+
+if TYPE_CHECKING:
+    from clientvault.settings import Settings
 
 # Constraint names that Alembic migrations and the tables agree on.
 NAMING = {
@@ -64,6 +68,16 @@ class Database:
         with _unavailable_on_outage():
             async with self.engine.connect() as conn:
                 yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @classmethod
+    def for_service(cls, settings: "Settings", name: str) -> "Database":
+        """The pool of a service process, sized and bounded by its settings."""
+        return cls(
+            settings.require_database_url(),
+            pool_size=settings.db_pool_size,
+            pool_timeout_s=settings.db_pool_timeout_s,
+            name=f"clientvault-{name}",
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()

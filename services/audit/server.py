@@ -71,12 +71,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
 
 
 async def main(settings: AuditSettings) -> None:
-    db = Database(
-        settings.require_database_url(),
-        pool_size=settings.db_pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-        name="clientvault-audit",
-    )
+    db = Database.for_service(settings, "audit")
     consumer = Consumer(db, settings.require_nats_url(), batch=settings.audit_batch)
     auth_channel = rpc.channel(settings.auth_addr)
     verifier, denylist = verifier_for(settings, auth_channel)

@@ -96,7 +96,7 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
 
 
 async def main(settings: AuthSettings) -> None:
-    db = Database(settings.require_database_url(), pool_size=settings.db_pool_size, name="clientvault-auth")
+    db = Database.for_service(settings, "auth")
     signer = TokenSigner(
         load_private_key(settings.token_signing_key),
         kid=settings.token_key_id,

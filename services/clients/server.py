@@ -153,7 +153,7 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
 
 
 async def main(settings: Settings) -> None:
-    db = Database(settings.require_database_url(), pool_size=settings.db_pool_size, name="clientvault-clients")
+    db = Database.for_service(settings, "clients")
     auth_channel = rpc.channel(settings.auth_addr)
     verifier, denylist = verifier_for(settings, auth_channel)
     servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(auth_channel), settings.rpc_timeout_s)

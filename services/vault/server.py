@@ -154,12 +154,7 @@ async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
 
 
 async def main(settings: VaultSettings) -> None:
-    db = Database(
-        settings.require_database_url(),
-        pool_size=settings.db_pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-        name="clientvault-vault",
-    )
+    db = Database.for_service(settings, "vault")
     provider = await open_keys(settings, db)
     keys = DataKeys(provider, settings.dek_cache_ttl_s)
     relay = Relay(db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s)
