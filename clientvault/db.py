@@ -44,7 +44,18 @@ def _unavailable_on_outage() -> Iterator[None]:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout_s: float = 5.0, name: str = "clientvault"):
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout_s: float = 5.0,
+        statement_timeout_s: float = 0,
+        name: str = "clientvault",
+    ):
+        connect_args: dict[str, object] = {"application_name": name, "connect_timeout": 5}
+        if statement_timeout_s:
+            connect_args["options"] = f"-c statement_timeout={round(statement_timeout_s * 1000)}"
         self.engine: AsyncEngine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
@@ -52,7 +63,7 @@ class Database:
             pool_timeout=pool_timeout_s,
             # No pre-ping (a round trip per checkout): a connection found dead fails its request with 503
             # and SQLAlchemy then discards the whole pool, so after a database restart one request fails.
-            connect_args={"application_name": name, "connect_timeout": 5},
+            connect_args=connect_args,
         )
 
     @asynccontextmanager
@@ -76,6 +87,7 @@ class Database:
             settings.require_database_url(),
             pool_size=settings.db_pool_size,
             pool_timeout_s=settings.db_pool_timeout_s,
+            statement_timeout_s=settings.db_statement_timeout_s,
             name=f"clientvault-{name}",
         )
 

@@ -66,6 +66,7 @@ class RequestMeta:
 _caller: ContextVar[Caller | None] = ContextVar("caller", default=None)
 _onward: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("onward", default=())
 _request: ContextVar[RequestMeta | None] = ContextVar("request", default=None)
+_deadline: ContextVar[float | None] = ContextVar("deadline", default=None)  # monotonic; None: the caller set none
 NO_REQUEST = RequestMeta("", "", "")
 
 
@@ -80,6 +81,18 @@ def current_caller() -> Caller:
 def onward_metadata() -> tuple[tuple[str, str], ...]:
     """The metadata to send when this RPC calls another service: the same caller and request."""
     return _onward.get()
+
+
+def onward_timeout(limit_s: float) -> float:
+    """The timeout of a call this RPC makes to another service: at most `limit_s`, and never past the
+    deadline of the RPC being served, so the gateway's deadline bounds the whole chain of calls."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return limit_s
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise errors.Unavailable("the caller's deadline has passed")
+    return min(limit_s, left)
 
 
 def current_request() -> RequestMeta:
@@ -127,6 +140,8 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             structlog.contextvars.bind_contextvars(request_id=meta.request_id, rpc=operation)
             _request.set(meta)
             _onward.set(tuple((k, v) for k, v in metadata.items() if k in ONWARD_KEYS))
+            remaining = context.time_remaining()
+            _deadline.set(None if remaining is None else time.monotonic() + remaining)
             started = time.perf_counter()
             try:
                 _caller.set(await self._authorize(operation, metadata.get("authorization")))

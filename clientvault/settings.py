@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     db_pool_timeout_s: float = Field(5.0, gt=0, le=60)
     rpc_timeout_s: float = Field(5.0, gt=0, le=60)
+    # A statement of a service's pool runs at most this long (0: no limit); past the RPC deadline nobody waits.
+    db_statement_timeout_s: float = Field(5.0, ge=0, le=3600)
     auth_addr: str = "127.0.0.1:50051"
     clients_addr: str = "127.0.0.1:50052"
     vault_addr: str = "127.0.0.1:50053"
@@ -93,6 +95,10 @@ class VaultSettings(Settings):
     dek_cache_ttl_s: float = Field(300.0, ge=0, le=3600)  # unwrapped data keys kept in memory; 0: none
     outbox_batch: int = Field(200, ge=1, le=1000)
     outbox_sweep_s: float = Field(1.0, gt=0, le=60)
+    # Reveal rate limits (services/vault/limits.py): attempts per user / per client IP in a fixed window; 0: off.
+    reveal_user_max: int = Field(30, ge=0)
+    reveal_ip_max: int = Field(120, ge=0)
+    reveal_window_s: int = Field(60, ge=1, le=86_400)
 
 
 class AuditSettings(Settings):

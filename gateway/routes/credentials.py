@@ -51,8 +51,9 @@ async def create_credential(
     response_model=RevealedOut,
     summary="Reveal a credential's secret",
     description=roles("Vault/RevealCredential") + " Audited (`credential_reveal`); answered only once the audit "
-    "event is committed. Sets `lastAccessedAt`. `Cache-Control: no-store`.",
-    responses=documented(401, 403, 404),
+    "event is committed. Sets `lastAccessedAt`. `Cache-Control: no-store`. Limited per user and per client "
+    "IP (429 with `Retry-After`).",
+    responses=documented(401, 403, 404, 429),
 )
 async def reveal_credential(
     client_id: str, credential_id: str, stubs: StubsDep, call: Call = requires("Vault/RevealCredential")

@@ -92,7 +92,9 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def _user_exists(self, user_id: UUID) -> bool:
         try:
             reply = await self._auth.GetUsers(
-                auth_pb2.GetUsersRequest(ids=[str(user_id)]), metadata=rpc.onward_metadata(), timeout=self._timeout_s
+                auth_pb2.GetUsersRequest(ids=[str(user_id)]),
+                metadata=rpc.onward_metadata(),
+                timeout=rpc.onward_timeout(self._timeout_s),
             )
         except grpc.aio.AioRpcError as error:
             raise Unavailable("the auth service is unavailable") from error

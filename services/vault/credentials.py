@@ -24,6 +24,7 @@ from clientvault.tokens import Caller
 from services.vault import store
 from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
 from services.vault.keys import Wrapped
+from services.vault.limits import RevealLimiter
 
 log = get_logger(__name__)
 
@@ -118,10 +119,13 @@ def _valid(changes: dict[str, str | None]) -> dict[str, str | None]:
 
 
 class Credentials:
-    def __init__(self, db: Database, keys: DataKeys, outbox_written: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Database, keys: DataKeys, outbox_written: Callable[[], None], limiter: RevealLimiter
+    ) -> None:
         self._db = db
         self._keys = keys
         self._outbox_written = outbox_written
+        self._limiter = limiter
 
     def _event(self, action: str, caller: Caller, meta: RequestMeta, now: datetime, **about: object) -> dict[str, Any]:
         return {
@@ -208,6 +212,7 @@ class Credentials:
         self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID
     ) -> Revealed:
         now = datetime.now(UTC)
+        await self._limiter.count(caller.user_id, meta.client_ip, now)
         event = self._event("credential_reveal", caller, meta, now)
         async with self._db.read() as conn:  # one statement in autocommit: its own transaction, one round trip
             row = await store.reveal(

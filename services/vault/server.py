@@ -16,9 +16,10 @@ from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
 from clientvault.verification import verifier_for
-from services.vault.credentials import FIELDS, ClientLookup, ClientState, Credential, CredentialDraft, Credentials
+from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
+from services.vault.limits import RevealLimiter, RevealLimits
 from services.vault.outbox import Relay
 from services.vault.rotation import check_keys
 
@@ -51,25 +52,19 @@ class ClientsDirectory:
         self._stub = stub
         self._timeout_s = timeout_s
 
-    def lookup_for(self, context: grpc.aio.ServicerContext) -> ClientLookup:
-        forwarded = tuple(
-            (key, value)
-            for key, value in (context.invocation_metadata() or ())
-            if key in ("authorization", "x-request-id", "x-client-ip", "x-user-agent")
-        )
-
-        async def lookup(client_id: UUID) -> ClientState:
-            try:
-                client = await self._stub.GetClient(
-                    clients_pb2.GetClientRequest(client_id=str(client_id)), metadata=forwarded, timeout=self._timeout_s
-                )
-            except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.NOT_FOUND:
-                    return ClientState.UNKNOWN
-                raise Unavailable("the clients service is unavailable") from None
-            return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE
-
-        return lookup
+    async def lookup(self, client_id: UUID) -> ClientState:
+        """The client's state, asked as the caller of the RPC being served (the same token and deadline)."""
+        try:
+            client = await self._stub.GetClient(
+                clients_pb2.GetClientRequest(client_id=str(client_id)),
+                metadata=rpc.onward_metadata(),
+                timeout=rpc.onward_timeout(self._timeout_s),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return ClientState.UNKNOWN
+            raise Unavailable("the clients service is unavailable") from None
+        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE
 
 
 class VaultServicer(vault_pb2_grpc.VaultServicer):
@@ -81,7 +76,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCredentialsResponse:
         client_id = parse_id(request.client_id, "client")
-        found = await self._credentials.list_credentials(client_id, self._clients.lookup_for(context))
+        found = await self._credentials.list_credentials(client_id, self._clients.lookup)
         return pb.ListCredentialsResponse(items=[credential_to_proto(c) for c in found])
 
     async def CreateCredential(
@@ -94,7 +89,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             rpc.current_request(),
             parse_id(request.client_id, "client"),
             draft,
-            self._clients.lookup_for(context),
+            self._clients.lookup,
         )
         return pb.CreateCredentialResponse(id=str(credential_id))
 
@@ -161,8 +156,9 @@ async def main(settings: VaultSettings) -> None:
     auth_channel = rpc.channel(settings.auth_addr)
     clients_channel = rpc.channel(settings.clients_addr)
     verifier, denylist = verifier_for(settings, auth_channel)
+    limiter = RevealLimiter(db, RevealLimits.from_settings(settings))
     servicer = VaultServicer(
-        Credentials(db, keys, relay.wake),
+        Credentials(db, keys, relay.wake, limiter),
         ClientsDirectory(clients_pb2_grpc.ClientsStub(clients_channel), settings.rpc_timeout_s),
     )
     try:
@@ -172,7 +168,12 @@ async def main(settings: VaultSettings) -> None:
             verifier=verifier,
             register=lambda server: vault_pb2_grpc.add_VaultServicer_to_server(servicer, server),
             service_names=[pb.DESCRIPTOR.services_by_name["Vault"].full_name],
-            background=[denylist.run(settings.require_nats_url()), relay.run(), relay.purge_forever()],
+            background=[
+                denylist.run(settings.require_nats_url()),
+                relay.run(),
+                relay.purge_forever(),
+                limiter.purge_forever(),
+            ],
         )
     finally:
         keys.clear()

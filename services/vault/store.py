@@ -25,6 +25,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import metadata as schema_metadata
@@ -114,6 +115,18 @@ METADATA_COLUMNS = (
     credentials.c.last_accessed_at,
 )
 EVENT_COLUMNS = [c.name for c in outbox.columns if c.name != "sent_at"]
+
+# Reveal counters per key ("user:<id>", "ip:<address>") and fixed window (limits.py). UNLOGGED: no WAL per
+# reveal, and a database crash only empties the counters, which restarts every window.
+reveal_counts = Table(
+    "reveal_counts",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("hits", Integer, nullable=False),
+    PrimaryKeyConstraint("key", "window_start"),
+    prefixes=["UNLOGGED"],
+)
 
 # The whole reveal in one statement (one round trip, one implicit transaction): stamp the credential,
 # write the audit event with the label it has now, and answer the sealed secret with its wrapped key.
@@ -352,4 +365,21 @@ async def mark_sent(conn: AsyncConnection, event_ids: Sequence[UUID], now: datet
 
 
 async def purge_sent(conn: AsyncConnection, before: datetime) -> None:
+    # A week of events can take longer than a request's statement timeout; nobody waits on this one.
+    await conn.execute(text("SET LOCAL statement_timeout = 0"))
     await conn.execute(delete(outbox).where(outbox.c.sent_at < before))
+
+
+async def count_reveal(conn: AsyncConnection, keys: Sequence[str], window_start: datetime) -> dict[str, int]:
+    """Counts one reveal for each key in the window; the hits so far, this one included. The rows are
+    always written in the same order (user before IP), so concurrent reveals cannot deadlock."""
+    rows = pg_insert(reveal_counts).values([{"key": key, "window_start": window_start, "hits": 1} for key in keys])
+    query = rows.on_conflict_do_update(
+        index_elements=[reveal_counts.c.key, reveal_counts.c.window_start],
+        set_={"hits": reveal_counts.c.hits + 1},
+    ).returning(reveal_counts.c.key, reveal_counts.c.hits)
+    return {row.key: row.hits for row in await conn.execute(query)}
+
+
+async def purge_reveal_counts(conn: AsyncConnection, before: datetime) -> None:
+    await conn.execute(delete(reveal_counts).where(reveal_counts.c.window_start < before))

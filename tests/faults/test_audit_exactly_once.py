@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.system import System, pid_alive
+from tests.system import HIGH_REVEAL_LIMITS, System, pid_alive
 
 VICTIMS = ("nats", "audit", "vault")
 RUN_BETWEEN_KILLS_S = 3.0
@@ -30,7 +30,7 @@ CONVERGE_TIMEOUT_S = 40.0
 @pytest.fixture
 def own_system(tmp_path: Path) -> Iterator[System]:
     # Its own embedded servers: killing them must not disturb the run-wide system.
-    system = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": ""})
+    system = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": "", **HIGH_REVEAL_LIMITS})
     system.start()
     yield system
     system.stop()

@@ -1,0 +1,74 @@
+"""Reveal rate limits per user and per client IP, counted in PostgreSQL so that every vault replica counts
+the same reveals (a per-process counter would multiply the limit by the number of replicas).
+
+Fixed windows of `reveal_window_s` seconds, aligned to the epoch: in one window a user may reveal at most
+`reveal_user_max` times and a client IP at most `reveal_ip_max` times; the next attempt is refused with
+`Retry-After` = the seconds left in the window. Every attempt counts, also one for a credential that does
+not exist, so guessing ids is limited as well. A refused attempt reveals nothing, so it has no audit event;
+it is logged. A limit of 0 turns that limit off. A call without a client IP (a service calling the vault
+directly, not through the gateway) is limited per user only.
+"""
+
+import asyncio
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from clientvault.db import Database
+from clientvault.errors import Throttled, Unavailable
+from clientvault.logging import get_logger
+from clientvault.settings import VaultSettings
+from services.vault import store
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RevealLimits:
+    per_user: int
+    per_ip: int
+    window_s: int
+
+    @classmethod
+    def from_settings(cls, settings: VaultSettings) -> "RevealLimits":
+        return cls(settings.reveal_user_max, settings.reveal_ip_max, settings.reveal_window_s)
+
+
+class RevealLimiter:
+    def __init__(self, db: Database, limits: RevealLimits) -> None:
+        self._db = db
+        self._limits = limits
+
+    def _window(self, now: datetime) -> tuple[datetime, float]:
+        """The start of the window `now` is in, and the seconds left in it."""
+        start = now.timestamp() // self._limits.window_s * self._limits.window_s
+        return datetime.fromtimestamp(start, UTC), start + self._limits.window_s - now.timestamp()
+
+    async def count(self, user_id: UUID, client_ip: str, now: datetime) -> None:
+        """Counts one reveal attempt; raises `Throttled` when the user or the IP is over its limit."""
+        limits = {}
+        if self._limits.per_user:
+            limits[f"user:{user_id}"] = self._limits.per_user
+        if self._limits.per_ip and client_ip:
+            limits[f"ip:{client_ip}"] = self._limits.per_ip
+        if not limits:
+            return
+        window_start, left_s = self._window(now)
+        async with self._db.read() as conn:
+            hits = await store.count_reveal(conn, list(limits), window_start)
+        over = [key.partition(":")[0] for key, limit in limits.items() if hits[key] > limit]
+        if over:
+            log.warning("reveal.throttled", limits=over, user_id=str(user_id))
+            raise Throttled("too many reveals; try again later", math.ceil(left_s))
+
+    async def purge_forever(self) -> None:
+        """Deletes the counters of windows that have ended."""
+        while True:
+            await asyncio.sleep(self._limits.window_s)
+            window_start, _ = self._window(datetime.now(UTC))
+            try:
+                async with self._db.read() as conn:
+                    await store.purge_reveal_counts(conn, before=window_start)
+            except Unavailable:
+                log.warning("reveal.purge_postponed")

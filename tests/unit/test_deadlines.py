@@ -1,0 +1,51 @@
+"""A service calling another passes on what is left of its own caller's deadline (clientvault/rpc.py),
+shown on a real gRPC server behind the real edge interceptor."""
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from clientvault import rpc
+from clientvault.revocation import DenyList
+from clientvault.tokens import TokenVerifier
+from clientvault.v1 import auth_pb2, auth_pb2_grpc
+
+
+class Echo(auth_pb2_grpc.AuthServicer):
+    """Answers a public RPC with the onward timeout it would give a call of its own (as the key id)."""
+
+    async def GetPublicKeys(
+        self, request: auth_pb2.GetPublicKeysRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.PublicKeys:
+        return auth_pb2.PublicKeys(keys=[auth_pb2.PublicKey(kid=str(rpc.onward_timeout(60.0)))])
+
+
+async def no_keys() -> dict[str, bytes]:
+    raise AssertionError("a public RPC verifies no token")
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[auth_pb2_grpc.AuthStub]:
+    verifier = TokenVerifier(issuer="t", audience="t", fetch_keys=no_keys, denylist=DenyList())  # type: ignore[arg-type]
+    server = grpc.aio.server(interceptors=[rpc.Edge(verifier)])
+    auth_pb2_grpc.add_AuthServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    yield auth_pb2_grpc.AuthStub(channel)
+    await channel.close()
+    await server.stop(grace=None)
+
+
+async def onward(stub: auth_pb2_grpc.AuthStub, deadline_s: float | None) -> float:
+    reply = await stub.GetPublicKeys(auth_pb2.GetPublicKeysRequest(), timeout=deadline_s)
+    return float(reply.keys[0].kid)
+
+
+async def test_an_onward_call_gets_what_is_left_of_the_callers_deadline(stub: auth_pb2_grpc.AuthStub) -> None:
+    assert 1.0 < await onward(stub, deadline_s=2.0) <= 2.0
+
+
+async def test_without_a_deadline_the_onward_call_gets_its_own_limit(stub: auth_pb2_grpc.AuthStub) -> None:
+    assert await onward(stub, deadline_s=None) == 60.0
