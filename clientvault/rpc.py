@@ -193,7 +193,11 @@ async def serve(
     background: Sequence[Awaitable[None]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection."""
-    server = grpc.aio.server(interceptors=[Edge(verifier)], options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[Edge(verifier)],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
     register(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     audit_addr: str = "127.0.0.1:50054"
     grpc_listen: str | None = None  # the serving process's bind address; default: its own *_addr
     grpc_reflection: bool = False
+    # RPCs a service process works on at once; past it a call is refused at once (the gateway answers 503)
+    # instead of queueing without bound behind a pool of db_pool_size connections.
+    grpc_max_concurrent_rpcs: int = Field(200, ge=1, le=100_000)
     token_issuer: str = "clientvault"
     token_audience: str = "clientvault"
 

@@ -74,11 +74,13 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
 
 async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, grpc.aio.AioRpcError)
+    trailers = {key: value for key, value in error.trailing_metadata() or () if isinstance(value, str)}
     status = HTTP.get(error.code(), 500)
+    if status == 429 and "retry-after" not in trailers:
+        status = 503  # not a limit of ours (those say when to retry): a service at its concurrency bound
     if status >= 500:
         log.warning("rpc.unanswered", code=error.code().name)
     detail = (error.details() or "") if status < 500 else "a service could not answer; try again later"
-    trailers = {key: value for key, value in error.trailing_metadata() or () if isinstance(value, str)}
     headers = {"Retry-After": trailers["retry-after"]} if "retry-after" in trailers else {}
     if status == 422:  # a service's own validation: the same shape as the gateway's
         return problem(422, "the request is not valid", errors=[_service_field_error(trailers, detail)])

@@ -1,6 +1,7 @@
 """Abuse limits on a system of its own with small limits: reveals per user and per client IP (429 with
-Retry-After, enforced by the vault itself), a statement timeout that turns a stuck query into a 503, and
-the deadline of a call passed on to the calls it makes. Sign-in throttling is in test_auth.py.
+Retry-After, enforced by the vault itself), a statement timeout that turns a stuck query into a 503, a
+bound on the RPCs a service works on at once, and a frozen service two calls away. Sign-in throttling is
+in test_auth.py.
 """
 
 import asyncio
@@ -30,6 +31,7 @@ LIMITED_ENV = {
     "CLIENTVAULT_REVEAL_WINDOW_S": str(WINDOW_S),
     "CLIENTVAULT_DB_STATEMENT_TIMEOUT_S": "1",
     "CLIENTVAULT_RPC_TIMEOUT_S": "3",
+    "CLIENTVAULT_GRPC_MAX_CONCURRENT_RPCS": "4",
 }
 
 
@@ -181,3 +183,23 @@ async def test_a_frozen_service_two_calls_away_is_a_503_and_nothing_stays_stuck(
     assert (
         await api.raw.post(client_path, headers=manager.headers, json={"label": "Thawed", "secret": "x"})
     ).status_code == 201
+
+
+async def test_a_service_at_its_concurrency_bound_refuses_more_at_once_with_503(api: Api) -> None:
+    """Four list calls wait on a locked table (the bound is 4); the others are refused at once, not queued."""
+    reader = await api.session("read_only")
+
+    async def timed_list() -> tuple[int, str, float]:
+        started = time.monotonic()
+        r = await api.raw.get("/clients", headers=reader.headers)
+        return r.status_code, r.headers["content-type"], time.monotonic() - started
+
+    async with await psycopg.AsyncConnection.connect(api.system.info()["database_url"]) as blocker:
+        await blocker.execute("LOCK TABLE clients.clients IN ACCESS EXCLUSIVE MODE")
+        answers = await asyncio.gather(*(timed_list() for _ in range(10)))
+        await blocker.rollback()
+
+    assert {(status, kind) for status, kind, _ in answers} == {(503, PROBLEM)}
+    refused_at_once = [took for _, _, took in answers if took < 0.5]
+    assert len(refused_at_once) >= 5, sorted(took for _, _, took in answers)
+    assert (await api.raw.get("/clients", headers=reader.headers)).status_code == 200
