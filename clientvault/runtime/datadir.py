@@ -78,6 +78,7 @@ class DataDir:
             "token_signing_key": generate_private_key,
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
+            "audit_db_password": lambda: secrets.token_urlsafe(24),
         }
         missing = {name: make() for name, make in wanted.items() if name not in values}
         if missing:

@@ -167,6 +167,29 @@ async def _ensure_database(admin_url: str, name: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
 
 
+AUDIT_LOGIN = "clientvault_audit"
+
+
+async def _audit_login(database_url: str, password: str) -> str:
+    """The URL the audit service connects with under the embedded PostgreSQL: a login role that is only a
+    member of the append-only role the audit migration made, so the service can add entries, never change
+    or remove one (deploy/README.md does the same for production)."""
+    import psycopg
+    from psycopg import sql
+
+    from services.audit.store import WRITER_ROLE
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        found = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (AUDIT_LOGIN,))).fetchone()
+        verb = sql.SQL("ALTER" if found else "CREATE")
+        await conn.execute(
+            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, sql.Identifier(AUDIT_LOGIN), sql.Literal(password))
+        )
+        await conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(WRITER_ROLE), sql.Identifier(AUDIT_LOGIN)))
+    host_and_db = database_url.split("@", 1)[1]
+    return f"postgresql://{AUDIT_LOGIN}:{password}@{host_and_db}"
+
+
 async def _quiet(_error: Exception) -> None:
     """nats-py prints every failed attempt with a traceback; while we wait for the server they are expected."""
 
@@ -282,6 +305,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     _check_port_free(host, port)
     keys = data.secrets()
     database_url = os.environ.get("DATABASE_URL")
+    embedded_postgres = not database_url
     if not database_url:
         pg_port = free_port()
         await asyncio.to_thread(embedded.init_postgres, data, keys["postgres_password"])
@@ -301,6 +325,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
 
     await asyncio.to_thread(upgrade_all, database_url)
     admin = await _bootstrap_admin(database_url, admin_email)
+    # With an external database the operator's DATABASE_URL is used as given (deploy/README.md, section 3.2).
+    audit_url = await _audit_login(database_url, keys["audit_db_password"]) if embedded_postgres else database_url
 
     addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
     env = {
@@ -317,6 +343,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         if name == "vault":
             child_env |= vault_env
+        if name == "audit":
+            child_env["DATABASE_URL"] = audit_url
         await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
     # The gateway starts alongside: its /readyz answers 200 only once the services behind it do.
     await supervisor.start(Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], env)))

@@ -78,6 +78,8 @@ dead_letters = Table(
 )
 
 CHAIN_LOCK = "clientvault.audit.chain"
+# Made by migration 0001 with SELECT, INSERT on the audit tables only; the audit service's login is a member.
+WRITER_ROLE = "clientvault_audit_writer"
 
 
 async def lock_chain(conn: AsyncConnection) -> None:

@@ -2,6 +2,7 @@
 append-only grant, duplicates and malformed messages on the stream."""
 
 import asyncio
+import os
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -168,6 +169,26 @@ async def test_the_store_is_append_only_for_the_audit_role(api: Api, admin: Sess
             await conn.execute("TRUNCATE audit.events")
     page = await audit_logs(api, admin, credentialId=credential_id)
     assert page["items"][0]["credential"]["label"] == "grant"
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="an external database's roles are the operator's")
+async def test_under_up_the_audit_service_connects_as_the_append_only_role(api: Api) -> None:
+    async with await psycopg.AsyncConnection.connect(api.system.info()["database_url"], autocommit=True) as conn:
+        logins = await (
+            await conn.execute(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'clientvault-audit'"
+            )
+        ).fetchall()
+        member = await (
+            await conn.execute("SELECT pg_has_role('clientvault_audit', 'clientvault_audit_writer', 'MEMBER')")
+        ).fetchone()
+        superuser = await (
+            await conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'clientvault_audit'")
+        ).fetchone()
+
+    assert logins == [("clientvault_audit",)]
+    assert member == (True,)
+    assert superuser == (False,)
 
 
 def an_event(**overrides: object) -> events_pb2.AuditEvent:
