@@ -64,6 +64,8 @@ class Database:
             # No pre-ping (a round trip per checkout): a connection found dead fails its request with 503
             # and SQLAlchemy then discards the whole pool, so after a database restart one request fails.
             connect_args=connect_args,
+            # An error's message must not carry the statement's values (password hashes, sealed secrets).
+            hide_parameters=True,
         )
 
     @asynccontextmanager

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict
 
 NEVER_LOGGED = frozenset(
@@ -46,7 +47,9 @@ def configure(level: str, process: str) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
-            structlog.processors.dict_tracebacks,
+            # Tracebacks as data, but never the frames' local variables (structlog's default shows them):
+            # they hold data keys, sealed secrets, passwords and tokens, which no redaction of keys can catch.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),

@@ -352,6 +352,12 @@ async def test_a_ciphertext_copied_to_another_row_does_not_decrypt(
         assert "source-secret" not in r.text
         assert r.json()["detail"] == "a service could not answer; try again later"
     assert (await api.raw.get(path(client_id, source), headers=admin.headers)).json()["secret"] == "source-secret"
+    # The failure is logged with its traceback, but without the frames' variables: they held the data key,
+    # the sealed secret and the caller's token.
+    vault_log = (api.system.data_dir / "logs" / "vault.log").read_text()
+    assert "credential.undecryptable" in vault_log
+    assert '"locals"' not in vault_log
+    assert admin.access_token.rsplit(".", 1)[1][:24] not in vault_log
 
 
 async def test_a_reveal_whose_audit_event_cannot_be_written_reveals_nothing(
