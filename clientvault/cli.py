@@ -74,6 +74,23 @@ def migrate() -> None:
     typer.echo("migrations applied")
 
 
+@app.command("token-public-key")
+def token_public_key() -> None:
+    """Print the public half of a token signing key read from stdin (base64), for
+    CLIENTVAULT_TOKEN_PREVIOUS_KEYS when the key is retired."""
+    import sys
+
+    from pydantic import SecretStr
+
+    from services.auth.signing import load_private_key, public_half
+
+    try:
+        key = load_private_key(SecretStr(sys.stdin.read().strip()))
+    except SystemExit as error:
+        raise fail(str(error).replace("CLIENTVAULT_TOKEN_SIGNING_KEY", "the key on stdin")) from None
+    typer.echo(public_half(key))
+
+
 def _system(data_dir: Path) -> tuple[str, str | None]:
     """The database and NATS URLs, each from the environment if set, else from the `up` running on the
     data dir (they are independent, as for `up` itself)."""

@@ -13,6 +13,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+def _split_commas(value: object) -> object:
+    """A comma-separated environment value as a list (empty parts dropped)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class Settings(BaseSettings):
     """What every process needs: where the database, the broker and the other services are."""
 
@@ -52,6 +59,8 @@ class Settings(BaseSettings):
 class AuthSettings(Settings):
     token_signing_key: SecretStr | None = None  # base64 of a 32-byte Ed25519 private key (seed)
     token_key_id: str = "k1"
+    # Retired keys' public halves, "kid:base64,…": published until the tokens they signed have expired.
+    token_previous_keys: Annotated[list[str], NoDecode] = []
     access_token_ttl_s: int = Field(900, ge=60, le=3600)
     refresh_idle_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     refresh_absolute_ttl_s: int = Field(30 * 24 * 3600, ge=60)
@@ -59,6 +68,11 @@ class AuthSettings(Settings):
     sign_in_email_window_s: int = Field(900, ge=1)
     sign_in_ip_max_failures: int = Field(30, ge=1)
     sign_in_ip_window_s: int = Field(60, ge=1)
+
+    @field_validator("token_previous_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return _split_commas(value)
 
 
 class GatewaySettings(Settings):
@@ -79,9 +93,7 @@ class GatewaySettings(Settings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return _split_commas(value)
 
 
 class VaultSettings(Settings):

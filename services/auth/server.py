@@ -18,7 +18,7 @@ from clientvault.v1 import auth_pb2 as pb
 from clientvault.v1 import auth_pb2_grpc
 from services.auth import users
 from services.auth.sessions import Sessions, TokenPair
-from services.auth.signing import TokenSigner, load_private_key
+from services.auth.signing import TokenSigner, load_previous_keys, load_private_key
 from services.auth.users import User
 
 log = get_logger(__name__)
@@ -103,6 +103,7 @@ async def main(settings: AuthSettings) -> None:
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         ttl_s=settings.access_token_ttl_s,
+        previous=load_previous_keys(settings.token_previous_keys, settings.token_key_id),
     )
     denylist = DenyList()
     revoker = Revoker(settings.require_nats_url())

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import time
+from collections.abc import Iterable
 from uuid import UUID
 
 import jwt
@@ -26,6 +27,35 @@ def load_private_key(encoded: SecretStr | None) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
+def public_half(private_key: Ed25519PrivateKey) -> str:
+    """The base64 of the raw 32-byte public key, as CLIENTVAULT_TOKEN_PREVIOUS_KEYS takes it."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return base64.b64encode(private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def load_previous_keys(entries: Iterable[str], current_kid: str) -> dict[str, Ed25519PublicKey]:
+    """Public keys of retired signing keys ("kid:base64", from CLIENTVAULT_TOKEN_PREVIOUS_KEYS), still
+    published so that tokens they signed keep verifying until they expire."""
+    keys = {}
+    for entry in entries:
+        kid, _, encoded = entry.partition(":")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+            if not kid or len(raw) != 32:
+                raise ValueError
+        except (binascii.Error, ValueError):
+            raise SystemExit(
+                "CLIENTVAULT_TOKEN_PREVIOUS_KEYS takes kid:<base64 of a 32-byte Ed25519 public key>, comma-separated"
+            ) from None
+        if kid == current_kid:
+            raise SystemExit(
+                f"CLIENTVAULT_TOKEN_PREVIOUS_KEYS names {kid}, the current key id: give the new key a new id"
+            )
+        keys[kid] = Ed25519PublicKey.from_public_bytes(raw)
+    return keys
+
+
 def generate_private_key() -> str:
     """A new signing key, base64-encoded, for `clientvault up` and for operators."""
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -35,8 +65,18 @@ def generate_private_key() -> str:
 
 
 class TokenSigner:
-    def __init__(self, key: Ed25519PrivateKey, *, kid: str, issuer: str, audience: str, ttl_s: int) -> None:
+    def __init__(
+        self,
+        key: Ed25519PrivateKey,
+        *,
+        kid: str,
+        issuer: str,
+        audience: str,
+        ttl_s: int,
+        previous: dict[str, Ed25519PublicKey] | None = None,
+    ) -> None:
         self._key = key
+        self._previous = previous or {}
         self.kid = kid
         self._issuer = issuer
         self._audience = audience
@@ -59,4 +99,4 @@ class TokenSigner:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        return {self.kid: self._key.public_key()}
+        return {**self._previous, self.kid: self._key.public_key()}
