@@ -178,6 +178,17 @@ class Api:
         return await self.sign_in(self.new_account(role))
 
 
+async def new_task(api: Api, session: Session, client_id: str, **body: Any) -> dict[str, Any]:
+    r = await api.raw.post(f"/clients/{client_id}/tasks", headers=session.headers, json={"title": "Renew TLS", **body})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def me(api: Api, session: Session) -> str:
+    """The session's user id."""
+    return str((await api.raw.get("/users/me", headers=session.headers)).json()["id"])
+
+
 def unique_ip() -> str:
     """A client IP of its own for a test, sent through the trusted proxy header, so throttles never cross."""
     value = uuid.uuid4().int

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.system import Api, Session
+from tests.system import Api, Session, me, new_task
 
 PROBLEM = "application/problem+json"
 
@@ -18,16 +18,6 @@ async def sessions(api: Api) -> dict[str, Session]:
 async def new_client(api: Api, sessions: dict[str, Session]) -> str:
     r = await api.raw.post("/clients", headers=sessions["admin"].headers, json={"name": f"Tasks {uuid.uuid4()}"})
     return str(r.json()["id"])
-
-
-async def new_task(api: Api, session: Session, client_id: str, **body: Any) -> dict[str, Any]:
-    r = await api.raw.post(f"/clients/{client_id}/tasks", headers=session.headers, json={"title": "Renew TLS", **body})
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-async def me(api: Api, session: Session) -> str:
-    return str((await api.raw.get("/users/me", headers=session.headers)).json()["id"])
 
 
 async def test_a_new_task_has_the_contract_shape_and_defaults(api: Api, sessions: dict[str, Session]) -> None:

@@ -1,0 +1,360 @@
+"""The role matrix on the running system: every route of the gateway and every RPC of every service, for
+each role and without a token, answers what clientvault/policy.py says.
+
+The cases are not listed here: they come from the gateway app's routes (the operation each declares with
+`requires`) and from the generated protos' descriptors, crossed with the roles. What lives here is one
+valid request per operation (a body for a route, a message for an RPC), so that an allowed call succeeds
+for real and a refused one is refused for its role alone, never for a bad request. The direct calls go to
+each service's own address, bypassing the gateway, to prove that every service enforces the table itself.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import grpc
+import pytest
+from fastapi import Depends
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from clientvault import policy
+from clientvault.policy import Role
+from clientvault.settings import GatewaySettings
+from clientvault.v1 import audit_pb2, auth_pb2, clients_pb2, vault_pb2
+from gateway.app import create_app
+from gateway.calls import requires
+from tests.policy_support import Route, proto_methods, routes_of
+from tests.system import Api, Session, me, new_task, unique_ip
+from tests.vault_support import create, new_client
+
+PROBLEM = "application/problem+json"
+ROLES: tuple[Role | None, ...] = (*Role, None)  # None: no token at all
+# Whose account stands in where a case without a token still needs one (the body of a sign-in or refresh).
+STAND_IN = Role.READ_ONLY
+RPC_TIMEOUT_S = 5
+
+
+class Fresh(Enum):
+    """What a destructive operation uses up, so each of its cases gets a new one instead of the shared one."""
+
+    SESSION = "session"  # sign-out ends the session it is sent with; a refresh token works once
+    CLIENT = "client"
+    TASK = "task"
+    CREDENTIAL = "credential"
+
+
+FRESH = {
+    "Auth/SignOut": Fresh.SESSION,
+    "Auth/Refresh": Fresh.SESSION,
+    "Clients/ArchiveClient": Fresh.CLIENT,
+    "Clients/DeleteTask": Fresh.TASK,
+    "Vault/DeleteCredential": Fresh.CREDENTIAL,
+}
+
+
+@dataclass(frozen=True)
+class Ids:
+    """What one case works on: the module's shared objects, or a fresh one where the operation uses it up."""
+
+    session: Session  # the role's (sent as the bearer token unless the case has none), or the stand-in's
+    client_id: str
+    task_id: str
+    credential_id: str
+    user_id: str
+
+    def path(self, route: Route) -> str:
+        return route.path.format(client_id=self.client_id, task_id=self.task_id, credential_id=self.credential_id)
+
+
+# One valid body per gateway operation; the method and the path come from the app's route itself.
+Body = Callable[[Ids], dict[str, Any] | None]
+
+
+def no_body(_: Ids) -> None:
+    return None
+
+
+GATEWAY_BODIES: Mapping[str, Body] = {
+    "Auth/SignIn": lambda ids: {"email": ids.session.account.email, "password": ids.session.account.password},
+    "Auth/Refresh": lambda ids: {"refreshToken": ids.session.refresh_token},
+    "Auth/SignOut": no_body,
+    "Auth/GetMe": no_body,
+    "Clients/ListClients": no_body,
+    "Clients/CreateClient": lambda _: {"name": f"Matrix {uuid.uuid4()}"},
+    "Clients/GetClient": no_body,
+    "Clients/UpdateClient": lambda _: {"notes": "changed by the role matrix"},
+    "Clients/ArchiveClient": no_body,
+    "Clients/ListTasks": no_body,
+    "Clients/CreateTask": lambda _: {"title": "Matrix task"},
+    "Clients/UpdateTask": lambda _: {"title": "Matrix task, renamed"},
+    "Clients/DeleteTask": no_body,
+    "Vault/ListCredentials": no_body,
+    "Vault/CreateCredential": lambda _: {"label": "Matrix", "secret": "matrix-secret"},
+    "Vault/RevealCredential": no_body,
+    "Vault/UpdateCredential": lambda _: {"label": "Matrix, relabelled"},
+    "Vault/DeleteCredential": no_body,
+    "Audit/ListEvents": no_body,
+}
+
+# One valid request message per RPC, internal ones included.
+RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
+    "Auth/SignIn": lambda ids: auth_pb2.SignInRequest(
+        email=ids.session.account.email, password=ids.session.account.password
+    ),
+    "Auth/Refresh": lambda ids: auth_pb2.RefreshRequest(refresh_token=ids.session.refresh_token),
+    "Auth/SignOut": lambda _: auth_pb2.SignOutRequest(),
+    "Auth/GetMe": lambda _: auth_pb2.GetMeRequest(),
+    "Auth/GetPublicKeys": lambda _: auth_pb2.GetPublicKeysRequest(),
+    "Auth/GetUsers": lambda ids: auth_pb2.GetUsersRequest(ids=[ids.user_id]),
+    "Auth/ListUsers": lambda _: auth_pb2.ListUsersRequest(),
+    "Clients/ListClients": lambda _: clients_pb2.ListClientsRequest(),
+    "Clients/CreateClient": lambda _: clients_pb2.CreateClientRequest(
+        client=clients_pb2.ClientFields(name=f"Matrix {uuid.uuid4()}")
+    ),
+    "Clients/GetClient": lambda ids: clients_pb2.GetClientRequest(client_id=ids.client_id),
+    "Clients/UpdateClient": lambda ids: clients_pb2.UpdateClientRequest(
+        client_id=ids.client_id,
+        client=clients_pb2.ClientFields(notes="changed by the role matrix"),
+        update_mask=FieldMask(paths=["notes"]),
+    ),
+    "Clients/ArchiveClient": lambda ids: clients_pb2.ArchiveClientRequest(client_id=ids.client_id),
+    "Clients/ListTasks": lambda ids: clients_pb2.ListTasksRequest(client_id=ids.client_id),
+    "Clients/CreateTask": lambda ids: clients_pb2.CreateTaskRequest(
+        client_id=ids.client_id, task=clients_pb2.TaskFields(title="Matrix task")
+    ),
+    "Clients/UpdateTask": lambda ids: clients_pb2.UpdateTaskRequest(
+        client_id=ids.client_id,
+        task_id=ids.task_id,
+        task=clients_pb2.TaskFields(title="Matrix task, renamed"),
+        update_mask=FieldMask(paths=["title"]),
+    ),
+    "Clients/DeleteTask": lambda ids: clients_pb2.DeleteTaskRequest(client_id=ids.client_id, task_id=ids.task_id),
+    "Vault/ListCredentials": lambda ids: vault_pb2.ListCredentialsRequest(client_id=ids.client_id),
+    "Vault/CreateCredential": lambda ids: vault_pb2.CreateCredentialRequest(
+        client_id=ids.client_id, credential=vault_pb2.CredentialFields(label="Matrix", secret="matrix-secret")
+    ),
+    "Vault/RevealCredential": lambda ids: vault_pb2.RevealCredentialRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/UpdateCredential": lambda ids: vault_pb2.UpdateCredentialRequest(
+        client_id=ids.client_id,
+        credential_id=ids.credential_id,
+        credential=vault_pb2.CredentialFields(label="Matrix, relabelled"),
+        update_mask=FieldMask(paths=["label"]),
+    ),
+    "Vault/DeleteCredential": lambda ids: vault_pb2.DeleteCredentialRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
+}
+
+
+def _operation_gaps(where: str, operation: str, builders: Mapping[str, object]) -> list[str]:
+    gaps = []
+    if operation not in policy.POLICY:
+        gaps.append(f"{where}: operation {operation} has no entry in clientvault/policy.py (open to nobody)")
+    if operation not in builders:
+        gaps.append(f"{where}: operation {operation} has no request builder in tests/e2e/test_role_matrix.py")
+    return gaps
+
+
+def route_gaps(routes: Iterable[Route], bodies: Mapping[str, Body]) -> list[str]:
+    """Why some routes cannot be proven by the matrix: each one a line naming the route and what it lacks."""
+    gaps = []
+    for route in routes:
+        if not route.operations:
+            gaps.append(f"{route}: declares no operation (add `call: Call = requires(...)`): no role is checked")
+        elif len(route.operations) > 1:
+            gaps.append(f"{route}: declares several operations {route.operations}; a route is one operation")
+        else:
+            gaps += _operation_gaps(str(route), route.operations[0], bodies)
+    return gaps
+
+
+def rpc_gaps(rpcs: Iterable[str], requests: Mapping[str, object]) -> list[str]:
+    return [gap for rpc in sorted(rpcs) for gap in _operation_gaps(f"rpc {rpc}", rpc, requests)]
+
+
+ROUTES = routes_of(create_app(GatewaySettings()))
+RPCS = proto_methods()
+
+
+def case_id(operation: str, role: Role | None) -> str:
+    return f"{operation}-{role.value if role else 'no_token'}"
+
+
+class Outcome(Enum):
+    ALLOWED = "allowed"
+    UNAUTHENTICATED = "unauthenticated"  # no token where the operation is not public
+    FORBIDDEN = "forbidden"  # a token whose role the policy does not list
+
+
+def expected(operation: str, role: Role | None) -> Outcome:
+    if policy.is_public(operation) or (role is not None and policy.allows(operation, role)):
+        return Outcome.ALLOWED
+    return Outcome.UNAUTHENTICATED if role is None else Outcome.FORBIDDEN
+
+
+def test_every_route_and_rpc_is_in_the_policy_and_the_matrix() -> None:
+    gaps = route_gaps(ROUTES, GATEWAY_BODIES) + rpc_gaps(RPCS, RPC_REQUESTS)
+    assert not gaps, "the role matrix cannot prove these:\n" + "\n".join(gaps)
+
+
+def test_the_checker_names_a_route_without_requires_an_unknown_operation_and_a_missing_builder() -> None:
+    app = create_app(GatewaySettings())
+
+    @app.get("/clients/{client_id}/export")
+    async def export(client_id: str) -> None: ...  # no requires: the gateway would let anyone through
+
+    @app.get("/users")
+    async def users(call: Any = requires("Auth/ListUsers")) -> None: ...  # in the table, no body builder
+
+    async def drop() -> None: ...
+
+    drop.operation = "Clients/DropDatabase"  # type: ignore[attr-defined]  # requires() refuses an unknown one
+
+    @app.delete("/clients")
+    async def drop_all(call: Any = Depends(drop)) -> None: ...
+
+    gaps = route_gaps(routes_of(app), GATEWAY_BODIES)
+
+    assert gaps == [
+        "GET /clients/{client_id}/export: declares no operation (add `call: Call = requires(...)`): no role is checked",
+        "GET /users: operation Auth/ListUsers has no request builder in tests/e2e/test_role_matrix.py",
+        "DELETE /clients: operation Clients/DropDatabase has no entry in clientvault/policy.py (open to nobody)",
+        "DELETE /clients: operation Clients/DropDatabase has no request builder in tests/e2e/test_role_matrix.py",
+    ]
+    assert rpc_gaps([*RPCS, "Clients/DropDatabase"], RPC_REQUESTS) == [
+        "rpc Clients/DropDatabase: operation Clients/DropDatabase has no entry in clientvault/policy.py "
+        "(open to nobody)",
+        "rpc Clients/DropDatabase: operation Clients/DropDatabase has no request builder in "
+        "tests/e2e/test_role_matrix.py",
+    ]
+
+
+class World:
+    """One session per role and one client, task and credential, made once for the module and shared by
+    every case that does not use its object up."""
+
+    def __init__(self, api: Api, sessions: dict[Role, Session], ids: Ids) -> None:
+        self.api = api
+        self.sessions = sessions
+        self.shared = ids
+
+    @classmethod
+    async def make(cls, api: Api) -> "World":
+        sessions = {role: await api.session(role.value) for role in Role}
+        admin = sessions[Role.ADMIN]
+        client_id = await new_client(api, admin)
+        task_id = (await new_task(api, admin, client_id))["id"]
+        credential_id = await create(api, admin, client_id, label="Matrix", secret="matrix-secret")
+        return cls(api, sessions, Ids(admin, client_id, task_id, credential_id, await me(api, admin)))
+
+    async def ids_for(self, operation: str, role: Role | None) -> Ids:
+        session = self.sessions[role or STAND_IN]
+        fresh = FRESH.get(operation)
+        admin, client_id = self.sessions[Role.ADMIN], self.shared.client_id
+        if fresh is Fresh.SESSION:  # the same account signed in again: no new user for every case
+            session = await self.api.sign_in(session.account, ip=unique_ip())
+        if fresh is Fresh.CLIENT:
+            client_id = await new_client(self.api, admin)
+        task_id = (await new_task(self.api, admin, client_id))["id"] if fresh is Fresh.TASK else self.shared.task_id
+        credential_id = (
+            await create(self.api, admin, client_id, label="Doomed", secret="doomed")
+            if fresh is Fresh.CREDENTIAL
+            else self.shared.credential_id
+        )
+        return Ids(session, client_id, task_id, credential_id, self.shared.user_id)
+
+
+@pytest.fixture(scope="module")
+async def world(api: Api) -> World:
+    return await World.make(api)
+
+
+@pytest.mark.parametrize(
+    ("route", "role"),
+    [pytest.param(r, role, id=case_id(r.operation, role)) for r in ROUTES if r.operation for role in ROLES],
+)
+async def test_gateway(api: Api, world: World, route: Route, role: Role | None) -> None:
+    operation = route.operation
+    assert operation is not None
+    if operation not in GATEWAY_BODIES:
+        pytest.fail(f"{route}: no request builder for {operation} in GATEWAY_BODIES")
+    ids = await world.ids_for(operation, role)
+    # Each request from an IP of its own: the per-IP throttles of sign-in and reveal never add up here.
+    headers = {"X-Forwarded-For": unique_ip(), **(ids.session.headers if role else {})}
+
+    r = await api.raw.request(route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), headers=headers)
+
+    outcome = expected(operation, role)
+    said = f"{route} ({operation}) as {role or 'no token'}: {r.status_code} {r.text[:300]}"
+    if outcome is Outcome.ALLOWED:
+        assert r.status_code == route.status_code, said
+        return
+    assert r.headers["content-type"] == PROBLEM, said
+    if outcome is Outcome.UNAUTHENTICATED:
+        assert (r.status_code, r.headers.get("www-authenticate")) == (401, "Bearer"), said
+    else:
+        assert r.status_code == 403, said
+        assert r.json()["status"] == 403, said
+
+
+@pytest.fixture(scope="module")
+async def channels(api: Api) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
+    """A channel to each proto service's own address (from the running system's system.json), not the gateway."""
+    services = {method.containing_service.name.lower() for method in RPCS.values()}
+    opened = {name: grpc.aio.insecure_channel(api.system.info_address(name)) for name in services}
+    yield opened
+    for channel in opened.values():
+        await channel.close()
+
+
+async def call_rpc(
+    channel: grpc.aio.Channel, method: MethodDescriptor, request: Message, metadata: Sequence[tuple[str, str]]
+) -> tuple[grpc.StatusCode, str]:
+    """Calls the method its descriptor names (so no per-service stub is needed); its status and details."""
+    rpc = channel.unary_unary(
+        f"/{method.containing_service.full_name}/{method.name}",
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=GetMessageClass(method.output_type).FromString,
+    )
+    try:
+        await rpc(request, metadata=metadata, timeout=RPC_TIMEOUT_S)
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+STATUS_OF = {
+    Outcome.ALLOWED: grpc.StatusCode.OK,
+    Outcome.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Outcome.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+@pytest.mark.parametrize(
+    ("operation", "role"), [pytest.param(op, role, id=case_id(op, role)) for op in sorted(RPCS) for role in ROLES]
+)
+async def test_direct(world: World, channels: dict[str, grpc.aio.Channel], operation: str, role: Role | None) -> None:
+    method = RPCS[operation]
+    if operation not in RPC_REQUESTS:
+        pytest.fail(f"rpc {operation}: no request builder in RPC_REQUESTS")
+    ids = await world.ids_for(operation, role)
+    request = RPC_REQUESTS[operation](ids)
+    assert request.DESCRIPTOR.full_name == method.input_type.full_name, f"the builder of {operation} is wrong"
+    # A client IP of its own, as the gateway would send it, so that per-IP limits never add up across cases.
+    metadata = [("x-client-ip", unique_ip())]
+    if role is not None:
+        metadata.append(("authorization", f"Bearer {ids.session.access_token}"))
+    channel = channels[method.containing_service.name.lower()]
+
+    code, details = await call_rpc(channel, method, request, metadata)
+
+    said = f"rpc {operation} as {role or 'no token'}: {code.name} {details}"
+    assert code is STATUS_OF[expected(operation, role)], said

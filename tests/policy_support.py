@@ -1,0 +1,62 @@
+"""What the policy tests read from the code itself: the gateway's routes with the operation each declares,
+and every RPC of the generated protos. Both the static policy test and the role matrix enumerate these,
+so that a new route or RPC is covered without anyone listing it.
+"""
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from google.protobuf.descriptor import MethodDescriptor
+
+import clientvault.v1
+
+# Liveness and readiness answer anyone (probes carry no token); they call no service and no operation.
+OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz"})
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # FastAPI's template, e.g. /clients/{client_id}
+    operations: tuple[str, ...]  # what its dependencies declare through gateway.calls.requires
+    status_code: int  # what it answers on success
+
+    @property
+    def operation(self) -> str | None:
+        """The one operation it checks, or None when it declares none or several."""
+        return self.operations[0] if len(self.operations) == 1 else None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def routes_of(app: FastAPI) -> list[Route]:
+    """Every API route of the app (one per method) but the operations probes.
+
+    Since FastAPI 0.137 `app.routes` holds one opaque entry per `include_router` instead of its routes, so
+    a walk over `app.routes` alone finds none of ours (and a check over them passes, checking nothing);
+    `iter_route_contexts` expands them, with the router's prefix and dependencies applied.
+    """
+    found = []
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or route.path in OPERATIONS_ROUTES:
+            continue
+        declared = (getattr(d.call, "operation", None) for d in route.dependant.dependencies)
+        operations = tuple(operation for operation in declared if operation is not None)
+        for method in sorted(route.methods or ()):
+            found.append(Route(method, str(route.path), operations, route.status_code or 200))
+    return found
+
+
+def proto_methods() -> dict[str, MethodDescriptor]:
+    """Every RPC of every service in clientvault/v1, keyed "<Service>/<Rpc>" like the policy table."""
+    found: dict[str, MethodDescriptor] = {}
+    for module in pkgutil.iter_modules(clientvault.v1.__path__):
+        if module.name.endswith("_pb2"):
+            descriptor = importlib.import_module(f"clientvault.v1.{module.name}").DESCRIPTOR
+            for service in descriptor.services_by_name.values():
+                found |= {f"{service.name}/{method.name}": method for method in service.methods}
+    return found
