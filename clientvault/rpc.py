@@ -121,8 +121,10 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if guarded is not None:
             return guarded
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or not details.method.startswith("/clientvault."):
+        if handler is None or not details.method.startswith("/clientvault."):
             return handler  # health checks and reflection
+        if handler.unary_unary is None:
+            return None  # fail closed: only unary RPCs are guarded, so a streaming one is not served (UNIMPLEMENTED)
         guarded = self._guard(operation_of(details.method), handler)
         self._guarded[details.method] = guarded
         return guarded

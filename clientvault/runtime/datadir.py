@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+# The processes `up` runs besides the servers; each has its own NATS user (clientvault/runtime/embedded.py).
+PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
+
 
 class AlreadyRunning(Exception):
     pass
@@ -79,6 +82,8 @@ class DataDir:
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
             "audit_db_password": lambda: secrets.token_urlsafe(24),
+            # One NATS user per process (clientvault/runtime/embedded.py); nats_token is the operator's.
+            **{f"nats_{name}_password": lambda: secrets.token_urlsafe(24) for name in PROCESSES},
         }
         missing = {name: make() for name, make in wanted.items() if name not in values}
         if missing:

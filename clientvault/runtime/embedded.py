@@ -115,15 +115,55 @@ def postgres_command(data: DataDir, port: int) -> Command:
     )
 
 
-def nats_command(data: DataDir, port: int, token: str) -> Command:
+# What each process may NOT publish on NATS (one user per process; the operator user, for the CLI, may do
+# anything). Only the vault writes audit events; only auth writes revocations; only the audit service
+# consumes and acknowledges the AUDIT stream (a thief acking its messages would hide them from the audit
+# log); nobody but the operator deletes, purges or reconfigures a stream or deletes a message.
+_NO_STREAM_ADMIN = [
+    "$JS.API.STREAM.DELETE.>",
+    "$JS.API.STREAM.PURGE.>",
+    "$JS.API.STREAM.UPDATE.>",
+    "$JS.API.STREAM.MSG.DELETE.>",
+    "$JS.API.CONSUMER.DELETE.AUDIT.>",
+]
+_NO_AUDIT_WRITES = ["audit.>"]
+_NO_AUDIT_CONSUMING = [
+    "$JS.API.CONSUMER.CREATE.AUDIT",
+    "$JS.API.CONSUMER.CREATE.AUDIT.>",
+    "$JS.API.CONSUMER.DURABLE.CREATE.AUDIT.>",
+    "$JS.API.CONSUMER.MSG.NEXT.AUDIT.>",
+    "$JS.ACK.AUDIT.>",
+]
+_NO_REVOCATION_WRITES = ["$KV.CLIENTVAULT_REVOCATIONS.>"]
+NATS_PUBLISH_DENIED: dict[str, list[str]] = {
+    "gateway": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
+    "auth": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_AUDIT_CONSUMING],
+    "clients": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
+    "vault": [*_NO_STREAM_ADMIN, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
+    "audit": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_REVOCATION_WRITES],
+}
+NATS_OPERATOR = "operator"
+
+
+def nats_authorization(passwords: dict[str, str]) -> str:
+    """nats-server's `authorization` block: the operator and one user per process, with its denials."""
+    users = [f'    {{ user: "{NATS_OPERATOR}", password: "{passwords[NATS_OPERATOR]}" }}']
+    for name, denied in NATS_PUBLISH_DENIED.items():
+        deny = ", ".join(f'"{subject}"' for subject in denied)
+        permissions = f"permissions: {{ publish: {{ deny: [{deny}] }} }}"
+        users.append(f'    {{ user: "{name}", password: "{passwords[name]}", {permissions} }}')
+    return "authorization {\n  users: [\n" + "\n".join(users) + "\n  ]\n}\n"
+
+
+def nats_command(data: DataDir, port: int, passwords: dict[str, str]) -> Command:
     """nats-server with JetStream on file storage, fsync on every write (an acked event survives a crash)."""
     data.nats.mkdir(exist_ok=True)
     config = data.nats / "nats.conf"
     store = data.nats / "jetstream"
     config.write_text(
         f'listen: "127.0.0.1:{port}"\n'
-        f'authorization {{ token: "{token}" }}\n'
-        f'jetstream {{ store_dir: "{store}", sync_interval: always }}\n'
+        + nats_authorization(passwords)
+        + f'jetstream {{ store_dir: "{store}", sync_interval: always }}\n'
         "max_payload: 4MB\n"
     )
     config.chmod(0o600)

@@ -315,10 +315,14 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         await _ensure_database(admin_url, "clientvault")
         database_url = admin_url.rsplit("/", 1)[0] + "/clientvault"
     nats_url = os.environ.get("NATS_URL")
+    nats_urls: dict[str, str] = {}  # per process; with an external NATS_URL every process uses that one
     if not nats_url:
         nats_port = free_port()
-        await supervisor.start(Child("nats", embedded.nats_command(data, nats_port, keys["nats_token"])))
-        nats_url = f"nats://{keys['nats_token']}@127.0.0.1:{nats_port}"
+        passwords = {name: keys[f"nats_{name}_password"] for name in embedded.NATS_PUBLISH_DENIED}
+        passwords[embedded.NATS_OPERATOR] = keys["nats_token"]
+        await supervisor.start(Child("nats", embedded.nats_command(data, nats_port, passwords)))
+        nats_urls = {name: f"nats://{name}:{password}@127.0.0.1:{nats_port}" for name, password in passwords.items()}
+        nats_url = nats_urls[embedded.NATS_OPERATOR]  # for operator commands (system.json)
         await _wait_until(lambda: _nats_ready(nats_url), "nats-server", supervisor, "nats")
 
     from clientvault.migrate import upgrade_all
@@ -338,7 +342,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     }
     vault_env = _vault_keys(data)
     for name in SERVICES:
-        child_env = dict(env)
+        child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
         if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         if name == "vault":
@@ -347,7 +351,10 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env["DATABASE_URL"] = audit_url
         await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
     # The gateway starts alongside: its /readyz answers 200 only once the services behind it do.
-    await supervisor.start(Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], env)))
+    gateway_env = dict(env, NATS_URL=nats_urls.get("gateway", nats_url))
+    await supervisor.start(
+        Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], gateway_env))
+    )
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"

@@ -1,0 +1,94 @@
+"""Under `clientvault up` every process has its own NATS user: only the vault writes audit events, only auth
+writes revocations, only the audit service consumes the AUDIT stream, and no process can purge or delete a
+stream. So a compromised gateway (the one process facing the internet) cannot forge, steal or erase audit
+events, nor lift a revocation. The operator user (system.json, for the CLI) may do anything.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from clientvault.revocation import BUCKET
+from clientvault.runtime.embedded import NATS_PUBLISH_DENIED
+from services.audit.consumer import DURABLE
+from services.vault.outbox import STREAM
+from tests.system import Api
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="an external NATS server's users are its own")
+
+
+@asynccontextmanager
+async def connected_as(api: Api, user: str) -> AsyncIterator[tuple[NATS, list[str]]]:
+    """A connection as one of the processes' NATS users, and the errors the server sent it."""
+    address = api.system.info()["nats_url"].rsplit("@", 1)[1]
+    password = api.system.secrets()[f"nats_{user}_password"]
+    refusals: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        refusals.append(str(error))
+
+    nc = await nats.connect(f"nats://{user}:{password}@{address}", error_cb=on_error, allow_reconnect=False)
+    try:
+        yield nc, refusals
+    finally:
+        await nc.close()
+
+
+async def stream_has(api: Api, subject: str) -> bool:
+    nc = await nats.connect(api.system.info()["nats_url"])  # the operator
+    try:
+        await nc.jetstream().get_last_msg(STREAM, subject)
+        return True
+    except nats.js.errors.NotFoundError:
+        return False
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("user", [u for u in NATS_PUBLISH_DENIED if u != "vault"])
+async def test_only_the_vault_can_write_an_audit_event(api: Api, user: str) -> None:
+    subject = f"audit.vault.forged-{uuid.uuid4().hex}"
+    async with connected_as(api, user) as (nc, refusals):
+        with pytest.raises(nats.errors.TimeoutError):  # refused: no stream ever acknowledges it
+            await nc.jetstream().publish(subject, b"forged", timeout=1)
+        await nc.flush()
+
+    assert any("permissions violation" in r.lower() for r in refusals), refusals
+    assert not await stream_has(api, subject)
+
+
+@pytest.mark.parametrize("user", [u for u in NATS_PUBLISH_DENIED if u != "auth"])
+async def test_only_auth_can_write_a_revocation(api: Api, user: str) -> None:
+    async with connected_as(api, user) as (nc, refusals):
+        bucket = await nc.jetstream().key_value(BUCKET)
+        with pytest.raises(nats.errors.TimeoutError):
+            await bucket.put(f"user.{uuid.uuid4()}", b"0")
+        await nc.flush()
+
+    assert any("permissions violation" in r.lower() for r in refusals), refusals
+
+
+@pytest.mark.parametrize("user", list(NATS_PUBLISH_DENIED))
+async def test_no_process_can_purge_the_audit_stream(api: Api, user: str) -> None:
+    async with connected_as(api, user) as (nc, refusals):
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.jetstream().purge_stream(STREAM)
+        await nc.flush()
+
+    assert any("permissions violation" in r.lower() for r in refusals), refusals
+
+
+@pytest.mark.parametrize("user", [u for u in NATS_PUBLISH_DENIED if u != "audit"])
+async def test_only_the_audit_service_can_take_events_from_its_consumer(api: Api, user: str) -> None:
+    async with connected_as(api, user) as (nc, refusals):
+        subscription = await nc.jetstream().pull_subscribe_bind(DURABLE, stream=STREAM)
+        with pytest.raises(nats.errors.TimeoutError):
+            await subscription.fetch(1, timeout=1)
+        await nc.flush()
+
+    assert any("permissions violation" in r.lower() for r in refusals), refusals
