@@ -52,13 +52,11 @@ class Sessions:
         normalised = normalise_email(email)
         key = throttle.email_key(normalised)
         async with self._db.begin() as conn:
-            await throttle.check(conn, self._settings, key, client_ip, now)
+            attempt = await throttle.admit(conn, self._settings, key, client_ip, now)
             row = await store.get_user_by_email(conn, normalised)
         # Unknown emails verify against a dummy hash, so both failures take the same time.
         matches = await verify_password(row.password_hash if row else None, password)
         if row is None or not matches or row.disabled_at is not None:
-            async with self._db.begin() as conn:
-                await throttle.record_failure(conn, key, client_ip, now)
             log.info("session.sign_in_failed", known_user=row is not None)
             raise Unauthenticated(WRONG_CREDENTIALS)
         user = User.from_row(row)
@@ -69,6 +67,7 @@ class Sessions:
         session_id = new_id()
         refresh_token = secrets.token_urlsafe(32)
         async with self._db.begin() as conn:
+            await throttle.withdraw(conn, attempt)
             await store.insert_session(
                 conn,
                 id=session_id,

@@ -21,6 +21,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -170,8 +171,24 @@ async def purge(conn: AsyncConnection, *, failures_before: datetime, sessions_en
     await conn.execute(delete(sessions).where(sessions.c.id.in_(ended)))
 
 
-async def insert_sign_in_failure(conn: AsyncConnection, email_key: bytes, client_ip: str, now: datetime) -> None:
-    await conn.execute(insert(sign_in_failures).values(email_key=email_key, client_ip=client_ip, failed_at=now))
+async def lock_sign_in_keys(conn: AsyncConnection, email_key: bytes, client_ip: str) -> None:
+    """Serialises attempts on the same email or IP until the transaction ends (email first, then IP, in
+    every transaction, so two attempts cannot wait on each other)."""
+    await conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(:email, 1)), pg_advisory_xact_lock(hashtextextended(:ip, 2))"
+        ),
+        {"email": email_key.hex(), "ip": client_ip},
+    )
+
+
+async def insert_sign_in_failure(conn: AsyncConnection, email_key: bytes, client_ip: str, now: datetime) -> int:
+    query = insert(sign_in_failures).values(email_key=email_key, client_ip=client_ip, failed_at=now)
+    return int((await conn.execute(query.returning(sign_in_failures.c.id))).scalar_one())
+
+
+async def delete_sign_in_failure(conn: AsyncConnection, failure_id: int) -> None:
+    await conn.execute(delete(sign_in_failures).where(sign_in_failures.c.id == failure_id))
 
 
 async def recent_failure_times(

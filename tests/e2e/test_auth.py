@@ -144,6 +144,35 @@ async def test_sign_in_is_throttled_per_ip(api: Api) -> None:
     assert elsewhere.status_code == 200
 
 
+async def test_parallel_guesses_cannot_outrun_the_throttle(api: Api) -> None:
+    """Twenty guesses at once at one account, each from its own IP: exactly five are checked."""
+    account = api.new_account()
+
+    async def guess(n: int) -> int:
+        r = await api.raw.post(
+            "/auth/sign-in",
+            json={"email": account.email, "password": f"parallel-guess-{n}"},
+            headers={"X-Forwarded-For": unique_ip()},
+        )
+        return r.status_code
+
+    statuses = await asyncio.gather(*(guess(n) for n in range(20)))
+
+    assert sorted(statuses) == [401] * 5 + [429] * 15
+    right = await api.raw.post(
+        "/auth/sign-in",
+        json={"email": account.email, "password": account.password},
+        headers={"X-Forwarded-For": unique_ip()},
+    )
+    assert right.status_code == 429
+
+
+async def test_a_successful_sign_in_does_not_count_as_a_failure(api: Api) -> None:
+    account, ip = api.new_account(), unique_ip()
+    for _ in range(12):  # more than the per-IP (10) and per-email (5) limits of the test system
+        await api.sign_in(account, ip=ip)
+
+
 async def test_refresh_rotates_the_refresh_token(api: Api) -> None:
     session = await api.session()
 
