@@ -1,19 +1,37 @@
-"""Pure ASGI middleware (no per-request task or body copy): the request id and the body size limit.
+"""Pure ASGI middleware (no per-request task or body copy): the request id, the body size limit, the
+security headers and the access log.
 
 - `X-Request-ID` is echoed when it matches `[A-Za-z0-9._-]{1,128}`, otherwise a new one is made; it is
   bound to the logs, forwarded to services as `x-request-id` and set on every response.
 - A body over the limit is answered 413 before the route runs, whether it declares its length or not.
+- Every response says: do not sniff, do not cache (unless the route said otherwise), do not frame, send
+  no referrer, HTTPS only; and, except on the interactive docs, that it may load nothing (JSON only).
+- One `http.request` log line per request: method, path (never the query string), status, duration.
 """
 
 import json
 import re
+import time
 import uuid
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clientvault.logging import get_logger
+
+log = get_logger(__name__)
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=31536000"),
+]
+API_ONLY = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+NO_STORE = (b"cache-control", b"no-store")
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")  # Swagger UI's page loads its scripts and styles
 
 
 class RequestContext:
@@ -30,13 +48,33 @@ class RequestContext:
         request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        id_header = (b"x-request-id", request_id.encode())
+        added = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        if scope["path"] not in DOCS_PATHS:
+            added.append(API_ONLY)
+        status = 500  # what the client gets if the app fails before it answers
+        started_at = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), id_header]
+                status = message["status"]
+                own = message.get("headers", [])
+                cached = any(name.lower() == b"cache-control" for name, _ in own)
+                message["headers"] = [*own, *added] if cached else [*own, *added, NO_STORE]
             await send(message)
 
+        try:
+            await self._limited(scope, receive, send_with_id, headers)
+        finally:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"][:512],
+                status=status,
+                ms=round((time.perf_counter() - started_at) * 1000, 2),
+            )
+
+    async def _limited(self, scope: Scope, receive: Receive, send_with_id: Any, headers: dict[bytes, bytes]) -> None:
         declared = headers.get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await _too_large(send_with_id)

@@ -1,5 +1,7 @@
 """The gateway's HTTP conventions: problem+json, request ids, limits, docs and health."""
 
+import asyncio
+import json
 import os
 import signal
 import time
@@ -145,3 +147,46 @@ async def test_a_service_that_does_not_answer_is_a_503_not_a_hang(api: Api) -> N
     assert r.json()["detail"] == "a service could not answer; try again later"
     assert took < 10  # the gateway's deadline (5 s by default), not the client's 30 s timeout
     assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
+
+
+async def test_every_response_carries_the_security_headers(api: Api) -> None:
+    session = await api.session()
+    answered = {
+        "ok": await api.raw.get("/users/me", headers=session.headers),
+        "error": await api.raw.get("/users/me"),
+        "unknown": await api.raw.get("/no-such-route"),
+    }
+    for name, r in answered.items():
+        assert r.headers["x-content-type-options"] == "nosniff", name
+        assert r.headers["x-frame-options"] == "DENY", name
+        assert r.headers["referrer-policy"] == "no-referrer", name
+        assert r.headers["strict-transport-security"].startswith("max-age="), name
+        assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'", name
+        assert r.headers["cache-control"] == "no-store", name
+    docs = await api.raw.get("/docs")
+    assert "content-security-policy" not in docs.headers  # Swagger UI loads its scripts and styles
+    assert docs.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_route_that_sets_its_own_cache_control_keeps_it_alone(api: Api) -> None:
+    r = await api.raw.post("/auth/sign-in", json={"email": "nobody@example.com", "password": "x"})
+    assert r.headers.get_list("cache-control") == ["no-store"]
+
+
+async def test_each_request_has_an_access_log_line_without_its_query_string(api: Api) -> None:
+    session = await api.session()
+    request_id = f"access-log-{time.monotonic_ns()}"
+    await api.raw.get("/clients?q=private-search-term", headers={**session.headers, "X-Request-ID": request_id})
+
+    log_file = api.system.data_dir / "logs" / "gateway.log"
+    for _ in range(50):  # the line is written right after the response is sent
+        if request_id in log_file.read_text():
+            break
+        await asyncio.sleep(0.1)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines() if request_id in line]
+
+    access = [line for line in lines if line["event"] == "http.request"]
+    assert len(access) == 1
+    assert (access[0]["method"], access[0]["path"], access[0]["status"]) == ("GET", "/clients", 200)
+    assert access[0]["ms"] > 0
+    assert "private-search-term" not in log_file.read_text()
