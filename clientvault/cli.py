@@ -304,32 +304,69 @@ def vault_rotate_key(
 
 
 @audit_app.command("verify")
-def audit_verify(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
-    """Walk the audit chain and recompute every hash; name the first entry changed, removed or reordered."""
+def audit_verify(
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="SEQ:HASH printed by an earlier verify and kept outside the database: check it is still there."
+        ),
+    ] = None,
+) -> None:
+    """Walk the audit chain and recompute every hash; name the first entry changed, removed or reordered.
+    Also check that every event the vault sent is in the log, and that an earlier head is still in the chain."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from clientvault.db import Database
-    from services.audit.chain import Verified, verify
+    from services.audit.chain import Verified, check_head, unrecorded, verify
 
+    recorded = _head(expect_head) if expect_head else None
     database_url, _ = _system(data_dir)
 
-    async def walk(bar: Progress) -> Verified:
+    async def walk(bar: Progress) -> tuple[Verified, str | None, list[Any] | None]:
         task = bar.add_task("verifying the audit chain", total=None)
         db = Database(database_url, pool_size=1)
         try:
-            return await verify(db, lambda done, total: bar.update(task, completed=done, total=total))
+            found = await verify(db, lambda done, total: bar.update(task, completed=done, total=total))
+            head = await check_head(db, *recorded, found) if recorded and found.broken is None else None
+            return found, head, await unrecorded(db)
         finally:
             await db.dispose()
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        found = _run(walk(bar))
+        found, head_problem, missing = _run(walk(bar))
+    failed = False
     if found.broken is not None:
         broken = found.broken
         which = f"entry {broken.seq}" + (f" (event {broken.event_id})" if broken.event_id else "")
         typer.echo(f"audit chain broken: {which} was {broken.kind}: {broken.detail}", err=True)
         typer.echo(f"the {found.count} entries before it verify", err=True)
+        failed = True
+    if head_problem is not None:
+        typer.echo(f"audit chain broken: {head_problem}", err=True)
+        failed = True
+    if missing:
+        first = missing[0]
+        typer.echo(
+            f"audit log incomplete: {len(missing)} events the vault sent are not in it "
+            f"(first: event {first.id}, sent {first.sent_at:%Y-%m-%d %H:%M:%S%z})",
+            err=True,
+        )
+        failed = True
+    if failed:
         raise typer.Exit(1)
+    if missing is None:
+        typer.echo("(the vault's outbox is not readable with this database role: sent events not compared)")
     typer.echo(f"audit chain verified: {found.count} entries, head {found.head_seq} hash {found.head_hash.hex()}")
+
+
+def _head(value: str) -> tuple[int, bytes]:
+    seq, _, digest = value.partition(":")
+    try:
+        return int(seq), bytes.fromhex(digest)
+    except ValueError:
+        usage = "--expect-head takes SEQ:HASH as `audit verify` prints them (head 42 hash ab12… is 42:ab12…)"
+        raise fail(usage) from None
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -172,3 +172,22 @@ async def _check(conn: AsyncConnection, row: Any, expected: int, prev: bytes) ->
             row.seq - 1, None, "changed", f"entry {row.seq - 1} is not the one entry {row.seq} was chained to"
         )
     return None
+
+
+async def check_head(db: Database, seq: int, digest: bytes, verified: Verified) -> str | None:
+    """Whether a head recorded earlier (`verify` printed it) is still in the verified chain: removing the
+    newest entries, or rewriting the chain from some entry on, leaves a chain that verifies by itself."""
+    if verified.head_seq < seq:
+        return f"the chain ends at entry {verified.head_seq}, but entry {seq} was recorded earlier: entries removed"
+    async with db.read() as conn:
+        found = await store.hash_at(conn, seq)
+    if found != digest:
+        return f"entry {seq} is not the entry recorded earlier: the chain was rewritten up to it"
+    return None
+
+
+async def unrecorded(db: Database, settle: timedelta = timedelta(minutes=1)) -> list[Any] | None:
+    """Events the vault sent more than `settle` ago (time enough to be consumed) that the audit log lacks;
+    None when the outbox cannot be read with this connection."""
+    async with db.read() as conn:
+        return await store.unrecorded_vault_events(conn, datetime.now(UTC) - settle)

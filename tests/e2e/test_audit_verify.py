@@ -8,7 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import namedtuple_row
 
+from services.audit.chain import entry_of, link
 from tests.audit_support import wait_for_audit
 from tests.system import Api, System
 from tests.vault_support import create, new_client
@@ -135,3 +137,93 @@ async def test_reordered_entries_are_named(
     assert code == 1
     assert f"entry {first} (event {moved}) was reordered" in err
     assert verify(api.system)[0] == 0
+
+
+def head_of(out: str) -> str:
+    """`SEQ:HASH` of the head a successful verify printed."""
+    words = out.split()
+    return f"{words[words.index('head') + 1]}:{words[words.index('hash') + 1]}"
+
+
+async def test_removing_the_newest_entries_is_caught_against_an_earlier_head(
+    api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection
+) -> None:
+    code, out, err = verify(api.system)
+    assert code == 0, err
+    head = head_of(out)
+    newest = int(head.split(":")[0])
+    cursor = await conn.execute("SELECT * FROM audit.events WHERE seq = %s", (newest,))
+    row = await cursor.fetchone()
+    assert row is not None
+    columns = [c.name for c in cursor.description or ()]
+
+    await conn.execute("DELETE FROM audit.events WHERE seq = %s", (newest,))
+    try:
+        alone = verify(api.system)
+        against = api.system.cli("audit", "verify", "--expect-head", head)
+    finally:
+        await conn.execute(
+            f"INSERT INTO audit.events ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
+            row,
+        )
+
+    assert alone[0] == 0  # a shorter chain verifies by itself…
+    assert against.returncode == 1  # …but not against the head recorded before
+    assert f"the chain ends at entry {newest - 1}, but entry {newest} was recorded earlier" in against.stderr
+    assert api.system.cli("audit", "verify", "--expect-head", head).returncode == 0
+
+
+async def test_a_rewritten_newest_entry_is_caught_against_an_earlier_head(
+    api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection
+) -> None:
+    code, out, err = verify(api.system)
+    assert code == 0, err
+    head = head_of(out)
+    newest = int(head.split(":")[0])
+    cursor = conn.cursor(row_factory=namedtuple_row)
+    row: Any = await (await cursor.execute("SELECT * FROM audit.events WHERE seq = %s", (newest,))).fetchone()
+    assert row is not None
+    forged = row._replace(credential_label="forged by a DBA")
+    await conn.execute(
+        "UPDATE audit.events SET credential_label = %s, hash = %s WHERE seq = %s",
+        (forged.credential_label, link(row.prev_hash, entry_of(forged)), newest),
+    )
+    try:
+        alone = verify(api.system)
+        against = api.system.cli("audit", "verify", "--expect-head", head)
+    finally:
+        await conn.execute(
+            "UPDATE audit.events SET credential_label = %s, hash = %s WHERE seq = %s",
+            (row.credential_label, row.hash, newest),
+        )
+
+    assert alone[0] == 0  # the forged entry is chained correctly…
+    assert against.returncode == 1  # …but it is not the entry recorded before
+    assert f"entry {newest} is not the entry recorded earlier" in against.stderr
+
+
+async def test_an_event_the_vault_sent_but_the_log_lacks_is_reported(
+    api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection
+) -> None:
+    lost = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name, "
+        "credential_id, credential_label, client_id, ip, user_agent, request_id, sent_at) "
+        "VALUES (%s, 'credential_reveal', now() - interval '3 minutes', %s, 'e@example.com', 'E', %s, 'lost', "
+        "%s, '', '', '', now() - interval '2 minutes')",
+        (lost, uuid.uuid4(), uuid.uuid4(), uuid.uuid4()),
+    )
+    try:
+        code, _, err = verify(api.system)
+    finally:
+        await conn.execute("DELETE FROM vault.outbox WHERE id = %s", (lost,))
+
+    assert code == 1
+    assert f"audit log incomplete: 1 events the vault sent are not in it (first: event {lost}" in err
+    assert verify(api.system)[0] == 0
+
+
+def test_a_malformed_expected_head_is_refused(api: Api) -> None:
+    done = api.system.cli("audit", "verify", "--expect-head", "twelve:zz")
+    assert done.returncode == 1
+    assert "--expect-head takes SEQ:HASH" in done.stderr
