@@ -147,11 +147,28 @@ NATS_OPERATOR = "operator"
 
 def nats_authorization(passwords: dict[str, str]) -> str:
     """nats-server's `authorization` block: the operator and one user per process, with its denials."""
-    users = [f'    {{ user: "{NATS_OPERATOR}", password: "{passwords[NATS_OPERATOR]}" }}']
+    return _authorization({user: f'"{password}"' for user, password in passwords.items()})
+
+
+def nats_password_variable(user: str) -> str:
+    """The environment variable that nats-server reads a user's password from in the deployment files."""
+    return f"NATS_{user.upper()}_PASSWORD"
+
+
+def nats_authorization_from_environment() -> str:
+    """The same block for deploy/ (deploy/README.md and docker-compose.yml carry this text): each password is
+    `$NATS_<USER>_PASSWORD`, which nats-server reads from its environment and parses as a config value (so a
+    password there must start with a letter), and the config holds none."""
+    return _authorization({user: f"${nats_password_variable(user)}" for user in (NATS_OPERATOR, *NATS_PUBLISH_DENIED)})
+
+
+def _authorization(passwords: dict[str, str]) -> str:
+    """The block with each password as given: a quoted string or a `$VARIABLE` reference."""
+    users = [f'    {{ user: "{NATS_OPERATOR}", password: {passwords[NATS_OPERATOR]} }}']
     for name, denied in NATS_PUBLISH_DENIED.items():
         deny = ", ".join(f'"{subject}"' for subject in denied)
         permissions = f"permissions: {{ publish: {{ deny: [{deny}] }} }}"
-        users.append(f'    {{ user: "{name}", password: "{passwords[name]}", {permissions} }}')
+        users.append(f'    {{ user: "{name}", password: {passwords[name]}, {permissions} }}')
     return "authorization {\n  users: [\n" + "\n".join(users) + "\n  ]\n}\n"
 
 

@@ -6,51 +6,21 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
-from tests.deploy.files import COMPOSE_FILE, COMPOSE_SCHEMA, GATEWAY_PORT, GRPC_PORTS, PROCESSES, SERVICES
+from clientvault.runtime.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
+from tests.deploy.compose import COMPOSE, RAW, Missing, interpolate
+from tests.deploy.files import COMPOSE_SCHEMA, DEPLOY, GATEWAY_PORT, GRPC_PORTS, PROCESSES, SERVICES
 from tests.deploy.settings import SECRET_SETTINGS, documented_settings
 
-RAW = COMPOSE_FILE.read_text()
-COMPOSE: dict[str, Any] = yaml.safe_load(RAW)
 SERVICES_ = COMPOSE["services"]
+NATS_USERS = (NATS_OPERATOR, *PROCESSES)
 REQUIRED_ENV = {
     "POSTGRES_PASSWORD": "pg-password",
-    "NATS_TOKEN": "nats-token",
+    **{nats_password_variable(user): f"p-{user}" for user in NATS_USERS},
     "CLIENTVAULT_TOKEN_SIGNING_KEY": "signing-key",
     "CLIENTVAULT_KEKS": "v1:kek",
     "CLIENTVAULT_KEK_ACTIVE": "v1",
 }
-VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
-
-
-class Missing(Exception):
-    pass
-
-
-def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's variable interpolation: ${V}, ${V:-default}, ${V-default}, ${V:?error}, ${V?error}, $$."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, env) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def one(match: re.Match[str]) -> str:
-        name, op, arg = match["name"], match["op"], match["arg"]
-        if name is None:
-            return "$"
-        present = env.get(name)
-        if op in (":-", ":?") and present == "":
-            present = None
-        if present is not None:
-            return present
-        if op and op.endswith("?"):
-            raise Missing(f"{name}: {arg}")
-        return arg if op else ""
-
-    return VARIABLE.sub(one, value)
 
 
 def schema() -> dict[str, Any]:
@@ -79,6 +49,12 @@ def test_the_schema_check_catches_mistakes() -> None:
 def test_each_secret_must_be_supplied(name: str) -> None:
     with pytest.raises(Missing, match=name):
         interpolate(COMPOSE, {k: v for k, v in REQUIRED_ENV.items() if k != name})
+
+
+def test_the_example_env_file_lists_every_required_variable() -> None:
+    assert set(re.findall(r"\$\{([A-Z_]+):\?", json.dumps(COMPOSE))) == set(REQUIRED_ENV)
+    example = (DEPLOY / "compose.env.example").read_text()
+    assert set(REQUIRED_ENV) <= set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
 
 
 def test_every_process_postgres_nats_and_the_migration() -> None:
@@ -123,9 +99,23 @@ def test_nats_runs_jetstream_on_a_volume() -> None:
     config = COMPOSE["configs"]["nats"]["content"]
     assert re.search(r"jetstream \{ store_dir: /data, sync_interval: always \}", config)
     assert "nats-data:/data" in nats["volumes"]
-    assert "token: $$NATS_TOKEN" in config, "nats-server reads the token from its environment"
     assert "postgres-data:/var/lib/postgresql" in SERVICES_["postgres"]["volumes"]
     assert set(COMPOSE["volumes"]) == {"postgres-data", "nats-data"}
+
+
+def test_each_process_is_its_own_nats_user() -> None:
+    """As under `clientvault up`: nats-server gets embedded.py's users with each password from its environment,
+    and each process connects as its own user with that user's password (and no other's)."""
+    resolved = interpolate(COMPOSE, REQUIRED_ENV)
+    assert nats_authorization_from_environment() in resolved["configs"]["nats"]["content"]
+    passwords = {user: REQUIRED_ENV[nats_password_variable(user)] for user in NATS_USERS}
+    assert resolved["services"]["nats"]["environment"] == {
+        nats_password_variable(user): password for user, password in passwords.items()
+    }
+    for name in PROCESSES:
+        assert resolved["services"][name]["environment"]["NATS_URL"] == f"nats://{name}:{passwords[name]}@nats:4222"
+    holders = {n for n, s in SERVICES_.items() if "NATS_URL" in s.get("environment", {})}
+    assert holders == set(PROCESSES), "the migration needs no NATS"
 
 
 def test_processes_are_locked_down() -> None:

@@ -24,7 +24,7 @@ JOBS = sorted((K8S / "jobs").glob("*.yaml"))
 # The Secrets an operator creates (deploy/README.md), and the keys each process may read from them.
 SECRETS = {
     "clientvault-database": {"auth-url", "clients-url", "vault-url", "audit-url", "migrate-url"},
-    "clientvault-nats": {"url"},
+    "clientvault-nats": {f"{process}-url" for process in PROCESSES},  # one NATS user per process
     "clientvault-token-signing": {"signing-key"},
     "clientvault-vault-keys": {
         "provider",
@@ -36,6 +36,7 @@ SECRETS = {
     },
 }
 DATABASE_KEY = {"auth": "auth-url", "clients": "clients-url", "vault": "vault-url", "audit": "audit-url"}
+NATS_KEY = {process: f"{process}-url" for process in PROCESSES}
 
 
 @functools.cache
@@ -211,23 +212,24 @@ def test_secrets_are_only_referenced_never_defined(name: str) -> None:
 
 
 def test_who_holds_which_secret() -> None:
-    objects = rendered("production")
-    holders: dict[str, set[str]] = {}
-    database: dict[str, str] = {}
-    for _, workload in workloads(objects + job_files()):
+    readers: dict[str, dict[str, str]] = {}  # variable -> {component: the Secret key it reads}
+    secret_keys: dict[str, dict[str, set[str]]] = {}  # Secret -> {component: the keys it reads}
+    for _, workload in workloads(rendered("production") + job_files()):
         process = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
         (container,) = pod_spec(workload)["containers"]
         for variable, entry in env_of(container).items():
             if "valueFrom" in entry:
-                holders.setdefault(variable, set()).add(process)
-                if variable == "DATABASE_URL":
-                    database[process] = entry["valueFrom"]["secretKeyRef"]["key"]
-    assert holders["CLIENTVAULT_TOKEN_SIGNING_KEY"] == {"auth"}
+                ref = entry["valueFrom"]["secretKeyRef"]
+                readers.setdefault(variable, {})[process] = ref["key"]
+                secret_keys.setdefault(ref["name"], {}).setdefault(process, set()).add(ref["key"])
+    assert set(readers["CLIENTVAULT_TOKEN_SIGNING_KEY"]) == {"auth"}
     for variable in ("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_TRANSIT_TOKEN"):
-        assert holders[variable] == {"vault", "vault-rotate-key"}
-    assert holders["NATS_URL"] == set(PROCESSES), "every verifier watches the revocation bucket"
-    assert database == {**DATABASE_KEY, "migrate": "migrate-url", "vault-rotate-key": "vault-url"}
-    assert "gateway" not in database, "the gateway has no database access"
+        assert set(readers[variable]) == {"vault", "vault-rotate-key"}
+    # Every verifier watches the revocation bucket, each as its own NATS user; the Jobs need no NATS.
+    assert readers["NATS_URL"] == NATS_KEY, "each process its own NATS user"
+    assert secret_keys["clientvault-nats"] == {p: {key} for p, key in NATS_KEY.items()}, "and no one else's URL"
+    assert readers["DATABASE_URL"] == {**DATABASE_KEY, "migrate": "migrate-url", "vault-rotate-key": "vault-url"}
+    assert "gateway" not in readers["DATABASE_URL"], "the gateway has no database access"
 
 
 def test_every_variable_set_is_a_setting() -> None:
