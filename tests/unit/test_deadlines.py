@@ -44,7 +44,9 @@ async def onward(stub: auth_pb2_grpc.AuthStub, deadline_s: float | None) -> floa
 
 
 async def test_an_onward_call_gets_what_is_left_of_the_callers_deadline(stub: auth_pb2_grpc.AuthStub) -> None:
-    assert 1.0 < await onward(stub, deadline_s=2.0) <= 2.0
+    # Less than the caller's 30 s by the time the call took to arrive (generous: the machine may be busy),
+    # and much less than the onward call's own 60 s.
+    assert 20.0 < await onward(stub, deadline_s=30.0) <= 30.0
 
 
 async def test_without_a_deadline_the_onward_call_gets_its_own_limit(stub: auth_pb2_grpc.AuthStub) -> None:
