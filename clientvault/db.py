@@ -53,6 +53,9 @@ class Database:
             # No pre-ping (a round trip per checkout): a connection found dead fails its request with 503
             # and SQLAlchemy then discards the whole pool, so after a database restart one request fails.
             connect_args={"application_name": name, "connect_timeout": 5},
+            # A failed statement's message would otherwise carry its parameters (emails, sealed secrets, hashes)
+            # into the logged traceback.
+            hide_parameters=True,
         )
 
     @asynccontextmanager

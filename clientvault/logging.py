@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict
 
 NEVER_LOGGED = frozenset(
@@ -46,7 +47,9 @@ def configure(level: str, process: str) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
-            structlog.processors.dict_tracebacks,
+            # Without frame locals: a traceback's locals hold whatever the failed call held (a password being
+            # checked, a secret being sealed, a token), which the redaction of event keys cannot see.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),

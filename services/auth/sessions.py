@@ -51,7 +51,8 @@ class Sessions:
         key = throttle.email_key(normalised)
         async with self._db.begin() as conn:
             await throttle.check(conn, self._settings, key, client_ip, now)
-            row = await store.get_user_by_email(conn, normalised)
+            # PostgreSQL text cannot hold NUL, and no stored (validated) email has one: an unknown email.
+            row = None if "\x00" in normalised else await store.get_user_by_email(conn, normalised)
         # Unknown emails verify against a dummy hash, so both failures take the same time.
         matches = await verify_password(row.password_hash if row else None, password)
         if row is None or not matches or row.disabled_at is not None:
