@@ -155,7 +155,6 @@ def problem_details(_ctx: schemathesis.CheckContext, response: schemathesis.Resp
             assert error["message"] == "unknown field" or FIELD.fullmatch(error["field"]), body
 
 
-@pytest.mark.timeout(600)
 def test_every_operation_answers_as_documented(target: Target) -> None:
     failures: list[str] = []
     for result in fuzz_schema(target).get_all_operations():
