@@ -11,3 +11,8 @@ DESCRIPTION_MAX = 10_000
 SEARCH_MAX = 200
 PAGE_MAX = 1_000_000
 PAGE_SIZE_MAX = 100
+
+# The services' rules on text as JSON Schema patterns, for the gateway's OpenAPI document (the services check them).
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"  # a search term: a match may not span the newline between columns
+PHONE = r"^[0-9+()./ -]*(?:(?:[Ee][Xx][Tt]|[Xx])\.? ?[0-9]+)?$"  # digits, spaces, + ( ) . - and an extension

@@ -14,7 +14,7 @@ from clientvault import rpc
 from clientvault.settings import GatewaySettings
 from clientvault.v1 import audit_pb2_grpc, auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.verification import verifier_for
-from gateway import errors
+from gateway import errors, openapi
 from gateway.calls import Stubs
 from gateway.middleware import RequestContext
 from gateway.routes import audit, auth, clients, credentials, tasks
@@ -62,6 +62,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     errors.install(app)
+    openapi.install(app)
     for routes in (auth, clients, tasks, credentials, audit):
         app.include_router(routes.router)
     if settings.cors_origins:
@@ -78,7 +79,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: the services and the revocation feed are up")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the services and the revocation feed are up",
+        responses=errors.documented(),
+    )
     async def readyz() -> JSONResponse:
         waiting = [] if app.state.denylist.synced.is_set() else ["revocations"]
         for name, channel in app.state.channels.items():
@@ -107,6 +113,9 @@ def main(settings: GatewaySettings) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        # The client IP is the gateway's business (CLIENTVAULT_TRUSTED_PROXIES, `calls.client_ip`): uvicorn
+        # would otherwise replace the peer with X-Forwarded-For whenever the peer is 127.0.0.1.
+        proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run()

@@ -2,6 +2,7 @@
 which checks the token and the policy for one operation and builds the call's metadata.
 """
 
+import re
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from clientvault.settings import GatewaySettings
 from clientvault.tokens import Caller, TokenVerifier, bearer_token
 from clientvault.v1 import audit_pb2_grpc, auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
 
+UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 # Declares the scheme in OpenAPI (the docs' "Authorize" button); the check itself is `requires`.
 BEARER = HTTPBearer(auto_error=False, description="The accessToken from /auth/sign-in or /auth/refresh.")
 
@@ -42,7 +44,10 @@ def client_ip(request: Request, settings: GatewaySettings) -> str:
     hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
     address = peer
     while hops and _trusted(address, settings):
-        address = hops.pop()
+        hop = hops.pop()
+        if not _is_address(hop):
+            break  # a trusted proxy passed on something that is no address: that proxy is the client we know
+        address = hop
     return address
 
 
@@ -52,6 +57,21 @@ def _trusted(address: str, settings: GatewaySettings) -> bool:
     except ValueError:
         return False
     return any(parsed in network for network in settings.trusted_proxies)
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def metadata_text(value: str) -> str:
+    """gRPC metadata is printable ASCII: a header's other characters (a tab, UTF-8 that Starlette read as
+    Latin-1) are sent escaped, `é` as `\\xe9`, rather than failing the call."""
+    text = value.encode("latin-1").decode("utf-8", "replace")
+    return UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
 
 
 async def stubs(request: Request) -> Stubs:  # async: a plain def would run in a thread pool per request
@@ -67,7 +87,7 @@ def requires(operation: str) -> Any:
         return [
             ("x-request-id", request.scope["state"]["request_id"]),
             ("x-client-ip", client_ip(request, settings)),
-            ("x-user-agent", request.headers.get("user-agent", "")[:512]),
+            ("x-user-agent", metadata_text(request.headers.get("user-agent", ""))[:512]),
         ]
 
     async def check_public(request: Request) -> Call:

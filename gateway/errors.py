@@ -39,6 +39,7 @@ DOMAIN = {
 }
 RETRY_AFTER_UNAVAILABLE_S = "5"
 MEDIA_TYPE = "application/problem+json"
+NOT_JSON = "the body is not valid JSON"
 
 
 class FieldError(BaseModel):
@@ -104,27 +105,37 @@ async def on_domain_error(_request: Request, error: Exception) -> JSONResponse:
 
 async def on_validation_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    found = [{"field": _field(e), "message": _message(e)} for e in error.errors()]
-    return problem(422, "the request is not valid", errors=found)
+    found: dict[str, str] = {}
+    for e in error.errors():
+        # A value that fits no member of a nullable field fails once per member: one error a field, the first.
+        found.setdefault(_field(e), _message(e))
+    return problem(422, "the request is not valid", errors=[{"field": f, "message": m} for f, m in found.items()])
 
 
 def _field(error: dict[str, Any]) -> str:
-    """'pageSize' for a query parameter, 'email' for a body field, 'body' for the body as a whole."""
+    """'pageSize' for a query parameter, 'email' for a body field, 'body' for the body as a whole. The wire
+    models are flat, so what pydantic puts after the name is the inside of a type (a union member such as
+    `literal['low','medium','high']`, `function-after[...]`), which means nothing to a caller."""
     if error["type"] == "json_invalid":
         return "body"
-    return ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0])
+    location = error["loc"]
+    return str(location[1] if len(location) > 1 else location[0])
 
 
 def _message(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "json_invalid":
-        return "the body is not valid JSON"
+        return NOT_JSON
     return str(error["msg"])
 
 
 async def on_http_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
+    if error.status_code == 400 and error.__cause__ is not None:
+        # FastAPI's one 400: a body that json.loads raised on other than a syntax error (not UTF-8, nested too
+        # deep, an integer of thousands of digits). To the caller it is as much not JSON as a syntax error.
+        return problem(422, "the request is not valid", errors=[{"field": "body", "message": NOT_JSON}])
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     return problem(error.status_code, detail, dict(error.headers or {}))
 

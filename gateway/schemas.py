@@ -7,6 +7,7 @@ from uuid import UUID
 from google.protobuf.message import Message
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 from clientvault import fields
 from clientvault.convert import enum_name, enum_number, from_timestamp
@@ -70,6 +71,14 @@ class UserOut(WireModel):
 
 # --- clients and tasks ------------------------------------------------------------------------------
 
+# What the services enforce on text, said in the OpenAPI document only: the services' 422s name the field.
+STORED: dict[str, Any] = {"pattern": fields.NO_NUL}
+EMAIL: dict[str, Any] = {"format": "email", **STORED}
+PHONE: dict[str, Any] = {"pattern": fields.PHONE}
+
+# A PATCH field that may be left out but not sent as null: the model's default, absent from the schema.
+NotNull = SkipJsonSchema[None]
+
 ClientStatus = Literal["lead", "active", "inactive", "archived"]
 SettableClientStatus = Literal["lead", "active", "inactive"]
 TaskStatus = Literal["todo", "in_progress", "done"]
@@ -77,23 +86,23 @@ TaskPriority = Literal["low", "medium", "high"]
 
 
 class ClientIn(WireModel):
-    name: str = Field(min_length=1, max_length=fields.NAME_MAX)
-    company: str | None = Field(None, max_length=fields.COMPANY_MAX)
-    email: str | None = Field(None, max_length=fields.EMAIL_MAX)
-    phone: str | None = Field(None, max_length=fields.PHONE_MAX)
+    name: str = Field(min_length=1, max_length=fields.NAME_MAX, json_schema_extra=STORED)
+    company: str | None = Field(None, max_length=fields.COMPANY_MAX, json_schema_extra=STORED)
+    email: str | None = Field(None, max_length=fields.EMAIL_MAX, json_schema_extra=EMAIL)
+    phone: str | None = Field(None, max_length=fields.PHONE_MAX, json_schema_extra=PHONE)
     status: SettableClientStatus = "active"
-    notes: str | None = Field(None, max_length=fields.NOTES_MAX)
+    notes: str | None = Field(None, max_length=fields.NOTES_MAX, json_schema_extra=STORED)
 
 
 class ClientPatch(WireModel):
-    """Only the fields sent change; null clears an optional field."""
+    """Only the fields sent change; null clears an optional field (the schema says which may be null)."""
 
-    name: str | None = Field(None, min_length=1, max_length=fields.NAME_MAX)
-    company: str | None = Field(None, max_length=fields.COMPANY_MAX)
-    email: str | None = Field(None, max_length=fields.EMAIL_MAX)
-    phone: str | None = Field(None, max_length=fields.PHONE_MAX)
-    status: SettableClientStatus | None = None
-    notes: str | None = Field(None, max_length=fields.NOTES_MAX)
+    name: Annotated[str, Field(min_length=1, max_length=fields.NAME_MAX, json_schema_extra=STORED)] | NotNull = None
+    company: str | None = Field(None, max_length=fields.COMPANY_MAX, json_schema_extra=STORED)
+    email: str | None = Field(None, max_length=fields.EMAIL_MAX, json_schema_extra=EMAIL)
+    phone: str | None = Field(None, max_length=fields.PHONE_MAX, json_schema_extra=PHONE)
+    status: SettableClientStatus | NotNull = None
+    notes: str | None = Field(None, max_length=fields.NOTES_MAX, json_schema_extra=STORED)
 
 
 class ClientOut(WireModel):
@@ -127,8 +136,8 @@ class ClientOut(WireModel):
 
 
 class TaskIn(WireModel):
-    title: str = Field(min_length=1, max_length=fields.TITLE_MAX)
-    description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX)
+    title: str = Field(min_length=1, max_length=fields.TITLE_MAX, json_schema_extra=STORED)
+    description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX, json_schema_extra=STORED)
     status: TaskStatus = "todo"
     priority: TaskPriority = "medium"
     due_date: date | None = None
@@ -136,12 +145,12 @@ class TaskIn(WireModel):
 
 
 class TaskPatch(WireModel):
-    """Only the fields sent change; null clears an optional field."""
+    """Only the fields sent change; null clears an optional field (the schema says which may be null)."""
 
-    title: str | None = Field(None, min_length=1, max_length=fields.TITLE_MAX)
-    description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX)
-    status: TaskStatus | None = None
-    priority: TaskPriority | None = None
+    title: Annotated[str, Field(min_length=1, max_length=fields.TITLE_MAX, json_schema_extra=STORED)] | NotNull = None
+    description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX, json_schema_extra=STORED)
+    status: TaskStatus | NotNull = None
+    priority: TaskPriority | NotNull = None
     due_date: date | None = None
     assignee_user_id: UUID | None = None
 
@@ -230,9 +239,9 @@ def _storable(value: str | None, *, allow_nul: bool = False) -> str | None:
     return value
 
 
-Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
-Username = Annotated[str | None, Field(max_length=500), AfterValidator(_storable)]
-Url = Annotated[str | None, Field(max_length=2048), AfterValidator(_storable)]
+Label = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=STORED), AfterValidator(_storable)]
+Username = Annotated[str | None, Field(max_length=500, json_schema_extra=STORED), AfterValidator(_storable)]
+Url = Annotated[str | None, Field(max_length=2048, json_schema_extra=STORED), AfterValidator(_storable)]
 Secret = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(lambda v: _storable(v, allow_nul=True))]
 
 
@@ -246,10 +255,12 @@ class CredentialIn(WireModel):
 class CredentialPatch(WireModel):
     """Any of the fields; `username` and `url` may be null (cleared), `label` and `secret` may not."""
 
-    label: Label | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    label: Label | NotNull = None
     username: Username = None
     url: Url = None
-    secret: Secret | None = None
+    secret: Secret | NotNull = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> "CredentialPatch":

@@ -1,10 +1,12 @@
 """The audit log: validate the filters, call the audit service, shape the reply. No rules here."""
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from clientvault.convert import enum_number, timestamp
 from clientvault.v1 import audit_pb2 as pb
@@ -15,6 +17,27 @@ from gateway.schemas import AuditAction, AuditEntryOut, Page
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
 PAGE_MAX, PAGE_SIZE_MAX = 1_000_000, 100
+
+
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    """RFC 3339 text only, as documented: pydantic would also read a number as Unix time."""
+    if isinstance(value, str) and RFC3339.fullmatch(value):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with an offset, such as 2026-01-31T09:30:00Z")
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC, which must exist: 9999-12-31T23:00:00-05:00 is after the last one."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 0001-01-01 and 9999-12-31 in UTC") from None
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
 
 @router.get(
@@ -32,8 +55,8 @@ async def list_audit_logs(
     user_id: Annotated[UUID | None, Query(alias="userId")] = None,
     client_id: Annotated[UUID | None, Query(alias="clientId")] = None,
     action: AuditAction | None = None,
-    start: Annotated[AwareDatetime | None, Query(alias="from", description="RFC 3339, inclusive.")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to", description="RFC 3339, inclusive.")] = None,
+    start: Annotated[Instant | None, Query(alias="from", description="RFC 3339, inclusive.")] = None,
+    end: Annotated[Instant | None, Query(alias="to", description="RFC 3339, inclusive.")] = None,
     page: Annotated[int, Query(ge=1, le=PAGE_MAX, description="1-based page number.")] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=PAGE_SIZE_MAX, description="Items per page.")] = 50,
 ) -> Page[AuditEntryOut]:

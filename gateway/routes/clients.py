@@ -14,6 +14,8 @@ from gateway.schemas import ClientIn, ClientOut, ClientPatch, ClientStatus, Page
 
 router = APIRouter(prefix="/clients", tags=["clients"])
 PageNumber = Annotated[int, Query(ge=1, le=fields.PAGE_MAX, description="1-based page number.")]
+# Said in the OpenAPI document; the service refuses control characters (and names the field).
+SEARCH = {"pattern": fields.NO_CONTROL}
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=fields.PAGE_SIZE_MAX, description="Items per page.")]
 
 
@@ -28,7 +30,7 @@ PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=fields.PAGE_SIZE_MAX,
 async def list_clients(
     stubs: StubsDep,
     call: Call = requires("Clients/ListClients"),
-    q: Annotated[str, Query(max_length=fields.SEARCH_MAX, description="Search term.")] = "",
+    q: Annotated[str, Query(max_length=fields.SEARCH_MAX, json_schema_extra=SEARCH, description="Search term.")] = "",
     status: ClientStatus | None = None,
     page: PageNumber = 1,
     page_size: PageSize = 20,

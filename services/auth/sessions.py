@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from clientvault.db import Database
-from clientvault.errors import Invalid, Unauthenticated, Unavailable
+from clientvault.errors import Unauthenticated, Unavailable
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.revocation import Revoker
@@ -47,13 +47,12 @@ class Sessions:
 
     async def sign_in(self, email: str, password: str, client_ip: str) -> TokenPair:
         now = datetime.now(UTC)
-        if "\x00" in email:  # no account has one, and PostgreSQL cannot even compare text holding one
-            raise Invalid("email must not contain NUL characters", field="email")
         normalised = normalise_email(email)
         key = throttle.email_key(normalised)
         async with self._db.begin() as conn:
             attempt = await throttle.admit(conn, self._settings, key, client_ip, now)
-            row = await store.get_user_by_email(conn, normalised)
+            # PostgreSQL text cannot hold NUL, and no stored (validated) email has one: an unknown email.
+            row = None if "\x00" in normalised else await store.get_user_by_email(conn, normalised)
         # Unknown emails verify against a dummy hash, so both failures take the same time.
         matches = await verify_password(row.password_hash if row else None, password)
         if row is None or not matches or row.disabled_at is not None:

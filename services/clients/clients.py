@@ -24,7 +24,7 @@ log = get_logger(__name__)
 ClientStatus = Literal["lead", "active", "inactive", "archived"]
 SETTABLE_STATUSES = ("lead", "active", "inactive")  # "archived" only through archive_client
 WRITABLE = ("name", "company", "email", "phone", "status", "notes")
-PHONE = re.compile(r"[0-9+()./ \-]*(?:(?:ext|x)\.? ?[0-9]+)?", re.IGNORECASE)
+PHONE = re.compile(fields.PHONE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ def request(peer: str, forwarded: str | None) -> Request:
         ("10.0.0.0/8", "10.0.0.5", "198.51.100.1, 10.0.0.7", "198.51.100.1"),  # two proxies of ours
         ("10.0.0.0/8", "203.0.113.9", "198.51.100.1", "203.0.113.9"),  # an untrusted peer
         ("10.0.0.0/8", "10.0.0.5", None, "10.0.0.5"),
+        ("10.0.0.0/8", "10.0.0.5", "6.6.6.6, not-an-address", "10.0.0.5"),  # no address: the proxy is the client
     ],
 )
 def test_client_ip(trusted: str, peer: str, forwarded: str | None, expected: str) -> None:

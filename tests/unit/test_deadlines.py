@@ -44,9 +44,9 @@ async def onward(stub: auth_pb2_grpc.AuthStub, deadline_s: float | None) -> floa
 
 
 async def test_an_onward_call_gets_what_is_left_of_the_callers_deadline(stub: auth_pb2_grpc.AuthStub) -> None:
-    # Less than the caller's 30 s by the time the call took to arrive (generous: the machine may be busy),
-    # and much less than the onward call's own 60 s.
-    assert 20.0 < await onward(stub, deadline_s=30.0) <= 30.0
+    # About the caller's 30 s (less the time the call took to arrive, plus gRPC rounding the timeout up on
+    # the wire), far from the onward call's own 60 s.
+    assert 20.0 < await onward(stub, deadline_s=30.0) < 31.0
 
 
 async def test_without_a_deadline_the_onward_call_gets_its_own_limit(stub: auth_pb2_grpc.AuthStub) -> None:

@@ -1,0 +1,207 @@
+"""Schema fuzzing of the whole public API with schemathesis, as each role, against the real system.
+
+Every operation of the gateway's /openapi.json gets generated requests, schema-valid and schema-invalid, and every
+answer goes through schemathesis' checks (not_a_server_error, status_code_conformance, content_type_conformance,
+response_headers_conformance, response_schema_conformance, negative_data_rejection, ignored_auth, …) and
+`problem_details` below. The run is reproducible (derandomized, no example database) and bounded (MAX_EXAMPLES
+per operation and mode).
+
+schemathesis' pytest plugin (`schemathesis.pytest.from_fixture`) fails under pytest 9.2 (it sets `Item._nodeid`,
+which is gone), so each operation is driven here through its strategy API, `operation.as_strategy(...)`, under
+Hypothesis' `@given`.
+"""
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import HypothesisException, Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Err
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from tests.system import Account, Api, Session, unique_ip
+from tests.vault_support import create, new_client
+
+ROLES = ("admin", "manager", "read_only")
+# Per operation and mode (positive, negative): about 1,700 requests and 20-30 s per role on 2 cores.
+MAX_EXAMPLES = 60
+SIGN_OUT = "/auth/sign-out"
+PROBLEM = "application/problem+json"
+FIELD = re.compile(r"[a-z][A-Za-z]*")
+CHECKS = {
+    # A schema-valid request may rightly be refused with 422: the schema cannot say that a task's assignee must be
+    # an existing user or that a name must not be blank; the services say so, naming the field.
+    "positive_data_acceptance": {"enabled": False},
+}
+
+
+@dataclass
+class Target:
+    """One role's run: its session and client IP, real ids for the paths, and what was sent and answered."""
+
+    role: str
+    url: str
+    ip: str
+    token: str = field(repr=False)
+    user_id: str
+    spare: Account = field(repr=False)  # signs in afresh for each sign-out, which revokes its session
+    seeds: list[dict[str, str]]
+    archivable: list[dict[str, str]]  # clients of their own for the archive route, so the seeds stay writable
+    http: requests.Session = field(default_factory=requests.Session, repr=False)
+    sent: int = 0
+    server_errors: int = 0
+
+    def count(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        self.sent += 1
+        self.server_errors += response.status_code >= 500
+
+
+@pytest.fixture(scope="module")
+async def admin(api: Api) -> Session:
+    """Makes the clients, tasks and credentials whose ids the runs use."""
+    return await api.session("admin")
+
+
+@pytest.fixture(scope="module", params=ROLES)
+async def target(
+    request: pytest.FixtureRequest, api: Api, admin: Session, fuzz_summary: list[str]
+) -> AsyncIterator[Target]:
+    role: str = request.param
+    # Its own client IP: the random sign-ins fail and get throttled per IP, which must not reach other tests.
+    ip = unique_ip()
+    session = await api.sign_in(api.new_account(role), ip=ip)
+    seeds: list[dict[str, str]] = []
+    for _ in range(2):  # two of each, as an admin's deletes and archive will use some of them up
+        client_id = await new_client(api, admin)
+        r = await api.raw.post(f"/clients/{client_id}/tasks", headers=admin.headers, json={"title": "seed"})
+        assert r.status_code == 201, r.text
+        credential_id = await create(api, admin, client_id, label="seed", secret="s3cret")
+        seeds += [
+            {"client_id": client_id},
+            {"client_id": client_id, "task_id": r.json()["id"]},
+            {"client_id": client_id, "credential_id": credential_id},
+        ]
+    archivable = [{"client_id": await new_client(api, admin)}]
+    user_id = (await api.raw.get("/users/me", headers=session.headers)).json()["id"]
+    spare = api.new_account(role)
+    found = Target(role, api.system.url, ip, session.access_token, user_id, spare, seeds, archivable)
+    found.http.hooks["response"].append(found.count)
+    started = time.monotonic()
+    yield found
+    took = time.monotonic() - started
+    fuzz_summary.append(f"fuzz {role}: {found.sent} requests, {found.server_errors} 5xx in {took:.1f} s")
+    found.http.close()
+
+
+def fuzz_schema(target: Target) -> OpenApiSchema:
+    config = schemathesis.Config.from_dict(
+        {"headers": {"Authorization": f"Bearer {target.token}", "X-Forwarded-For": target.ip}, "checks": CHECKS}
+    )
+    schema = schemathesis.openapi.from_url(f"{target.url}/openapi.json", config=config)
+
+    @schema.hook
+    def flatmap_path_parameters(context: schemathesis.HookContext, path: dict[str, Any] | None) -> Any:
+        """Real ids for two requests in three, so that they get past the 404 to the code behind: all the ids real,
+        or (under a client) a real client with a generated task or credential id."""
+        if not path:
+            return st.just(path)
+        assert context.operation is not None
+        seeds = target.archivable if context.operation.path.endswith("/archive") else target.seeds
+        real = [{name: seed[name] for name in path} for seed in seeds if path.keys() <= seed.keys()]
+        choices = [st.sampled_from(real), st.just(path)]
+        if len(path) > 1:
+            choices.append(st.sampled_from([{**path, "client_id": seed["client_id"]} for seed in seeds]))
+        return st.one_of(choices)
+
+    @schema.hook
+    def flatmap_body(_context: schemathesis.HookContext, body: Any) -> Any:
+        """A task's assignee is now and then a real user: a generated UUID never is one (422).
+        Only a UUID is replaced, so a body made invalid on purpose stays invalid."""
+        if isinstance(body, dict) and _is_uuid(body.get("assigneeUserId")):
+            return st.sampled_from([{**body, "assigneeUserId": target.user_id}, body])
+        return st.just(body)
+
+    return schema
+
+
+def problem_details(_ctx: schemathesis.CheckContext, response: schemathesis.Response, _case: Any) -> None:
+    """Every error is RFC 9457 problem+json with the documented fields; a 422 names the fields."""
+    if response.status_code < 400:
+        return
+    assert response.headers.get("content-type", [""])[0] == PROBLEM, response.headers.get("content-type")
+    body = response.json()
+    assert body["status"] == response.status_code, body
+    assert body["title"] == HTTPStatus(response.status_code).phrase or response.status_code == 413, body
+    assert isinstance(body["type"], str), body
+    assert isinstance(body["detail"], str), body
+    assert body["detail"], body
+    if response.status_code == 422:
+        assert body["errors"], body
+        for error in body["errors"]:
+            assert set(error) == {"field", "message"}, body
+            # A field by its wire name (an unknown one as the caller spelled it), not pydantic's inner location.
+            assert error["message"] == "unknown field" or FIELD.fullmatch(error["field"]), body
+
+
+def test_every_operation_answers_as_documented(target: Target) -> None:
+    failures: list[str] = []
+    for result in fuzz_schema(target).get_all_operations():
+        if isinstance(result, Err):
+            failures.append(f"the document describes an operation wrongly: {result.err()}")
+            continue
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @settings(
+                max_examples=MAX_EXAMPLES,
+                derandomize=True,  # the same requests on every run and machine
+                database=None,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],  # no shrinking: the failure report has its curl line
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case: schemathesis.Case[Any]) -> None:
+                headers = {"Authorization": f"Bearer {sign_in(target)}"} if case.operation.path == SIGN_OUT else None
+                case.call_and_validate(session=target.http, headers=headers, additional_checks=[problem_details])
+
+            try:
+                run()
+            except Unsatisfiable:
+                pass  # nothing of this operation can be made invalid (no body, no typed parameter)
+            except (AssertionError, FailureGroup, HypothesisException) as error:
+                failures.append(f"{operation.label} ({mode.value}): {error}")
+    assert not failures, "\n\n".join(failures)
+    assert target.server_errors == 0
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def sign_in(target: Target) -> str:
+    """A session of the spare account, from an IP of its own (the fuzz's IP is throttled by its random sign-ins)."""
+    r = httpx.post(
+        f"{target.url}/auth/sign-in",
+        json={"email": target.spare.email, "password": target.spare.password},
+        headers={"X-Forwarded-For": unique_ip()},
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["accessToken"])
