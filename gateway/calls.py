@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
 
@@ -84,9 +85,11 @@ def requires(operation: str) -> Any:
         raise LookupError(f"{operation} has no entry in the policy table")
 
     def metadata_of(request: Request, settings: GatewaySettings) -> list[tuple[str, str]]:
+        ip = client_ip(request, settings)
+        structlog.contextvars.bind_contextvars(client_ip=ip)  # for the access log line
         return [
             ("x-request-id", request.scope["state"]["request_id"]),
-            ("x-client-ip", client_ip(request, settings)),
+            ("x-client-ip", ip),
             ("x-user-agent", metadata_text(request.headers.get("user-agent", ""))[:512]),
         ]
 
@@ -99,6 +102,7 @@ def requires(operation: str) -> Any:
         verifier: TokenVerifier = request.app.state.verifier
         token = bearer_token(request.headers.get("authorization"))
         caller = await verifier.verify(token, accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN)
+        structlog.contextvars.bind_contextvars(user_id=str(caller.user_id))
         if not policy.allows(operation, caller.role):
             raise Forbidden("your role does not allow this operation")
         metadata = [*metadata_of(request, settings), ("authorization", f"Bearer {token}")]

@@ -6,7 +6,8 @@ security headers and the access log.
 - A body over the limit is answered 413 before the route runs, whether it declares its length or not.
 - Every response says: do not sniff, do not cache (unless the route said otherwise), do not frame, send
   no referrer, HTTPS only; and, except on the interactive docs, that it may load nothing (JSON only).
-- One `http.request` log line per request: method, path (never the query string), status, duration.
+- One `http.request` log line per request: method, path (never the query string), status, duration, and
+  the client IP and user id once a route's `requires` has resolved them (bound to the log context).
 """
 
 import json
@@ -27,9 +28,9 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"strict-transport-security", b"max-age=31536000"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 ]
-API_ONLY = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+API_ONLY = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
 NO_STORE = (b"cache-control", b"no-store")
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")  # Swagger UI's page loads its scripts and styles
 

@@ -117,8 +117,10 @@ def postgres_command(data: DataDir, port: int) -> Command:
 
 # What each process may NOT publish on NATS (one user per process; the operator user, for the CLI, may do
 # anything). Only the vault writes audit events; only auth writes revocations; only the audit service
-# consumes and acknowledges the AUDIT stream (a thief acking its messages would hide them from the audit
-# log); nobody but the operator deletes, purges or reconfigures a stream or deletes a message.
+# consumes, reads and acknowledges the AUDIT stream (a thief acking its messages would hide them from the
+# audit log; reading them would show emails and IPs); nobody but the operator deletes, purges or
+# reconfigures a stream or deletes a message. And nobody subscribes to the audit subjects themselves
+# (the audit service reads through its consumer, whose deliveries come to its inbox).
 _NO_STREAM_ADMIN = [
     "$JS.API.STREAM.DELETE.>",
     "$JS.API.STREAM.PURGE.>",
@@ -133,6 +135,9 @@ _NO_AUDIT_CONSUMING = [
     "$JS.API.CONSUMER.DURABLE.CREATE.AUDIT.>",
     "$JS.API.CONSUMER.MSG.NEXT.AUDIT.>",
     "$JS.ACK.AUDIT.>",
+    "$JS.API.STREAM.MSG.GET.AUDIT",
+    "$JS.API.DIRECT.GET.AUDIT",
+    "$JS.API.DIRECT.GET.AUDIT.>",
 ]
 _NO_REVOCATION_WRITES = ["$KV.CLIENTVAULT_REVOCATIONS.>"]
 NATS_PUBLISH_DENIED: dict[str, list[str]] = {
@@ -142,6 +147,7 @@ NATS_PUBLISH_DENIED: dict[str, list[str]] = {
     "vault": [*_NO_STREAM_ADMIN, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
     "audit": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_REVOCATION_WRITES],
 }
+NATS_SUBSCRIBE_DENIED = ["audit.>"]  # for every process user
 NATS_OPERATOR = "operator"
 
 
@@ -167,7 +173,8 @@ def _authorization(passwords: dict[str, str]) -> str:
     users = [f'    {{ user: "{NATS_OPERATOR}", password: {passwords[NATS_OPERATOR]} }}']
     for name, denied in NATS_PUBLISH_DENIED.items():
         deny = ", ".join(f'"{subject}"' for subject in denied)
-        permissions = f"permissions: {{ publish: {{ deny: [{deny}] }} }}"
+        unread = ", ".join(f'"{subject}"' for subject in NATS_SUBSCRIBE_DENIED)
+        permissions = f"permissions: {{ publish: {{ deny: [{deny}] }}, subscribe: {{ deny: [{unread}] }} }}"
         users.append(f'    {{ user: "{name}", password: {passwords[name]}, {permissions} }}')
     return "authorization {\n  users: [\n" + "\n".join(users) + "\n  ]\n}\n"
 

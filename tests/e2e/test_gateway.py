@@ -160,8 +160,8 @@ async def test_every_response_carries_the_security_headers(api: Api) -> None:
         assert r.headers["x-content-type-options"] == "nosniff", name
         assert r.headers["x-frame-options"] == "DENY", name
         assert r.headers["referrer-policy"] == "no-referrer", name
-        assert r.headers["strict-transport-security"].startswith("max-age="), name
-        assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'", name
+        assert r.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains", name
+        assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
         assert r.headers["cache-control"] == "no-store", name
     docs = await api.raw.get("/docs")
     assert "content-security-policy" not in docs.headers  # Swagger UI loads its scripts and styles
@@ -188,5 +188,7 @@ async def test_each_request_has_an_access_log_line_without_its_query_string(api:
     access = [line for line in lines if line["event"] == "http.request"]
     assert len(access) == 1
     assert (access[0]["method"], access[0]["path"], access[0]["status"]) == ("GET", "/clients", 200)
+    me = (await api.raw.get("/users/me", headers=session.headers)).json()
+    assert (access[0]["user_id"], access[0]["client_ip"]) == (me["id"], "127.0.0.1")
     assert access[0]["ms"] > 0
     assert "private-search-term" not in log_file.read_text()

@@ -4,6 +4,7 @@ stream. So a compromised gateway (the one process facing the internet) cannot fo
 events, nor lift a revocation. The operator user (system.json, for the CLI) may do anything.
 """
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -92,3 +93,23 @@ async def test_only_the_audit_service_can_take_events_from_its_consumer(api: Api
         await nc.flush()
 
     assert any("permissions violation" in r.lower() for r in refusals), refusals
+
+
+@pytest.mark.parametrize("user", [u for u in NATS_PUBLISH_DENIED if u != "audit"])
+async def test_only_the_audit_service_can_read_messages_of_the_audit_stream(api: Api, user: str) -> None:
+    async with connected_as(api, user) as (nc, refusals):
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.jetstream().get_last_msg(STREAM, "audit.vault.credential_reveal")
+        await nc.flush()
+
+    assert any("permissions violation" in r.lower() for r in refusals), refusals
+
+
+@pytest.mark.parametrize("user", list(NATS_PUBLISH_DENIED))
+async def test_no_process_can_listen_to_the_audit_subjects(api: Api, user: str) -> None:
+    async with connected_as(api, user) as (nc, refusals):
+        await nc.subscribe("audit.>")
+        await nc.flush()
+        await asyncio.sleep(0.2)  # the refusal comes asynchronously
+
+    assert any("permissions violation for subscription" in r.lower() for r in refusals), refusals
