@@ -27,6 +27,15 @@ from clientvault.runtime.datadir import AlreadyRunning, DataDir
 from clientvault.runtime.embedded import Command
 
 SERVICES = ("auth", "clients", "vault", "audit")
+# Children inherit `up`'s environment; a secret there reaches only the processes that use it (blanked for
+# the others). The gateway has no database access at all.
+SECRET_HOLDERS = {
+    "DATABASE_URL": SERVICES,
+    "CLIENTVAULT_TOKEN_SIGNING_KEY": ("auth",),
+    "CLIENTVAULT_KEKS": ("vault",),
+    "CLIENTVAULT_KEK_FILE": ("vault",),
+    "CLIENTVAULT_TRANSIT_TOKEN": ("vault",),
+}
 APP_STOP_GRACE_S = 4.0
 SERVER_STOP_GRACE_S = 3.0
 START_TIMEOUT_S = 60.0
@@ -341,7 +350,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
     vault_env = _vault_keys(data)
-    for name in SERVICES:
+    for name in (*SERVICES, "gateway"):  # the gateway starts alongside: its /readyz waits for the services
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
         if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
@@ -349,12 +358,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env |= vault_env
         if name == "audit":
             child_env["DATABASE_URL"] = audit_url
+        child_env |= {secret: "" for secret, holders in SECRET_HOLDERS.items() if name not in holders}
         await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
-    # The gateway starts alongside: its /readyz answers 200 only once the services behind it do.
-    gateway_env = dict(env, NATS_URL=nats_urls.get("gateway", nats_url))
-    await supervisor.start(
-        Child("gateway", Command([sys.executable, "-m", "clientvault", "serve", "gateway"], gateway_env))
-    )
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"

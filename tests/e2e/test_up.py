@@ -94,3 +94,20 @@ def test_a_port_in_use_is_a_clear_error(system: System, tmp_path: Path) -> None:
     assert "choose another --port" in str(failed.value)
     assert taken.process is not None
     assert taken.process.returncode == 1
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().partition("=")[::2] for entry in entries if b"=" in entry)
+
+
+def test_each_child_gets_only_the_secrets_it_uses(system: System) -> None:
+    pids = system.pids()
+    env = {name: environment_of(pids[name]) for name in ("gateway", "auth", "clients", "vault", "audit")}
+
+    assert env["gateway"].get("DATABASE_URL", "") == ""  # the gateway has no database access
+    assert all(env[name]["DATABASE_URL"] for name in ("auth", "clients", "vault", "audit"))
+    assert [name for name in env if env[name].get("CLIENTVAULT_TOKEN_SIGNING_KEY")] == ["auth"]
+    assert [name for name in env if env[name].get("CLIENTVAULT_KEK_FILE")] == ["vault"]
+    if not os.environ.get("NATS_URL"):  # embedded nats-server: a NATS user each
+        assert len({env[name]["NATS_URL"] for name in env}) == 5
