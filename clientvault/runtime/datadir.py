@@ -81,7 +81,11 @@ class DataDir:
             "token_signing_key": generate_private_key,
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
-            "audit_db_password": lambda: secrets.token_urlsafe(24),
+            # A PostgreSQL login per service (clientvault/runtime/supervisor.py), as in production.
+            **{
+                f"{name}_db_password": lambda: secrets.token_urlsafe(24)
+                for name in ("auth", "clients", "vault", "audit")
+            },
             # One NATS user per process (clientvault/runtime/embedded.py); nats_token is the operator's.
             **{f"nats_{name}_password": lambda: secrets.token_urlsafe(24) for name in PROCESSES},
         }

@@ -176,27 +176,36 @@ async def _ensure_database(admin_url: str, name: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
 
 
-AUDIT_LOGIN = "clientvault_audit"
-
-
-async def _audit_login(database_url: str, password: str) -> str:
-    """The URL the audit service connects with under the embedded PostgreSQL: a login role that is only a
-    member of the append-only role the audit migration made, so the service can add entries, never change
-    or remove one (deploy/README.md does the same for production)."""
+async def _service_logins(database_url: str, passwords: dict[str, str]) -> dict[str, str]:
+    """The URL each service connects with under the embedded PostgreSQL, as in production (deploy/README.md,
+    section 3.2): a login role `clientvault_<service>` with rights on its own schema only. The audit role
+    is only a member of the append-only role its migration made, so it can add entries, never change or
+    remove one. Run after the migrations, so the grants cover every table they made."""
     import psycopg
     from psycopg import sql
 
     from services.audit.store import WRITER_ROLE
 
+    urls = {}
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        found = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (AUDIT_LOGIN,))).fetchone()
-        verb = sql.SQL("ALTER" if found else "CREATE")
-        await conn.execute(
-            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, sql.Identifier(AUDIT_LOGIN), sql.Literal(password))
-        )
-        await conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(WRITER_ROLE), sql.Identifier(AUDIT_LOGIN)))
-    host_and_db = database_url.split("@", 1)[1]
-    return f"postgresql://{AUDIT_LOGIN}:{password}@{host_and_db}"
+        for service, password in passwords.items():
+            role, schema = sql.Identifier(f"clientvault_{service}"), sql.Identifier(service)
+            found = await (
+                await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (f"clientvault_{service}",))
+            ).fetchone()
+            verb = sql.SQL("ALTER" if found else "CREATE")
+            await conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, sql.Literal(password)))
+            if service == "audit":
+                await conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(WRITER_ROLE), role))
+            else:
+                for grant in (
+                    "GRANT USAGE ON SCHEMA {schema} TO {role}",
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+                    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+                ):
+                    await conn.execute(sql.SQL(grant).format(schema=schema, role=role))
+            urls[service] = f"postgresql://clientvault_{service}:{password}@{database_url.split('@', 1)[1]}"
+    return urls
 
 
 async def _quiet(_error: Exception) -> None:
@@ -338,8 +347,12 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
 
     await asyncio.to_thread(upgrade_all, database_url)
     admin = await _bootstrap_admin(database_url, admin_email)
-    # With an external database the operator's DATABASE_URL is used as given (deploy/README.md, section 3.2).
-    audit_url = await _audit_login(database_url, keys["audit_db_password"]) if embedded_postgres else database_url
+    # With an external database every service uses the operator's DATABASE_URL as given (deploy/README.md, 3.2).
+    service_urls = (
+        await _service_logins(database_url, {name: keys[f"{name}_db_password"] for name in SERVICES})
+        if embedded_postgres
+        else {}
+    )
 
     addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
     env = {
@@ -356,8 +369,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         if name == "vault":
             child_env |= vault_env
-        if name == "audit":
-            child_env["DATABASE_URL"] = audit_url
+        if name in service_urls:
+            child_env["DATABASE_URL"] = service_urls[name]
         child_env |= {secret: "" for secret, holders in SECRET_HOLDERS.items() if name not in holders}
         await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
     for name, address in addresses.items():

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.system import Api, System, pid_alive
@@ -111,3 +112,24 @@ def test_each_child_gets_only_the_secrets_it_uses(system: System) -> None:
     assert [name for name in env if env[name].get("CLIENTVAULT_KEK_FILE")] == ["vault"]
     if not os.environ.get("NATS_URL"):  # embedded nats-server: a NATS user each
         assert len({env[name]["NATS_URL"] for name in env}) == 5
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="an external database's roles are the operator's")
+async def test_each_service_logs_in_as_its_own_role_that_sees_only_its_schema(system: System) -> None:
+    admin_url = system.info()["database_url"]
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        logins = await (
+            await conn.execute(
+                "SELECT DISTINCT application_name, usename FROM pg_stat_activity "
+                "WHERE application_name LIKE 'clientvault-%' ORDER BY 1"
+            )
+        ).fetchall()
+    assert logins == [(f"clientvault-{s}", f"clientvault_{s}") for s in ("audit", "auth", "clients", "vault")]
+
+    password = system.secrets()["clients_db_password"]
+    as_clients = f"postgresql://clientvault_clients:{password}@{admin_url.split('@', 1)[1]}"
+    async with await psycopg.AsyncConnection.connect(as_clients, autocommit=True) as conn:
+        assert await (await conn.execute("SELECT count(*) >= 0 FROM clients.clients")).fetchone() == (True,)
+        for other in ("vault.credentials", "auth.users", "audit.events"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute(f"SELECT 1 FROM {other} LIMIT 1")  # noqa: S608
