@@ -4,9 +4,10 @@
    declared in a config file (OpenBao 2.7 refuses `bao audit enable` over its API), a KV v2 secret, and
    the transit engine (for step 4).
 2. `clientvault up` on a new data dir (env key provider); signs in as the first admin; stores
-   100 credentials under 10 clients.
+   100 credentials under 10 clients; makes 32 managers and signs each in from a client IP of its own.
 3. wrk (default: 2 threads, 32 connections, 15 s, after a 2 s warm-up) on `GET
-   /clients/{clientId}/credentials/{credentialId}`, each request a random one of the 100 (a Lua script).
+   /clients/{clientId}/credentials/{credentialId}`, each request a random one of the 100 as a random one
+   of the managers (a Lua script). The reveal limits are on, set high enough for this.
    Every reveal is a committed audit event and a publication to JetStream.
 4. The same against a second `up` whose vault keeps its KEK in OpenBao Transit.
 5. The same wrk load on OpenBao's `GET /v1/secret/data/bench` (each read written to its audit log).
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ RESULTS = ROOT / "bench" / "results" / "reveal.json"
 BAO = Path(sys.executable).parent / "bao"
 GOAL_RATIO = 1.0
 CLIENTS, PER_CLIENT = 10, 10
+MANAGERS = 32  # who reveal, each from a client IP of its own
 
 
 def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> Load:
@@ -65,15 +69,21 @@ def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> L
     return load
 
 
-def lua(paths: list[str], headers: dict[str, str]) -> str:
+def lua(paths: list[str], headers: dict[str, str], callers: Sequence[tuple[str, str]] = ()) -> str:
+    """Each request reveals a random credential; with `callers` ((token, client IP) pairs), as a random one."""
     table = ",".join(json.dumps(p) for p in paths)
     sets = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    who = ",".join(f"{{{json.dumps('Bearer ' + token)}, {json.dumps(ip)}}}" for token, ip in callers)
     return f"""
 local paths = {{{table}}}
+local callers = {{{who}}}
 {sets}
-local n = 0
 request = function()
-  n = n + 1
+  if #callers > 0 then
+    local caller = callers[math.random(#callers)]
+    wrk.headers["Authorization"] = caller[1]
+    wrk.headers["X-Forwarded-For"] = caller[2]
+  end
   return wrk.format("GET", paths[math.random(#paths)])
 end
 """
@@ -112,8 +122,15 @@ def reveal_load(
     work: Path, name: str, env: dict[str, str], duration: int, connections: int
 ) -> tuple[Load, dict[str, Any]]:
     data_dir = work / name
-    # One user reveals as fast as it can: the limits stay on (counting is part of a reveal's cost) but high.
-    env = {"CLIENTVAULT_REVEAL_USER_MAX": "1000000000", "CLIENTVAULT_REVEAL_IP_MAX": "1000000000", **env}
+    # MANAGERS managers, each from an IP of its own, reveal as fast as they can: the reveal limits stay on
+    # (counting is part of a reveal's cost) but high enough for that; the gateway believes the bench's
+    # X-Forwarded-For.
+    env = {
+        "CLIENTVAULT_REVEAL_USER_MAX": "1000000000",
+        "CLIENTVAULT_REVEAL_IP_MAX": "1000000000",
+        "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
+        **env,
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # `Up` passes the environment on to `clientvault up`
     try:
@@ -144,7 +161,7 @@ def reveal_load(
                     paths.append(f"/clients/{client_id}/credentials/{created.json()['id']}")
             http.get(paths[0]).raise_for_status()
         script = work / f"{name}.lua"
-        script.write_text(lua(paths, headers))
+        script.write_text(lua(paths, {}, managers(up, url)))
         database_url = up.system()["database_url"]
         fsyncs = _wal_fsyncs(database_url)
         load = wrk(f"reveal, {name} keys", script, url, duration, connections)
@@ -154,6 +171,31 @@ def reveal_load(
         return load, events | {"wal_flushes": flushes, "wal_flushes_per_reveal": round(flushes / max(1, warm), 3)}
     finally:
         up.stop()
+
+
+def managers(up: Up, url: str) -> list[tuple[str, str]]:
+    """MANAGERS manager accounts made with the CLI, each signed in from a client IP of its own."""
+
+    def one(n: int) -> tuple[str, str]:
+        email, password, ip = (
+            f"manager{n}@bench.example.com",
+            secrets.token_urlsafe(16),
+            f"10.0.{n // 250}.{n % 250 + 1}",
+        )
+        subprocess.run(
+            [sys.executable, "-m", "clientvault", "users", "create", "--email", email, "--full-name", f"Manager {n}",
+             "--role", "manager", "--password-stdin", "--data-dir", str(up.data_dir)],
+            input=password, text=True, capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        signed_in = httpx.post(
+            f"{url}/auth/sign-in", json={"email": email, "password": password},
+            headers={"X-Forwarded-For": ip}, timeout=10,
+        )  # fmt: skip
+        signed_in.raise_for_status()
+        return signed_in.json()["accessToken"], ip
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(one, range(MANAGERS)))
 
 
 def _wal_fsyncs(database_url: str) -> int:
