@@ -212,7 +212,7 @@ class Credentials:
         self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID
     ) -> Revealed:
         now = datetime.now(UTC)
-        await self._limiter.count(caller.user_id, meta.client_ip, now)
+        counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         event = self._event("credential_reveal", caller, meta, now)
         async with self._db.read() as conn:  # one statement in autocommit: its own transaction, one round trip
             row = await store.reveal(
@@ -221,9 +221,14 @@ class Credentials:
                 client_id=client_id,
                 event_id=event.pop("id"),
                 now=event.pop("occurred_at"),
+                limit_keys=counting.keys,
+                limit_maxes=counting.maxes,
+                window_start=counting.window_start,
                 **{k: v for k, v in event.items() if k != "action"},
             )
-        if row is None:
+        if row.over:
+            raise self._limiter.refused(caller.user_id, counting)
+        if row.id is None:
             raise NotFound("credential not found")
         self._outbox_written()
         dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))

@@ -7,6 +7,9 @@ Fixed windows of `reveal_window_s` seconds, aligned to the epoch: in one window 
 not exist, so guessing ids is limited as well. A refused attempt reveals nothing, so it has no audit event;
 it is logged. A limit of 0 turns that limit off. A call without a client IP (a service calling the vault
 directly, not through the gateway) is limited per user only.
+
+The counting is part of the reveal's one statement (store.REVEAL): no extra round trip, and a refused
+attempt stamps nothing and writes no event in the same breath.
 """
 
 import asyncio
@@ -35,6 +38,16 @@ class RevealLimits:
         return cls(settings.reveal_user_max, settings.reveal_ip_max, settings.reveal_window_s)
 
 
+@dataclass(frozen=True, slots=True)
+class Counting:
+    """What the reveal statement (store.REVEAL) counts an attempt against: keys and their maxima, the window."""
+
+    keys: list[str]
+    maxes: list[int]
+    window_start: datetime
+    left_s: float
+
+
 class RevealLimiter:
     def __init__(self, db: Database, limits: RevealLimits) -> None:
         self._db = db
@@ -45,22 +58,19 @@ class RevealLimiter:
         start = now.timestamp() // self._limits.window_s * self._limits.window_s
         return datetime.fromtimestamp(start, UTC), start + self._limits.window_s - now.timestamp()
 
-    async def count(self, user_id: UUID, client_ip: str, now: datetime) -> None:
-        """Counts one reveal attempt; raises `Throttled` when the user or the IP is over its limit."""
+    def counting(self, user_id: UUID, client_ip: str, now: datetime) -> Counting:
+        """The counters one attempt adds to (user before IP: every reveal locks them in that order)."""
         limits = {}
         if self._limits.per_user:
             limits[f"user:{user_id}"] = self._limits.per_user
         if self._limits.per_ip and client_ip:
             limits[f"ip:{client_ip}"] = self._limits.per_ip
-        if not limits:
-            return
         window_start, left_s = self._window(now)
-        async with self._db.read() as conn:
-            hits = await store.count_reveal(conn, list(limits), window_start)
-        over = [key.partition(":")[0] for key, limit in limits.items() if hits[key] > limit]
-        if over:
-            log.warning("reveal.throttled", limits=over, user_id=str(user_id))
-            raise Throttled("too many reveals; try again later", math.ceil(left_s))
+        return Counting(list(limits), list(limits.values()), window_start, left_s)
+
+    def refused(self, user_id: UUID, counting: Counting) -> Throttled:
+        log.warning("reveal.throttled", user_id=str(user_id))
+        return Throttled("too many reveals; try again later", math.ceil(counting.left_s))
 
     async def purge_forever(self) -> None:
         """Deletes the counters of windows that have ended."""

@@ -25,7 +25,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import metadata as schema_metadata
@@ -128,14 +127,26 @@ reveal_counts = Table(
     prefixes=["UNLOGGED"],
 )
 
-# The whole reveal in one statement (one round trip, one implicit transaction): stamp the credential,
-# write the audit event with the label it has now, and answer the sealed secret with its wrapped key.
-# No row: nothing was written.
+# The whole reveal in one statement (one round trip, one implicit transaction): count the attempt against
+# the caller's reveal limits (limits.py; keys user before IP, so two reveals never wait on each other),
+# and only if none is exceeded stamp the credential, insert its audit event and return the sealed secret
+# with its wrapped data key. One row always comes back: `over` > 0 means refused, a NULL id not found.
 REVEAL = text(
     """
-WITH revealed AS (
+WITH counted AS (
+    INSERT INTO vault.reveal_counts AS c (key, window_start, hits)
+    SELECT l.key, :window_start, 1
+    FROM unnest(CAST(:limit_keys AS text[])) WITH ORDINALITY AS l(key, n) ORDER BY l.n
+    ON CONFLICT (key, window_start) DO UPDATE SET hits = c.hits + 1
+    RETURNING c.key, c.hits
+), over AS (
+    SELECT count(*) AS n
+    FROM counted JOIN unnest(CAST(:limit_keys AS text[]), CAST(:limit_maxes AS int[])) AS l(key, max)
+      ON l.key = counted.key
+    WHERE counted.hits > l.max
+), revealed AS (
     UPDATE vault.credentials SET last_accessed_at = :now
-    WHERE id = :credential_id AND client_id = :client_id
+    WHERE id = :credential_id AND client_id = :client_id AND (SELECT n FROM over) = 0
     RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
 ), audited AS (
     INSERT INTO vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name,
@@ -144,8 +155,11 @@ WITH revealed AS (
            id, label, client_id, :ip, :user_agent, :request_id
     FROM revealed
 )
-SELECT r.id, r.label, r.username, r.url, r.ciphertext, r.nonce, r.key_generation, k.wrapped_key, k.kek_version
-FROM revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.generation = r.key_generation
+SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
+       r.key_generation, k.wrapped_key, k.kek_version
+FROM (SELECT 1) AS one
+LEFT JOIN (revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.generation = r.key_generation)
+  ON true
 """
 ).bindparams(
     bindparam("credential_id", type_=Uuid),
@@ -153,11 +167,12 @@ FROM revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.gene
     bindparam("event_id", type_=Uuid),
     bindparam("actor_user_id", type_=Uuid),
     bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("window_start", type_=DateTime(timezone=True)),
 )
 
 
-async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any] | None:
-    return (await conn.execute(REVEAL, values)).one_or_none()
+async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any]:
+    return (await conn.execute(REVEAL, values)).one()
 
 
 async def list_credentials(conn: AsyncConnection, client_id: UUID) -> list[Row[Any]]:
@@ -368,17 +383,6 @@ async def purge_sent(conn: AsyncConnection, before: datetime) -> None:
     # A week of events can take longer than a request's statement timeout; nobody waits on this one.
     await conn.execute(text("SET LOCAL statement_timeout = 0"))
     await conn.execute(delete(outbox).where(outbox.c.sent_at < before))
-
-
-async def count_reveal(conn: AsyncConnection, keys: Sequence[str], window_start: datetime) -> dict[str, int]:
-    """Counts one reveal for each key in the window; the hits so far, this one included. The rows are
-    always written in the same order (user before IP), so concurrent reveals cannot deadlock."""
-    rows = pg_insert(reveal_counts).values([{"key": key, "window_start": window_start, "hits": 1} for key in keys])
-    query = rows.on_conflict_do_update(
-        index_elements=[reveal_counts.c.key, reveal_counts.c.window_start],
-        set_={"hits": reveal_counts.c.hits + 1},
-    ).returning(reveal_counts.c.key, reveal_counts.c.hits)
-    return {row.key: row.hits for row in await conn.execute(query)}
 
 
 async def purge_reveal_counts(conn: AsyncConnection, before: datetime) -> None:
