@@ -179,6 +179,8 @@ async def check_head(db: Database, seq: int, digest: bytes, verified: Verified) 
     newest entries, or rewriting the chain from some entry on, leaves a chain that verifies by itself."""
     if verified.head_seq < seq:
         return f"the chain ends at entry {verified.head_seq}, but entry {seq} was recorded earlier: entries removed"
+    if seq == 0:  # the head of an empty chain: the genesis hash every chain starts from
+        return None if digest == GENESIS else "head 0 is the empty chain, whose hash is all zeros"
     async with db.read() as conn:
         found = await store.hash_at(conn, seq)
     if found != digest:

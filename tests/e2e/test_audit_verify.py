@@ -227,3 +227,9 @@ def test_a_malformed_expected_head_is_refused(api: Api) -> None:
     done = api.system.cli("audit", "verify", "--expect-head", "twelve:zz")
     assert done.returncode == 1
     assert "--expect-head takes SEQ:HASH" in done.stderr
+
+
+def test_the_head_of_an_empty_chain_is_always_there(api: Api) -> None:
+    """What verify prints on a new system (head 0, the genesis hash) is a head it accepts later."""
+    done = api.system.cli("audit", "verify", "--expect-head", "0:" + "00" * 32)
+    assert done.returncode == 0, done.stderr
