@@ -4,6 +4,7 @@ Each test puts the table back as it was, so the run-wide system's chain verifies
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -48,6 +49,23 @@ async def one(conn: psycopg.AsyncConnection, sql: str, *params: object) -> tuple
     row = await (await conn.execute(sql, params)).fetchone()
     assert row is not None
     return tuple(row)
+
+
+@asynccontextmanager
+async def entry_removed(conn: psycopg.AsyncConnection, seq: int) -> AsyncIterator[None]:
+    """The entry at `seq` deleted (as an attacker with database access would), then put back as it was."""
+    cursor = await conn.execute("SELECT * FROM audit.events WHERE seq = %s", (seq,))
+    row = await cursor.fetchone()
+    assert row is not None
+    columns = [c.name for c in cursor.description or ()]
+    await conn.execute("DELETE FROM audit.events WHERE seq = %s", (seq,))
+    try:
+        yield
+    finally:
+        await conn.execute(
+            f"INSERT INTO audit.events ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
+            row,
+        )
 
 
 def verify(system: System) -> tuple[int, str, str]:
@@ -99,18 +117,8 @@ async def test_a_changed_entry_with_a_recomputed_hash_is_still_caught(
 
 async def test_a_removed_entry_is_named(api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection) -> None:
     seq, _ = seqs[1]
-    cursor = await conn.execute("SELECT * FROM audit.events WHERE seq = %s", (seq,))
-    row = await cursor.fetchone()
-    assert row is not None
-    columns = [c.name for c in cursor.description or ()]
-    await conn.execute("DELETE FROM audit.events WHERE seq = %s", (seq,))
-    try:
+    async with entry_removed(conn, seq):
         code, _, err = verify(api.system)
-    finally:
-        await conn.execute(
-            f"INSERT INTO audit.events ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
-            row,
-        )
 
     assert code == 1
     assert f"entry {seq} was removed" in err
@@ -152,20 +160,10 @@ async def test_removing_the_newest_entries_is_caught_against_an_earlier_head(
     assert code == 0, err
     head = head_of(out)
     newest = int(head.split(":")[0])
-    cursor = await conn.execute("SELECT * FROM audit.events WHERE seq = %s", (newest,))
-    row = await cursor.fetchone()
-    assert row is not None
-    columns = [c.name for c in cursor.description or ()]
 
-    await conn.execute("DELETE FROM audit.events WHERE seq = %s", (newest,))
-    try:
+    async with entry_removed(conn, newest):
         alone = verify(api.system)
         against = api.system.cli("audit", "verify", "--expect-head", head)
-    finally:
-        await conn.execute(
-            f"INSERT INTO audit.events ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
-            row,
-        )
 
     assert alone[0] == 0  # a shorter chain verifies by itself…
     assert against.returncode == 1  # …but not against the head recorded before
