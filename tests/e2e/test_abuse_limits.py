@@ -200,6 +200,6 @@ async def test_a_service_at_its_concurrency_bound_refuses_more_at_once_with_503(
         await blocker.rollback()
 
     assert {(status, kind) for status, kind, _ in answers} == {(503, PROBLEM)}
-    refused_at_once = [took for _, _, took in answers if took < 0.5]
+    refused_at_once = [took for _, _, took in answers if took < 0.9]  # the others waited out the 1 s timeout
     assert len(refused_at_once) >= 5, sorted(took for _, _, took in answers)
     assert (await api.raw.get("/clients", headers=reader.headers)).status_code == 200
