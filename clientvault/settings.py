@@ -68,6 +68,7 @@ class AuthSettings(Settings):
     sign_in_email_window_s: int = Field(900, ge=1)
     sign_in_ip_max_failures: int = Field(30, ge=1)
     sign_in_ip_window_s: int = Field(60, ge=1)
+    max_sessions_per_user: int = Field(20, ge=1, le=1000)  # a sign-in beyond it ends the least recently used
 
     @field_validator("token_previous_keys", mode="before")
     @classmethod

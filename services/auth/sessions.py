@@ -67,6 +67,14 @@ class Sessions:
         refresh_token = secrets.token_urlsafe(32)
         async with self._db.begin() as conn:
             await throttle.withdraw(conn, attempt)
+            # At most max_sessions_per_user live sessions: this one ends the least recently used beyond that.
+            ended = await store.end_sessions_beyond(
+                conn,
+                user.id,
+                keep=self._settings.max_sessions_per_user - 1,
+                now=now,
+                idle_since=now - timedelta(seconds=self._settings.refresh_idle_ttl_s),
+            )
             await store.insert_session(
                 conn,
                 id=session_id,
@@ -78,6 +86,10 @@ class Sessions:
             await store.insert_refresh_token(
                 conn, token_hash=_hash(refresh_token), session_id=session_id, created_at=now
             )
+        for old_session in ended:  # their access tokens too, on every verifier
+            await self._revoker.revoke_session(old_session)
+        if ended:
+            log.info("session.ended_oldest", user_id=str(user.id), count=len(ended))
         log.info("session.signed_in", user_id=str(user.id), session_id=str(session_id))
         return TokenPair(self._signer.sign(user, session_id), refresh_token, self._signer.ttl_s)
 

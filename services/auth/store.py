@@ -128,6 +128,29 @@ async def revoke_session(conn: AsyncConnection, session_id: UUID, now: datetime)
     return bool(result.rowcount)
 
 
+async def end_sessions_beyond(
+    conn: AsyncConnection, user_id: UUID, *, keep: int, now: datetime, idle_since: datetime
+) -> list[UUID]:
+    """Revokes the user's live sessions but the `keep` most recently used; their ids. The rows are locked,
+    so two sign-ins of one user at once cannot both keep the same sessions."""
+    live = (
+        select(sessions.c.id)
+        .where(
+            sessions.c.user_id == user_id,
+            sessions.c.revoked_at.is_(None),
+            sessions.c.expires_at > now,
+            sessions.c.last_used_at > idle_since,
+        )
+        .order_by(sessions.c.last_used_at.desc(), sessions.c.id.desc())
+        .offset(keep)
+        .with_for_update()
+    )
+    ended = list((await conn.execute(live)).scalars())
+    if ended:
+        await conn.execute(update(sessions).where(sessions.c.id.in_(ended)).values(revoked_at=now))
+    return ended
+
+
 async def revoke_user_sessions(conn: AsyncConnection, user_id: UUID, now: datetime) -> None:
     await conn.execute(
         update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)

@@ -278,3 +278,21 @@ async def test_a_sign_out_during_a_nats_outage_still_revokes_once_nats_is_back(a
     assert answered_in < 3  # the request does not wait for the broker
     assert (await api.raw.post("/auth/refresh", json={"refreshToken": session.refresh_token})).status_code == 401
     await wait_for_status(api, session, 401, within_s=20)  # delivered once the broker is back
+
+
+async def test_a_sign_in_beyond_the_session_cap_ends_the_least_recently_used_session(api: Api) -> None:
+    account = api.new_account()
+    oldest = await api.sign_in(account, ip=unique_ip())
+    kept = [await api.sign_in(account, ip=unique_ip()) for _ in range(19)]  # 20 live sessions: the default cap
+
+    newest = await api.sign_in(account, ip=unique_ip())
+
+    refreshed = await api.raw.post("/auth/refresh", json={"refreshToken": oldest.refresh_token})
+    assert refreshed.status_code == 401
+    for _ in range(20):  # the revocation reaches the gateway's deny list within a second
+        if (await api.raw.get("/users/me", headers=oldest.headers)).status_code == 401:
+            break
+        await asyncio.sleep(0.1)
+    assert (await api.raw.get("/users/me", headers=oldest.headers)).status_code == 401
+    for session in (*kept, newest):
+        assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
