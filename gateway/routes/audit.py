@@ -13,10 +13,10 @@ from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import events_pb2
 from gateway.calls import Call, StubsDep, requires, roles
 from gateway.errors import documented
+from gateway.routes.clients import PageNumber, PageSize
 from gateway.schemas import AuditAction, AuditEntryOut, Page
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
-PAGE_MAX, PAGE_SIZE_MAX = 1_000_000, 100
 
 
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
@@ -57,8 +57,8 @@ async def list_audit_logs(
     action: AuditAction | None = None,
     start: Annotated[Instant | None, Query(alias="from", description="RFC 3339, inclusive.")] = None,
     end: Annotated[Instant | None, Query(alias="to", description="RFC 3339, inclusive.")] = None,
-    page: Annotated[int, Query(ge=1, le=PAGE_MAX, description="1-based page number.")] = 1,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=PAGE_SIZE_MAX, description="Items per page.")] = 50,
+    page: PageNumber = 1,
+    page_size: PageSize = 50,
 ) -> Page[AuditEntryOut]:
     request = pb.ListEventsRequest(
         credential_id=str(credential_id or ""),
