@@ -207,8 +207,8 @@ M = TypeVar("M", bound=Message)
 
 
 def to_fields(body: WireModel, message: M) -> tuple[M, list[str]]:
-    """Copies the fields the caller sent into a ClientFields/TaskFields message; returns it and their names
-    (the update mask). A null leaves the field unset, which the service reads as "clear it"."""
+    """Copies the fields the caller sent into a ClientFields/TaskFields/CredentialFields message; returns it
+    and their names (the update mask). A null leaves the field unset, which the service reads as "clear it"."""
     sent = sorted(body.model_fields_set)
     for name in sent:
         value = getattr(body, name)

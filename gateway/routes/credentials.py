@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from clientvault.v1 import vault_pb2 as pb
 from gateway.calls import Call, StubsDep, requires, roles
 from gateway.errors import documented
-from gateway.schemas import CreatedOut, CredentialIn, CredentialOut, CredentialPatch, RevealedOut
+from gateway.schemas import CreatedOut, CredentialIn, CredentialOut, CredentialPatch, RevealedOut, to_fields
 
 router = APIRouter(prefix="/clients/{client_id}/credentials", tags=["credentials"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -88,11 +88,9 @@ async def update_credential(
     stubs: StubsDep,
     call: Call = requires("Vault/UpdateCredential"),
 ) -> CredentialOut:
-    given = {name: getattr(body, name) for name in body.model_fields_set}
-    request = pb.UpdateCredentialRequest(
-        client_id=client_id, credential_id=credential_id, credential=pb.CredentialFields(**given)
-    )
-    request.update_mask.paths.extend(sorted(given))
+    credential, sent = to_fields(body, pb.CredentialFields())
+    request = pb.UpdateCredentialRequest(client_id=client_id, credential_id=credential_id, credential=credential)
+    request.update_mask.paths.extend(sent)
     reply = await stubs.vault.UpdateCredential(request, metadata=call.metadata, timeout=call.timeout)
     return CredentialOut.from_proto(reply)
 
