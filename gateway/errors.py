@@ -84,21 +84,15 @@ async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
     detail = (error.details() or "") if status < 500 else "a service could not answer; try again later"
     headers = {"Retry-After": trailers["retry-after"]} if "retry-after" in trailers else {}
     if status == 422:  # a service's own validation: the same shape as the gateway's
-        return problem(422, "the request is not valid", errors=[_service_field_error(trailers, detail)])
+        return _invalid({_named(trailers.get("invalid-field")): detail})
     return problem(status, detail, headers)
-
-
-def _service_field_error(trailers: dict[str, str], detail: str) -> dict[str, str]:
-    field = trailers.get("invalid-field")
-    return {"field": to_camel(field) if field else "body", "message": detail}
 
 
 async def on_domain_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.DomainError)
     status = next(code for kind, code in DOMAIN.items() if isinstance(error, kind))
     if isinstance(error, errors.Invalid):
-        field = to_camel(error.field) if error.field else "body"
-        return problem(422, "the request is not valid", errors=[{"field": field, "message": str(error)}])
+        return _invalid({_named(error.field): str(error)})
     headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, errors.Throttled) else None
     return problem(status, str(error), headers)
 
@@ -109,7 +103,17 @@ async def on_validation_error(_request: Request, error: Exception) -> JSONRespon
     for e in error.errors():
         # A value that fits no member of a nullable field fails once per member: one error a field, the first.
         found.setdefault(_field(e), _message(e))
+    return _invalid(found)
+
+
+def _invalid(found: dict[str, str]) -> JSONResponse:
+    """The one 422 shape, whoever found the request invalid: an `errors` entry per field and its message."""
     return problem(422, "the request is not valid", errors=[{"field": f, "message": m} for f, m in found.items()])
+
+
+def _named(field: str | None) -> str:
+    """A field a service named (snake_case) as the caller wrote it; the body as a whole when it named none."""
+    return to_camel(field) if field else "body"
 
 
 def _field(error: dict[str, Any]) -> str:
@@ -135,7 +139,7 @@ async def on_http_error(_request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 400 and error.__cause__ is not None:
         # FastAPI's one 400: a body that json.loads raised on other than a syntax error (not UTF-8, nested too
         # deep, an integer of thousands of digits). To the caller it is as much not JSON as a syntax error.
-        return problem(422, "the request is not valid", errors=[{"field": "body", "message": NOT_JSON}])
+        return _invalid({"body": NOT_JSON})
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     return problem(error.status_code, detail, dict(error.headers or {}))
 
