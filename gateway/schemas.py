@@ -1,5 +1,6 @@
 """Wire models: camelCase JSON on the outside, snake_case in Python; unknown fields are a 422."""
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
@@ -197,6 +198,11 @@ class Page(WireModel, Generic[T]):
     total: int
     page: int
     page_size: int
+
+    @classmethod
+    def of(cls, reply: Any, item: Callable[[Any], T]) -> "Page[T]":
+        """A list RPC's reply (items, total, page, page_size), each item shaped by `item`."""
+        return cls(items=[item(i) for i in reply.items], total=reply.total, page=reply.page, page_size=reply.page_size)
 
 
 def _optional(message: Message, name: str) -> Any:

@@ -74,9 +74,4 @@ async def list_audit_logs(
     if end is not None:
         request.to_time.CopyFrom(timestamp(end))
     reply = await stubs.audit.ListEvents(request, metadata=call.metadata, timeout=call.timeout)
-    return Page[AuditEntryOut](
-        items=[AuditEntryOut.from_proto(e) for e in reply.items],
-        total=reply.total,
-        page=reply.page,
-        page_size=reply.page_size,
-    )
+    return Page[AuditEntryOut].of(reply, AuditEntryOut.from_proto)

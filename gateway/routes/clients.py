@@ -39,12 +39,7 @@ async def list_clients(
     if status is not None:
         request.status = enum_number(pb.ClientStatus.DESCRIPTOR, status)
     reply = await stubs.clients.ListClients(request, metadata=call.metadata, timeout=call.timeout)
-    return Page[ClientOut](
-        items=[ClientOut.from_proto(c) for c in reply.items],
-        total=reply.total,
-        page=reply.page,
-        page_size=reply.page_size,
-    )
+    return Page[ClientOut].of(reply, ClientOut.from_proto)
 
 
 @router.post(

@@ -35,12 +35,7 @@ async def list_tasks(
     if status is not None:
         request.status = enum_number(pb.TaskStatus.DESCRIPTOR, status)
     reply = await stubs.clients.ListTasks(request, metadata=call.metadata, timeout=call.timeout)
-    return Page[TaskOut](
-        items=[TaskOut.from_proto(t) for t in reply.items],
-        total=reply.total,
-        page=reply.page,
-        page_size=reply.page_size,
-    )
+    return Page[TaskOut].of(reply, TaskOut.from_proto)
 
 
 @router.post(
