@@ -5,8 +5,6 @@ in test_auth.py.
 """
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +15,7 @@ import psycopg
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
-from tests.system import Api, Session, System, unique_ip
+from tests.system import Api, Session, System, frozen, unique_ip
 from tests.vault_support import create, new_client
 
 PROBLEM = "application/problem+json"
@@ -167,15 +165,11 @@ async def test_a_frozen_service_two_calls_away_is_a_503_and_nothing_stays_stuck(
     at the deadline (3 s here) and the next one, once clients is back, succeeds."""
     manager = await manager_at(api, unique_ip())
     client_path = secret_path.rsplit("/", 1)[0]
-    clients = api.system.pids()["clients"]
 
-    os.kill(clients, signal.SIGSTOP)
-    try:
+    with frozen(api.system.pids()["clients"]):
         started = time.monotonic()
         r = await api.raw.post(client_path, headers=manager.headers, json={"label": "Frozen", "secret": "x"})
         took = time.monotonic() - started
-    finally:
-        os.kill(clients, signal.SIGCONT)
 
     assert r.status_code == 503
     assert r.headers["content-type"] == PROBLEM
