@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
-from tests.system import Api, Session, System, frozen, unique_ip
+from tests.system import Api, Session, System, frozen, me, unique_ip
 from tests.vault_support import create, new_client
 
 PROBLEM = "application/problem+json"
@@ -110,7 +110,7 @@ async def test_refused_reveals_are_not_audited(api: Api, secret_path: str) -> No
     statuses = [await reveal(api, manager, secret_path, ip) for _ in range(USER_MAX + 3)]
     assert statuses.count(200) == USER_MAX
 
-    query = {"userId": await user_id(api, manager), "action": "credential_reveal"}
+    query = {"userId": await me(api, manager), "action": "credential_reveal"}
     deadline = time.monotonic() + 15
     while True:  # the events travel outbox -> NATS -> audit; wait for the three that were revealed
         logs = (await api.raw.get("/audit-logs", params=query, headers=admin.headers)).json()
@@ -119,10 +119,6 @@ async def test_refused_reveals_are_not_audited(api: Api, secret_path: str) -> No
         await asyncio.sleep(0.2)
     await asyncio.sleep(1)  # had a refused reveal been recorded, it would be there by now as well
     assert (await api.raw.get("/audit-logs", params=query, headers=admin.headers)).json()["total"] == USER_MAX
-
-
-async def user_id(api: Api, session: Session) -> str:
-    return str((await api.raw.get("/users/me", headers=session.headers)).json()["id"])
 
 
 async def test_the_vault_enforces_the_limit_on_direct_calls_too(api: Api, secret_path: str) -> None:
