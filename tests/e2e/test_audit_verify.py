@@ -117,17 +117,15 @@ async def test_a_changed_entry_is_named(api: Api, seqs: list[tuple[int, str]], c
 async def test_a_changed_entry_with_a_recomputed_hash_is_still_caught(
     api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection
 ) -> None:
-    seq, _ = seqs[0]
-    (original,) = await one(conn, "SELECT hash FROM audit.events WHERE seq = %s", seq)
-    await conn.execute("UPDATE audit.events SET hash = sha256(hash) WHERE seq = %s", (seq,))
-    try:
+    seq, _ = seqs[0]  # seqs[1] comes after it: the next entry is chained to its old hash
+    async with entry_rewritten(conn, seq, "forged by a DBA", rehash=True):
         code, _, err = verify(api.system)
-    finally:
-        await conn.execute("UPDATE audit.events SET hash = %s WHERE seq = %s", (original, seq))
 
     assert code == 1
     assert f"entry {seq}" in err
     assert "changed" in err
+    assert f"entry {seq} is not the one entry {seq + 1} was chained to" in err  # found by its successor
+    assert verify(api.system)[0] == 0
 
 
 async def test_a_removed_entry_is_named(api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection) -> None:
