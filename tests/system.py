@@ -121,6 +121,17 @@ class System:
         )
 
 
+@contextmanager
+def running(data_dir: Path, env: dict[str, str]) -> Iterator[System]:
+    """A system started on `data_dir` with `env`, stopped when the block ends."""
+    system = System(data_dir, env=env)
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -162,11 +173,17 @@ class Session:
 
 
 class Api:
-    """HTTP through the gateway, plus the operator commands that make accounts."""
+    """HTTP through the gateway, plus the operator commands that make accounts. `async with` closes it."""
 
     def __init__(self, system: System) -> None:
         self.system = system
         self.raw = httpx.AsyncClient(base_url=system.url, timeout=30)
+
+    async def __aenter__(self) -> "Api":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.raw.aclose()
 
     def new_account(self, role: str = "read_only") -> Account:
         account = Account(f"{role}-{uuid.uuid4().hex[:12]}@example.com", f"pw-{uuid.uuid4().hex}", role)

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
-from tests.system import Api, Session, System, frozen, me, unique_ip
+from tests.system import Api, Session, System, frozen, me, running, unique_ip
 from tests.vault_support import create, new_client
 
 PROBLEM = "application/problem+json"
@@ -35,17 +35,14 @@ LIMITED_ENV = {
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    running = System(Path(tmp_path_factory.mktemp("limited")) / "data", env=LIMITED_ENV)
-    running.start()
-    yield running
-    running.stop()
+    with running(Path(tmp_path_factory.mktemp("limited")) / "data", LIMITED_ENV) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 async def api(limited: System) -> AsyncIterator[Api]:
-    client = Api(limited)
-    yield client
-    await client.raw.aclose()
+    async with Api(limited) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
