@@ -28,16 +28,22 @@ async def stored_event_ids(database_url: str, event_ids: Iterable[str]) -> list[
     return [str(row[0]) for row in rows]
 
 
-async def outbox_ids(database_url: str, credential_ids: Iterable[str]) -> list[str]:
-    """The vault's audit events about these credentials (every committed operation has one)."""
+async def outbox_sent(database_url: str, credential_ids: Iterable[str]) -> dict[str, bool]:
+    """The vault's audit events about these credentials (every committed operation has one), each with
+    whether the relay has published it."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         rows = await (
             await conn.execute(
-                "SELECT id FROM vault.outbox WHERE credential_id = ANY(%s)",
+                "SELECT id, sent_at IS NOT NULL FROM vault.outbox WHERE credential_id = ANY(%s)",
                 ([uuid.UUID(c) for c in credential_ids],),
             )
         ).fetchall()
-    return [str(row[0]) for row in rows]
+    return {str(event_id): sent for event_id, sent in rows}
+
+
+async def outbox_ids(database_url: str, credential_ids: Iterable[str]) -> list[str]:
+    """The vault's audit events about these credentials (every committed operation has one)."""
+    return list(await outbox_sent(database_url, credential_ids))
 
 
 async def wait_for_audit(api: Api, admin: Session, credential_id: str, count: int, timeout_s: float = 20) -> Any:
