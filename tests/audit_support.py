@@ -48,9 +48,14 @@ async def outbox_ids(database_url: str, credential_ids: Iterable[str]) -> list[s
 
 async def wait_for_audit(api: Api, admin: Session, credential_id: str, count: int, timeout_s: float = 20) -> Any:
     """The credential's page of the audit log once it has `count` entries (or the timeout passed)."""
+    return await wait_for_entries(api, admin, count, timeout_s, credentialId=credential_id)
+
+
+async def wait_for_entries(api: Api, admin: Session, count: int, timeout_s: float = 20, **params: Any) -> Any:
+    """The page of the audit log that `params` filter, once it has `count` entries (or the timeout passed)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        page = await audit_logs(api, admin, credentialId=credential_id)
+        page = await audit_logs(api, admin, **params)
         if page["total"] >= count or time.monotonic() > deadline:
             return page
         await asyncio.sleep(0.2)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
+from tests.audit_support import wait_for_entries
 from tests.system import Api, Session, System, frozen, me, running, unique_ip
 from tests.vault_support import create, new_client
 
@@ -108,12 +109,8 @@ async def test_refused_reveals_are_not_audited(api: Api, secret_path: str) -> No
     assert statuses.count(200) == USER_MAX
 
     query = {"userId": await me(api, manager), "action": "credential_reveal"}
-    deadline = time.monotonic() + 15
-    while True:  # the events travel outbox -> NATS -> audit; wait for the three that were revealed
-        logs = (await api.raw.get("/audit-logs", params=query, headers=admin.headers)).json()
-        if logs["total"] >= USER_MAX or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
+    # The events travel outbox -> NATS -> audit; wait for the three that were revealed.
+    await wait_for_entries(api, admin, USER_MAX, timeout_s=15, **query)
     await asyncio.sleep(1)  # had a refused reveal been recorded, it would be there by now as well
     assert (await api.raw.get("/audit-logs", params=query, headers=admin.headers)).json()["total"] == USER_MAX
 
