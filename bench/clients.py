@@ -50,9 +50,8 @@ from harness import (
     free_port,
     machine,
     port_is_free,
+    run_main,
     sign_in,
-    terminate_on_sigterm,
-    write_results,
     wrk,
 )
 from rich.console import Console
@@ -844,7 +843,6 @@ def main() -> int:
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
-    terminate_on_sigterm()
     console = Console()
     work: Path | None = None  # the temporary dir that holds the data dir, unless --data-dir
     if args.data_dir:
@@ -852,26 +850,23 @@ def main() -> int:
     else:
         work = Path(tempfile.mkdtemp(prefix="clientvault-bench-"))
         data_dir = work / "data"
-    started = time.monotonic()
-    try:
+
+    def measure() -> dict[str, Any]:
+        started = time.monotonic()
         results = run(data_dir, args, console)
-    except (BenchError, httpx.HTTPError, psycopg.Error, subprocess.SubprocessError) as error:
-        print(f"bench: failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
-    finally:
-        if work is None:
-            print(f"bench: the data dir {data_dir} stays (given with --data-dir)", flush=True)
-        elif args.keep_data:
-            print(f"bench: kept the data dir {data_dir} (reuse it with --data-dir {data_dir})", flush=True)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    results["run_s"] = round(time.monotonic() - started, 1)
-    written = write_results("clients", results)
-    print(f"\n{summary(results)}\n\nbench: wrote {written.relative_to(ROOT)}", flush=True)
-    return 0
+        results["run_s"] = round(time.monotonic() - started, 1)
+        return results
+
+    return run_main(
+        "clients",
+        measure,
+        summary,
+        remove=None if work is None or args.keep_data else work,
+        kept=f"the data dir {data_dir} stays (given with --data-dir)"
+        if work is None
+        else f"kept the data dir {data_dir} (reuse it with --data-dir {data_dir})",
+        errors=(psycopg.Error,),
+    )
 
 
 if __name__ == "__main__":

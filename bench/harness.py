@@ -11,6 +11,7 @@ import platform
 import queue
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -310,3 +312,37 @@ def terminate_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
+
+
+def run_main(
+    name: str,
+    measure: Callable[[], dict[str, Any]],
+    summary: Callable[[dict[str, Any]], str],
+    *,
+    remove: Path | None,
+    kept: str,
+    errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """The shell of a benchmark's main(), once its arguments are checked: SIGTERM and Ctrl-C unwind through the
+    `finally` blocks that stop the servers; at the end `remove` (the temporary work dir) is deleted, or else
+    `kept` is said; the results go to bench/results/NAME.json and their summary to stdout. Returns the exit
+    status: 0, 1 when the run failed (with BenchError, an HTTP or subprocess error, or one of `errors`), 130
+    when interrupted."""
+    failures: tuple[type[Exception], ...] = (BenchError, httpx.HTTPError, subprocess.SubprocessError, *errors)
+    terminate_on_sigterm()
+    try:
+        results = measure()
+    except failures as error:
+        print(f"bench: failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        if remove is None:
+            print(f"bench: {kept}", flush=True)
+        else:
+            shutil.rmtree(remove, ignore_errors=True)
+    written = write_results(name, results)
+    print(f"\n{summary(results)}\n\nbench: wrote {written.relative_to(ROOT)}", flush=True)
+    return 0

@@ -36,19 +36,17 @@ from typing import Any
 
 import httpx
 from harness import (  # run as a script, bench/ is on the path
-    ROOT,
     WARMUP_S,
     BenchError,
     Load,
     Up,
     free_port,
     parse_wrk,
+    run_main,
     stop,
-    terminate_on_sigterm,
     wait_http,
 )
 
-RESULTS = ROOT / "bench" / "results" / "reveal.json"
 BAO = Path(sys.executable).parent / "bao"
 GOAL_RATIO = 1.0
 CLIENTS, PER_CLIENT = 10, 10
@@ -282,25 +280,14 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
         return 2
-    terminate_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-reveal-"))
-    try:
-        results = run(work, args.duration, args.connections)
-    except (BenchError, httpx.HTTPError, subprocess.SubprocessError) as error:
-        print(f"bench: failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep_data:
-            print(f"bench: kept the data dirs and logs in {work}", flush=True)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{summary(results)}\n\nbench: wrote {RESULTS.relative_to(ROOT)}", flush=True)
-    return 0
+    return run_main(
+        "reveal",
+        lambda: run(work, args.duration, args.connections),
+        summary,
+        remove=None if args.keep_data else work,
+        kept=f"kept the data dirs and logs in {work}",
+    )
 
 
 if __name__ == "__main__":

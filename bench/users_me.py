@@ -32,11 +32,10 @@ from harness import (
     Up,
     free_port,
     machine,
+    run_main,
     sign_in,
     stop,
-    terminate_on_sigterm,
     wait_http,
-    write_results,
     wrk,
 )
 
@@ -125,24 +124,14 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
         return 2
-    terminate_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-"))
-    try:
-        results = run(work, args.duration, args.connections)
-    except (BenchError, httpx.HTTPError, subprocess.SubprocessError) as error:
-        print(f"bench: failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep_data:
-            print(f"bench: kept the data dir and logs in {work}", flush=True)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    written = write_results("users_me", results)
-    print(f"\n{summary(results)}\n\nbench: wrote {written.relative_to(ROOT)}", flush=True)
-    return 0
+    return run_main(
+        "users_me",
+        lambda: run(work, args.duration, args.connections),
+        summary,
+        remove=None if args.keep_data else work,
+        kept=f"kept the data dir and logs in {work}",
+    )
 
 
 if __name__ == "__main__":

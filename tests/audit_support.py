@@ -28,23 +28,34 @@ async def stored_event_ids(database_url: str, event_ids: Iterable[str]) -> list[
     return [str(row[0]) for row in rows]
 
 
-async def outbox_ids(database_url: str, credential_ids: Iterable[str]) -> list[str]:
-    """The vault's audit events about these credentials (every committed operation has one)."""
+async def outbox_sent(database_url: str, credential_ids: Iterable[str]) -> dict[str, bool]:
+    """The vault's audit events about these credentials (every committed operation has one), each with
+    whether the relay has published it."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         rows = await (
             await conn.execute(
-                "SELECT id FROM vault.outbox WHERE credential_id = ANY(%s)",
+                "SELECT id, sent_at IS NOT NULL FROM vault.outbox WHERE credential_id = ANY(%s)",
                 ([uuid.UUID(c) for c in credential_ids],),
             )
         ).fetchall()
-    return [str(row[0]) for row in rows]
+    return {str(event_id): sent for event_id, sent in rows}
+
+
+async def outbox_ids(database_url: str, credential_ids: Iterable[str]) -> list[str]:
+    """The vault's audit events about these credentials (every committed operation has one)."""
+    return list(await outbox_sent(database_url, credential_ids))
 
 
 async def wait_for_audit(api: Api, admin: Session, credential_id: str, count: int, timeout_s: float = 20) -> Any:
     """The credential's page of the audit log once it has `count` entries (or the timeout passed)."""
+    return await wait_for_entries(api, admin, count, timeout_s, credentialId=credential_id)
+
+
+async def wait_for_entries(api: Api, admin: Session, count: int, timeout_s: float = 20, **params: Any) -> Any:
+    """The page of the audit log that `params` filter, once it has `count` entries (or the timeout passed)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        page = await audit_logs(api, admin, credentialId=credential_id)
+        page = await audit_logs(api, admin, **params)
         if page["total"] >= count or time.monotonic() > deadline:
             return page
         await asyncio.sleep(0.2)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system import HIGH_REVEAL_LIMITS, Api, System
+from tests.system import HIGH_REVEAL_LIMITS, Api, System, running
 
 # The gateway trusts X-Forwarded-For from loopback so that each test can act from its own client IP;
 # the per-IP sign-in limit is lowered so that the throttle test stays short.
@@ -21,14 +21,11 @@ TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    running = System(Path(tmp_path_factory.mktemp("clientvault")) / "data", env=TEST_ENV)
-    running.start()
-    yield running
-    running.stop()
+    with running(Path(tmp_path_factory.mktemp("clientvault")) / "data", TEST_ENV) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
 async def api(system: System) -> AsyncIterator[Api]:
-    client = Api(system)
-    yield client
-    await client.raw.aclose()
+    async with Api(system) as client:
+        yield client

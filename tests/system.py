@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,17 @@ class System:
         )
 
 
+@contextmanager
+def running(data_dir: Path, env: dict[str, str]) -> Iterator[System]:
+    """A system started on `data_dir` with `env`, stopped when the block ends."""
+    system = System(data_dir, env=env)
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -129,6 +142,16 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP: alive but silent) for the block, then let go on (SIGCONT) whatever happens."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 @dataclass(frozen=True)
@@ -150,11 +173,17 @@ class Session:
 
 
 class Api:
-    """HTTP through the gateway, plus the operator commands that make accounts."""
+    """HTTP through the gateway, plus the operator commands that make accounts. `async with` closes it."""
 
     def __init__(self, system: System) -> None:
         self.system = system
         self.raw = httpx.AsyncClient(base_url=system.url, timeout=30)
+
+    async def __aenter__(self) -> "Api":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.raw.aclose()
 
     def new_account(self, role: str = "read_only") -> Account:
         account = Account(f"{role}-{uuid.uuid4().hex[:12]}@example.com", f"pw-{uuid.uuid4().hex}", role)

@@ -5,8 +5,6 @@ in test_auth.py.
 """
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +15,8 @@ import psycopg
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
-from tests.system import Api, Session, System, unique_ip
+from tests.audit_support import wait_for_entries
+from tests.system import Api, Session, System, frozen, me, running, unique_ip
 from tests.vault_support import create, new_client
 
 PROBLEM = "application/problem+json"
@@ -37,17 +36,14 @@ LIMITED_ENV = {
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    running = System(Path(tmp_path_factory.mktemp("limited")) / "data", env=LIMITED_ENV)
-    running.start()
-    yield running
-    running.stop()
+    with running(Path(tmp_path_factory.mktemp("limited")) / "data", LIMITED_ENV) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 async def api(limited: System) -> AsyncIterator[Api]:
-    client = Api(limited)
-    yield client
-    await client.raw.aclose()
+    async with Api(limited) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -112,19 +108,11 @@ async def test_refused_reveals_are_not_audited(api: Api, secret_path: str) -> No
     statuses = [await reveal(api, manager, secret_path, ip) for _ in range(USER_MAX + 3)]
     assert statuses.count(200) == USER_MAX
 
-    query = {"userId": await user_id(api, manager), "action": "credential_reveal"}
-    deadline = time.monotonic() + 15
-    while True:  # the events travel outbox -> NATS -> audit; wait for the three that were revealed
-        logs = (await api.raw.get("/audit-logs", params=query, headers=admin.headers)).json()
-        if logs["total"] >= USER_MAX or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
+    query = {"userId": await me(api, manager), "action": "credential_reveal"}
+    # The events travel outbox -> NATS -> audit; wait for the three that were revealed.
+    await wait_for_entries(api, admin, USER_MAX, timeout_s=15, **query)
     await asyncio.sleep(1)  # had a refused reveal been recorded, it would be there by now as well
     assert (await api.raw.get("/audit-logs", params=query, headers=admin.headers)).json()["total"] == USER_MAX
-
-
-async def user_id(api: Api, session: Session) -> str:
-    return str((await api.raw.get("/users/me", headers=session.headers)).json()["id"])
 
 
 async def test_the_vault_enforces_the_limit_on_direct_calls_too(api: Api, secret_path: str) -> None:
@@ -167,15 +155,11 @@ async def test_a_frozen_service_two_calls_away_is_a_503_and_nothing_stays_stuck(
     at the deadline (3 s here) and the next one, once clients is back, succeeds."""
     manager = await manager_at(api, unique_ip())
     client_path = secret_path.rsplit("/", 1)[0]
-    clients = api.system.pids()["clients"]
 
-    os.kill(clients, signal.SIGSTOP)
-    try:
+    with frozen(api.system.pids()["clients"]):
         started = time.monotonic()
         r = await api.raw.post(client_path, headers=manager.headers, json={"label": "Frozen", "secret": "x"})
         took = time.monotonic() - started
-    finally:
-        os.kill(clients, signal.SIGCONT)
 
     assert r.status_code == 503
     assert r.headers["content-type"] == PROBLEM

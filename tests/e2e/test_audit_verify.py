@@ -85,14 +85,29 @@ async def test_an_untouched_chain_verifies(
     assert count == seq  # gapless
 
 
+@asynccontextmanager
+async def entry_rewritten(
+    conn: psycopg.AsyncConnection, seq: int, label: str, *, rehash: bool = False
+) -> AsyncIterator[None]:
+    """The entry at `seq` given another credential label (and, with `rehash`, the hash that matches it), then
+    put back as it was."""
+    cursor = conn.cursor(row_factory=namedtuple_row)
+    row: Any = await (await cursor.execute("SELECT * FROM audit.events WHERE seq = %s", (seq,))).fetchone()
+    assert row is not None
+    forged = row._replace(credential_label=label)
+    digest = link(row.prev_hash, entry_of(forged)) if rehash else row.hash
+    update = "UPDATE audit.events SET credential_label = %s, hash = %s WHERE seq = %s"
+    await conn.execute(update, (label, digest, seq))
+    try:
+        yield
+    finally:
+        await conn.execute(update, (row.credential_label, row.hash, seq))
+
+
 async def test_a_changed_entry_is_named(api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection) -> None:
     seq, event_id = seqs[1]
-    (label,) = await one(conn, "SELECT credential_label FROM audit.events WHERE seq = %s", seq)
-    await conn.execute("UPDATE audit.events SET credential_label = 'forged' WHERE seq = %s", (seq,))
-    try:
+    async with entry_rewritten(conn, seq, "forged"):
         code, _, err = verify(api.system)
-    finally:
-        await conn.execute("UPDATE audit.events SET credential_label = %s WHERE seq = %s", (label, seq))
 
     assert code == 1
     assert f"entry {seq} (event {event_id}) was changed" in err
@@ -102,17 +117,15 @@ async def test_a_changed_entry_is_named(api: Api, seqs: list[tuple[int, str]], c
 async def test_a_changed_entry_with_a_recomputed_hash_is_still_caught(
     api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection
 ) -> None:
-    seq, _ = seqs[0]
-    (original,) = await one(conn, "SELECT hash FROM audit.events WHERE seq = %s", seq)
-    await conn.execute("UPDATE audit.events SET hash = sha256(hash) WHERE seq = %s", (seq,))
-    try:
+    seq, _ = seqs[0]  # seqs[1] comes after it: the next entry is chained to its old hash
+    async with entry_rewritten(conn, seq, "forged by a DBA", rehash=True):
         code, _, err = verify(api.system)
-    finally:
-        await conn.execute("UPDATE audit.events SET hash = %s WHERE seq = %s", (original, seq))
 
     assert code == 1
     assert f"entry {seq}" in err
     assert "changed" in err
+    assert f"entry {seq} is not the one entry {seq + 1} was chained to" in err  # found by its successor
+    assert verify(api.system)[0] == 0
 
 
 async def test_a_removed_entry_is_named(api: Api, seqs: list[tuple[int, str]], conn: psycopg.AsyncConnection) -> None:
@@ -178,22 +191,9 @@ async def test_a_rewritten_newest_entry_is_caught_against_an_earlier_head(
     assert code == 0, err
     head = head_of(out)
     newest = int(head.split(":")[0])
-    cursor = conn.cursor(row_factory=namedtuple_row)
-    row: Any = await (await cursor.execute("SELECT * FROM audit.events WHERE seq = %s", (newest,))).fetchone()
-    assert row is not None
-    forged = row._replace(credential_label="forged by a DBA")
-    await conn.execute(
-        "UPDATE audit.events SET credential_label = %s, hash = %s WHERE seq = %s",
-        (forged.credential_label, link(row.prev_hash, entry_of(forged)), newest),
-    )
-    try:
+    async with entry_rewritten(conn, newest, "forged by a DBA", rehash=True):
         alone = verify(api.system)
         against = api.system.cli("audit", "verify", "--expect-head", head)
-    finally:
-        await conn.execute(
-            "UPDATE audit.events SET credential_label = %s, hash = %s WHERE seq = %s",
-            (row.credential_label, row.hash, newest),
-        )
 
     assert alone[0] == 0  # the forged entry is chained correctly…
     assert against.returncode == 1  # …but it is not the entry recorded before

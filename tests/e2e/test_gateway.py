@@ -2,14 +2,12 @@
 
 import asyncio
 import json
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.system import Api
+from tests.system import Api, frozen
 
 PROBLEM = "application/problem+json"
 CATALOGUE = {
@@ -131,15 +129,11 @@ async def test_health_and_readiness(api: Api) -> None:
 async def test_a_service_that_does_not_answer_is_a_503_not_a_hang(api: Api) -> None:
     session = await api.session()
     assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200
-    auth = api.system.pids()["auth"]
 
-    os.kill(auth, signal.SIGSTOP)  # alive but silent: only the deadline can end the call
-    try:
+    with frozen(api.system.pids()["auth"]):  # alive but silent: only the deadline can end the call
         started = time.monotonic()
         r = await api.raw.get("/users/me", headers=session.headers)
         took = time.monotonic() - started
-    finally:
-        os.kill(auth, signal.SIGCONT)
 
     assert r.status_code == 503
     assert r.headers["content-type"] == PROBLEM

@@ -121,8 +121,7 @@ async def transit_system(
 
 
 async def test_transit_round_trip_rotation_and_reencryption(transit_system: System) -> None:
-    api = Api(transit_system)
-    try:
+    async with Api(transit_system) as api:
         assert transit_system.admin is not None
         admin = await api.sign_in(Account(*transit_system.admin, role="admin"))
         client_id = await new_client(api, admin)
@@ -152,5 +151,3 @@ async def test_transit_round_trip_rotation_and_reencryption(transit_system: Syst
         assert [line.split() for line in status.stdout.splitlines() if line.startswith("transit:")] == [
             ["transit:v3", "(active)", "1", "5"]
         ]
-    finally:
-        await api.raw.aclose()

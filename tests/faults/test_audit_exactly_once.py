@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.system import HIGH_REVEAL_LIMITS, System, pid_alive
+from tests.system import HIGH_REVEAL_LIMITS, System, pid_alive, running
 
 VICTIMS = ("nats", "audit", "vault")
 RUN_BETWEEN_KILLS_S = 3.0
@@ -30,10 +30,8 @@ CONVERGE_TIMEOUT_S = 40.0
 @pytest.fixture
 def own_system(tmp_path: Path) -> Iterator[System]:
     # Its own embedded servers: killing them must not disturb the run-wide system.
-    system = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": "", **HIGH_REVEAL_LIMITS})
-    system.start()
-    yield system
-    system.stop()
+    with running(tmp_path / "data", {"DATABASE_URL": "", "NATS_URL": "", **HIGH_REVEAL_LIMITS}) as system:
+        yield system
 
 
 class Operator:
