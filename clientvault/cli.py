@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from clientvault.errors import DomainError
+from clientvault.runtime.datadir import PROCESSES
 
 app = typer.Typer(help="ClientVault: clients, tasks and an audited credential vault.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
@@ -17,7 +18,6 @@ app.add_typer(vault_app, name="vault")
 audit_app = typer.Typer(help="The audit log's hash chain.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
 DataDirOption = Annotated[
     Path,
     typer.Option("--data-dir", help="Where `up` keeps its data; operator commands act on the system running there."),

@@ -1,5 +1,6 @@
 """Conversions between domain values and protobuf values that every service needs."""
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ def from_timestamp(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
+@functools.cache  # a few enum descriptors, module singletons; asked for every enum field of every item
 def _prefix(enum: Any) -> str:
     """'ClientStatus' -> 'CLIENT_STATUS_', the prefix of its value names (proto style)."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"

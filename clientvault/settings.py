@@ -7,17 +7,29 @@ environment at import time; tests build settings objects directly.
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+def _parts(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _split_commas(value: object) -> object:
     """A comma-separated environment value as a list (empty parts dropped)."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+    return _parts(value) if isinstance(value, str) else value
+
+
+def _split_networks(value: object) -> object:
+    """Comma-separated networks; a host address with bits set past its prefix is taken as its network."""
+    return [ip_network(part, strict=False) for part in _parts(value)] if isinstance(value, str) else value
+
+
+# A list field read from one comma-separated environment variable (NoDecode: not parsed as JSON first).
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+Networks = Annotated[list[IPv4Network | IPv6Network], NoDecode, BeforeValidator(_split_networks)]
 
 
 class Settings(BaseSettings):
@@ -60,7 +72,7 @@ class AuthSettings(Settings):
     token_signing_key: SecretStr | None = None  # base64 of a 32-byte Ed25519 private key (seed)
     token_key_id: str = "k1"
     # Retired keys' public halves, "kid:base64,…": published until the tokens they signed have expired.
-    token_previous_keys: Annotated[list[str], NoDecode] = []
+    token_previous_keys: CommaSeparated = []
     access_token_ttl_s: int = Field(900, ge=60, le=3600)
     refresh_idle_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     refresh_absolute_ttl_s: int = Field(30 * 24 * 3600, ge=60)
@@ -70,31 +82,14 @@ class AuthSettings(Settings):
     sign_in_ip_window_s: int = Field(60, ge=1)
     max_sessions_per_user: int = Field(20, ge=1, le=1000)  # a sign-in beyond it ends the least recently used
 
-    @field_validator("token_previous_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        return _split_commas(value)
-
 
 class GatewaySettings(Settings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(8000, ge=0, le=65535)
-    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
-    cors_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Networks = []
+    cors_origins: CommaSeparated = []
     docs_enabled: bool = True
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        return _split_commas(value)
 
 
 class VaultSettings(Settings):

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-# The processes `up` runs besides the servers; each has its own NATS user (clientvault/runtime/embedded.py).
-PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
+# The services (each with its own schema and PostgreSQL login) and every process `up` runs besides the
+# servers (each with its own NATS user, clientvault/runtime/embedded.py).
+SERVICES = ("auth", "clients", "vault", "audit")
+PROCESSES = ("gateway", *SERVICES)
 
 
 class AlreadyRunning(Exception):
@@ -82,10 +84,7 @@ class DataDir:
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
             # A PostgreSQL login per service (clientvault/runtime/supervisor.py), as in production.
-            **{
-                f"{name}_db_password": lambda: secrets.token_urlsafe(24)
-                for name in ("auth", "clients", "vault", "audit")
-            },
+            **{f"{name}_db_password": lambda: secrets.token_urlsafe(24) for name in SERVICES},
             # One NATS user per process (clientvault/runtime/embedded.py); nats_token is the operator's.
             **{f"nats_{name}_password": lambda: secrets.token_urlsafe(24) for name in PROCESSES},
         }

@@ -23,10 +23,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault.runtime import embedded
-from clientvault.runtime.datadir import AlreadyRunning, DataDir
+from clientvault.runtime.datadir import SERVICES, AlreadyRunning, DataDir
 from clientvault.runtime.embedded import Command
 
-SERVICES = ("auth", "clients", "vault", "audit")
 # Children inherit `up`'s environment; a secret there reaches only the processes that use it (blanked for
 # the others). The gateway has no database access at all.
 SECRET_HOLDERS = {

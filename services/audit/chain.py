@@ -14,7 +14,7 @@ under it, so two appenders never fork the chain, and no row is ever updated.
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
@@ -109,7 +109,9 @@ async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str
     for entry in entries:
         seq += 1
         digest = link(prev, entry)
-        row: dict[str, Any] = {**asdict(entry), "seq": seq, "prev_hash": prev, "hash": digest}
+        # The fields as they are (immutable values), not dataclasses.asdict: its deep copy costs more than the hash.
+        row: dict[str, Any] = {name: getattr(entry, name) for name in Entry.__dataclass_fields__}
+        row.update(seq=seq, prev_hash=prev, hash=digest)
         for dimension, last in ordinals.items():
             value = getattr(entry, dimension)
             last[value] = last.get(value, 0) + 1

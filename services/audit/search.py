@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from clientvault import fields
 from clientvault.db import Database
 from clientvault.errors import Invalid
 from services.audit import store
@@ -20,8 +21,6 @@ from services.audit.chain import ACTIONS, Entry, entry_of
 from services.audit.store import events
 
 PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 100
-PAGE_MAX = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +46,10 @@ async def list_events(db: Database, filters: Filters, *, page: int, page_size: i
         raise Invalid(f"unknown action: use one of {', '.join(ACTIONS)}", "action")
     if filters.start is not None and filters.end is not None and filters.start > filters.end:
         raise Invalid("from is after to", "from")
-    if not 1 <= page <= PAGE_MAX:
-        raise Invalid(f"page must be 1..{PAGE_MAX}", "page")
-    if not 1 <= page_size <= PAGE_SIZE_MAX:
-        raise Invalid(f"pageSize must be 1..{PAGE_SIZE_MAX}", "pageSize")
+    if not 1 <= page <= fields.PAGE_MAX:
+        raise Invalid(f"page must be 1..{fields.PAGE_MAX}", "page")
+    if not 1 <= page_size <= fields.PAGE_SIZE_MAX:
+        raise Invalid(f"pageSize must be 1..{fields.PAGE_SIZE_MAX}", "pageSize")
     chosen = [(d, getattr(filters, d)) for d in store.DIMENSIONS if getattr(filters, d) is not None]
     conditions: list[Any] = [events.c[d] == value for d, value in chosen]
     conditions += store.occurred_between(filters.start, filters.end)

@@ -53,9 +53,7 @@ class ClientArchived(Conflict):
 
 def validate(values: dict[str, Any]) -> dict[str, Any]:
     """The writable fields given (all on create, the patched ones on update), checked and normalised."""
-    unknown = set(values) - set(WRITABLE)
-    if unknown:
-        raise Invalid(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+    rules.writable_only(values, WRITABLE)
     checked: dict[str, Any] = {}
     if "name" in values:
         checked["name"] = rules.text(values["name"], "name", max_length=fields.NAME_MAX, required=True)

@@ -1,5 +1,6 @@
 """Checks shared by the client and task rules: text that can be stored, pages that make sense."""
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -15,6 +16,13 @@ class Page(Generic[T]):
     total: int
     page: int
     page_size: int
+
+
+def writable_only(names: Iterable[str], writable: Collection[str]) -> None:
+    """Refuses a field the caller cannot write, naming the first (alphabetically) of them."""
+    unknown = sorted(set(names) - set(writable))
+    if unknown:
+        raise Invalid(f"unknown field {unknown[0]}", unknown[0])
 
 
 def text(value: str | None, field: str, *, max_length: int, required: bool = False) -> str | None:

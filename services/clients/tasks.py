@@ -45,9 +45,7 @@ class Task:
 
 
 async def validate(values: dict[str, Any], user_exists: UserExists) -> dict[str, Any]:
-    unknown = set(values) - set(WRITABLE)
-    if unknown:
-        raise Invalid(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+    rules.writable_only(values, WRITABLE)
     checked: dict[str, Any] = {}
     if "title" in values:
         checked["title"] = rules.text(values["title"], "title", max_length=fields.TITLE_MAX, required=True)

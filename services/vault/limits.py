@@ -28,17 +28,6 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class RevealLimits:
-    per_user: int
-    per_ip: int
-    window_s: int
-
-    @classmethod
-    def from_settings(cls, settings: VaultSettings) -> "RevealLimits":
-        return cls(settings.reveal_user_max, settings.reveal_ip_max, settings.reveal_window_s)
-
-
-@dataclass(frozen=True, slots=True)
 class Counting:
     """What the reveal statement (store.REVEAL) counts an attempt against: keys and their maxima, the window."""
 
@@ -49,22 +38,23 @@ class Counting:
 
 
 class RevealLimiter:
-    def __init__(self, db: Database, limits: RevealLimits) -> None:
+    def __init__(self, db: Database, settings: VaultSettings) -> None:
         self._db = db
-        self._limits = limits
+        self._settings = settings
 
     def _window(self, now: datetime) -> tuple[datetime, float]:
         """The start of the window `now` is in, and the seconds left in it."""
-        start = now.timestamp() // self._limits.window_s * self._limits.window_s
-        return datetime.fromtimestamp(start, UTC), start + self._limits.window_s - now.timestamp()
+        window_s = self._settings.reveal_window_s
+        start = now.timestamp() // window_s * window_s
+        return datetime.fromtimestamp(start, UTC), start + window_s - now.timestamp()
 
     def counting(self, user_id: UUID, client_ip: str, now: datetime) -> Counting:
         """The counters one attempt adds to (user before IP: every reveal locks them in that order)."""
         limits = {}
-        if self._limits.per_user:
-            limits[f"user:{user_id}"] = self._limits.per_user
-        if self._limits.per_ip and client_ip:
-            limits[f"ip:{client_ip}"] = self._limits.per_ip
+        if self._settings.reveal_user_max:
+            limits[f"user:{user_id}"] = self._settings.reveal_user_max
+        if self._settings.reveal_ip_max and client_ip:
+            limits[f"ip:{client_ip}"] = self._settings.reveal_ip_max
         window_start, left_s = self._window(now)
         return Counting(list(limits), list(limits.values()), window_start, left_s)
 
@@ -75,7 +65,7 @@ class RevealLimiter:
     async def purge_forever(self) -> None:
         """Deletes the counters of windows that have ended."""
         while True:
-            await asyncio.sleep(self._limits.window_s)
+            await asyncio.sleep(self._settings.reveal_window_s)
             window_start, _ = self._window(datetime.now(UTC))
             try:
                 async with self._db.read() as conn:

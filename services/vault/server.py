@@ -19,7 +19,7 @@ from clientvault.verification import verifier_for
 from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
-from services.vault.limits import RevealLimiter, RevealLimits
+from services.vault.limits import RevealLimiter
 from services.vault.outbox import Relay
 from services.vault.rotation import check_keys
 
@@ -156,7 +156,7 @@ async def main(settings: VaultSettings) -> None:
     auth_channel = rpc.channel(settings.auth_addr)
     clients_channel = rpc.channel(settings.clients_addr)
     verifier, denylist = verifier_for(settings, auth_channel)
-    limiter = RevealLimiter(db, RevealLimits.from_settings(settings))
+    limiter = RevealLimiter(db, settings)
     servicer = VaultServicer(
         Credentials(db, keys, relay.wake, limiter),
         ClientsDirectory(clients_pb2_grpc.ClientsStub(clients_channel), settings.rpc_timeout_s),
