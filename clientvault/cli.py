@@ -267,6 +267,8 @@ def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     for version, keys, sealed in found.versions:
         typer.echo(f"{version + (' (active)' if version == found.active else ''):<12} {keys:>10} {sealed:>10}")
     typer.echo(f"secrets on an older data key of their client: {found.secrets_on_old_keys}")
+    if found.secrets_without_key:
+        typer.echo(f"error: {found.secrets_without_key} secrets have no data key and cannot be decrypted", err=True)
     if found.unfinished:
         typer.echo(f"an interrupted rotation to {found.unfinished} waits: run `clientvault vault rotate-key`")
 

@@ -35,6 +35,11 @@ class Unavailable(DomainError):
     """A dependency (database, broker, KMS) cannot be reached; the caller may retry later."""
 
 
+class DataLoss(DomainError):
+    """Stored data that can no longer be read (e.g. a secret that does not decrypt): an operator's problem,
+    never fixed by retrying. It answers 500 with this message, and is logged where it was found."""
+
+
 class Throttled(DomainError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)

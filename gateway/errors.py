@@ -26,6 +26,7 @@ HTTP = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
 }
 DOMAIN = {
     errors.NotFound: 404,
@@ -36,6 +37,7 @@ DOMAIN = {
     errors.Invalid: 422,
     errors.Throttled: 429,
     errors.Unavailable: 503,
+    errors.DataLoss: 500,
 }
 RETRY_AFTER_UNAVAILABLE_S = "5"
 MEDIA_TYPE = "application/problem+json"
@@ -81,7 +83,8 @@ async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
         status = 503  # not a limit of ours (those say when to retry): a service at its concurrency bound
     if status >= 500:
         log.warning("rpc.unanswered", code=error.code().name)
-    detail = (error.details() or "") if status < 500 else "a service could not answer; try again later"
+    shown = status < 500 or error.code() is grpc.StatusCode.DATA_LOSS  # a data loss's message is for the user
+    detail = (error.details() or "") if shown else "a service could not answer; try again later"
     headers = {"Retry-After": trailers["retry-after"]} if "retry-after" in trailers else {}
     if status == 422:  # a service's own validation: the same shape as the gateway's
         return _invalid({_named(trailers.get("invalid-field")): detail})

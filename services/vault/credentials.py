@@ -16,14 +16,14 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import Database
-from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.errors import Conflict, Invalid, NotFound, Unavailable
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.rpc import RequestMeta
 from clientvault.tokens import Caller
 from services.vault import store
 from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
-from services.vault.keys import Wrapped
+from services.vault.keys import Wrapped, zero
 from services.vault.limits import RevealLimiter
 
 log = get_logger(__name__)
@@ -149,21 +149,26 @@ class Credentials:
         return [Credential.from_row(row) for row in rows]
 
     async def _newest_key(self, conn: AsyncConnection, client_id: UUID, now: datetime) -> tuple[int, bytearray]:
-        """The client's newest data key (made on the client's first credential), unwrapped."""
-        row = await store.newest_key(conn, client_id)
+        """The client's newest data key (made on the client's first credential), unwrapped, and held until the
+        transaction ends. The key returned is always the stored one: when several requests make a client's
+        first key at once, one insert wins and the others use the winner's key, never their own."""
+        row = await store.newest_key(conn, client_id, lock=True)
         if row is None:
             dek, wrapped = await self._keys.wrap_new(client_id, 1)
-            if await store.insert_key(
+            won = await store.insert_key(
                 conn,
                 client_id=client_id,
                 generation=1,
                 wrapped_key=wrapped.wrapped_key,
                 kek_version=wrapped.kek_version,
                 created_at=now,
-            ):
+            )
+            if won:
                 return 1, dek
-            row = await store.newest_key(conn, client_id)  # another request made it first
-            assert row is not None
+            zero(dek)
+            row = await store.newest_key(conn, client_id, lock=True)  # the winner's, committed by now
+            if row is None:
+                raise Unavailable("the client's data key is being created; try again")
         dek = await self._keys.unwrap(client_id, row.generation, Wrapped(row.wrapped_key, row.kek_version))
         return row.generation, dek
 
@@ -235,7 +240,15 @@ class Credentials:
         try:
             secret = open_sealed(dek, client_id, row.id, row.ciphertext, row.nonce)
         except Undecryptable:
-            log.error("credential.undecryptable", credential_id=str(row.id), client_id=str(client_id))
+            # Loud and once per attempt, with what an operator needs to find the row and its key; the caller
+            # gets a DataLoss answer (500 naming the credential), not a retryable error.
+            log.error(
+                "credential.undecryptable",
+                credential_id=str(row.id),
+                client_id=str(client_id),
+                key_generation=row.key_generation,
+                kek_version=row.kek_version,
+            )
             raise
         finally:
             self._keys.release(dek)

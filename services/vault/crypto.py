@@ -13,13 +13,14 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from clientvault.errors import DataLoss
 from services.vault.keys import KEY_BYTES, NONCE_BYTES, KeyProvider, Wrapped, zero
 
 SECRET_CONTEXT = b"clientvault.v1.secret|"
 CACHE_MAX_KEYS = 10_000
 
 
-class Undecryptable(Exception):
+class Undecryptable(DataLoss):
     """A ciphertext that does not open under its row's key: tampering or corruption, never a caller's fault."""
 
 
@@ -46,7 +47,10 @@ def open_sealed(dek: bytearray, client_id: UUID, credential_id: UUID, ciphertext
     try:
         return AESGCM(dek).decrypt(nonce, ciphertext, _secret_ad(client_id, credential_id)).decode()
     except (InvalidTag, UnicodeDecodeError):
-        raise Undecryptable(f"credential {credential_id} does not decrypt under its client's key") from None
+        raise Undecryptable(
+            f"the secret of credential {credential_id} cannot be decrypted (corrupt or tampered with);"
+            " an operator must restore it"
+        ) from None
 
 
 class DataKeys:

@@ -28,7 +28,7 @@ from nats.js.errors import NotFoundError
 from clientvault.convert import timestamp
 from clientvault.db import Database
 from clientvault.errors import Unavailable
-from clientvault.logging import get_logger
+from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
 from services.vault import store
 
@@ -114,7 +114,9 @@ class Relay:
     async def _connection(self) -> NATS:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(self._nats_url, allow_reconnect=False, connect_timeout=2)
+            self._nc = await nats.connect(
+                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
+            )
             await ensure_stream(self._nc)
             log.info("outbox.connected")
         return self._nc

@@ -63,6 +63,7 @@ class Status:
     active: str
     versions: list[tuple[str, int, int]]  # (KEK version, data keys, secrets under them)
     secrets_on_old_keys: int
+    secrets_without_key: int  # their data key is gone: they can never be decrypted (written before migration 0003)
     unfinished: str | None  # the KEK version of an interrupted rotation
 
 
@@ -71,8 +72,9 @@ async def status(db: Database, provider: KeyProvider) -> Status:
     async with db.read() as conn:
         versions = [(row.kek_version, int(row.keys), int(row.secrets)) for row in await store.key_counts(conn)]
         old = await store.count_on_old_keys(conn)
+        keyless = await store.count_without_key(conn)
         job = await _unfinished(conn)
-    return Status(provider.name, active, versions, old, job["kek_version"] if job else None)
+    return Status(provider.name, active, versions, old, keyless, job["kek_version"] if job else None)
 
 
 async def _unfinished(conn: Any) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -70,6 +71,8 @@ credentials = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_accessed_at", DateTime(timezone=True)),
     Index(None, "client_id", "key_generation"),
+    # A secret never outlives the key that seals it (migration 0003).
+    ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
 # Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
@@ -217,14 +220,16 @@ async def insert_event(conn: AsyncConnection, **values: object) -> None:
 # --- data keys ----------------------------------------------------------------------------------------
 
 
-async def newest_key(conn: AsyncConnection, client_id: UUID) -> Row[Any] | None:
+async def newest_key(conn: AsyncConnection, client_id: UUID, *, lock: bool = False) -> Row[Any] | None:
+    """The client's newest data key. `lock` holds it (FOR KEY SHARE) until the transaction ends, so a rotation
+    cannot delete it while a secret sealed with it is being written."""
     query = (
         select(client_keys)
         .where(client_keys.c.client_id == client_id)
         .order_by(client_keys.c.generation.desc())
         .limit(1)
     )
-    return (await conn.execute(query)).one_or_none()
+    return (await conn.execute(query.with_for_update(key_share=True) if lock else query)).one_or_none()
 
 
 async def get_key(conn: AsyncConnection, client_id: UUID, generation: int) -> Row[Any] | None:
@@ -233,11 +238,13 @@ async def get_key(conn: AsyncConnection, client_id: UUID, generation: int) -> Ro
 
 
 async def insert_key(conn: AsyncConnection, **values: object) -> bool:
-    """False when another writer created that generation first."""
+    """False when another writer created that generation first (its key is the one to use, not this one).
+
+    Told by RETURNING, not `rowcount`: psycopg reports -1 for an INSERT whether it inserted or not."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-    result = await conn.execute(pg_insert(client_keys).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    query = pg_insert(client_keys).values(**values).on_conflict_do_nothing().returning(client_keys.c.generation)
+    return (await conn.execute(query)).one_or_none() is not None
 
 
 async def keys_not_on(conn: AsyncConnection, kek_version: str, limit: int) -> list[Row[Any]]:
@@ -301,14 +308,21 @@ async def reseal_credentials(conn: AsyncConnection, rows: Sequence[dict[str, Any
 
 
 async def delete_unused_old_keys(conn: AsyncConnection) -> int:
-    """Deletes data keys that are not their client's newest and seal no credential any more."""
+    """Deletes data keys that are not their client's newest and seal no credential any more.
+
+    A key that a writer holds (`newest_key(lock=True)`, or the foreign key check of a credential it inserts) is
+    skipped, not waited for: that writer may be about to commit a secret sealed with it."""
     result = await conn.execute(
         text(
             """
-DELETE FROM vault.client_keys k
-WHERE k.generation < (SELECT max(n.generation) FROM vault.client_keys n WHERE n.client_id = k.client_id)
-  AND NOT EXISTS (SELECT 1 FROM vault.credentials c
-                  WHERE c.client_id = k.client_id AND c.key_generation = k.generation)
+WITH unused AS (
+  SELECT k.client_id, k.generation FROM vault.client_keys k
+  WHERE k.generation < (SELECT max(n.generation) FROM vault.client_keys n WHERE n.client_id = k.client_id)
+    AND NOT EXISTS (SELECT 1 FROM vault.credentials c
+                    WHERE c.client_id = k.client_id AND c.key_generation = k.generation)
+  FOR UPDATE SKIP LOCKED
+)
+DELETE FROM vault.client_keys k USING unused u WHERE k.client_id = u.client_id AND k.generation = u.generation
 """
         )
     )
@@ -336,6 +350,18 @@ async def count_on_old_keys(conn: AsyncConnection) -> int:
         .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation)
     )
     return int((await conn.execute(query)).scalar_one())
+
+
+async def count_without_key(conn: AsyncConnection) -> int:
+    """Credentials whose data key does not exist (none can be written since the foreign key of migration 0003)."""
+    missing = (
+        ~select(client_keys.c.generation)
+        .where(
+            client_keys.c.client_id == credentials.c.client_id, client_keys.c.generation == credentials.c.key_generation
+        )
+        .exists()
+    )
+    return int((await conn.execute(select(func.count()).select_from(credentials).where(missing))).scalar_one())
 
 
 async def count_keys_not_on(conn: AsyncConnection, kek_version: str) -> int:

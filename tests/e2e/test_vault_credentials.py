@@ -350,12 +350,16 @@ async def test_a_ciphertext_copied_to_another_row_does_not_decrypt(
         r = await api.raw.get(path(owner, target), headers=admin.headers)
         assert r.status_code == 500
         assert "source-secret" not in r.text
-        assert r.json()["detail"] == "a service could not answer; try again later"
+        assert r.json()["detail"] == (
+            f"the secret of credential {target} cannot be decrypted (corrupt or tampered with);"
+            " an operator must restore it"
+        )
     assert (await api.raw.get(path(client_id, source), headers=admin.headers)).json()["secret"] == "source-secret"
-    # The failure is logged with its traceback, but without the frames' variables: they held the data key,
-    # the sealed secret and the caller's token.
+    # The failure is logged with the ids an operator needs, and nothing of the frames' variables: they held the
+    # data key, the sealed secret and the caller's token.
     vault_log = (api.system.data_dir / "logs" / "vault.log").read_text()
-    assert "credential.undecryptable" in vault_log
+    logged = [json.loads(line) for line in vault_log.splitlines() if "credential.undecryptable" in line]
+    assert {(entry["credential_id"], entry["key_generation"]) for entry in logged} >= {(same_client, 1), (elsewhere, 1)}
     assert '"locals"' not in vault_log
     assert admin.access_token.rsplit(".", 1)[1][:24] not in vault_log
 
