@@ -1,11 +1,12 @@
 """The database engine: SQLAlchemy 2 async over psycopg 3, pooled, one per process and schema."""
 
+import select
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData
-from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from clientvault.errors import Unavailable
@@ -43,6 +44,19 @@ def _unavailable_on_outage() -> Iterator[None]:
         raise Unavailable("the database is unavailable") from error
 
 
+def _closed_by_server(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+    """Replaces a pooled connection that the server closed while it sat idle (a database restart, a failover,
+    an idle timeout), so the next request gets a fresh one instead of failing.
+
+    An idle connection has nothing to read unless the server hung up, so a readable socket is a dead one. This
+    costs one poll(2), not the round trip of SQLAlchemy's `pool_pre_ping` (measured: +170 us of CPU per
+    checkout, about a third of a checkout and `SELECT 1`); raising DisconnectionError makes the pool
+    reconnect that slot and check it again."""
+    fileno = dbapi_connection.driver_connection.fileno()
+    if select.select([fileno], [], [], 0)[0]:
+        raise DisconnectionError("the server closed this idle connection")
+
+
 class Database:
     def __init__(
         self,
@@ -61,12 +75,11 @@ class Database:
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=pool_timeout_s,
-            # No pre-ping (a round trip per checkout): a connection found dead fails its request with 503
-            # and SQLAlchemy then discards the whole pool, so after a database restart one request fails.
             connect_args=connect_args,
             # An error's message must not carry the statement's values (password hashes, sealed secrets).
             hide_parameters=True,
         )
+        event.listen(self.engine.sync_engine, "checkout", _closed_by_server)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:

@@ -61,3 +61,9 @@ def configure(level: str, process: str) -> None:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+async def log_nats_error(error: Exception) -> None:
+    """nats-py's `error_cb`: one structured line per connection error. Its default callback writes a
+    multi-line traceback into the JSON log on every broker restart."""
+    get_logger("nats").warning("nats.error", error=type(error).__name__, detail=str(error)[:200])

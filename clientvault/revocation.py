@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import BucketNotFoundError
 
-from clientvault.logging import get_logger
+from clientvault.logging import get_logger, log_nats_error
 
 BUCKET = "CLIENTVAULT_REVOCATIONS"
 ENTRY_TTL_S = 3600 + 60  # the longest access-token lifetime the settings allow, plus clock slack
@@ -65,7 +65,9 @@ class DenyList:
                 closed.set()  # noqa: B023 - each connection has its own event
 
             try:
-                nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2, closed_cb=on_closed)
+                nc = await nats.connect(
+                    nats_url, allow_reconnect=False, connect_timeout=2, closed_cb=on_closed, error_cb=log_nats_error
+                )
                 watcher = await (await _bucket(nc)).watchall()  # type: ignore[attr-defined]
                 delay = 0.2
                 watching = asyncio.create_task(self._consume(watcher))
@@ -118,7 +120,9 @@ class Revoker:
             async with asyncio.timeout(self.ATTEMPT_TIMEOUT_S):
                 async with self._lock:
                     if self._nc is None or self._nc.is_closed:
-                        self._nc = await nats.connect(self._nats_url, connect_timeout=1, max_reconnect_attempts=-1)
+                        self._nc = await nats.connect(
+                            self._nats_url, connect_timeout=1, max_reconnect_attempts=-1, error_cb=log_nats_error
+                        )
                     bucket = await _bucket(self._nc)
                 await bucket.put(key, value)  # type: ignore[attr-defined]
             return True

@@ -34,6 +34,7 @@ STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Invalid: grpc.StatusCode.INVALID_ARGUMENT,
     errors.Throttled: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DataLoss: grpc.StatusCode.DATA_LOSS,
 }
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 ONWARD_KEYS = frozenset({"authorization", "x-request-id", "x-client-ip", "x-user-agent"})
@@ -202,6 +203,7 @@ async def serve(
     )
     register(server)
     health = health_aio.HealthServicer()
+    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # until it can verify tokens
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if settings.grpc_reflection:
         reflection.enable_server_reflection([*service_names, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
@@ -209,9 +211,15 @@ async def serve(
     if server.add_insecure_port(bind) == 0:
         raise SystemExit(f"cannot listen on {bind}")
     await server.start()
-    for name in ("", *service_names):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    tasks = [asyncio.ensure_future(job) for job in background]
+
+    async def serving_once_keys_are_loaded() -> None:
+        # A service that cannot verify tokens yet would answer 503s: it reports ready only after its first key
+        # fetch from auth has succeeded (auth's own verifier has its keys at once).
+        await verifier.load_keys()
+        for name in ("", *service_names):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    tasks = [asyncio.ensure_future(job) for job in (serving_once_keys_are_loaded(), *background)]
     log.info("rpc.listening", address=bind)
 
     stop = asyncio.Event()

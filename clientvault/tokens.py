@@ -5,6 +5,7 @@ public key (fetched from auth and cached), `iss`, `aud`, `exp` and the identity 
 the deny list (revoked sessions and users, broadcast over NATS) is checked last.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from uuid import UUID
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from clientvault.errors import Unauthenticated
+from clientvault.errors import Unauthenticated, Unavailable
 from clientvault.logging import get_logger
 from clientvault.policy import Role
 from clientvault.revocation import DenyList
@@ -48,7 +49,9 @@ class TokenVerifier:
         self._fetch_keys = fetch_keys
         self._denylist = denylist
         self._keys: dict[str, Ed25519PublicKey] = {}
-        self._fetched_at = float("-inf")
+        self._fetched_at = float("-inf")  # of the last successful fetch
+        self._fetching: asyncio.Task[None] | None = None  # the one fetch in flight, shared by every waiter
+        self.keys_loaded = asyncio.Event()  # set by the first successful fetch; readiness waits for it
         self._verified: dict[str, Caller] = {}
 
     async def verify(self, token: str, *, accept_revoked: bool = False) -> Caller:
@@ -91,13 +94,46 @@ class TokenVerifier:
             raise Unauthenticated("invalid access token") from None
 
     async def _key(self, kid: object) -> Ed25519PublicKey | None:
+        """The public key named `kid`. Until a first fetch has succeeded no token can be judged, so a failed
+        fetch is `Unavailable` (503, retry), never a 401 that would sign the user out; after that an unknown
+        kid refetches at most every KEY_REFETCH_INTERVAL_S."""
         if not isinstance(kid, str):
             return None
-        if kid not in self._keys and time.monotonic() - self._fetched_at > KEY_REFETCH_INTERVAL_S:
-            self._fetched_at = time.monotonic()
-            self._keys = await self._fetch_keys()
-            log.info("tokens.keys_fetched", kids=sorted(self._keys))
+        if kid not in self._keys and (
+            not self.keys_loaded.is_set() or time.monotonic() - self._fetched_at > KEY_REFETCH_INTERVAL_S
+        ):
+            try:
+                await self.fetch_keys()
+            except Unavailable:
+                if not self.keys_loaded.is_set():
+                    raise
+                log.warning("tokens.keys_refetch_failed")
         return self._keys.get(kid)
+
+    async def fetch_keys(self) -> None:
+        """Fetches the key set, one fetch at a time: callers that arrive while one is in flight share it."""
+        if self._fetching is None:
+            self._fetching = asyncio.create_task(self._fetch())
+        fetching = self._fetching
+        try:
+            await asyncio.shield(fetching)
+        finally:
+            if fetching.done() and self._fetching is fetching:
+                self._fetching = None
+
+    async def _fetch(self) -> None:
+        self._keys = await self._fetch_keys()
+        self._fetched_at = time.monotonic()
+        self.keys_loaded.set()
+        log.info("tokens.keys_fetched", kids=sorted(self._keys))
+
+    async def load_keys(self, retry_s: float = 0.5) -> None:
+        """Fetches the keys until it succeeds (run at start: a process is ready only once it can verify)."""
+        while not self.keys_loaded.is_set():
+            try:
+                await self.fetch_keys()
+            except Unavailable:
+                await asyncio.sleep(retry_s)
 
 
 def _caller(claims: dict[str, Any]) -> Caller:
@@ -124,7 +160,6 @@ def keys_from_auth(stub: Any, timeout_s: float) -> KeyFetcher:
     """A key fetcher that asks the auth service (`Auth/GetPublicKeys`, public) for its JWKS."""
     import grpc
 
-    from clientvault.errors import Unavailable
     from clientvault.v1 import auth_pb2
 
     async def fetch() -> dict[str, Ed25519PublicKey]:

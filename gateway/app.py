@@ -48,8 +48,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.denylist = denylist
         app.state.verifier = verifier
         watching = asyncio.create_task(denylist.run(settings.require_nats_url()))
+        loading = asyncio.create_task(verifier.load_keys())
         yield
         watching.cancel()
+        loading.cancel()
         await asyncio.gather(*(channel.close() for channel in channels.values()))
 
     app = FastAPI(
@@ -86,7 +88,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         responses=errors.documented(),
     )
     async def readyz() -> JSONResponse:
-        waiting = [] if app.state.denylist.synced.is_set() else ["revocations"]
+        waiting = [] if app.state.verifier.keys_loaded.is_set() else ["token keys"]
+        if not app.state.denylist.synced.is_set():
+            waiting.append("revocations")
         for name, channel in app.state.channels.items():
             try:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)

@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.errors import Unavailable
-from clientvault.logging import get_logger
+from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
 from services.audit import chain
 from services.vault.outbox import STREAM, ensure_stream
@@ -121,7 +121,9 @@ class Consumer:
     async def _subscription(self) -> Any:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(self._nats_url, allow_reconnect=False, connect_timeout=2)
+            self._nc = await nats.connect(
+                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
+            )
             await ensure_stream(self._nc)
             self._sub = await self._nc.jetstream().pull_subscribe(
                 "audit.>",

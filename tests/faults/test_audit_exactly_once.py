@@ -8,6 +8,7 @@ never more than one, and every successful one must.
 """
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -162,6 +163,9 @@ async def test_every_successful_operation_is_audited_exactly_once_across_kills(o
         succeeded_by_action[action] += count
     for action, count in by_action.items():  # …and only failures whose commit beat the crash add any
         assert succeeded_by_action[action] <= count <= succeeded_by_action[action] + operator.failed[action], action
+    for name in ("auth", "clients", "vault", "audit"):  # a broker restart is logged as JSON lines, no traceback
+        for line in (system.data_dir / "logs" / f"{name}.log").read_text().splitlines():
+            assert isinstance(json.loads(line), dict), (name, line)
     verified = system.cli("audit", "verify")
     assert verified.returncode == 0, verified.stderr
     print(verified.stdout.strip().splitlines()[-1])
