@@ -16,9 +16,20 @@ def new_id() -> UUID:
     return UUID(int=value)
 
 
-def parse_id(text: str, what: str) -> UUID:
-    """An id from a caller. A malformed one names nothing that exists, so it is a NotFound, never a 500."""
+def canonical_id(text: str) -> UUID | None:
+    """The UUID that `text` spells in its one canonical form (lowercase, hyphenated: how the API writes ids),
+    else None. `uuid.UUID` also takes braces, no hyphens, `urn:uuid:` and upper case: aliases of one object
+    that a cache, a limit or an audit filter keyed by the text would count apart."""
     try:
-        return UUID(text)
+        value = UUID(text)
     except ValueError:
-        raise NotFound(f"{what} not found") from None
+        return None
+    return value if str(value) == text else None
+
+
+def parse_id(text: str, what: str) -> UUID:
+    """An id from a caller. A malformed or non-canonical one names nothing, so it is a NotFound, never a 500."""
+    value = canonical_id(text)
+    if value is None:
+        raise NotFound(f"{what} not found")
+    return value

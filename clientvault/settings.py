@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     grpc_max_concurrent_rpcs: int = Field(200, ge=1, le=100_000)
     token_issuer: str = "clientvault"
     token_audience: str = "clientvault"
+    # Auth signs access tokens for this long; every verifier refuses a token whose exp - iat is longer.
+    access_token_ttl_s: int = Field(900, ge=60, le=3600)
+    # Auth signs access tokens for this long; every verifier refuses a token whose exp - iat is longer.
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -73,7 +76,6 @@ class AuthSettings(Settings):
     token_key_id: str = "k1"
     # Retired keys' public halves, "kid:base64,…": published until the tokens they signed have expired.
     token_previous_keys: CommaSeparated = []
-    access_token_ttl_s: int = Field(900, ge=60, le=3600)
     refresh_idle_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     refresh_absolute_ttl_s: int = Field(30 * 24 * 3600, ge=60)
     sign_in_email_max_failures: int = Field(5, ge=1)

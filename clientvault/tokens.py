@@ -43,9 +43,12 @@ class Caller:
 
 
 class TokenVerifier:
-    def __init__(self, *, issuer: str, audience: str, fetch_keys: KeyFetcher, denylist: DenyList) -> None:
+    def __init__(
+        self, *, issuer: str, audience: str, max_ttl_s: int, fetch_keys: KeyFetcher, denylist: DenyList
+    ) -> None:
         self._issuer = issuer
         self._audience = audience
+        self._max_ttl_s = max_ttl_s
         self._fetch_keys = fetch_keys
         self._denylist = denylist
         self._keys: dict[str, Ed25519PublicKey] = {}
@@ -85,8 +88,11 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,
-                options={"require": REQUIRED_CLAIMS},
+                # `aud` must be the one configured string (RFC 7519 also allows a list, which we never issue)
+                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
             )
+            if not isinstance(claims["iat"], int) or claims["exp"] - claims["iat"] > self._max_ttl_s:
+                raise Unauthenticated("invalid access token")  # longer-lived than auth ever signs: not ours
             return _caller(claims)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("access token expired") from None

@@ -14,6 +14,7 @@ def verifier_for(settings: Settings, auth_channel: grpc.aio.Channel) -> tuple[To
     verifier = TokenVerifier(
         issuer=settings.token_issuer,
         audience=settings.token_audience,
+        max_ttl_s=settings.access_token_ttl_s,
         fetch_keys=keys_from_auth(auth_pb2_grpc.AuthStub(auth_channel), settings.rpc_timeout_s),
         denylist=denylist,
     )

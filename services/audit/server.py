@@ -8,6 +8,7 @@ from clientvault import rpc
 from clientvault.convert import enum_name, enum_number, from_timestamp, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid
+from clientvault.ids import canonical_id
 from clientvault.settings import AuditSettings
 from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import audit_pb2_grpc, events_pb2
@@ -38,10 +39,10 @@ def filter_id(text: str, field: str) -> UUID | None:
     """An id filter: empty is no filter; a malformed one is invalid (a filter names no resource: not 404)."""
     if not text:
         return None
-    try:
-        return UUID(text)
-    except ValueError:
-        raise Invalid(f"{field} is not a valid id", field) from None
+    value = canonical_id(text)
+    if value is None:
+        raise Invalid(f"{field} is not a valid id", field)
+    return value
 
 
 class AuditServicer(audit_pb2_grpc.AuditServicer):

@@ -114,6 +114,7 @@ async def main(settings: AuthSettings) -> None:
     verifier = TokenVerifier(
         issuer=settings.token_issuer,
         audience=settings.token_audience,
+        max_ttl_s=settings.access_token_ttl_s,
         fetch_keys=own_keys,  # type: ignore[arg-type]
         denylist=denylist,
     )

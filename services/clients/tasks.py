@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clientvault import fields
 from clientvault.db import Database
 from clientvault.errors import Invalid, NotFound
-from clientvault.ids import new_id
+from clientvault.ids import canonical_id, new_id
 from clientvault.tokens import Caller
 from services.clients import rules, store
 from services.clients.clients import ClientArchived
@@ -75,11 +75,8 @@ def _due_date(value: str | date | None) -> date | None:
 async def _assignee(value: str | UUID | None, user_exists: UserExists) -> UUID | None:
     if value is None:
         return None
-    try:
-        user_id = value if isinstance(value, UUID) else UUID(value)
-    except ValueError:
-        raise Invalid("assigneeUserId is not a user", "assignee_user_id") from None
-    if not await user_exists(user_id):
+    user_id = value if isinstance(value, UUID) else canonical_id(value)
+    if user_id is None or not await user_exists(user_id):
         raise Invalid("assigneeUserId is not a user", "assignee_user_id")
     return user_id
 

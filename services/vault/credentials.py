@@ -47,6 +47,16 @@ ClientLookup = Callable[[UUID], Awaitable[ClientState]]
 class ClientArchived(Conflict): ...
 
 
+async def _writable(lookup: ClientLookup, client_id: UUID, missing: str) -> None:
+    """A client's credentials change only while the client exists and is not archived (the contract: writes on
+    an archived client are 409). `missing` is the NotFound message when the client does not exist."""
+    state = await lookup(client_id)
+    if state is ClientState.UNKNOWN:
+        raise NotFound(missing)
+    if state is ClientState.ARCHIVED:
+        raise ClientArchived("client is archived")
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     id: UUID
@@ -176,11 +186,7 @@ class Credentials:
         self, caller: Caller, meta: RequestMeta, client_id: UUID, draft: CredentialDraft, lookup: ClientLookup
     ) -> UUID:
         values = _valid({"label": draft.label, "username": draft.username, "url": draft.url, "secret": draft.secret})
-        state = await lookup(client_id)
-        if state is ClientState.UNKNOWN:
-            raise NotFound("client not found")
-        if state is ClientState.ARCHIVED:
-            raise ClientArchived("client is archived")
+        await _writable(lookup, client_id, "client not found")
         secret = str(values.pop("secret"))
         credential_id, now = new_id(), datetime.now(UTC)
         async with self._db.begin() as conn:
@@ -262,8 +268,10 @@ class Credentials:
         client_id: UUID,
         credential_id: UUID,
         changes: dict[str, str | None],
+        lookup: ClientLookup,
     ) -> Credential:
         values: dict[str, Any] = _valid(changes)
+        await _writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             current = await store.get_credential(conn, client_id, credential_id)
@@ -290,7 +298,10 @@ class Credentials:
         log.info("credential.updated", credential_id=str(credential_id), fields=sorted(changes))
         return Credential.from_row(row)
 
-    async def delete_credential(self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID) -> None:
+    async def delete_credential(
+        self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID, lookup: ClientLookup
+    ) -> None:
+        await _writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             row = await store.delete_credential(conn, client_id, credential_id)

@@ -46,6 +46,11 @@ class KeyFailure(Exception):
     """A key that is missing or does not match: a startup (or operator) error, with a safe message."""
 
 
+class KekNotLoaded(KeyFailure, Unavailable):
+    """A data key wrapped by a KEK version this process does not have (yet): during a rotation, a replica whose
+    keyring lags behind. A request answers 503 with Retry-After; the process logs the version."""
+
+
 def zero(buffer: bytearray) -> None:
     buffer[:] = bytes(len(buffer))
 
@@ -170,7 +175,8 @@ class EnvKeys:
             self._reload()
         key = self._ring.get(version)
         if key is None:
-            raise KeyFailure(f"KEK {version} is not in the keyring")
+            log.error("keys.kek_not_loaded", kek_version=version)
+            raise KekNotLoaded(f"KEK {version} is not in the keyring")
         return key
 
     async def wrap(self, dek: bytearray, context: bytes) -> Wrapped:

@@ -120,7 +120,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             path: _optional(fields, path) if path in ("username", "url") else getattr(fields, path) for path in paths
         }
         updated = await self._credentials.update_credential(
-            rpc.current_caller(), rpc.current_request(), client_id, credential_id, changes
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, changes, self._clients.lookup
         )
         return credential_to_proto(updated)
 
@@ -129,7 +129,9 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
     ) -> pb.DeleteCredentialResponse:
         client_id = parse_id(request.client_id, "client")
         credential_id = parse_id(request.credential_id, "credential")
-        await self._credentials.delete_credential(rpc.current_caller(), rpc.current_request(), client_id, credential_id)
+        await self._credentials.delete_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, self._clients.lookup
+        )
         return pb.DeleteCredentialResponse()
 
 

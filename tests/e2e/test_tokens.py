@@ -79,6 +79,8 @@ FORGERIES = {
     "expired": resigned(iat=int(time.time()) - 3600, exp=int(time.time()) - 60),
     "wrong issuer": resigned(iss="someone-else"),
     "wrong audience": resigned(aud="another-api"),
+    "audience as a list": resigned(aud=["clientvault", "another-api"]),
+    "lives longer than auth signs": resigned(exp=int(time.time()) + 7 * 24 * 3600),
     "signed by another key": another_key,
     "unknown key id": unknown_kid,
     "no session id": missing_claim,

@@ -4,6 +4,7 @@ import asyncio
 import json
 import subprocess
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -148,6 +149,28 @@ async def test_malformed_ids_are_404(api: Api, sessions: dict[str, Session], cli
         assert r.headers["content-type"] == PROBLEM
 
 
+ALIASES: dict[str, Callable[[str], str]] = {
+    "braces": lambda id_: "{" + id_ + "}",
+    "no hyphens": lambda id_: id_.replace("-", ""),
+    "urn": lambda id_: "urn:uuid:" + id_,
+    "upper case": str.upper,
+}
+
+
+@pytest.mark.parametrize("spell", ALIASES.values(), ids=ALIASES.keys())
+async def test_another_spelling_of_an_id_names_nothing(
+    api: Api, sessions: dict[str, Session], client_id: str, spell: Callable[[str], str]
+) -> None:
+    """One object, one name: an alias would be counted apart by anything keyed by the text (limits, filters)."""
+    admin = sessions["admin"]
+    credential_id = await create(api, admin, client_id, label="x", secret="y")
+
+    for url in (path(client_id, spell(credential_id)), path(spell(client_id), credential_id)):
+        r = await api.raw.get(url, headers=admin.headers)
+        assert r.status_code == 404, url
+    assert (await api.raw.get(path(client_id, credential_id), headers=admin.headers)).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -287,6 +310,23 @@ async def test_an_archived_client_takes_no_new_credential(
     assert (await api.raw.get(path(client_id, kept), headers=admin.headers)).json()["secret"] == "before"
 
 
+async def test_an_archived_clients_credentials_are_read_only(
+    api: Api, sessions: dict[str, Session], client_id: str
+) -> None:
+    admin = sessions["admin"]
+    kept = await create(api, admin, client_id, label="Before", secret="before")
+    assert (await api.raw.post(f"/clients/{client_id}/archive", headers=admin.headers)).status_code == 204
+
+    for session in (sessions["read_only"], admin):
+        r = await api.raw.patch(path(client_id, kept), headers=session.headers, json={"secret": "changed"})
+        assert (r.status_code, r.json()["detail"]) == (409, "client is archived")
+    r = await api.raw.delete(path(client_id, kept), headers=admin.headers)
+    assert (r.status_code, r.json()["detail"]) == (409, "client is archived")
+
+    still = (await api.raw.get(path(client_id, kept), headers=admin.headers)).json()
+    assert (still["label"], still["secret"]) == ("Before", "before")
+
+
 async def test_an_event_per_operation_with_the_right_fields(
     api: Api, sessions: dict[str, Session], client_id: str
 ) -> None:
@@ -420,3 +460,31 @@ async def test_a_database_dump_and_the_logs_hold_no_plaintext_secret(
     for needle in (secret.encode(), secret.split("-")[1].encode(), (secret + "-2").encode()):
         assert needle not in dump  # …but not the secret
         assert needle not in logs
+
+
+async def test_a_data_key_under_a_kek_version_the_vault_lacks_is_503_with_retry_after(
+    api: Api, sessions: dict[str, Session], client_id: str
+) -> None:
+    """A replica whose keyring lags a rotation: the request may succeed later or elsewhere, so 503, not 500."""
+    admin = sessions["admin"]
+    credential_id = await create(api, admin, client_id, label="Lagging", secret="later")
+    async with await psycopg.AsyncConnection.connect(api.system.info()["database_url"], autocommit=True) as conn:
+        restore = await (
+            await conn.execute(
+                "SELECT kek_version FROM vault.client_keys WHERE client_id = %s", (uuid.UUID(client_id),)
+            )
+        ).fetchone()
+        assert restore is not None
+        set_version = "UPDATE vault.client_keys SET kek_version = %s WHERE client_id = %s"
+        await conn.execute(set_version, ("v999999", uuid.UUID(client_id)))
+        try:
+            r = await api.raw.get(path(client_id, credential_id), headers=admin.headers)
+        finally:
+            await conn.execute(set_version, (restore[0], uuid.UUID(client_id)))
+
+    assert r.status_code == 503
+    assert r.headers["Retry-After"].isdigit()
+    assert "later" not in r.text
+    vault_log = (api.system.data_dir / "logs" / "vault.log").read_text().splitlines()
+    assert any('"keys.kek_not_loaded"' in line and '"v999999"' in line for line in vault_log)
+    assert (await api.raw.get(path(client_id, credential_id), headers=admin.headers)).json()["secret"] == "later"

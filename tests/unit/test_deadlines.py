@@ -27,7 +27,7 @@ async def no_keys() -> dict[str, bytes]:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[auth_pb2_grpc.AuthStub]:
-    verifier = TokenVerifier(issuer="t", audience="t", fetch_keys=no_keys, denylist=DenyList())  # type: ignore[arg-type]
+    verifier = TokenVerifier(issuer="t", audience="t", max_ttl_s=900, fetch_keys=no_keys, denylist=DenyList())  # type: ignore[arg-type]
     server = grpc.aio.server(interceptors=[rpc.Edge(verifier)])
     auth_pb2_grpc.add_AuthServicer_to_server(Echo(), server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -36,7 +36,13 @@ def verifier_of(auth: TokenSigner) -> TokenVerifier:
     async def fetch() -> dict[str, object]:
         return dict(auth.public_keys())
 
-    return TokenVerifier(issuer="clientvault", audience="clientvault", fetch_keys=fetch, denylist=DenyList())  # type: ignore[arg-type]
+    return TokenVerifier(
+        issuer="clientvault",
+        audience="clientvault",
+        max_ttl_s=900,
+        fetch_keys=fetch,  # type: ignore[arg-type]
+        denylist=DenyList(),
+    )
 
 
 async def test_a_token_of_the_retired_key_verifies_while_its_public_half_is_published() -> None:
