@@ -467,7 +467,7 @@ async def test_a_data_key_under_a_kek_version_the_vault_lacks_is_503_with_retry_
 ) -> None:
     """A replica whose keyring lags a rotation: the request may succeed later or elsewhere, so 503, not 500."""
     admin = sessions["admin"]
-    credential_id = await create(api, admin, client_id, label="Lagging", secret="later")
+    credential_id = await create(api, admin, client_id, label="Lagging", secret="s3cret-lagging")
     async with await psycopg.AsyncConnection.connect(api.system.info()["database_url"], autocommit=True) as conn:
         restore = await (
             await conn.execute(
@@ -484,7 +484,9 @@ async def test_a_data_key_under_a_kek_version_the_vault_lacks_is_503_with_retry_
 
     assert r.status_code == 503
     assert r.headers["Retry-After"].isdigit()
-    assert "later" not in r.text
+    assert "s3cret-lagging" not in r.text
     vault_log = (api.system.data_dir / "logs" / "vault.log").read_text().splitlines()
     assert any('"keys.kek_not_loaded"' in line and '"v999999"' in line for line in vault_log)
-    assert (await api.raw.get(path(client_id, credential_id), headers=admin.headers)).json()["secret"] == "later"
+    assert (await api.raw.get(path(client_id, credential_id), headers=admin.headers)).json()[
+        "secret"
+    ] == "s3cret-lagging"
