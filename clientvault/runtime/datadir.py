@@ -53,6 +53,12 @@ class DataDir:
     def pid_file(self, name: str) -> Path:
         return self.root / "run" / f"{name}.pid"
 
+    def write_pid(self, name: str, pid: int) -> None:
+        """Replaces the pid file at once (write, then rename): a reader never finds it empty or half written."""
+        written = self.pid_file(name).with_suffix(".pid.new")
+        written.write_text(f"{pid}\n")
+        written.replace(self.pid_file(name))
+
     @property
     def system_file(self) -> Path:
         return self.root / "run" / "system.json"

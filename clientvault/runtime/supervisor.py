@@ -95,7 +95,7 @@ class Supervisor:
             preexec_fn=lambda: _die_with_parent(sig),
         )
         child.started_at = time.monotonic()
-        self.data.pid_file(child.name).write_text(f"{child.process.pid}\n")
+        self.data.write_pid(child.name, child.process.pid)
 
     async def _watch(self, child: Child) -> None:
         delay = 0.5
