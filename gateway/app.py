@@ -12,12 +12,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault import rpc
 from clientvault.settings import GatewaySettings
-from clientvault.v1 import audit_pb2_grpc, auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.verification import verifier_for
 from gateway import errors, openapi
-from gateway.calls import Stubs
+from gateway.calls import Methods, Services
 from gateway.middleware import RequestContext
 from gateway.routes import audit, auth, clients, credentials, tasks
+from gateway.schemas import StatusOut
 
 DESCRIPTION = """ClientVault keeps an agency's clients, their tasks and their credentials.
 
@@ -35,15 +35,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             "vault": rpc.channel(settings.vault_addr),
             "audit": rpc.channel(settings.audit_addr),
         }
-        stubs = Stubs(
-            auth=auth_pb2_grpc.AuthStub(channels["auth"]),
-            clients=clients_pb2_grpc.ClientsStub(channels["clients"]),
-            vault=vault_pb2_grpc.VaultStub(channels["vault"]),
-            audit=audit_pb2_grpc.AuditStub(channels["audit"]),
-        )
         verifier, denylist = verifier_for(settings, channels["auth"])
         app.state.settings = settings
-        app.state.stubs = stubs
+        app.state.services = Services(**{name: Methods(channel) for name, channel in channels.items()})
         app.state.channels = channels
         app.state.denylist = denylist
         app.state.verifier = verifier
@@ -62,6 +56,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
+        servers=[{"url": "/", "description": "This gateway (relative to where the document was fetched)."}],
     )
     errors.install(app)
     openapi.install(app)
@@ -77,14 +72,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers", operation_id="healthz")
+    async def healthz() -> StatusOut:
+        return StatusOut(status="ok")
 
     @app.get(
         "/readyz",
         tags=["operations"],
         summary="Readiness: the services and the revocation feed are up",
+        operation_id="readyz",
+        response_model=StatusOut,
         responses=errors.documented(),
     )
     async def readyz() -> JSONResponse:

@@ -1,12 +1,21 @@
-"""What a route needs to call a service: the stubs (channels opened once per process), and `requires`,
-which checks the token and the policy for one operation and builds the call's metadata.
+"""How a route is declared and calls a service. `operation` names a route's one operation of the policy table
+(`clientvault/policy.py`); from that name follow its role check, the roles, errors and operationId in the
+OpenAPI document, and a `Call` whose stubs send each RPC with the request's metadata and deadline.
+
+    @operation(router.post, "", "Clients/CreateTask", status_code=201, errors=(404, 409, 422), summary="...")
+    async def create_task(client_id: ClientId, body: TaskIn, call: Call) -> TaskOut:
+        return TaskOut.from_proto(await call.clients.CreateTask(pb.CreateTaskRequest(...)))
 """
 
+import functools
+import inspect
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
+import grpc
 import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
@@ -16,27 +25,85 @@ from clientvault.errors import Forbidden
 from clientvault.settings import GatewaySettings
 from clientvault.tokens import Caller, TokenVerifier, bearer_token
 from clientvault.v1 import audit_pb2_grpc, auth_pb2_grpc, clients_pb2_grpc, vault_pb2_grpc
+from gateway.errors import documented
 
 UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 # Declares the scheme in OpenAPI (the docs' "Authorize" button); the check itself is `requires`.
 BEARER = HTTPBearer(auto_error=False, description="The accessToken from /auth/sign-in or /auth/refresh.")
+# An operationId is the RPC's name in camelCase, unless the public name of what it serves differs.
+PUBLIC_NAMES = {"Audit/ListEvents": "listAuditLogs"}
+Metadata = tuple[tuple[str, str], ...]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+S = TypeVar("S")
 
 
-@dataclass
-class Stubs:
-    auth: auth_pb2_grpc.AuthStub
-    clients: clients_pb2_grpc.ClientsStub
-    vault: vault_pb2_grpc.VaultStub
-    audit: audit_pb2_grpc.AuditStub
+class Methods:
+    """A service's channel as a generated stub uses it: each RPC method is made once per process and shared."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self._made: dict[str, Any] = {}
+
+    def unary_unary(self, path: str, **options: Any) -> Any:
+        made = self._made.get(path)
+        if made is None:
+            made = self._made[path] = self.channel.unary_unary(path, **options)
+        return made
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """A verified caller (None for public operations) and the metadata to send with the RPC."""
+class Services:
+    """The channel to each service, opened once per process (app.py)."""
 
-    caller: Caller | None
-    metadata: tuple[tuple[str, str], ...]
+    auth: Methods
+    clients: Methods
+    vault: Methods
+    audit: Methods
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """A channel to a generated stub, whose every method sends one request's metadata and deadline."""
+
+    methods: Methods
+    metadata: Metadata
     timeout: float
+
+    def unary_unary(self, path: str, **options: Any) -> Any:
+        return functools.partial(
+            self.methods.unary_unary(path, **options), metadata=self.metadata, timeout=self.timeout
+        )
+
+
+class _Stub(Generic[S]):
+    """A `Call`'s stub of one service (the attribute's name), made the first time the route uses it."""
+
+    def __init__(self, make: Callable[[Any], S]) -> None:
+        self.make = make
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, call: "Call", owner: type) -> S:
+        stub = self.make(_Bound(getattr(call.services, self.name), call.metadata, call.timeout))
+        call.__dict__[self.name] = stub  # the instance's own attribute from now on
+        return stub
+
+
+class Call:
+    """One request's operation: the verified caller (None for a public operation) and a stub per service
+    whose RPCs carry the token, request id, client IP and user agent, and the deadline."""
+
+    auth = _Stub(auth_pb2_grpc.AuthStub)
+    clients = _Stub(clients_pb2_grpc.ClientsStub)
+    vault = _Stub(vault_pb2_grpc.VaultStub)
+    audit = _Stub(audit_pb2_grpc.AuditStub)
+
+    def __init__(self, caller: Caller | None, services: Services, metadata: Metadata, timeout: float) -> None:
+        self.caller = caller
+        self.services = services
+        self.metadata = metadata
+        self.timeout = timeout
 
 
 def client_ip(request: Request, settings: GatewaySettings) -> str:
@@ -75,12 +142,9 @@ def metadata_text(value: str) -> str:
     return UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
 
 
-async def stubs(request: Request) -> Stubs:  # async: a plain def would run in a thread pool per request
-    return request.app.state.stubs  # type: ignore[no-any-return]
-
-
 def requires(operation: str) -> Any:
-    """A dependency that lets the request through only if the policy allows `operation` to the caller."""
+    """A dependency that lets the request through only if the policy allows `operation` to the caller, and
+    gives the route its `Call`. Routes get it through `operation`."""
     if operation not in policy.POLICY:
         raise LookupError(f"{operation} has no entry in the policy table")
 
@@ -95,7 +159,8 @@ def requires(operation: str) -> Any:
 
     async def check_public(request: Request) -> Call:
         settings: GatewaySettings = request.app.state.settings
-        return Call(None, tuple(metadata_of(request, settings)), settings.rpc_timeout_s)
+        metadata = tuple(metadata_of(request, settings))
+        return Call(None, request.app.state.services, metadata, settings.rpc_timeout_s)
 
     async def check_token(request: Request, _scheme: Annotated[object, Security(BEARER)] = None) -> Call:
         settings: GatewaySettings = request.app.state.settings
@@ -105,18 +170,54 @@ def requires(operation: str) -> Any:
         structlog.contextvars.bind_contextvars(user_id=str(caller.user_id))
         if not policy.allows(operation, caller.role):
             raise Forbidden("your role does not allow this operation")
-        metadata = [*metadata_of(request, settings), ("authorization", f"Bearer {token}")]
-        return Call(caller, tuple(metadata), settings.rpc_timeout_s)
+        metadata = (*metadata_of(request, settings), ("authorization", f"Bearer {token}"))
+        return Call(caller, request.app.state.services, metadata, settings.rpc_timeout_s)
 
     check = check_public if policy.is_public(operation) else check_token
-    check.operation = operation  # type: ignore[attr-defined]  # read by the policy test
+    check.operation = operation  # type: ignore[attr-defined]  # read by the policy tests
     return Depends(check)
 
 
-def roles(operation: str) -> str:
-    """The route's roles for its OpenAPI description, read from the policy table."""
-    rule = policy.POLICY[operation]
-    return "Public." if rule == policy.PUBLIC else "Roles: " + ", ".join(sorted(rule)) + "."
+def operation_id(name: str) -> str:
+    """'Vault/RevealCredential' -> 'revealCredential': short, and stable while the RPC keeps its name."""
+    rpc = name.partition("/")[2]
+    return PUBLIC_NAMES.get(name, rpc[:1].lower() + rpc[1:])
 
 
-StubsDep = Annotated[Stubs, Depends(stubs)]
+def operation(
+    route: Callable[..., Callable[[Endpoint], Endpoint]],
+    path: str,
+    name: str,
+    *,
+    errors: Iterable[int] = (),
+    description: str = "",
+    **options: Any,
+) -> Callable[[Endpoint], Endpoint]:
+    """Declares `route(path)` (e.g. `router.post, ""`) as the operation `name` of the policy table: its
+    parameter typed `Call` is checked against the policy and carries the RPCs' metadata and deadline; the
+    OpenAPI document gets the roles (in the description), the errors the policy implies (401 without a
+    token, 403 for a role it leaves out) besides `errors`, `security: []` when public, and an operationId."""
+    check = requires(name)
+    rule = policy.POLICY[name]
+    implied = () if rule == policy.PUBLIC else (401,) if rule == policy.ANYONE else (401, 403)
+    roles = "Public." if rule == policy.PUBLIC else "Roles: " + ", ".join(sorted(rule)) + "."
+    declared: dict[str, Any] = {
+        "operation_id": operation_id(name),
+        "description": f"{roles} {description}".strip(),
+        "responses": documented(*errors, *implied),
+    }
+    if rule == policy.PUBLIC:
+        declared["openapi_extra"] = {"security": []}
+
+    def declare(endpoint: Endpoint) -> Endpoint:
+        signature = inspect.signature(endpoint)
+        calls = [p for p in signature.parameters.values() if p.annotation is Call]
+        if len(calls) != 1:
+            raise TypeError(f"{endpoint.__qualname__} ({name}) needs one parameter typed Call")
+        checked = calls[0].replace(annotation=Annotated[Call, check])
+        endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]  # what FastAPI reads
+            parameters=[checked if p is calls[0] else p for p in signature.parameters.values()]
+        )
+        return route(path, **declared, **options)(endpoint)
+
+    return declare

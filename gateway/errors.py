@@ -7,7 +7,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 
@@ -45,12 +45,16 @@ NOT_JSON = "the body is not valid JSON"
 
 
 class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # documented as it is sent: no other members
+
     field: str
     message: str
 
 
 class Problem(BaseModel):
     """RFC 9457 problem details; 422 adds `errors`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     type: str = "about:blank"
     title: str

@@ -7,7 +7,8 @@ security headers and the access log.
 - Every response says: do not sniff, do not cache (unless the route said otherwise), do not frame, send
   no referrer, HTTPS only; and, except on the interactive docs, that it may load nothing (JSON only).
 - One `http.request` log line per request: method, path (never the query string), status, duration, and
-  the client IP and user id once a route's `requires` has resolved them (bound to the log context).
+  the client IP and user id once a route's operation check (`gateway.calls`) has resolved them (bound to the log
+  context).
 """
 
 import json

@@ -1,28 +1,62 @@
-"""Wire models: camelCase JSON on the outside, snake_case in Python; unknown fields are a 422."""
+"""Wire models: camelCase JSON on the outside, snake_case in Python; unknown fields are a 422.
+
+Every property has a type in the OpenAPI document (a client generated from it is typed end to end), and each
+enum is one named schema (`Role`, `ClientStatus`, `TaskStatus`, `TaskPriority`, `AuditAction`).
+"""
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
+from fastapi import Path
 from google.protobuf.message import Message
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
 from clientvault import fields
 from clientvault.convert import enum_name, enum_number, from_timestamp
+from clientvault.policy import Role
 from clientvault.v1 import auth_pb2, clients_pb2, events_pb2, vault_pb2
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # A response property with a default (tokenType) is always sent: the document says it is required.
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_serialization_defaults_required=True,
+    )
 
-    @field_serializer("*", when_used="json")
-    def _rfc3339(self, value: object) -> object:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return value
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# An instant as answered: RFC 3339 in UTC with milliseconds and `Z`, e.g. 2026-01-31T09:30:00.000Z.
+DateTime = Annotated[
+    AwareDatetime,
+    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+
+# The ids in paths, named as in the contract. Not parsed as UUIDs: a malformed id is a 404, like an unknown one.
+ClientId = Annotated[str, Path(alias="clientId", description="The client's id.")]
+TaskId = Annotated[str, Path(alias="taskId", description="The task's id.")]
+CredentialId = Annotated[str, Path(alias="credentialId", description="The credential's id.")]
 
 
 class SignInIn(WireModel):
@@ -46,9 +80,9 @@ class TokenPairOut(WireModel):
 
 
 ROLE_FROM_PROTO = {
-    auth_pb2.ROLE_ADMIN: "admin",
-    auth_pb2.ROLE_MANAGER: "manager",
-    auth_pb2.ROLE_READ_ONLY: "read_only",
+    auth_pb2.ROLE_ADMIN: Role.ADMIN,
+    auth_pb2.ROLE_MANAGER: Role.MANAGER,
+    auth_pb2.ROLE_READ_ONLY: Role.READ_ONLY,
 }
 
 
@@ -56,8 +90,8 @@ class UserOut(WireModel):
     id: str
     email: str
     full_name: str
-    role: Literal["admin", "manager", "read_only"]
-    created_at: AwareDatetime
+    role: Role
+    created_at: DateTime
 
     @classmethod
     def from_proto(cls, user: auth_pb2.User) -> "UserOut":
@@ -80,10 +114,34 @@ PHONE: dict[str, Any] = {"pattern": fields.PHONE}
 # A PATCH field that may be left out but not sent as null: the model's default, absent from the schema.
 NotNull = SkipJsonSchema[None]
 
-ClientStatus = Literal["lead", "active", "inactive", "archived"]
-SettableClientStatus = Literal["lead", "active", "inactive"]
-TaskStatus = Literal["todo", "in_progress", "done"]
-TaskPriority = Literal["low", "medium", "high"]
+# The enums' values are the proto enums' value names without their prefix, lower case (tests/unit/test_openapi.py).
+
+
+class ClientStatus(StrEnum):
+    LEAD = "lead"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    ARCHIVED = "archived"  # only through the archive route
+
+
+class SettableClientStatus(StrEnum):
+    """What a client's status may be set to: `archived` only through the archive route."""
+
+    LEAD = "lead"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class TaskStatus(StrEnum):
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class TaskPriority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
 
 
 class ClientIn(WireModel):
@@ -91,7 +149,7 @@ class ClientIn(WireModel):
     company: str | None = Field(None, max_length=fields.COMPANY_MAX, json_schema_extra=STORED)
     email: str | None = Field(None, max_length=fields.EMAIL_MAX, json_schema_extra=EMAIL)
     phone: str | None = Field(None, max_length=fields.PHONE_MAX, json_schema_extra=PHONE)
-    status: SettableClientStatus = "active"
+    status: SettableClientStatus = SettableClientStatus.ACTIVE
     notes: str | None = Field(None, max_length=fields.NOTES_MAX, json_schema_extra=STORED)
 
 
@@ -115,9 +173,9 @@ class ClientOut(WireModel):
     status: ClientStatus
     notes: str | None
     owner_user_id: str
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    archived_at: AwareDatetime | None
+    created_at: DateTime
+    updated_at: DateTime
+    archived_at: DateTime | None
 
     @classmethod
     def from_proto(cls, client: clients_pb2.Client) -> "ClientOut":
@@ -139,8 +197,8 @@ class ClientOut(WireModel):
 class TaskIn(WireModel):
     title: str = Field(min_length=1, max_length=fields.TITLE_MAX, json_schema_extra=STORED)
     description: str | None = Field(None, max_length=fields.DESCRIPTION_MAX, json_schema_extra=STORED)
-    status: TaskStatus = "todo"
-    priority: TaskPriority = "medium"
+    status: TaskStatus = TaskStatus.TODO
+    priority: TaskPriority = TaskPriority.MEDIUM
     due_date: date | None = None
     assignee_user_id: UUID | None = None
 
@@ -166,9 +224,9 @@ class TaskOut(WireModel):
     due_date: date | None
     assignee_user_id: str | None
     created_by_user_id: str
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    completed_at: AwareDatetime | None
+    created_at: DateTime
+    updated_at: DateTime
+    completed_at: DateTime | None
 
     @classmethod
     def from_proto(cls, task: clients_pb2.Task) -> "TaskOut":
@@ -200,9 +258,18 @@ class Page(WireModel, Generic[T]):
     page_size: int
 
     @classmethod
-    def of(cls, reply: Any, item: Callable[[Any], T]) -> "Page[T]":
+    def of(cls, reply: Any, item: Callable[[Any], T]) -> Self:
         """A list RPC's reply (items, total, page, page_size), each item shaped by `item`."""
         return cls(items=[item(i) for i in reply.items], total=reply.total, page=reply.page, page_size=reply.page_size)
+
+
+# Each page by a name of its own in the OpenAPI document (a generic one would be `Page_ClientOut_`).
+class ClientPage(Page[ClientOut]):
+    """A page of clients."""
+
+
+class TaskPage(Page[TaskOut]):
+    """A page of tasks."""
 
 
 def _optional(message: Message, name: str) -> Any:
@@ -287,8 +354,8 @@ class CredentialOut(WireModel):
     label: str
     username: str | None
     url: str | None
-    updated_at: AwareDatetime
-    last_accessed_at: AwareDatetime | None
+    updated_at: DateTime
+    last_accessed_at: DateTime | None
 
     @classmethod
     def from_proto(cls, credential: vault_pb2.Credential) -> "CredentialOut":
@@ -314,7 +381,12 @@ class RevealedOut(WireModel):
 
 # --- audit log ----------------------------------------------------------------------------------------
 
-AuditAction = Literal["credential_create", "credential_reveal", "credential_update", "credential_delete"]
+
+class AuditAction(StrEnum):
+    CREDENTIAL_CREATE = "credential_create"
+    CREDENTIAL_REVEAL = "credential_reveal"
+    CREDENTIAL_UPDATE = "credential_update"
+    CREDENTIAL_DELETE = "credential_delete"
 
 
 class AuditUserOut(WireModel):
@@ -332,7 +404,7 @@ class AuditEntryOut(WireModel):
 
     id: str
     action: AuditAction
-    occurred_at: AwareDatetime
+    occurred_at: DateTime
     user_id: str
     user: AuditUserOut
     credential_id: str
@@ -355,3 +427,13 @@ class AuditEntryOut(WireModel):
             ip=event.ip,
             user_agent=event.user_agent,
         )
+
+
+class AuditEntryPage(Page[AuditEntryOut]):
+    """A page of audit entries."""
+
+
+class StatusOut(WireModel):
+    """A probe's answer."""
+
+    status: Literal["ok", "ready"]

@@ -12,6 +12,30 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from google.protobuf.descriptor import MethodDescriptor
 
 import clientvault.v1
+from clientvault.policy import ADMIN, ANYONE, PUBLIC, STAFF, Rule
+
+# The contract's route catalogue (spec/API.md): route -> (operation, roles).
+CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
+    ("POST", "/auth/sign-in"): ("Auth/SignIn", PUBLIC),
+    ("POST", "/auth/refresh"): ("Auth/Refresh", PUBLIC),
+    ("POST", "/auth/sign-out"): ("Auth/SignOut", ANYONE),
+    ("GET", "/users/me"): ("Auth/GetMe", ANYONE),
+    ("GET", "/clients"): ("Clients/ListClients", ANYONE),
+    ("POST", "/clients"): ("Clients/CreateClient", STAFF),
+    ("GET", "/clients/{clientId}"): ("Clients/GetClient", ANYONE),
+    ("PATCH", "/clients/{clientId}"): ("Clients/UpdateClient", STAFF),
+    ("POST", "/clients/{clientId}/archive"): ("Clients/ArchiveClient", ADMIN),
+    ("GET", "/clients/{clientId}/tasks"): ("Clients/ListTasks", ANYONE),
+    ("POST", "/clients/{clientId}/tasks"): ("Clients/CreateTask", ANYONE),
+    ("PATCH", "/clients/{clientId}/tasks/{taskId}"): ("Clients/UpdateTask", ANYONE),
+    ("DELETE", "/clients/{clientId}/tasks/{taskId}"): ("Clients/DeleteTask", STAFF),
+    ("GET", "/clients/{clientId}/credentials"): ("Vault/ListCredentials", ANYONE),
+    ("POST", "/clients/{clientId}/credentials"): ("Vault/CreateCredential", ANYONE),
+    ("GET", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/RevealCredential", STAFF),
+    ("PATCH", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/UpdateCredential", ANYONE),
+    ("DELETE", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/DeleteCredential", ADMIN),
+    ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
+}
 
 # Liveness and readiness answer anyone (probes carry no token); they call no service and no operation.
 OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz"})
@@ -20,8 +44,8 @@ OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz"})
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # FastAPI's template, e.g. /clients/{client_id}
-    operations: tuple[str, ...]  # what its dependencies declare through gateway.calls.requires
+    path: str  # FastAPI's template, e.g. /clients/{clientId}
+    operations: tuple[str, ...]  # what its dependencies declare (gateway.calls.operation)
     status_code: int  # what it answers on success
 
     @property

@@ -11,10 +11,9 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from clientvault.convert import enum_number, timestamp
 from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import events_pb2
-from gateway.calls import Call, StubsDep, requires, roles
-from gateway.errors import documented
+from gateway.calls import Call, operation
 from gateway.routes.clients import PageNumber, PageSize
-from gateway.schemas import AuditAction, AuditEntryOut, Page
+from gateway.schemas import AuditAction, AuditEntryOut, AuditEntryPage
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
 
@@ -40,17 +39,17 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
 
-@router.get(
+@operation(
+    router.get,
     "",
-    response_model=Page[AuditEntryOut],
+    "Audit/ListEvents",
+    errors=(422,),
     summary="Audited credential events, newest first",
-    description=roles("Audit/ListEvents") + " Filters combine; `from`/`to` bound `occurredAt` (inclusive). "
-    "Each entry shows the user and the credential as they were when it happened. `total` is exact.",
-    responses=documented(401, 403, 422),
+    description="Filters combine; `from`/`to` bound `occurredAt` (inclusive). Each entry shows the user and the "
+    "credential as they were when it happened. `total` is exact.",
 )
 async def list_audit_logs(
-    stubs: StubsDep,
-    call: Call = requires("Audit/ListEvents"),
+    call: Call,
     credential_id: Annotated[UUID | None, Query(alias="credentialId")] = None,
     user_id: Annotated[UUID | None, Query(alias="userId")] = None,
     client_id: Annotated[UUID | None, Query(alias="clientId")] = None,
@@ -59,7 +58,7 @@ async def list_audit_logs(
     end: Annotated[Instant | None, Query(alias="to", description="RFC 3339, inclusive.")] = None,
     page: PageNumber = 1,
     page_size: PageSize = 50,
-) -> Page[AuditEntryOut]:
+) -> AuditEntryPage:
     request = pb.ListEventsRequest(
         credential_id=str(credential_id or ""),
         user_id=str(user_id or ""),
@@ -73,5 +72,4 @@ async def list_audit_logs(
         request.from_time.CopyFrom(timestamp(start))
     if end is not None:
         request.to_time.CopyFrom(timestamp(end))
-    reply = await stubs.audit.ListEvents(request, metadata=call.metadata, timeout=call.timeout)
-    return Page[AuditEntryOut].of(reply, AuditEntryOut.from_proto)
+    return AuditEntryPage.of(await call.audit.ListEvents(request), AuditEntryOut.from_proto)

@@ -8,9 +8,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from clientvault import fields
 from clientvault.convert import enum_number
 from clientvault.v1 import clients_pb2 as pb
-from gateway.calls import Call, StubsDep, requires, roles
-from gateway.errors import documented
-from gateway.schemas import ClientIn, ClientOut, ClientPatch, ClientStatus, Page, to_fields
+from gateway.calls import Call, operation
+from gateway.schemas import ClientId, ClientIn, ClientOut, ClientPage, ClientPatch, ClientStatus, to_fields
 
 router = APIRouter(prefix="/clients", tags=["clients"])
 PageNumber = Annotated[int, Query(ge=1, le=fields.PAGE_MAX, description="1-based page number.")]
@@ -19,83 +18,70 @@ SEARCH = {"pattern": fields.NO_CONTROL}
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=fields.PAGE_SIZE_MAX, description="Items per page.")]
 
 
-@router.get(
+@operation(
+    router.get,
     "",
-    response_model=Page[ClientOut],
+    "Clients/ListClients",
+    errors=(422,),
     summary="List live clients, newest first",
-    description=roles("Clients/ListClients") + " `q` matches a case-insensitive substring of name or company "
-    "(% and _ match themselves); archived clients are left out.",
-    responses=documented(401, 422),
+    description="`q` matches a case-insensitive substring of name or company (% and _ match themselves); "
+    "archived clients are left out.",
 )
 async def list_clients(
-    stubs: StubsDep,
-    call: Call = requires("Clients/ListClients"),
+    call: Call,
     q: Annotated[str, Query(max_length=fields.SEARCH_MAX, json_schema_extra=SEARCH, description="Search term.")] = "",
     status: ClientStatus | None = None,
     page: PageNumber = 1,
     page_size: PageSize = 20,
-) -> Page[ClientOut]:
+) -> ClientPage:
     request = pb.ListClientsRequest(q=q, page=page, page_size=page_size)
     if status is not None:
         request.status = enum_number(pb.ClientStatus.DESCRIPTOR, status)
-    reply = await stubs.clients.ListClients(request, metadata=call.metadata, timeout=call.timeout)
-    return Page[ClientOut].of(reply, ClientOut.from_proto)
+    return ClientPage.of(await call.clients.ListClients(request), ClientOut.from_proto)
 
 
-@router.post(
+@operation(
+    router.post,
     "",
+    "Clients/CreateClient",
     status_code=201,
-    response_model=ClientOut,
+    errors=(422,),
     summary="Create a client",
-    description=roles("Clients/CreateClient") + " The caller becomes its owner; status defaults to active.",
-    responses=documented(401, 403, 422),
+    description="The caller becomes its owner; status defaults to active.",
 )
-async def create_client(body: ClientIn, stubs: StubsDep, call: Call = requires("Clients/CreateClient")) -> ClientOut:
+async def create_client(body: ClientIn, call: Call) -> ClientOut:
     client, _ = to_fields(body, pb.ClientFields())
-    reply = await stubs.clients.CreateClient(
-        pb.CreateClientRequest(client=client), metadata=call.metadata, timeout=call.timeout
-    )
-    return ClientOut.from_proto(reply)
+    return ClientOut.from_proto(await call.clients.CreateClient(pb.CreateClientRequest(client=client)))
 
 
-@router.get(
-    "/{client_id}",
-    response_model=ClientOut,
-    summary="A client, archived or not",
-    description=roles("Clients/GetClient"),
-    responses=documented(401, 404),
-)
-async def get_client(client_id: str, stubs: StubsDep, call: Call = requires("Clients/GetClient")) -> ClientOut:
-    reply = await stubs.clients.GetClient(
-        pb.GetClientRequest(client_id=client_id), metadata=call.metadata, timeout=call.timeout
-    )
-    return ClientOut.from_proto(reply)
+@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,), summary="A client, archived or not")
+async def get_client(client_id: ClientId, call: Call) -> ClientOut:
+    return ClientOut.from_proto(await call.clients.GetClient(pb.GetClientRequest(client_id=client_id)))
 
 
-@router.patch(
-    "/{client_id}",
-    response_model=ClientOut,
+@operation(
+    router.patch,
+    "/{clientId}",
+    "Clients/UpdateClient",
+    errors=(404, 409, 422),
     summary="Change some fields of a client",
-    description=roles("Clients/UpdateClient") + " An archived client cannot change (409).",
-    responses=documented(401, 403, 404, 409, 422),
+    description="An archived client cannot change (409).",
 )
-async def update_client(
-    client_id: str, body: ClientPatch, stubs: StubsDep, call: Call = requires("Clients/UpdateClient")
-) -> ClientOut:
+async def update_client(client_id: ClientId, body: ClientPatch, call: Call) -> ClientOut:
     client, sent = to_fields(body, pb.ClientFields())
     request = pb.UpdateClientRequest(client_id=client_id, client=client, update_mask=FieldMask(paths=sent))
-    return ClientOut.from_proto(await stubs.clients.UpdateClient(request, metadata=call.metadata, timeout=call.timeout))
+    return ClientOut.from_proto(await call.clients.UpdateClient(request))
 
 
-@router.post(
-    "/{client_id}/archive",
+@operation(
+    router.post,
+    "/{clientId}/archive",
+    "Clients/ArchiveClient",
     status_code=204,
+    errors=(404,),
     summary="Archive a client",
-    description=roles("Clients/ArchiveClient") + " Idempotent: archiving again keeps the first archivedAt.",
-    responses=documented(401, 403, 404),
+    description="Idempotent: archiving again keeps the first archivedAt.",
 )
-async def archive_client(client_id: str, stubs: StubsDep, call: Call = requires("Clients/ArchiveClient")) -> Response:
-    await stubs.clients.ArchiveClient(
-        pb.ArchiveClientRequest(client_id=client_id), metadata=call.metadata, timeout=call.timeout
-    )
+async def archive_client(client_id: ClientId, call: Call) -> Response:
+    await call.clients.ArchiveClient(pb.ArchiveClientRequest(client_id=client_id))
     return Response(status_code=204)

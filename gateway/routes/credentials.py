@@ -4,64 +4,62 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
-from gateway.calls import Call, StubsDep, requires, roles
-from gateway.errors import documented
-from gateway.schemas import CreatedOut, CredentialIn, CredentialOut, CredentialPatch, RevealedOut, to_fields
+from gateway.calls import Call, operation
+from gateway.schemas import (
+    ClientId,
+    CreatedOut,
+    CredentialId,
+    CredentialIn,
+    CredentialOut,
+    CredentialPatch,
+    RevealedOut,
+    to_fields,
+)
 
-router = APIRouter(prefix="/clients/{client_id}/credentials", tags=["credentials"])
+router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@router.get(
+@operation(
+    router.get,
     "",
-    response_model=list[CredentialOut],
+    "Vault/ListCredentials",
+    errors=(404,),
     summary="Metadata of a client's credentials (never the secret)",
-    description=roles("Vault/ListCredentials"),
-    responses=documented(401, 404),
 )
-async def list_credentials(
-    client_id: str, stubs: StubsDep, call: Call = requires("Vault/ListCredentials")
-) -> list[CredentialOut]:
-    reply = await stubs.vault.ListCredentials(
-        pb.ListCredentialsRequest(client_id=client_id), metadata=call.metadata, timeout=call.timeout
-    )
+async def list_credentials(client_id: ClientId, call: Call) -> list[CredentialOut]:
+    reply = await call.vault.ListCredentials(pb.ListCredentialsRequest(client_id=client_id))
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
-@router.post(
+@operation(
+    router.post,
     "",
+    "Vault/CreateCredential",
     status_code=201,
-    response_model=CreatedOut,
+    errors=(404, 409, 413, 422),
     summary="Store a new credential, encrypted",
-    description=roles("Vault/CreateCredential") + " Audited (`credential_create`). 409 when the client is archived.",
-    responses=documented(401, 404, 409, 413, 422),
+    description="Audited (`credential_create`). 409 when the client is archived.",
 )
-async def create_credential(
-    client_id: str, body: CredentialIn, stubs: StubsDep, call: Call = requires("Vault/CreateCredential")
-) -> CreatedOut:
+async def create_credential(client_id: ClientId, body: CredentialIn, call: Call) -> CreatedOut:
     fields = pb.CredentialFields(label=body.label, username=body.username, url=body.url, secret=body.secret)
-    reply = await stubs.vault.CreateCredential(
-        pb.CreateCredentialRequest(client_id=client_id, credential=fields), metadata=call.metadata, timeout=call.timeout
-    )
+    reply = await call.vault.CreateCredential(pb.CreateCredentialRequest(client_id=client_id, credential=fields))
     return CreatedOut(id=reply.id)
 
 
-@router.get(
-    "/{credential_id}",
+@operation(
+    router.get,
+    "/{credentialId}",
+    "Vault/RevealCredential",
     response_model=RevealedOut,
+    errors=(404, 429),
     summary="Reveal a credential's secret",
-    description=roles("Vault/RevealCredential") + " Audited (`credential_reveal`); answered only once the audit "
-    "event is committed. Sets `lastAccessedAt`. `Cache-Control: no-store`. Limited per user and per client "
-    "IP (429 with `Retry-After`).",
-    responses=documented(401, 403, 404, 429),
+    description="Audited (`credential_reveal`); answered only once the audit event is committed. Sets "
+    "`lastAccessedAt`. `Cache-Control: no-store`. Limited per user and per client IP (429 with `Retry-After`).",
 )
-async def reveal_credential(
-    client_id: str, credential_id: str, stubs: StubsDep, call: Call = requires("Vault/RevealCredential")
-) -> JSONResponse:
-    found = await stubs.vault.RevealCredential(
-        pb.RevealCredentialRequest(client_id=client_id, credential_id=credential_id),
-        metadata=call.metadata,
-        timeout=call.timeout,
+async def reveal_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
+    found = await call.vault.RevealCredential(
+        pb.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
     )
     body = {
         "id": found.id,
@@ -74,40 +72,32 @@ async def reveal_credential(
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.patch(
-    "/{credential_id}",
-    response_model=CredentialOut,
+@operation(
+    router.patch,
+    "/{credentialId}",
+    "Vault/UpdateCredential",
+    errors=(404, 413, 422),
     summary="Change a credential's label, username, url or secret",
-    description=roles("Vault/UpdateCredential") + " Audited (`credential_update`).",
-    responses=documented(401, 404, 413, 422),
+    description="Audited (`credential_update`).",
 )
 async def update_credential(
-    client_id: str,
-    credential_id: str,
-    body: CredentialPatch,
-    stubs: StubsDep,
-    call: Call = requires("Vault/UpdateCredential"),
+    client_id: ClientId, credential_id: CredentialId, body: CredentialPatch, call: Call
 ) -> CredentialOut:
     credential, sent = to_fields(body, pb.CredentialFields())
     request = pb.UpdateCredentialRequest(client_id=client_id, credential_id=credential_id, credential=credential)
     request.update_mask.paths.extend(sent)
-    reply = await stubs.vault.UpdateCredential(request, metadata=call.metadata, timeout=call.timeout)
-    return CredentialOut.from_proto(reply)
+    return CredentialOut.from_proto(await call.vault.UpdateCredential(request))
 
 
-@router.delete(
-    "/{credential_id}",
+@operation(
+    router.delete,
+    "/{credentialId}",
+    "Vault/DeleteCredential",
     status_code=204,
+    errors=(404,),
     summary="Delete a credential",
-    description=roles("Vault/DeleteCredential") + " Audited (`credential_delete`).",
-    responses=documented(401, 403, 404),
+    description="Audited (`credential_delete`).",
 )
-async def delete_credential(
-    client_id: str, credential_id: str, stubs: StubsDep, call: Call = requires("Vault/DeleteCredential")
-) -> Response:
-    await stubs.vault.DeleteCredential(
-        pb.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id),
-        metadata=call.metadata,
-        timeout=call.timeout,
-    )
+async def delete_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> Response:
+    await call.vault.DeleteCredential(pb.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id))
     return Response(status_code=204)

@@ -27,7 +27,8 @@ from clientvault.policy import Role
 from clientvault.settings import GatewaySettings
 from clientvault.v1 import audit_pb2, auth_pb2, clients_pb2, vault_pb2
 from gateway.app import create_app
-from gateway.calls import requires
+from gateway.calls import Call, operation
+from gateway.schemas import ClientId
 from tests.policy_support import Route, proto_methods, routes_of
 from tests.system import Api, Session, me, new_task, unique_ip
 from tests.vault_support import create, new_client
@@ -68,7 +69,7 @@ class Ids:
     user_id: str
 
     def path(self, route: Route) -> str:
-        return route.path.format(client_id=self.client_id, task_id=self.task_id, credential_id=self.credential_id)
+        return route.path.format(clientId=self.client_id, taskId=self.task_id, credentialId=self.credential_id)
 
 
 # One valid body per gateway operation; the method and the path come from the app's route itself.
@@ -168,7 +169,7 @@ def route_gaps(routes: Iterable[Route], bodies: Mapping[str, Body]) -> list[str]
     gaps = []
     for route in routes:
         if not route.operations:
-            gaps.append(f"{route}: declares no operation (add `call: Call = requires(...)`): no role is checked")
+            gaps.append(f"{route}: declares no operation (declare it with `@operation(...)`): no role is checked")
         elif len(route.operations) > 1:
             gaps.append(f"{route}: declares several operations {route.operations}; a route is one operation")
         else:
@@ -208,15 +209,15 @@ def test_every_route_and_rpc_is_in_the_policy_and_the_matrix() -> None:
 def test_the_checker_names_a_route_without_requires_an_unknown_operation_and_a_missing_builder() -> None:
     app = create_app(GatewaySettings())
 
-    @app.get("/clients/{client_id}/export")
-    async def export(client_id: str) -> None: ...  # no requires: the gateway would let anyone through
+    @app.get("/clients/{clientId}/export")
+    async def export(client_id: ClientId) -> None: ...  # no operation: the gateway would let anyone through
 
-    @app.get("/users")
-    async def users(call: Any = requires("Auth/ListUsers")) -> None: ...  # in the table, no body builder
+    @operation(app.get, "/users", "Auth/ListUsers")
+    async def users(call: Call) -> None: ...  # in the table, no body builder
 
     async def drop() -> None: ...
 
-    drop.operation = "Clients/DropDatabase"  # type: ignore[attr-defined]  # requires() refuses an unknown one
+    drop.operation = "Clients/DropDatabase"  # type: ignore[attr-defined]  # operation() refuses an unknown one
 
     @app.delete("/clients")
     async def drop_all(call: Any = Depends(drop)) -> None: ...
@@ -224,7 +225,7 @@ def test_the_checker_names_a_route_without_requires_an_unknown_operation_and_a_m
     gaps = route_gaps(routes_of(app), GATEWAY_BODIES)
 
     assert gaps == [
-        "GET /clients/{client_id}/export: declares no operation (add `call: Call = requires(...)`): no role is checked",
+        "GET /clients/{clientId}/export: declares no operation (declare it with `@operation(...)`): no role is checked",
         "GET /users: operation Auth/ListUsers has no request builder in tests/e2e/test_role_matrix.py",
         "DELETE /clients: operation Clients/DropDatabase has no entry in clientvault/policy.py (open to nobody)",
         "DELETE /clients: operation Clients/DropDatabase has no request builder in tests/e2e/test_role_matrix.py",

@@ -88,11 +88,11 @@ async def target(
         task = await new_task(api, admin, client_id, title="seed")
         credential_id = await create(api, admin, client_id, label="seed", secret="s3cret")
         seeds += [
-            {"client_id": client_id},
-            {"client_id": client_id, "task_id": task["id"]},
-            {"client_id": client_id, "credential_id": credential_id},
+            {"clientId": client_id},
+            {"clientId": client_id, "taskId": task["id"]},
+            {"clientId": client_id, "credentialId": credential_id},
         ]
-    archivable = [{"client_id": await new_client(api, admin)}]
+    archivable = [{"clientId": await new_client(api, admin)}]
     user_id = await me(api, session)
     spare = api.new_account(role)
     found = Target(role, api.system.url, ip, session.access_token, user_id, spare, seeds, archivable)
@@ -121,7 +121,7 @@ def fuzz_schema(target: Target) -> OpenApiSchema:
         real = [{name: seed[name] for name in path} for seed in seeds if path.keys() <= seed.keys()]
         choices = [st.sampled_from(real), st.just(path)]
         if len(path) > 1:
-            choices.append(st.sampled_from([{**path, "client_id": seed["client_id"]} for seed in seeds]))
+            choices.append(st.sampled_from([{**path, "clientId": seed["clientId"]} for seed in seeds]))
         return st.one_of(choices)
 
     @schema.hook

@@ -2,33 +2,10 @@
 
 import pytest
 
-from clientvault.policy import ADMIN, ANYONE, POLICY, PUBLIC, STAFF, Role, allows
+from clientvault.policy import POLICY, Role, allows
 from clientvault.settings import GatewaySettings
 from gateway.app import create_app
-from tests.policy_support import proto_methods, routes_of
-
-# The contract's route catalogue (spec/API.md): route -> (operation, roles).
-CATALOGUE = {
-    ("POST", "/auth/sign-in"): ("Auth/SignIn", PUBLIC),
-    ("POST", "/auth/refresh"): ("Auth/Refresh", PUBLIC),
-    ("POST", "/auth/sign-out"): ("Auth/SignOut", ANYONE),
-    ("GET", "/users/me"): ("Auth/GetMe", ANYONE),
-    ("GET", "/clients"): ("Clients/ListClients", ANYONE),
-    ("POST", "/clients"): ("Clients/CreateClient", STAFF),
-    ("GET", "/clients/{client_id}"): ("Clients/GetClient", ANYONE),
-    ("PATCH", "/clients/{client_id}"): ("Clients/UpdateClient", STAFF),
-    ("POST", "/clients/{client_id}/archive"): ("Clients/ArchiveClient", ADMIN),
-    ("GET", "/clients/{client_id}/tasks"): ("Clients/ListTasks", ANYONE),
-    ("POST", "/clients/{client_id}/tasks"): ("Clients/CreateTask", ANYONE),
-    ("PATCH", "/clients/{client_id}/tasks/{task_id}"): ("Clients/UpdateTask", ANYONE),
-    ("DELETE", "/clients/{client_id}/tasks/{task_id}"): ("Clients/DeleteTask", STAFF),
-    ("GET", "/clients/{client_id}/credentials"): ("Vault/ListCredentials", ANYONE),
-    ("POST", "/clients/{client_id}/credentials"): ("Vault/CreateCredential", ANYONE),
-    ("GET", "/clients/{client_id}/credentials/{credential_id}"): ("Vault/RevealCredential", STAFF),
-    ("PATCH", "/clients/{client_id}/credentials/{credential_id}"): ("Vault/UpdateCredential", ANYONE),
-    ("DELETE", "/clients/{client_id}/credentials/{credential_id}"): ("Vault/DeleteCredential", ADMIN),
-    ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
-}
+from tests.policy_support import CATALOGUE, proto_methods, routes_of
 
 
 def test_the_catalogue_has_nineteen_routes_each_in_the_policy_with_its_roles() -> None:

@@ -1,0 +1,168 @@
+"""The gateway's OpenAPI document, read from the app without servers: every property typed, enums named,
+operationIds short and pinned, path parameters in camelCase, security as the policy says, servers set; and
+`operation`, the one declaration of a route, refuses what it cannot check."""
+
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any
+
+import pytest
+from fastapi import APIRouter
+from google.protobuf.descriptor import EnumDescriptor
+
+from clientvault.convert import enum_name
+from clientvault.policy import PUBLIC, Role
+from clientvault.settings import GatewaySettings
+from clientvault.v1 import auth_pb2, clients_pb2, events_pb2
+from gateway.app import create_app
+from gateway.calls import Call, operation
+from gateway.schemas import AuditAction, ClientStatus, TaskPriority, TaskStatus
+from tests.policy_support import CATALOGUE
+
+SPEC: dict[str, Any] = create_app(GatewaySettings()).openapi()
+SCHEMAS: dict[str, Any] = SPEC["components"]["schemas"]
+OPERATIONS = {(method.upper(), path): op for path, item in SPEC["paths"].items() for method, op in item.items()}
+# Pinned: a generated client's function names. Changing one breaks every client that calls it.
+OPERATION_IDS = {
+    "Auth/SignIn": "signIn",
+    "Auth/Refresh": "refresh",
+    "Auth/SignOut": "signOut",
+    "Auth/GetMe": "getMe",
+    "Clients/ListClients": "listClients",
+    "Clients/CreateClient": "createClient",
+    "Clients/GetClient": "getClient",
+    "Clients/UpdateClient": "updateClient",
+    "Clients/ArchiveClient": "archiveClient",
+    "Clients/ListTasks": "listTasks",
+    "Clients/CreateTask": "createTask",
+    "Clients/UpdateTask": "updateTask",
+    "Clients/DeleteTask": "deleteTask",
+    "Vault/ListCredentials": "listCredentials",
+    "Vault/CreateCredential": "createCredential",
+    "Vault/RevealCredential": "revealCredential",
+    "Vault/UpdateCredential": "updateCredential",
+    "Vault/DeleteCredential": "deleteCredential",
+    "Audit/ListEvents": "listAuditLogs",
+}
+ENUMS: dict[str, tuple[type[StrEnum], EnumDescriptor]] = {
+    "Role": (Role, auth_pb2.Role.DESCRIPTOR),
+    "ClientStatus": (ClientStatus, clients_pb2.ClientStatus.DESCRIPTOR),
+    "TaskStatus": (TaskStatus, clients_pb2.TaskStatus.DESCRIPTOR),
+    "TaskPriority": (TaskPriority, clients_pb2.TaskPriority.DESCRIPTOR),
+    "AuditAction": (AuditAction, events_pb2.AuditAction.DESCRIPTOR),
+}
+
+
+def resolved(schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = SCHEMAS[schema["$ref"].removeprefix("#/components/schemas/")]
+    return schema
+
+
+def typed(schema: dict[str, Any]) -> bool:
+    """Whether a generator can give it a type: it says one, or every alternative does."""
+    schema = resolved(schema)
+    if "type" in schema or "enum" in schema or "const" in schema:
+        return True
+    alternatives: list[dict[str, Any]] = schema.get("anyOf") or schema.get("oneOf") or schema.get("allOf") or []
+    return bool(alternatives) and all(typed(s) for s in alternatives)
+
+
+def every_schema(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if "type" in node or "$ref" in node or "anyOf" in node:
+            yield where, node
+        for key, value in node.items():
+            yield from every_schema(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from every_schema(value, f"{where}/{i}")
+
+
+def test_every_property_of_every_schema_has_a_type() -> None:
+    properties = {f"{name}.{p}": s for name, model in SCHEMAS.items() for p, s in model.get("properties", {}).items()}
+    assert len(properties) > 100
+
+    assert [name for name, schema in properties.items() if not typed(schema)] == []
+
+
+def test_every_parameter_and_body_has_a_type() -> None:
+    parameters = [(key, p["name"], p["schema"]) for key, op in OPERATIONS.items() for p in op.get("parameters", [])]
+    bodies = [
+        (key, op["requestBody"]["content"]["application/json"]["schema"])
+        for key, op in OPERATIONS.items()
+        if "requestBody" in op
+    ]
+    responses = [
+        (key, status, content["schema"])
+        for key, op in OPERATIONS.items()
+        for status, response in op["responses"].items()
+        for content in response.get("content", {}).values()
+    ]
+
+    assert [(key, name) for key, name, schema in parameters if not typed(schema)] == []
+    assert [key for key, schema in bodies if not typed(schema)] == []
+    assert [(key, status) for key, status, schema in responses if not typed(schema)] == []
+
+
+@pytest.mark.parametrize("name", list(ENUMS))
+def test_each_enum_is_one_named_schema_with_the_values_of_its_proto_enum(name: str) -> None:
+    values, proto = ENUMS[name]
+    proto_values = [enum_name(proto, number) for number in proto.values_by_number if number != 0]
+
+    assert SCHEMAS[name]["enum"] == [v.value for v in values] == proto_values
+
+
+def test_no_enum_is_written_inline() -> None:
+    inline = [where for where, schema in every_schema(SPEC) if "enum" in schema and where.count("/") > 3]
+    # Only the probes' own status (ok, ready) is a small enum of its own, not one of the domain's.
+    assert inline == ["/components/schemas/StatusOut/properties/status"]
+
+
+def test_operation_ids_are_short_stable_and_unique() -> None:
+    found = {CATALOGUE[key][0]: op["operationId"] for key, op in OPERATIONS.items() if key in CATALOGUE}
+
+    assert found == OPERATION_IDS
+    assert len({op["operationId"] for op in OPERATIONS.values()}) == len(OPERATIONS)
+
+
+def test_path_parameters_are_named_as_in_the_contract() -> None:
+    names = {p["name"] for op in OPERATIONS.values() for p in op.get("parameters", []) if p["in"] == "path"}
+
+    assert names == {"clientId", "taskId", "credentialId"}
+    assert {path for _, path in CATALOGUE} <= set(SPEC["paths"])
+
+
+@pytest.mark.parametrize(("method", "path"), list(CATALOGUE))
+def test_security_roles_and_errors_follow_from_the_policy(method: str, path: str) -> None:
+    op, (_, rule) = OPERATIONS[(method, path)], CATALOGUE[(method, path)]
+
+    if rule == PUBLIC:
+        assert (op["security"], op["description"][:7]) == ([], "Public.")
+        assert "403" not in op["responses"]
+    else:
+        assert op["security"] == [{"HTTPBearer": []}]
+        assert op["description"].startswith("Roles: " + ", ".join(sorted(rule)) + ".")
+        assert "401" in op["responses"]
+        assert ("403" in op["responses"]) == (len(rule) < len(Role))
+
+
+def test_servers_are_set() -> None:
+    assert SPEC["servers"] == [{"url": "/", "description": SPEC["servers"][0]["description"]}]
+
+
+def test_an_operation_must_be_in_the_policy_and_take_a_call() -> None:
+    router = APIRouter()
+
+    with pytest.raises(LookupError, match="Clients/DropDatabase"):
+        operation(router.delete, "/clients", "Clients/DropDatabase")
+
+    async def unchecked(client_id: str) -> None: ...
+
+    with pytest.raises(TypeError, match="needs one parameter typed Call"):
+        operation(router.get, "/clients/{clientId}", "Clients/GetClient")(unchecked)
+
+    async def checked(call: Call) -> None: ...
+
+    operation(router.get, "/users", "Auth/ListUsers")(checked)
+    assert [r.operation_id for r in router.routes] == ["listUsers"]  # type: ignore[attr-defined]
