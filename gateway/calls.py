@@ -190,34 +190,32 @@ def operation(
     name: str,
     *,
     errors: Iterable[int] = (),
-    description: str = "",
     **options: Any,
 ) -> Callable[[Endpoint], Endpoint]:
     """Declares `route(path)` (e.g. `router.post, ""`) as the operation `name` of the policy table: its
-    parameter typed `Call` is checked against the policy and carries the RPCs' metadata and deadline; the
-    OpenAPI document gets the roles (in the description), the errors the policy implies (401 without a
-    token, 403 for a role it leaves out) besides `errors`, `security: []` when public, and an operationId."""
+    parameter typed `Call` is checked against the policy and carries the RPCs' metadata and deadline. The
+    OpenAPI document gets the docstring's first line as the summary, the roles and the rest of it as the
+    description, the errors the policy implies (401 without a token, 403 for a role it leaves out) besides
+    `errors`, `security: []` when public, and the operationId."""
     check = requires(name)
     rule = policy.POLICY[name]
     implied = () if rule == policy.PUBLIC else (401,) if rule == policy.ANYONE else (401, 403)
     roles = "Public." if rule == policy.PUBLIC else "Roles: " + ", ".join(sorted(rule)) + "."
-    declared: dict[str, Any] = {
-        "operation_id": operation_id(name),
-        "description": f"{roles} {description}".strip(),
-        "responses": documented(*errors, *implied),
-    }
+    declared: dict[str, Any] = {"operation_id": operation_id(name), "responses": documented(*errors, *implied)}
     if rule == policy.PUBLIC:
         declared["openapi_extra"] = {"security": []}
 
     def declare(endpoint: Endpoint) -> Endpoint:
         signature = inspect.signature(endpoint)
         calls = [p for p in signature.parameters.values() if p.annotation is Call]
-        if len(calls) != 1:
-            raise TypeError(f"{endpoint.__qualname__} ({name}) needs one parameter typed Call")
+        if len(calls) != 1 or not endpoint.__doc__:
+            raise TypeError(f"{endpoint.__qualname__} ({name}) needs a docstring and one parameter typed Call")
         checked = calls[0].replace(annotation=Annotated[Call, check])
         endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]  # what FastAPI reads
             parameters=[checked if p is calls[0] else p for p in signature.parameters.values()]
         )
-        return route(path, **declared, **options)(endpoint)
+        summary, _, details = inspect.cleandoc(endpoint.__doc__).partition("\n")
+        description = " ".join([roles, *details.split()])
+        return route(path, summary=summary.rstrip("."), description=description, **declared, **options)(endpoint)
 
     return declare

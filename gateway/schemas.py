@@ -272,6 +272,12 @@ class TaskPage(Page[TaskOut]):
     """A page of tasks."""
 
 
+def number(enum: Any, value: StrEnum | None) -> Any:
+    """A filter's enum value as its proto number (typed Any, as each enum has its own int type); none is the
+    unspecified zero, which means any."""
+    return 0 if value is None else enum_number(enum, value)
+
+
 def _optional(message: Message, name: str) -> Any:
     return getattr(message, name) if message.HasField(name) else None
 

@@ -8,12 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
-from clientvault.convert import enum_number, timestamp
+from clientvault.convert import timestamp
 from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import events_pb2
 from gateway.calls import Call, operation
 from gateway.routes.clients import PageNumber, PageSize
-from gateway.schemas import AuditAction, AuditEntryOut, AuditEntryPage
+from gateway.schemas import AuditAction, AuditEntryOut, AuditEntryPage, number
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
 
@@ -39,15 +39,7 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
 
-@operation(
-    router.get,
-    "",
-    "Audit/ListEvents",
-    errors=(422,),
-    summary="Audited credential events, newest first",
-    description="Filters combine; `from`/`to` bound `occurredAt` (inclusive). Each entry shows the user and the "
-    "credential as they were when it happened. `total` is exact.",
-)
+@operation(router.get, "", "Audit/ListEvents", errors=(422,))
 async def list_audit_logs(
     call: Call,
     credential_id: Annotated[UUID | None, Query(alias="credentialId")] = None,
@@ -59,15 +51,18 @@ async def list_audit_logs(
     page: PageNumber = 1,
     page_size: PageSize = 50,
 ) -> AuditEntryPage:
+    """Audited credential events, newest first.
+
+    Filters combine; `from`/`to` bound `occurredAt` (inclusive). Each entry shows the user and the credential
+    as they were when it happened. `total` is exact."""
     request = pb.ListEventsRequest(
         credential_id=str(credential_id or ""),
         user_id=str(user_id or ""),
         client_id=str(client_id or ""),
+        action=number(events_pb2.AuditAction.DESCRIPTOR, action),
         page=page,
         page_size=page_size,
     )
-    if action is not None:
-        request.action = enum_number(events_pb2.AuditAction.DESCRIPTOR, action)
     if start is not None:
         request.from_time.CopyFrom(timestamp(start))
     if end is not None:

@@ -6,82 +6,60 @@ from fastapi import APIRouter, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from clientvault import fields
-from clientvault.convert import enum_number
 from clientvault.v1 import clients_pb2 as pb
 from gateway.calls import Call, operation
-from gateway.schemas import ClientId, ClientIn, ClientOut, ClientPage, ClientPatch, ClientStatus, to_fields
+from gateway.schemas import ClientId, ClientIn, ClientOut, ClientPage, ClientPatch, ClientStatus, number, to_fields
 
 router = APIRouter(prefix="/clients", tags=["clients"])
 PageNumber = Annotated[int, Query(ge=1, le=fields.PAGE_MAX, description="1-based page number.")]
 # Said in the OpenAPI document; the service refuses control characters (and names the field).
 SEARCH = {"pattern": fields.NO_CONTROL}
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=fields.PAGE_SIZE_MAX, description="Items per page.")]
+Search = Annotated[str, Query(max_length=fields.SEARCH_MAX, json_schema_extra=SEARCH, description="Search term.")]
 
 
-@operation(
-    router.get,
-    "",
-    "Clients/ListClients",
-    errors=(422,),
-    summary="List live clients, newest first",
-    description="`q` matches a case-insensitive substring of name or company (% and _ match themselves); "
-    "archived clients are left out.",
-)
+@operation(router.get, "", "Clients/ListClients", errors=(422,))
 async def list_clients(
-    call: Call,
-    q: Annotated[str, Query(max_length=fields.SEARCH_MAX, json_schema_extra=SEARCH, description="Search term.")] = "",
-    status: ClientStatus | None = None,
-    page: PageNumber = 1,
-    page_size: PageSize = 20,
+    call: Call, q: Search = "", status: ClientStatus | None = None, page: PageNumber = 1, page_size: PageSize = 20
 ) -> ClientPage:
-    request = pb.ListClientsRequest(q=q, page=page, page_size=page_size)
-    if status is not None:
-        request.status = enum_number(pb.ClientStatus.DESCRIPTOR, status)
+    """List live clients, newest first.
+
+    `q` matches a case-insensitive substring of name or company (% and _ match themselves); archived
+    clients are left out."""
+    status_number = number(pb.ClientStatus.DESCRIPTOR, status)
+    request = pb.ListClientsRequest(q=q, status=status_number, page=page, page_size=page_size)
     return ClientPage.of(await call.clients.ListClients(request), ClientOut.from_proto)
 
 
-@operation(
-    router.post,
-    "",
-    "Clients/CreateClient",
-    status_code=201,
-    errors=(422,),
-    summary="Create a client",
-    description="The caller becomes its owner; status defaults to active.",
-)
+@operation(router.post, "", "Clients/CreateClient", status_code=201, errors=(422,))
 async def create_client(body: ClientIn, call: Call) -> ClientOut:
+    """Create a client.
+
+    The caller becomes its owner; status defaults to active."""
     client, _ = to_fields(body, pb.ClientFields())
     return ClientOut.from_proto(await call.clients.CreateClient(pb.CreateClientRequest(client=client)))
 
 
-@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,), summary="A client, archived or not")
+@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,))
 async def get_client(client_id: ClientId, call: Call) -> ClientOut:
+    """A client, archived or not."""
     return ClientOut.from_proto(await call.clients.GetClient(pb.GetClientRequest(client_id=client_id)))
 
 
-@operation(
-    router.patch,
-    "/{clientId}",
-    "Clients/UpdateClient",
-    errors=(404, 409, 422),
-    summary="Change some fields of a client",
-    description="An archived client cannot change (409).",
-)
+@operation(router.patch, "/{clientId}", "Clients/UpdateClient", errors=(404, 409, 422))
 async def update_client(client_id: ClientId, body: ClientPatch, call: Call) -> ClientOut:
+    """Change some fields of a client.
+
+    An archived client cannot change (409)."""
     client, sent = to_fields(body, pb.ClientFields())
     request = pb.UpdateClientRequest(client_id=client_id, client=client, update_mask=FieldMask(paths=sent))
     return ClientOut.from_proto(await call.clients.UpdateClient(request))
 
 
-@operation(
-    router.post,
-    "/{clientId}/archive",
-    "Clients/ArchiveClient",
-    status_code=204,
-    errors=(404,),
-    summary="Archive a client",
-    description="Idempotent: archiving again keeps the first archivedAt.",
-)
+@operation(router.post, "/{clientId}/archive", "Clients/ArchiveClient", status_code=204, errors=(404,))
 async def archive_client(client_id: ClientId, call: Call) -> Response:
+    """Archive a client.
+
+    Idempotent: archiving again keeps the first archivedAt."""
     await call.clients.ArchiveClient(pb.ArchiveClientRequest(client_id=client_id))
     return Response(status_code=204)

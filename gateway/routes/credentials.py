@@ -20,44 +20,29 @@ router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@operation(
-    router.get,
-    "",
-    "Vault/ListCredentials",
-    errors=(404,),
-    summary="Metadata of a client's credentials (never the secret)",
-)
+@operation(router.get, "", "Vault/ListCredentials", errors=(404,))
 async def list_credentials(client_id: ClientId, call: Call) -> list[CredentialOut]:
+    """Metadata of a client's credentials (never the secret)."""
     reply = await call.vault.ListCredentials(pb.ListCredentialsRequest(client_id=client_id))
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
-@operation(
-    router.post,
-    "",
-    "Vault/CreateCredential",
-    status_code=201,
-    errors=(404, 409, 413, 422),
-    summary="Store a new credential, encrypted",
-    description="Audited (`credential_create`). 409 when the client is archived.",
-)
+@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 413, 422))
 async def create_credential(client_id: ClientId, body: CredentialIn, call: Call) -> CreatedOut:
+    """Store a new credential, encrypted.
+
+    Audited (`credential_create`). 409 when the client is archived."""
     fields = pb.CredentialFields(label=body.label, username=body.username, url=body.url, secret=body.secret)
     reply = await call.vault.CreateCredential(pb.CreateCredentialRequest(client_id=client_id, credential=fields))
     return CreatedOut(id=reply.id)
 
 
-@operation(
-    router.get,
-    "/{credentialId}",
-    "Vault/RevealCredential",
-    response_model=RevealedOut,
-    errors=(404, 429),
-    summary="Reveal a credential's secret",
-    description="Audited (`credential_reveal`); answered only once the audit event is committed. Sets "
-    "`lastAccessedAt`. `Cache-Control: no-store`. Limited per user and per client IP (429 with `Retry-After`).",
-)
+@operation(router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 429))
 async def reveal_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
+    """Reveal a credential's secret.
+
+    Audited (`credential_reveal`); answered only once the audit event is committed. Sets `lastAccessedAt`.
+    `Cache-Control: no-store`. Limited per user and per client IP (429 with `Retry-After`)."""
     found = await call.vault.RevealCredential(
         pb.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
     )
@@ -72,32 +57,23 @@ async def reveal_credential(client_id: ClientId, credential_id: CredentialId, ca
     return JSONResponse(body, headers=NO_STORE)
 
 
-@operation(
-    router.patch,
-    "/{credentialId}",
-    "Vault/UpdateCredential",
-    errors=(404, 413, 422),
-    summary="Change a credential's label, username, url or secret",
-    description="Audited (`credential_update`).",
-)
+@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 413, 422))
 async def update_credential(
     client_id: ClientId, credential_id: CredentialId, body: CredentialPatch, call: Call
 ) -> CredentialOut:
+    """Change a credential's label, username, url or secret.
+
+    Audited (`credential_update`)."""
     credential, sent = to_fields(body, pb.CredentialFields())
     request = pb.UpdateCredentialRequest(client_id=client_id, credential_id=credential_id, credential=credential)
     request.update_mask.paths.extend(sent)
     return CredentialOut.from_proto(await call.vault.UpdateCredential(request))
 
 
-@operation(
-    router.delete,
-    "/{credentialId}",
-    "Vault/DeleteCredential",
-    status_code=204,
-    errors=(404,),
-    summary="Delete a credential",
-    description="Audited (`credential_delete`).",
-)
+@operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404,))
 async def delete_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> Response:
+    """Delete a credential.
+
+    Audited (`credential_delete`)."""
     await call.vault.DeleteCredential(pb.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id))
     return Response(status_code=204)

@@ -213,7 +213,8 @@ def test_the_checker_names_a_route_without_requires_an_unknown_operation_and_a_m
     async def export(client_id: ClientId) -> None: ...  # no operation: the gateway would let anyone through
 
     @operation(app.get, "/users", "Auth/ListUsers")
-    async def users(call: Call) -> None: ...  # in the table, no body builder
+    async def users(call: Call) -> None:  # in the table, no body builder
+        """Every user."""
 
     async def drop() -> None: ...
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from google.protobuf.descriptor import EnumDescriptor
 
 from clientvault.convert import enum_name
@@ -151,18 +152,32 @@ def test_servers_are_set() -> None:
     assert SPEC["servers"] == [{"url": "/", "description": SPEC["servers"][0]["description"]}]
 
 
-def test_an_operation_must_be_in_the_policy_and_take_a_call() -> None:
+def test_an_operation_must_be_in_the_policy_take_a_call_and_say_what_it_does() -> None:
     router = APIRouter()
 
     with pytest.raises(LookupError, match="Clients/DropDatabase"):
         operation(router.delete, "/clients", "Clients/DropDatabase")
 
-    async def unchecked(client_id: str) -> None: ...
+    async def unchecked(client_id: str) -> None:
+        """A client."""
 
-    with pytest.raises(TypeError, match="needs one parameter typed Call"):
-        operation(router.get, "/clients/{clientId}", "Clients/GetClient")(unchecked)
+    async def undocumented(call: Call) -> None: ...
 
-    async def checked(call: Call) -> None: ...
+    for endpoint in (unchecked, undocumented):
+        with pytest.raises(TypeError, match="needs a docstring and one parameter typed Call"):
+            operation(router.get, "/clients/{clientId}", "Clients/GetClient")(endpoint)
 
-    operation(router.get, "/users", "Auth/ListUsers")(checked)
-    assert [r.operation_id for r in router.routes] == ["listUsers"]  # type: ignore[attr-defined]
+    async def users(call: Call) -> None:
+        """Every user.
+
+        For administration tools."""
+
+    operation(router.get, "/users", "Auth/ListUsers", errors=(422,))(users)
+    route = router.routes[0]
+    assert isinstance(route, APIRoute)
+    assert (route.operation_id, route.summary, route.description) == (
+        "listUsers",
+        "Every user",
+        "Roles: admin. For administration tools.",
+    )
+    assert sorted(route.responses) == [401, 403, 422, 503]
