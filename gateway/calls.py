@@ -2,8 +2,9 @@
 (`clientvault/policy.py`); from that name follow its role check, the roles, errors and operationId in the
 OpenAPI document, and a `Call` whose stubs send each RPC with the request's metadata and deadline.
 
-    @operation(router.post, "", "Clients/CreateTask", status_code=201, errors=(404, 409, 422), summary="...")
+    @operation(router.post, "", "Clients/CreateTask", status_code=201, errors=(404, 409, 422))
     async def create_task(client_id: ClientId, body: TaskIn, call: Call) -> TaskOut:
+        '''Create a task for a client.'''  (the summary; the rest of a docstring is the description)
         return TaskOut.from_proto(await call.clients.CreateTask(pb.CreateTaskRequest(...)))
 """
 
