@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from harness import ROOT, BenchError, Up, free_port  # run as a script, bench/ is on the path
+from harness import ROOT, BenchError, start_up  # run as a script, bench/ is on the path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(ROOT))
@@ -232,13 +232,13 @@ def ingest(database_url: str, n: int) -> dict[str, Any]:
 
 
 def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> dict[str, Any]:
-    up = Up(work / "data", free_port())
+    up = start_up(work / "data")
     try:
-        _, _, url, admin = up.wait_ready()
+        url, admin = up.url, up.admin
         if admin is None:
             raise BenchError("no first admin printed")
         token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}).json()["accessToken"]
-        database_url = up.system()["database_url"]
+        database_url = up.info()["database_url"]
         seed_s = seed(database_url, events)
         print(f"bench: seeded {events:,} events in {seed_s:.0f}s ({events / seed_s:,.0f}/s)", flush=True)
         measured = pages(url, token, database_url, events, requests)

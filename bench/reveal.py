@@ -29,7 +29,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,12 @@ from harness import (  # run as a script, bench/ is on the path
     WARMUP_S,
     BenchError,
     Load,
-    Up,
+    System,
     free_port,
+    new_accounts,
     parse_wrk,
     run_main,
+    start_up,
     stop,
     wait_http,
 )
@@ -129,18 +130,9 @@ def reveal_load(
         "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
         **env,
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # `Up` passes the environment on to `clientvault up`
+    up = start_up(data_dir, env)
     try:
-        up = Up(data_dir, free_port())
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    try:
-        _, _, url, admin = up.wait_ready()
+        url, admin = up.url, up.admin
         if admin is None:
             raise BenchError("`up` did not print the first admin")
         token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}, timeout=10).json()[
@@ -160,7 +152,7 @@ def reveal_load(
             http.get(paths[0]).raise_for_status()
         script = work / f"{name}.lua"
         script.write_text(lua(paths, {}, managers(up, url)))
-        database_url = up.system()["database_url"]
+        database_url = up.info()["database_url"]
         fsyncs = _wal_fsyncs(database_url)
         load = wrk(f"reveal, {name} keys", script, url, duration, connections)
         flushes = _wal_fsyncs(database_url) - fsyncs
@@ -171,29 +163,18 @@ def reveal_load(
         up.stop()
 
 
-def managers(up: Up, url: str) -> list[tuple[str, str]]:
-    """MANAGERS manager accounts made with the CLI, each signed in from a client IP of its own."""
-
-    def one(n: int) -> tuple[str, str]:
-        email, password, ip = (
-            f"manager{n}@bench.example.com",
-            secrets.token_urlsafe(16),
-            f"10.0.{n // 250}.{n % 250 + 1}",
-        )
-        subprocess.run(
-            [sys.executable, "-m", "clientvault", "users", "create", "--email", email, "--full-name", f"Manager {n}",
-             "--role", "manager", "--password-stdin", "--data-dir", str(up.data_dir)],
-            input=password, text=True, capture_output=True, check=True, timeout=60,
-        )  # fmt: skip
-        signed_in = httpx.post(
-            f"{url}/auth/sign-in", json={"email": email, "password": password},
+def managers(up: System, url: str) -> list[tuple[str, str]]:
+    """MANAGERS manager accounts, each signed in from a client IP of its own: (access token, IP)."""
+    signed_in = []
+    for n, account in enumerate(new_accounts(up, "manager", MANAGERS, "manager")):
+        ip = f"10.0.{n // 250}.{n % 250 + 1}"
+        answer = httpx.post(
+            f"{url}/auth/sign-in", json={"email": account.email, "password": account.password},
             headers={"X-Forwarded-For": ip}, timeout=10,
         )  # fmt: skip
-        signed_in.raise_for_status()
-        return signed_in.json()["accessToken"], ip
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(one, range(MANAGERS)))
+        answer.raise_for_status()
+        signed_in.append((answer.json()["accessToken"], ip))
+    return signed_in
 
 
 def _wal_fsyncs(database_url: str) -> int:

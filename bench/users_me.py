@@ -29,11 +29,11 @@ from harness import (
     ROOT,
     WARMUP_S,
     BenchError,
-    Up,
     free_port,
     machine,
     run_main,
     sign_in,
+    start_up,
     stop,
     wait_http,
     wrk,
@@ -64,19 +64,17 @@ def summary(results: dict[str, Any]) -> str:
 
 def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
     data_dir = work / "data"
-    up = Up(data_dir, free_port())
-    try:
-        new_s, new_reported_s, _, admin = up.wait_ready()
-    finally:
-        up.stop()
+    up = start_up(data_dir)
+    up.stop()
+    new_s, new_reported_s, admin = up.ready_s, up.reported_ready_s, up.admin
     if admin is None:
         raise BenchError("`up` on a new data dir did not print the first admin's email and password")
     print(f"bench: up was ready on a new data dir in {new_s:.1f}s; stopped it; starting it again", flush=True)
 
-    up = Up(data_dir, free_port())
+    up = start_up(data_dir)
+    existing_s, existing_reported_s, url = up.ready_s, up.reported_ready_s, up.url
     monolith: subprocess.Popen[bytes] | None = None
     try:
-        existing_s, existing_reported_s, url, _ = up.wait_ready()
         print(f"bench: up was ready on the existing data dir in {existing_s:.1f}s", flush=True)
         token = sign_in(url, *admin)
         me = httpx.get(f"{url}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -85,7 +83,7 @@ def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
 
         port, log = free_port(), work / "monolith.log"
         argv = [sys.executable, str(ROOT / "bench" / "monolith.py"), "--port", str(port), "--user-id", me.json()["id"]]
-        env = {**os.environ, "DATABASE_URL": up.system()["database_url"]}
+        env = {**os.environ, "DATABASE_URL": up.info()["database_url"]}
         with log.open("wb") as out:
             monolith = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         monolith_url = f"http://127.0.0.1:{port}/users/me"
