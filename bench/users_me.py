@@ -1,15 +1,9 @@
 """Benchmark `GET /users/me` through the gateway against a bare FastAPI monolith, and time `clientvault up`.
+Seed: the first admin `up` makes. Measure: `up` to ready on a new and an existing data dir, wrk on both apps.
+Print: req/s, p50, p99, the ratio gateway/monolith, the `up` timings, and bench/results/users_me.json.
 
-1. `uv run clientvault up` on a new data dir: seconds until `ready`; stop it; start it again on the same
-   data dir: seconds until `ready` on an existing data dir (goal <= 10 s).
-2. Sign in as the first admin and run wrk against the gateway's `GET /users/me` (gateway -> auth over
-   gRPC -> PostgreSQL).
-3. Run bench/monolith.py (same stack, same uvicorn settings, same database and user row, no token check
-   and no gRPC hop) and run the same wrk load against it.
-4. Print req/s, p50, p99 and the ratio gateway/monolith req/s (goal >= 0.5); write bench/results/users_me.json.
-
+Steps, options, goals and the figures measured so far: bench/README.md (`users_me.py`). Needs wrk.
 Run from the project root: `uv run python bench/users_me.py [--duration 15] [--connections 32] [--keep-data]`.
-Needs wrk (`apt-get install -y wrk`). Everything it starts listens on 127.0.0.1 and is stopped at the end.
 """
 
 import argparse
