@@ -7,14 +7,12 @@ import pytest
 
 from tests.system import HIGH_REVEAL_LIMITS, Api, System, running
 
-# The gateway trusts X-Forwarded-For from loopback so that each test can act from its own client IP;
-# the per-IP sign-in limit is lowered so that the throttle test stays short.
+# The gateway trusts X-Forwarded-For from loopback so that each test can act from its own client IP.
 
 # Reveal limits are on but high: the rotation test reveals thousands of times as one user
 # (test_abuse_limits.py runs a system of its own with small limits).
 TEST_ENV = {
     "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
-    "CLIENTVAULT_SIGN_IN_IP_MAX_FAILURES": "10",
     **HIGH_REVEAL_LIMITS,
 }
 

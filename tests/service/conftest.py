@@ -55,9 +55,8 @@ class Tokens:
     """Access tokens as the auth service signs them, and the verifier every service builds from its keys."""
 
     def __init__(self) -> None:
-        self.signer = TokenSigner(
-            Ed25519PrivateKey.generate(), kid="service-tier", issuer=ISSUER, audience=AUDIENCE, ttl_s=300
-        )
+        self.key = Ed25519PrivateKey.generate()
+        self.signer = TokenSigner(self.key, kid="k1", issuer=ISSUER, audience=AUDIENCE, ttl_s=300)
         self.denylist = DenyList()
         self.verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, fetch_keys=self._keys, denylist=self.denylist)
 
@@ -125,6 +124,29 @@ async def service(
             yield Service(address, stub(channel), db, database_url, tokens)
     finally:
         await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def auth(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
+    """The auth service, signing with the tier's key. Its NATS (revocations) is an address nobody listens on:
+    no test here revokes."""
+    from clientvault.revocation import Revoker
+    from clientvault.settings import AuthSettings
+    from services.auth.server import AuthServicer
+    from services.auth.sessions import Sessions
+
+    settings = AuthSettings(sign_in_ip_max_failures=10)
+    revoker = Revoker("nats://127.0.0.1:9")
+
+    def build(db: Database) -> Register:
+        servicer = AuthServicer(db, Sessions(db, tokens.signer, revoker, settings), tokens.signer)
+        return lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server)
+
+    try:
+        async with service(database_url, tokens, "auth", auth_pb2_grpc.AuthStub, build) as served:
+            yield served
+    finally:
+        await revoker.close()
 
 
 @pytest.fixture(scope="session")
