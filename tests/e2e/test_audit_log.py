@@ -20,11 +20,6 @@ from tests.vault_support import create, new_client
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-async def admin(api: Api) -> Session:
-    return await api.session("admin")
-
-
 async def four_operations(api: Api, session: Session, client_id: str, label: str, admin: Session) -> str:
     """create, reveal, update (a rename) by `session`; delete by the admin (only admins delete)."""
     credential_id = await create(api, session, client_id, label=label, secret="s3cret")

@@ -10,11 +10,6 @@ from tests.system import Api, Session
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-async def sessions(api: Api) -> dict[str, Session]:
-    return {role: await api.session(role) for role in ("admin", "manager", "read_only")}
-
-
 async def create(api: Api, session: Session, **body: Any) -> dict[str, Any]:
     r = await api.raw.post("/clients", headers=session.headers, json={"name": f"Acme {uuid.uuid4()}", **body})
     assert r.status_code == 201, r.text

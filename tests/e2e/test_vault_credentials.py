@@ -18,12 +18,6 @@ PROBLEM = "application/problem+json"
 ROLES = ("admin", "manager", "read_only")
 
 
-@pytest.fixture(scope="module")
-async def sessions(api: Api) -> dict[str, Session]:
-    made = await asyncio.gather(*(api.session(role) for role in ROLES))
-    return dict(zip(ROLES, made, strict=True))
-
-
 @pytest.fixture
 async def client_id(api: Api, sessions: dict[str, Session]) -> str:
     return await new_client(api, sessions["admin"])

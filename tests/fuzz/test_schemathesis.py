@@ -68,12 +68,6 @@ class Target:
         self.server_errors += response.status_code >= 500
 
 
-@pytest.fixture(scope="module")
-async def admin(api: Api) -> Session:
-    """Makes the clients, tasks and credentials whose ids the runs use."""
-    return await api.session("admin")
-
-
 @pytest.fixture(scope="module", params=ROLES)
 async def target(
     request: pytest.FixtureRequest, api: Api, admin: Session, fuzz_summary: list[str]
