@@ -152,7 +152,7 @@ def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, grac
 
 
 @contextmanager
-def running(data_dir: Path, env: dict[str, str]) -> Iterator[System]:
+def running(data_dir: Path, env: Mapping[str, str | None]) -> Iterator[System]:
     """A system started on `data_dir` with `env`, stopped when the block ends."""
     system = System(data_dir, env=env)
     system.start()
