@@ -33,6 +33,8 @@ from services.auth.users import User
 from tests import postgres
 
 ISSUER = AUDIENCE = "clientvault"
+# Small sign-in limits, so that the throttle tests need few password checks (argon2id, on purpose slow).
+SIGN_IN_EMAIL_MAX, SIGN_IN_IP_MAX = 3, 4
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -118,7 +120,7 @@ async def service(
 ) -> AsyncIterator[Service]:
     """Migrates `name`'s schema, serves what `build(db)` registers, and yields a `stub` on a channel to it."""
     await asyncio.to_thread(postgres.migrate, database_url, name)
-    db = Database(database_url, pool_size=5, statement_timeout_s=5)
+    db = Database(database_url, pool_size=10, statement_timeout_s=5)  # a service's defaults
     try:
         async with serving(build(db), tokens.verifier) as address, rpc.channel(address) as channel:
             yield Service(address, stub(channel), db, database_url, tokens)
@@ -135,7 +137,7 @@ async def auth(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
     from services.auth.server import AuthServicer
     from services.auth.sessions import Sessions
 
-    settings = AuthSettings(sign_in_ip_max_failures=10)
+    settings = AuthSettings(sign_in_email_max_failures=SIGN_IN_EMAIL_MAX, sign_in_ip_max_failures=SIGN_IN_IP_MAX)
     revoker = Revoker("nats://127.0.0.1:9")
 
     def build(db: Database) -> Register:

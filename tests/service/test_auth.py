@@ -10,7 +10,7 @@ import pytest
 
 from clientvault.v1 import auth_pb2 as pb
 from tests.forgeries import FORGERIES, Forgery
-from tests.service.conftest import Service
+from tests.service.conftest import SIGN_IN_EMAIL_MAX, SIGN_IN_IP_MAX, Service
 from tests.system import Account, create_account, unique_ip
 
 
@@ -39,10 +39,15 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-@pytest.mark.parametrize("forge", FORGERIES.values(), ids=FORGERIES.keys())
-async def test_auth_refuses_forged_tokens_on_a_direct_call(auth: Service, forge: Forgery) -> None:
+@pytest.fixture(scope="module")
+async def admin_token(auth: Service) -> str:
     account = await new_account(auth, "admin")
-    token = (await sign_in(auth, account.email, account.password, unique_ip())).access_token
+    return (await sign_in(auth, account.email, account.password, unique_ip())).access_token
+
+
+@pytest.mark.parametrize("forge", FORGERIES.values(), ids=FORGERIES.keys())
+async def test_auth_refuses_forged_tokens_on_a_direct_call(auth: Service, admin_token: str, forge: Forgery) -> None:
+    token = admin_token
     await auth.stub.GetMe(pb.GetMeRequest(), metadata=bearer(token), timeout=5)  # the real one passes
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -70,14 +75,14 @@ async def test_the_service_refuses_a_role_the_policy_does_not_allow_and_a_missin
 async def test_unknown_emails_are_throttled_the_same_way(auth: Service) -> None:
     email = f"ghost-{uuid.uuid4().hex[:12]}@example.com"
 
-    statuses = [await sign_in_status(auth, email, "whatever-1", unique_ip()) for _ in range(6)]
+    statuses = [await sign_in_status(auth, email, "whatever-1", unique_ip()) for _ in range(SIGN_IN_EMAIL_MAX + 1)]
 
-    assert statuses == [grpc.StatusCode.UNAUTHENTICATED] * 5 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert statuses == [grpc.StatusCode.UNAUTHENTICATED] * SIGN_IN_EMAIL_MAX + [grpc.StatusCode.RESOURCE_EXHAUSTED]
 
 
 async def test_sign_in_is_throttled_per_ip(auth: Service) -> None:
     ip, account = unique_ip(), await new_account(auth)
-    for i in range(10):  # the tier allows 10 failures per IP per minute
+    for i in range(SIGN_IN_IP_MAX):
         status = await sign_in_status(auth, f"probe-{i}-{uuid.uuid4().hex[:6]}@example.com", "guess-guess", ip)
         assert status is grpc.StatusCode.UNAUTHENTICATED
 
@@ -91,14 +96,15 @@ async def test_sign_in_is_throttled_per_ip(auth: Service) -> None:
 
 
 async def test_parallel_guesses_cannot_outrun_the_throttle(auth: Service) -> None:
-    """Twenty guesses at once at one account, each from its own IP: exactly five are checked."""
+    """Twenty guesses at once at one account, each from its own IP: exactly as many as the limit are checked."""
     account = await new_account(auth)
 
     statuses = await asyncio.gather(
         *(sign_in_status(auth, account.email, f"parallel-guess-{n}", unique_ip()) for n in range(20))
     )
 
-    assert sorted(s.name for s in statuses) == ["RESOURCE_EXHAUSTED"] * 15 + ["UNAUTHENTICATED"] * 5
+    checked = SIGN_IN_EMAIL_MAX
+    assert sorted(s.name for s in statuses) == ["RESOURCE_EXHAUSTED"] * (20 - checked) + ["UNAUTHENTICATED"] * checked
     right = await sign_in_status(auth, account.email, account.password, unique_ip())
     assert right is grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -106,6 +112,8 @@ async def test_parallel_guesses_cannot_outrun_the_throttle(auth: Service) -> Non
 async def test_a_successful_sign_in_does_not_count_as_a_failure(auth: Service) -> None:
     account, ip = await new_account(auth), unique_ip()
 
-    statuses = [await sign_in_status(auth, account.email, account.password, ip) for _ in range(12)]
+    attempts = max(SIGN_IN_EMAIL_MAX, SIGN_IN_IP_MAX) + 1
 
-    assert statuses == [grpc.StatusCode.OK] * 12  # more than the per-IP (10) and per-email (5) limits
+    statuses = [await sign_in_status(auth, account.email, account.password, ip) for _ in range(attempts)]
+
+    assert statuses == [grpc.StatusCode.OK] * attempts
