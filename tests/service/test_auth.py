@@ -4,6 +4,7 @@ is in tests/e2e/test_auth.py."""
 
 import asyncio
 import uuid
+from collections import Counter
 
 import grpc
 import pytest
@@ -96,15 +97,18 @@ async def test_sign_in_is_throttled_per_ip(auth: Service) -> None:
 
 
 async def test_parallel_guesses_cannot_outrun_the_throttle(auth: Service) -> None:
-    """Twenty guesses at once at one account, each from its own IP: exactly as many as the limit are checked."""
+    """Twenty guesses at once at one account, each from its own IP: no more than the limit are checked."""
     account = await new_account(auth)
 
     statuses = await asyncio.gather(
         *(sign_in_status(auth, account.email, f"parallel-guess-{n}", unique_ip()) for n in range(20))
     )
 
-    checked = SIGN_IN_EMAIL_MAX
-    assert sorted(s.name for s in statuses) == ["RESOURCE_EXHAUSTED"] * (20 - checked) + ["UNAUTHENTICATED"] * checked
+    counted = Counter(s.name for s in statuses)
+    # At most the limit is checked. On an overloaded machine a guess may also find the pool busy (UNAVAILABLE,
+    # the service's answer to overload): refused, so not checked either.
+    assert 1 <= counted.pop("UNAUTHENTICATED", 0) <= SIGN_IN_EMAIL_MAX, statuses
+    assert set(counted) <= {"RESOURCE_EXHAUSTED", "UNAVAILABLE"}, statuses
     right = await sign_in_status(auth, account.email, account.password, unique_ip())
     assert right is grpc.StatusCode.RESOURCE_EXHAUSTED
 
