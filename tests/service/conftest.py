@@ -60,7 +60,9 @@ class Tokens:
         self.key = Ed25519PrivateKey.generate()
         self.signer = TokenSigner(self.key, kid="k1", issuer=ISSUER, audience=AUDIENCE, ttl_s=300)
         self.denylist = DenyList()
-        self.verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, fetch_keys=self._keys, denylist=self.denylist)
+        self.verifier = TokenVerifier(
+            issuer=ISSUER, audience=AUDIENCE, max_ttl_s=300, fetch_keys=self._keys, denylist=self.denylist
+        )
 
     async def _keys(self) -> dict[str, Ed25519PublicKey]:
         return self.signer.public_keys()
