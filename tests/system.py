@@ -1,4 +1,5 @@
-"""Run a real ClientVault (`clientvault up`) for tests, and talk to it as a user and an operator would.
+"""Run a real ClientVault (`clientvault up`), for the tests and the benchmarks alike, and talk to it as a
+user and an operator would.
 
 By default `up` starts embedded PostgreSQL and nats-server in a temporary data dir; with DATABASE_URL /
 NATS_URL set, it uses those servers instead (each test makes its own data under unique names).
@@ -6,6 +7,7 @@ NATS_URL set, it uses those servers instead (each test makes its own data under 
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,15 @@ from typing import Any
 
 import httpx
 
+from clientvault.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+READY_LINE = re.compile(r"ready at (http://\S+) in ([\d.]+)s")
+ADMIN_LINE = re.compile(r"created the first admin: email (\S+)\s+password (\S+)")
+# For env: `up` on its own embedded PostgreSQL and nats-server even when the caller's environment names others.
+EMBEDDED: dict[str, str | None] = {"DATABASE_URL": None, "NATS_URL": None}
 # For systems whose tests reveal hundreds of times as one user (the limits stay on, as in production).
 HIGH_REVEAL_LIMITS = {"CLIENTVAULT_REVEAL_USER_MAX": "1000000", "CLIENTVAULT_REVEAL_IP_MAX": "1000000"}
 
@@ -33,35 +43,55 @@ def free_port() -> int:
 
 
 class System:
-    """One `clientvault up` process on a data dir, with its output collected line by line."""
+    """One `clientvault up` process on a data dir, with its output collected line by line.
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    `env` is added to this process's environment (a None value removes the variable); `echo` prints each
+    line of `up` as it comes (the benchmarks do).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: Mapping[str, str | None] | None = None,
+        port: int | None = None,
+        echo: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **(env or {})}
+        merged: dict[str, str | None] = {**os.environ, **(env or {})}
+        self.env = {name: value for name, value in merged.items() if value is not None}
+        self.echo = echo
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
         self.admin: tuple[str, str] | None = None
+        self.ready_s = 0.0  # how long the last start took, from spawn to `ready`
+        self.reported_ready_s = 0.0  # the same as `up` itself says it
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "clientvault", *args]
 
     def start(self) -> float:
-        """Starts `up` and waits for its `ready` line; returns the seconds it took."""
+        """Starts `up` and waits for its `ready` line; returns the seconds it took (wall clock from spawn)."""
         started = time.monotonic()
+        self.lines = []
         self.process = subprocess.Popen(
             self.command("up", "--data-dir", str(self.data_dir), "--port", str(self.port)),
+            cwd=ROOT,
             env=self.env,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         threading.Thread(target=self._collect, args=(self.process,), daemon=True).start()
         while time.monotonic() - started < READY_TIMEOUT_S:
-            if any("ready at" in line for line in self.lines):
-                self.admin = self._admin()
-                return time.monotonic() - started
+            if ready := next(filter(None, map(READY_LINE.search, self.lines)), None):
+                self.reported_ready_s = float(ready[2])
+                self.admin = next(((m[1], m[2]) for m in map(ADMIN_LINE.search, self.lines) if m), None)
+                self.ready_s = time.monotonic() - started
+                return self.ready_s
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
@@ -71,27 +101,13 @@ class System:
     def _collect(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
+            if self.echo:
+                print(f"  | {line.rstrip()}", flush=True)
             self.lines.append(line)
 
-    def _admin(self) -> tuple[str, str] | None:
-        for line in self.lines:
-            if "created the first admin" in line:
-                words = line.split()
-                return words[words.index("email") + 1], words[words.index("password") + 1]
-        return None
-
     def stop(self, sig: int = signal.SIGTERM) -> float:
-        """Signals `up` and waits for it to exit; returns the seconds it took."""
-        if self.process is None or self.process.poll() is not None:
-            return 0.0
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        return time.monotonic() - started
+        """Signals `up` and waits for it to exit (SIGKILL after STOP_TIMEOUT_S); returns the seconds it took."""
+        return 0.0 if self.process is None else stop_process(self.process, sig, STOP_TIMEOUT_S)
 
     def pids(self) -> dict[str, int]:
         run = self.data_dir / "run"
@@ -121,8 +137,22 @@ class System:
         )
 
 
+def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace_s: float = 10) -> float:
+    """Signals a process we started and waits for it to exit, SIGKILL after `grace_s`; returns the seconds it took."""
+    if process.poll() is not None:
+        return 0.0
+    started = time.monotonic()
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return time.monotonic() - started
+
+
 @contextmanager
-def running(data_dir: Path, env: dict[str, str]) -> Iterator[System]:
+def running(data_dir: Path, env: Mapping[str, str | None]) -> Iterator[System]:
     """A system started on `data_dir` with `env`, stopped when the block ends."""
     system = System(data_dir, env=env)
     system.start()
@@ -173,25 +203,27 @@ class Session:
 
 
 class Api:
-    """HTTP through the gateway, plus the operator commands that make accounts. `async with` closes it."""
+    """HTTP through the gateway, plus accounts made in-process in the system's database (as `clientvault users
+    create` makes them, without a process each). `async with` closes it."""
 
     def __init__(self, system: System) -> None:
         self.system = system
         self.raw = httpx.AsyncClient(base_url=system.url, timeout=30)
+        self._db: Database | None = None
 
     async def __aenter__(self) -> "Api":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.raw.aclose()
+        if self._db is not None:
+            await self._db.dispose()
 
-    def new_account(self, role: str = "read_only") -> Account:
+    async def new_account(self, role: str = "read_only") -> Account:
         account = Account(f"{role}-{uuid.uuid4().hex[:12]}@example.com", f"pw-{uuid.uuid4().hex}", role)
-        done = self.system.cli(
-            "users", "create", "--email", account.email, "--full-name", f"Test {role}", "--role", role,
-            "--password-stdin", stdin=account.password,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        if self._db is None:
+            self._db = Database(self.system.info()["database_url"], pool_size=2)
+        await create_account(self._db, account)
         return account
 
     async def sign_in(self, account: Account, *, ip: str | None = None) -> Session:
@@ -204,7 +236,15 @@ class Api:
         return Session(account, body["accessToken"], body["refreshToken"])
 
     async def session(self, role: str = "read_only") -> Session:
-        return await self.sign_in(self.new_account(role))
+        return await self.sign_in(await self.new_account(role))
+
+
+async def create_account(db: Database, account: Account) -> None:
+    """A user who can sign in, made with the auth service's own code (validation, argon2id) in its database."""
+    from services.auth.users import create_user
+
+    await create_user(db, email=account.email, full_name=f"Test {account.role}", role=account.role,
+                      password=account.password)  # fmt: skip
 
 
 async def new_task(api: Api, session: Session, client_id: str, **body: Any) -> dict[str, Any]:

@@ -55,7 +55,7 @@ async def secret_path(api: Api) -> str:
 
 
 async def manager_at(api: Api, ip: str) -> Session:
-    return await api.sign_in(api.new_account("manager"), ip=ip)
+    return await api.sign_in(await api.new_account("manager"), ip=ip)
 
 
 async def reveal(api: Api, session: Session, path: str, ip: str) -> int:

@@ -16,11 +16,6 @@ PROBLEM = "application/problem+json"
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="module")
-async def admin(api: Api) -> Session:
-    return await api.session("admin")
-
-
 def problem(r: Any, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == PROBLEM

@@ -20,6 +20,9 @@ from services.audit.consumer import DURABLE
 from services.vault.outbox import STREAM
 from tests.system import Api
 
+# A refused JetStream request gets no answer; it fails when the request times out (nats-py's default: 5 s).
+REFUSED_AFTER_S = 2.0
+
 pytestmark = pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="an external NATS server's users are its own")
 
 
@@ -56,7 +59,7 @@ async def test_only_the_vault_can_write_an_audit_event(api: Api, user: str) -> N
     subject = f"audit.vault.forged-{uuid.uuid4().hex}"
     async with connected_as(api, user) as (nc, refusals):
         with pytest.raises(nats.errors.TimeoutError):  # refused: no stream ever acknowledges it
-            await nc.jetstream().publish(subject, b"forged", timeout=1)
+            await nc.jetstream(timeout=REFUSED_AFTER_S).publish(subject, b"forged", timeout=1)
         await nc.flush()
 
     assert any("permissions violation" in r.lower() for r in refusals), refusals
@@ -66,7 +69,7 @@ async def test_only_the_vault_can_write_an_audit_event(api: Api, user: str) -> N
 @pytest.mark.parametrize("user", [u for u in NATS_PUBLISH_DENIED if u != "auth"])
 async def test_only_auth_can_write_a_revocation(api: Api, user: str) -> None:
     async with connected_as(api, user) as (nc, refusals):
-        bucket = await nc.jetstream().key_value(BUCKET)
+        bucket = await nc.jetstream(timeout=REFUSED_AFTER_S).key_value(BUCKET)
         with pytest.raises(nats.errors.TimeoutError):
             await bucket.put(f"user.{uuid.uuid4()}", b"0")
         await nc.flush()
@@ -78,7 +81,7 @@ async def test_only_auth_can_write_a_revocation(api: Api, user: str) -> None:
 async def test_no_process_can_purge_the_audit_stream(api: Api, user: str) -> None:
     async with connected_as(api, user) as (nc, refusals):
         with pytest.raises(nats.errors.TimeoutError):
-            await nc.jetstream().purge_stream(STREAM)
+            await nc.jetstream(timeout=REFUSED_AFTER_S).purge_stream(STREAM)
         await nc.flush()
 
     assert any("permissions violation" in r.lower() for r in refusals), refusals
@@ -87,7 +90,7 @@ async def test_no_process_can_purge_the_audit_stream(api: Api, user: str) -> Non
 @pytest.mark.parametrize("user", [u for u in NATS_PUBLISH_DENIED if u != "audit"])
 async def test_only_the_audit_service_can_take_events_from_its_consumer(api: Api, user: str) -> None:
     async with connected_as(api, user) as (nc, refusals):
-        subscription = await nc.jetstream().pull_subscribe_bind(DURABLE, stream=STREAM)
+        subscription = await nc.jetstream(timeout=REFUSED_AFTER_S).pull_subscribe_bind(DURABLE, stream=STREAM)
         with pytest.raises(nats.errors.TimeoutError):
             await subscription.fetch(1, timeout=1)
         await nc.flush()
@@ -99,7 +102,7 @@ async def test_only_the_audit_service_can_take_events_from_its_consumer(api: Api
 async def test_only_the_audit_service_can_read_messages_of_the_audit_stream(api: Api, user: str) -> None:
     async with connected_as(api, user) as (nc, refusals):
         with pytest.raises(nats.errors.TimeoutError):
-            await nc.jetstream().get_last_msg(STREAM, "audit.vault.credential_reveal")
+            await nc.jetstream(timeout=REFUSED_AFTER_S).get_last_msg(STREAM, "audit.vault.credential_reveal")
         await nc.flush()
 
     assert any("permissions violation" in r.lower() for r in refusals), refusals

@@ -10,11 +10,6 @@ from tests.system import Api, Session, me, new_task
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-async def sessions(api: Api) -> dict[str, Session]:
-    return {role: await api.session(role) for role in ("admin", "manager", "read_only")}
-
-
 async def new_client(api: Api, sessions: dict[str, Session]) -> str:
     r = await api.raw.post("/clients", headers=sessions["admin"].headers, json={"name": f"Tasks {uuid.uuid4()}"})
     return str(r.json()["id"])

@@ -7,23 +7,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import psycopg
 import pytest
 
 from clientvault.runtime.embedded import _pg_bin
-from clientvault.v1 import vault_pb2, vault_pb2_grpc
 from tests.system import Api, Session, unique_ip
 from tests.vault_support import create, events_for, new_client
 
 PROBLEM = "application/problem+json"
 ROLES = ("admin", "manager", "read_only")
-
-
-@pytest.fixture(scope="module")
-async def sessions(api: Api) -> dict[str, Session]:
-    made = await asyncio.gather(*(api.session(role) for role in ROLES))
-    return dict(zip(ROLES, made, strict=True))
 
 
 @pytest.fixture
@@ -266,25 +258,6 @@ async def test_every_role_on_every_route(
     assert anonymous.headers["www-authenticate"] == "Bearer"
 
 
-async def test_the_vault_refuses_a_direct_reveal_without_the_role(
-    api: Api, sessions: dict[str, Session], client_id: str
-) -> None:
-    credential_id = await create(api, sessions["admin"], client_id, label="Direct", secret="direct-secret")
-    async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
-        stub = vault_pb2_grpc.VaultStub(channel)
-        request = vault_pb2.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.RevealCredential(
-                request, metadata=(("authorization", sessions["read_only"].headers["Authorization"]),), timeout=5
-            )
-        allowed = await stub.RevealCredential(
-            request, metadata=(("authorization", sessions["manager"].headers["Authorization"]),), timeout=5
-        )
-
-    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert allowed.secret == "direct-secret"
-
-
 async def test_an_unknown_client_is_404(api: Api, sessions: dict[str, Session]) -> None:
     admin, unknown = sessions["admin"], str(uuid.uuid4())
 
@@ -402,37 +375,6 @@ async def test_a_ciphertext_copied_to_another_row_does_not_decrypt(
     assert {(entry["credential_id"], entry["key_generation"]) for entry in logged} >= {(same_client, 1), (elsewhere, 1)}
     assert '"locals"' not in vault_log
     assert admin.access_token.rsplit(".", 1)[1][:24] not in vault_log
-
-
-async def test_a_reveal_whose_audit_event_cannot_be_written_reveals_nothing(
-    api: Api, sessions: dict[str, Session], client_id: str
-) -> None:
-    admin = sessions["admin"]
-    label = f"blocked-{uuid.uuid4().hex}"
-    credential_id = await create(api, admin, client_id, label=label, secret="must-not-leak")
-    constraint = f"test_block_{uuid.uuid4().hex[:12]}"
-    database_url = api.system.info()["database_url"]
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute(
-            f"ALTER TABLE vault.outbox ADD CONSTRAINT {constraint} "
-            f"CHECK (action <> 'credential_reveal' OR credential_label <> '{label}') NOT VALID"
-        )
-        try:
-            r = await api.raw.get(path(client_id, credential_id), headers=admin.headers)
-        finally:
-            await conn.execute(f"ALTER TABLE vault.outbox DROP CONSTRAINT {constraint}")
-        stamped = await (
-            await conn.execute(
-                "SELECT last_accessed_at FROM vault.credentials WHERE id = %s", (uuid.UUID(credential_id),)
-            )
-        ).fetchone()
-
-    assert r.status_code == 500
-    assert "must-not-leak" not in r.text
-    assert stamped == (None,)
-    assert (await api.raw.get(path(client_id, credential_id), headers=admin.headers)).json()[
-        "secret"
-    ] == "must-not-leak"
 
 
 async def test_a_database_dump_and_the_logs_hold_no_plaintext_secret(

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.system import Account, Api, System, free_port
+from tests.system import Account, Api, System, free_port, stop_process
 from tests.vault_support import create, new_client
 
 BAO = Path(sys.executable).parent / "bao"
@@ -87,12 +87,7 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         hvac.Client(url=addr, token=token).sys.enable_secrets_engine("transit")
         yield addr, token
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         log.close()
 
 

@@ -14,25 +14,15 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
-from tests.system import HIGH_REVEAL_LIMITS, System, pid_alive, running
+from tests.system import System, pid_alive
 
 VICTIMS = ("nats", "audit", "vault")
 RUN_BETWEEN_KILLS_S = 3.0
 CONVERGE_TIMEOUT_S = 40.0
-
-
-@pytest.fixture
-def own_system(tmp_path: Path) -> Iterator[System]:
-    # Its own embedded servers: killing them must not disturb the run-wide system.
-    with running(tmp_path / "data", {"DATABASE_URL": "", "NATS_URL": "", **HIGH_REVEAL_LIMITS}) as system:
-        yield system
 
 
 class Operator:

@@ -10,22 +10,13 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
-from tests.system import System, frozen, pid_alive, running
+from tests.system import System, frozen, pid_alive
 
 AUTH_FROZEN_S = 7.0  # longer than the gateway's key fetch deadline (CLIENTVAULT_RPC_TIMEOUT_S, 5 s)
-
-
-@pytest.fixture
-def own_system(tmp_path: Path) -> Iterator[System]:
-    with running(tmp_path / "data", {"DATABASE_URL": "", "NATS_URL": ""}) as system:
-        yield system
 
 
 async def signed_in(http: httpx.AsyncClient, system: System) -> dict[str, str]:

@@ -68,12 +68,6 @@ class Target:
         self.server_errors += response.status_code >= 500
 
 
-@pytest.fixture(scope="module")
-async def admin(api: Api) -> Session:
-    """Makes the clients, tasks and credentials whose ids the runs use."""
-    return await api.session("admin")
-
-
 @pytest.fixture(scope="module", params=ROLES)
 async def target(
     request: pytest.FixtureRequest, api: Api, admin: Session, fuzz_summary: list[str]
@@ -81,7 +75,7 @@ async def target(
     role: str = request.param
     # Its own client IP: the random sign-ins fail and get throttled per IP, which must not reach other tests.
     ip = unique_ip()
-    session = await api.sign_in(api.new_account(role), ip=ip)
+    session = await api.sign_in(await api.new_account(role), ip=ip)
     seeds: list[dict[str, str]] = []
     for _ in range(2):  # two of each, as an admin's deletes and archive will use some of them up
         client_id = await new_client(api, admin)
@@ -94,7 +88,7 @@ async def target(
         ]
     archivable = [{"clientId": await new_client(api, admin)}]
     user_id = await me(api, session)
-    spare = api.new_account(role)
+    spare = await api.new_account(role)
     found = Target(role, api.system.url, ip, session.access_token, user_id, spare, seeds, archivable)
     found.http.hooks["response"].append(found.count)
     started = time.monotonic()

@@ -1,0 +1,143 @@
+"""The clients service on its own: its policy on direct calls, search, paging, totals and archiving."""
+
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from clientvault.v1 import clients_pb2 as pb
+from tests.service.conftest import Service
+
+
+async def new_client(clients: Service, name: str | None = None, **fields: Any) -> pb.Client:
+    request = pb.CreateClientRequest(client=pb.ClientFields(name=name or f"Acme {uuid.uuid4()}", **fields))
+    made: pb.Client = await clients.stub.CreateClient(request, metadata=clients.tokens.metadata("admin"), timeout=5)
+    return made
+
+
+async def listed(clients: Service, **request: Any) -> pb.ListClientsResponse:
+    found: pb.ListClientsResponse = await clients.stub.ListClients(
+        pb.ListClientsRequest(**request), metadata=clients.tokens.metadata("read_only"), timeout=5
+    )
+    return found
+
+
+async def test_read_only_cannot_archive_by_direct_grpc_and_nobody_reads_without_a_token(clients: Service) -> None:
+    client = await new_client(clients)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await clients.stub.ArchiveClient(
+            pb.ArchiveClientRequest(client_id=client.id), metadata=clients.tokens.metadata("read_only")
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await clients.stub.GetClient(pb.GetClientRequest(client_id=client.id))
+
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert await clients.sql("SELECT archived_at FROM clients.clients WHERE id = %s", uuid.UUID(client.id)) == [(None,)]
+
+
+async def test_a_new_client_is_owned_by_the_caller(clients: Service) -> None:
+    manager = clients.tokens.user("manager")
+    request = pb.CreateClientRequest(client=pb.ClientFields(name="Owned", email="Ops@Example.com"))
+
+    client = await clients.stub.CreateClient(request, metadata=clients.tokens.metadata(manager))
+
+    assert client.owner_user_id == str(manager.id)
+    assert client.status == pb.CLIENT_STATUS_ACTIVE
+    assert client.email == "Ops@example.com"  # the domain is normalised, the local part kept
+    assert not client.HasField("archived_at")
+
+
+async def test_archive_is_idempotent_keeps_the_first_time_and_freezes_the_client(clients: Service) -> None:
+    client, admin = await new_client(clients), clients.tokens.metadata("admin")
+    archive = pb.ArchiveClientRequest(client_id=client.id)
+
+    await clients.stub.ArchiveClient(archive, metadata=admin)
+    first = await clients.stub.GetClient(pb.GetClientRequest(client_id=client.id), metadata=admin)
+    await clients.stub.ArchiveClient(archive, metadata=admin)
+    again = await clients.stub.GetClient(pb.GetClientRequest(client_id=client.id), metadata=admin)
+    with pytest.raises(grpc.aio.AioRpcError) as frozen:
+        await clients.stub.UpdateClient(
+            pb.UpdateClientRequest(
+                client_id=client.id, client=pb.ClientFields(notes="late"), update_mask=FieldMask(paths=["notes"])
+            ),
+            metadata=admin,
+        )
+
+    assert first.status == pb.CLIENT_STATUS_ARCHIVED
+    assert first.HasField("archived_at")
+    assert again.archived_at == first.archived_at
+    assert (frozen.value.code(), frozen.value.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "client is archived")
+    found = await listed(clients, q=client.name)
+    assert (list(found.items), found.total) == ([], 0)
+
+
+async def test_search_is_a_case_insensitive_substring_of_name_or_company(clients: Service) -> None:
+    tag = uuid.uuid4().hex[:10]
+    by_name = await new_client(clients, f"Zeta {tag} Holdings")
+    by_company = await new_client(clients, "Plain", company=f"Omega-{tag.upper()} GmbH")
+    await new_client(clients, "Unrelated", company="Nothing")
+
+    found = await listed(clients, q=tag.upper())
+
+    assert [c.id for c in found.items] == [by_company.id, by_name.id]  # newest first
+    assert (found.total, found.page, found.page_size) == (2, 1, 20)
+
+
+@pytest.mark.parametrize(
+    ("term", "matches", "misses"),
+    [
+        ("50%", "Growth 50% Ltd", "Growth 500 Ltd"),
+        ("a_b", "Acme a_b", "Acme axb"),
+        ("back\\slash", "The back\\slash Co", "The backslash Co"),
+        ("O'Brien", "O'Brien & Sons", "OBrien & Sons"),
+        ('"quoted"', 'The "quoted" one', "The quoted one"),
+        ("ÉCOLE", "école du Nord", "ecole du Nord"),
+        ("日本", "株式会社日本テスト", "株式会社テスト"),
+        ("'; DROP TABLE clients.clients; --", "x'; DROP TABLE clients.clients; --", "DROP TABLE"),
+    ],
+)
+async def test_search_takes_tricky_terms_literally(clients: Service, term: str, matches: str, misses: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    hit = await new_client(clients, f"{matches} {tag}")
+    await new_client(clients, f"{misses} {tag}")
+
+    found = await listed(clients, q=term, page_size=100)
+
+    assert [c.id for c in found.items if tag in c.name] == [hit.id]
+
+
+async def test_status_filter_and_paging(clients: Service) -> None:
+    tag = uuid.uuid4().hex[:10]
+    made = [await new_client(clients, f"Page {tag} {i}", status=pb.CLIENT_STATUS_LEAD) for i in range(5)]
+    await new_client(clients, f"Page {tag} other", status=pb.CLIENT_STATUS_INACTIVE)
+
+    pages = [await listed(clients, q=tag, status=pb.CLIENT_STATUS_LEAD, page_size=2, page=p) for p in (1, 2, 3, 4)]
+
+    assert [c.id for page in pages for c in page.items] == [c.id for c in reversed(made)]
+    assert [len(page.items) for page in pages] == [2, 2, 1, 0]  # page 4 is past the end: empty, total kept
+    assert {page.total for page in pages} == {5}
+    assert [page.page for page in pages] == [1, 2, 3, 4]
+
+
+async def test_unfiltered_total_counts_live_clients_exactly(clients: Service) -> None:
+    admin = clients.tokens.metadata("admin")
+    before = (await listed(clients)).total
+    made = [await new_client(clients) for _ in range(3)]
+    await clients.stub.ArchiveClient(pb.ArchiveClientRequest(client_id=made[0].id), metadata=admin)
+    await clients.stub.UpdateClient(
+        pb.UpdateClientRequest(
+            client_id=made[1].id,
+            client=pb.ClientFields(status=pb.CLIENT_STATUS_INACTIVE),
+            update_mask=FieldMask(paths=["status"]),
+        ),
+        metadata=admin,
+    )
+
+    after = await listed(clients)
+
+    assert after.total == before + 2
+    assert after.items[0].id == made[2].id
