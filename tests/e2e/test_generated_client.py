@@ -111,7 +111,7 @@ async def test_the_flow_type_checks_with_mypy_strict_and_no_any(generated: Path)
 
 
 async def test_the_flow_runs_against_the_system(api: Api, generated: Path) -> None:
-    admin = api.new_account("admin")
+    admin = await api.new_account("admin")
     env = {
         **os.environ,
         "CLIENTVAULT_URL": api.system.url,
