@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from clientvault import errors
 from clientvault.logging import get_logger
+from gateway.strict_json import DUPLICATE_KEY
 
 log = get_logger(__name__)
 
@@ -137,7 +138,7 @@ def _message(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "json_invalid":
-        return NOT_JSON
+        return DUPLICATE_KEY if error.get("ctx", {}).get("error") == DUPLICATE_KEY else NOT_JSON
     return str(error["msg"])
 
 

@@ -16,6 +16,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -27,6 +28,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from clientvault import fields
 from clientvault.convert import enum_name, enum_number, from_timestamp
+from clientvault.ids import canonical_id
 from clientvault.policy import Role
 from clientvault.v1 import auth_pb2, clients_pb2, events_pb2, vault_pb2
 
@@ -52,6 +54,16 @@ DateTime = Annotated[
     PlainSerializer(_rfc3339, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, str) and canonical_id(value) is None:
+        raise ValueError("must be an id as the API writes it: lowercase, with hyphens")
+    return value
+
+
+# An id in a body or a query: only its canonical spelling, so that one object never has several names.
+Id = Annotated[UUID, BeforeValidator(_canonical)]
 
 # The ids in paths, named as in the contract. Not parsed as UUIDs: a malformed id is a 404, like an unknown one.
 ClientId = Annotated[str, Path(alias="clientId", description="The client's id.")]
@@ -200,7 +212,7 @@ class TaskIn(WireModel):
     status: TaskStatus = TaskStatus.TODO
     priority: TaskPriority = TaskPriority.MEDIUM
     due_date: date | None = None
-    assignee_user_id: UUID | None = None
+    assignee_user_id: Id | None = None
 
 
 class TaskPatch(WireModel):
@@ -211,7 +223,7 @@ class TaskPatch(WireModel):
     status: TaskStatus | NotNull = None
     priority: TaskPriority | NotNull = None
     due_date: date | None = None
-    assignee_user_id: UUID | None = None
+    assignee_user_id: Id | None = None
 
 
 class TaskOut(WireModel):

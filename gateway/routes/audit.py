@@ -3,7 +3,6 @@
 import re
 from datetime import UTC, datetime
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
@@ -13,9 +12,10 @@ from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import events_pb2
 from gateway.calls import Call, operation
 from gateway.routes.clients import PageNumber, PageSize
-from gateway.schemas import AuditAction, AuditEntryOut, AuditEntryPage, number
+from gateway.schemas import AuditAction, AuditEntryOut, AuditEntryPage, Id, number
+from gateway.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/audit-logs", tags=["audit"])
+router = APIRouter(prefix="/audit-logs", tags=["audit"], route_class=StrictJsonRoute)
 
 
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
@@ -42,9 +42,9 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in
 @operation(router.get, "", "Audit/ListEvents", errors=(422,))
 async def list_audit_logs(
     call: Call,
-    credential_id: Annotated[UUID | None, Query(alias="credentialId")] = None,
-    user_id: Annotated[UUID | None, Query(alias="userId")] = None,
-    client_id: Annotated[UUID | None, Query(alias="clientId")] = None,
+    credential_id: Annotated[Id | None, Query(alias="credentialId")] = None,
+    user_id: Annotated[Id | None, Query(alias="userId")] = None,
+    client_id: Annotated[Id | None, Query(alias="clientId")] = None,
     action: AuditAction | None = None,
     start: Annotated[Instant | None, Query(alias="from", description="RFC 3339, inclusive.")] = None,
     end: Annotated[Instant | None, Query(alias="to", description="RFC 3339, inclusive.")] = None,

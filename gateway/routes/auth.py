@@ -7,8 +7,9 @@ from fastapi import APIRouter, Response
 from clientvault.v1 import auth_pb2 as pb
 from gateway.calls import Call, operation
 from gateway.schemas import RefreshIn, SignInIn, TokenPairOut, UserOut
+from gateway.strict_json import StrictJsonRoute
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=StrictJsonRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

@@ -9,8 +9,9 @@ from clientvault import fields
 from clientvault.v1 import clients_pb2 as pb
 from gateway.calls import Call, operation
 from gateway.schemas import ClientId, ClientIn, ClientOut, ClientPage, ClientPatch, ClientStatus, number, to_fields
+from gateway.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/clients", tags=["clients"])
+router = APIRouter(prefix="/clients", tags=["clients"], route_class=StrictJsonRoute)
 PageNumber = Annotated[int, Query(ge=1, le=fields.PAGE_MAX, description="1-based page number.")]
 # Said in the OpenAPI document; the service refuses control characters (and names the field).
 SEARCH = {"pattern": fields.NO_CONTROL}

@@ -15,8 +15,9 @@ from gateway.schemas import (
     RevealedOut,
     to_fields,
 )
+from gateway.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"])
+router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"], route_class=StrictJsonRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

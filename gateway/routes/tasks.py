@@ -7,8 +7,9 @@ from clientvault.v1 import clients_pb2 as pb
 from gateway.calls import Call, operation
 from gateway.routes.clients import PageNumber, PageSize
 from gateway.schemas import ClientId, TaskId, TaskIn, TaskOut, TaskPage, TaskPatch, TaskStatus, number, to_fields
+from gateway.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/clients/{clientId}/tasks", tags=["tasks"])
+router = APIRouter(prefix="/clients/{clientId}/tasks", tags=["tasks"], route_class=StrictJsonRoute)
 
 
 @operation(router.get, "", "Clients/ListTasks", errors=(404, 422))

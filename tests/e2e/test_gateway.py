@@ -10,7 +10,7 @@ import pytest
 from clientvault.settings import GatewaySettings
 from gateway.app import create_app
 from tests.policy_support import CATALOGUE
-from tests.system import Api, frozen
+from tests.system import Api, Session, frozen
 
 PROBLEM = "application/problem+json"
 
@@ -169,3 +169,30 @@ async def test_each_request_has_an_access_log_line_without_its_query_string(api:
     assert (access[0]["user_id"], access[0]["client_ip"]) == (me["id"], "127.0.0.1")
     assert access[0]["ms"] > 0
     assert "private-search-term" not in log_file.read_text()
+
+
+async def test_a_key_given_twice_in_a_body_is_422_not_the_last_value(api: Api, admin: Session) -> None:
+    """A proxy or an audit reader taking the first value must never see another request than the service."""
+    client = (await api.raw.post("/clients", headers=admin.headers, json={"name": "Dup keys"})).json()["id"]
+    body = b'{"label": "Router", "secret": "first", "secret": "second"}'
+
+    r = await api.raw.post(
+        f"/clients/{client}/credentials", headers={**admin.headers, "Content-Type": "application/json"}, content=body
+    )
+
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "body", "message": "a key appears twice in the JSON body"}]
+    assert (await api.raw.get(f"/clients/{client}/credentials", headers=admin.headers)).json() == []
+
+
+async def test_an_id_in_a_query_or_body_in_another_spelling_is_422(api: Api, admin: Session) -> None:
+    me = (await api.raw.get("/users/me", headers=admin.headers)).json()["id"]
+    client = (await api.raw.post("/clients", headers=admin.headers, json={"name": "Id spellings"})).json()["id"]
+    for alias in (me.upper(), "{" + me + "}", me.replace("-", ""), "urn:uuid:" + me):
+        r = await api.raw.get("/audit-logs", headers=admin.headers, params={"userId": alias})
+        assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "userId"), alias
+        r = await api.raw.post(
+            f"/clients/{client}/tasks", headers=admin.headers, json={"title": "T", "assigneeUserId": alias}
+        )
+        assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "assigneeUserId"), alias
+    assert (await api.raw.get("/audit-logs", headers=admin.headers, params={"userId": me})).status_code == 200
