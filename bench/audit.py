@@ -246,7 +246,7 @@ def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> 
         began, code = time.monotonic(), None
         if verify:
             code = subprocess.run(
-                [sys.executable, "-m", "clientvault", "audit", "verify", "--data-dir", str(work / "data")],
+                [sys.executable, "-m", "ops", "audit", "verify", "--data-dir", str(work / "data")],
                 cwd=ROOT, capture_output=True, text=True, check=False,
             ).returncode  # fmt: skip
         verify_s = time.monotonic() - began

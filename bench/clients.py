@@ -536,7 +536,7 @@ def admin_credentials(up: Up, printed: tuple[str, str] | None) -> tuple[str, str
         print(f"bench: no saved admin in {saved}; creating {email} with `clientvault users create`", flush=True)
         subprocess.run(
             [
-                *(sys.executable, "-m", "clientvault", "users", "create", "--email", email),
+                *(sys.executable, "-m", "ops", "users", "create", "--email", email),
                 *("--full-name", "Bench Admin", "--role", "admin", "--password-stdin", "--data-dir", str(up.data_dir)),
             ],
             cwd=ROOT,

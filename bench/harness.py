@@ -82,7 +82,7 @@ class Up:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}  # embedded ones
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "clientvault", "up", "--data-dir", str(data_dir), "--port", str(port)],
+            [sys.executable, "-m", "ops", "up", "--data-dir", str(data_dir), "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

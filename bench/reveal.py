@@ -181,7 +181,7 @@ def managers(up: Up, url: str) -> list[tuple[str, str]]:
             f"10.0.{n // 250}.{n % 250 + 1}",
         )
         subprocess.run(
-            [sys.executable, "-m", "clientvault", "users", "create", "--email", email, "--full-name", f"Manager {n}",
+            [sys.executable, "-m", "ops", "users", "create", "--email", email, "--full-name", f"Manager {n}",
              "--role", "manager", "--password-stdin", "--data-dir", str(up.data_dir)],
             input=password, text=True, capture_output=True, check=True, timeout=60,
         )  # fmt: skip

@@ -45,7 +45,7 @@ class System:
         self.admin: tuple[str, str] | None = None
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "clientvault", *args]
+        return [sys.executable, "-m", "ops", *args]
 
     def start(self) -> float:
         """Starts `up` and waits for its `ready` line; returns the seconds it took."""

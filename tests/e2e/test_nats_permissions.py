@@ -15,7 +15,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from clientvault.revocation import BUCKET
-from clientvault.runtime.embedded import NATS_PUBLISH_DENIED
+from ops.embedded import NATS_PUBLISH_DENIED
 from services.audit.consumer import DURABLE
 from services.vault.outbox import STREAM
 from tests.system import Api

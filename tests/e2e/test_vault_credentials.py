@@ -11,8 +11,8 @@ import grpc
 import psycopg
 import pytest
 
-from clientvault.runtime.embedded import _pg_bin
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
+from ops.embedded import _pg_bin
 from tests.system import Api, Session, unique_ip
 from tests.vault_support import create, events_for, new_client
 
