@@ -39,7 +39,8 @@ from harness import ROOT, BenchError, Up, free_port  # run as a script, bench/ i
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(ROOT))
-from services.audit.chain import ACTIONS, GENESIS, Entry, link
+from clientvault.events import ACTIONS
+from services.audit.chain import GENESIS, Entry, link
 
 RESULTS = ROOT / "bench" / "results" / "audit.json"
 USERS, CLIENTS, PER_CLIENT = 1_000, 10_000, 10
@@ -201,7 +202,7 @@ def ingest(database_url: str, n: int) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         before = conn.execute("SELECT count(*) FROM audit.events").fetchone()[0]  # type: ignore[index]
         with conn.cursor().copy(
-            "COPY vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name, credential_id, "
+            "COPY vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name, credential_id, "
             "credential_label, client_id, ip, user_agent, request_id) FROM STDIN"
         ) as copy:
             for i in range(n):

@@ -26,7 +26,6 @@ from services.audit import store
 
 GENESIS = bytes(32)
 FORMAT_VERSION = 1
-ACTIONS = ("credential_create", "credential_reveal", "credential_update", "credential_delete")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,34 +5,19 @@ from typing import Any
 from uuid import UUID
 
 from clientvault import rpc
-from clientvault.convert import enum_name, enum_number, from_timestamp, timestamp
+from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid
+from clientvault.events import audit_event
 from clientvault.ids import canonical_id
 from clientvault.settings import AuditSettings
 from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import audit_pb2_grpc, events_pb2
 from clientvault.verification import verifier_for
 from services.audit import search
-from services.audit.chain import Entry
 from services.audit.consumer import Consumer
 
 ACTION = events_pb2.AuditAction.DESCRIPTOR
-
-
-def entry_to_proto(entry: Entry) -> events_pb2.AuditEvent:
-    return events_pb2.AuditEvent(
-        event_id=str(entry.event_id),
-        action=enum_number(ACTION, entry.action),
-        occurred_at=timestamp(entry.occurred_at),
-        actor=events_pb2.Actor(user_id=str(entry.user_id), email=entry.user_email, full_name=entry.user_full_name),
-        credential_id=str(entry.credential_id),
-        credential_label=entry.credential_label,
-        client_id=str(entry.client_id),
-        ip=entry.ip,
-        user_agent=entry.user_agent,
-        request_id=entry.request_id,
-    )
 
 
 def filter_id(text: str, field: str) -> UUID | None:
@@ -64,7 +49,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
             self._db, filters, page=request.page or 1, page_size=request.page_size or search.PAGE_SIZE_DEFAULT
         )
         return pb.ListEventsResponse(
-            items=[entry_to_proto(e) for e in found.items],
+            items=[audit_event(e) for e in found.items],
             total=found.total,
             page=found.page,
             page_size=found.page_size,

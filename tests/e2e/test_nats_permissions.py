@@ -14,10 +14,10 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from clientvault.events import STREAM
 from clientvault.revocation import BUCKET
 from ops.embedded import NATS_PUBLISH_DENIED
 from services.audit.consumer import DURABLE
-from services.vault.outbox import STREAM
 from tests.system import Api
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="an external NATS server's users are its own")

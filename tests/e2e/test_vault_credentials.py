@@ -361,9 +361,9 @@ async def test_an_event_per_operation_with_the_right_fields(
         uuid.UUID(event.event_id)
         assert event.credential_label == label
         assert event.client_id == client_id
-        assert event.actor.email == actor.account.email
-        assert event.actor.full_name == f"Test {actor.account.role}"
-        uuid.UUID(event.actor.user_id)
+        assert event.user_email == actor.account.email
+        assert event.user_full_name == f"Test {actor.account.role}"
+        uuid.UUID(event.user_id)
         assert (event.ip, event.user_agent, event.request_id) == (ip, "vault-test/1.0", request_id)
         assert event.occurred_at.seconds > 0
         assert secret.encode() not in event.SerializeToString()
