@@ -9,17 +9,20 @@ consumer (the audit service). No service imports another; what they share about 
 - `audit_event`, the one place an `AuditEvent` is built.
 """
 
+import contextlib
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
+import nats
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from clientvault.convert import enum_number, timestamp
-from clientvault.logging import get_logger
+from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
 
 log = get_logger(__name__)
@@ -105,6 +108,21 @@ def audit_event(facts: AuditFacts) -> pb.AuditEvent:
 def subject(producer: str, action: str) -> str:
     """`audit.vault.credential_reveal`: where a producer publishes an event."""
     return f"audit.{producer}.{action}"
+
+
+async def connect(nats_url: str) -> NATS:
+    """A connection for a producer or the consumer, with the stream there. It does not reconnect by itself: the
+    caller's retry loop (clientvault/retrying.py) drops it on a failure and connects anew."""
+    nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error)
+    await ensure_stream(nc)
+    return nc
+
+
+async def disconnect(nc: NATS | None) -> None:
+    """Closes a connection that may be broken already, quietly."""
+    if nc is not None and not nc.is_closed:
+        with contextlib.suppress(OSError, NatsError, TimeoutError):
+            await nc.close()
 
 
 async def ensure_stream(nc: NATS) -> None:

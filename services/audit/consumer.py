@@ -9,23 +9,20 @@ never blocks the ones behind it. While NATS or PostgreSQL is down it retries wit
 (clientvault/retrying.py). The stream and the event are the kit's contract (clientvault/events.py).
 """
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import nats
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from clientvault import events, retrying
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
-from clientvault.logging import get_logger, log_nats_error
+from clientvault.logging import get_logger
 from clientvault.v1 import events_pb2 as pb
 from services.audit import chain
 
@@ -112,10 +109,7 @@ class Consumer:
     async def _subscription(self) -> Any:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(
-                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
-            )
-            await events.ensure_stream(self._nc)
+            self._nc = await events.connect(self._nats_url)
             self._sub = await self._nc.jetstream().pull_subscribe(
                 events.SUBJECTS[0],
                 durable=DURABLE,
@@ -132,9 +126,7 @@ class Consumer:
 
     async def _disconnect(self) -> None:
         nc, self._nc, self._sub = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            with contextlib.suppress(OSError, NatsError, TimeoutError):
-                await nc.close()
+        await events.disconnect(nc)
 
     async def consume_batch(self) -> int:
         """Fetches, stores and acknowledges one batch; the number of messages it handled."""

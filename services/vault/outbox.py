@@ -19,14 +19,12 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
-import nats
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
 
 from clientvault import events, retrying
 from clientvault.db import Database
 from clientvault.errors import Unavailable
-from clientvault.logging import get_logger, log_nats_error
+from clientvault.logging import get_logger
 from services.vault import store
 
 log = get_logger(__name__)
@@ -65,18 +63,13 @@ class Relay:
     async def _connection(self) -> NATS:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(
-                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
-            )
-            await events.ensure_stream(self._nc)
+            self._nc = await events.connect(self._nats_url)
             log.info("outbox.connected")
         return self._nc
 
     async def _disconnect(self) -> None:
         nc, self._nc = self._nc, None
-        if nc is not None and not nc.is_closed:
-            with contextlib.suppress(OSError, NatsError, TimeoutError):
-                await nc.close()
+        await events.disconnect(nc)
 
     async def relay_batch(self) -> int:
         """Publishes one batch of unsent events; the number of events it published."""
