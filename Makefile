@@ -38,8 +38,9 @@ test-fast: .venv/.synced
 deploy-check: .venv/.synced
 	$(RUN) pytest tests/deploy -q
 
+# The venv's python and its protoc-gen-mypy plugin (uv itself lives in .tools/, not on PATH).
 protos: .venv/.synced
-	scripts/gen-protos
+	PYTHON=.venv/bin/python PATH="$(CURDIR)/.venv/bin:$$PATH" scripts/gen-protos
 
 bench: .venv/.synced
 	$(RUN) python bench/users_me.py

@@ -28,7 +28,8 @@ from harness import ROOT, BenchError, start_up  # run as a script, bench/ is on 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(ROOT))
-from services.audit.chain import ACTIONS, GENESIS, Entry, link
+from clientvault.events import ACTIONS
+from services.audit.chain import GENESIS, Entry, link
 
 RESULTS = ROOT / "bench" / "results" / "audit.json"
 USERS, CLIENTS, PER_CLIENT = 1_000, 10_000, 10
@@ -190,7 +191,7 @@ def ingest(database_url: str, n: int) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         before = conn.execute("SELECT count(*) FROM audit.events").fetchone()[0]  # type: ignore[index]
         with conn.cursor().copy(
-            "COPY vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name, credential_id, "
+            "COPY vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name, credential_id, "
             "credential_label, client_id, ip, user_agent, request_id) FROM STDIN"
         ) as copy:
             for i in range(n):
@@ -235,7 +236,7 @@ def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> 
         began, code = time.monotonic(), None
         if verify:
             code = subprocess.run(
-                [sys.executable, "-m", "clientvault", "audit", "verify", "--data-dir", str(work / "data")],
+                [sys.executable, "-m", "ops", "audit", "verify", "--data-dir", str(work / "data")],
                 cwd=ROOT, capture_output=True, text=True, check=False,
             ).returncode  # fmt: skip
         verify_s = time.monotonic() - began

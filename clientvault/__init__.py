@@ -1,1 +1,3 @@
-"""ClientVault: the shared kit (settings, database, gRPC edge, policy, tokens, logging) and the operator CLI."""
+"""ClientVault's kit, the bottom layer every process imports: settings, database, gRPC edge and a service's
+start-up, policy, tokens, revocation, the request context, the AUDIT stream contract, retrying, logging. It
+imports nothing of this repository above it (ARCHITECTURE.md)."""

@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any
 
+import stamina
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict
@@ -57,6 +58,9 @@ def configure(level: str, process: str) -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(process=process)
+    # stamina would log each retry with the exception's repr (which may quote what failed); the retrying loops
+    # (clientvault/retrying.py) log their failures themselves, by type.
+    stamina.instrumentation.set_on_retry_hooks([])
 
 
 def get_logger(name: str) -> Any:

@@ -12,10 +12,12 @@ import time
 from uuid import UUID
 
 import nats
+import stamina
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import BucketNotFoundError
 
+from clientvault import retrying
 from clientvault.logging import get_logger, log_nats_error
 
 BUCKET = "CLIENTVAULT_REVOCATIONS"
@@ -57,28 +59,28 @@ class DenyList:
 
     async def run(self, nats_url: str) -> None:
         """Watch the bucket forever, reconnecting (and replaying it) after any broker outage."""
-        delay = 0.2
-        while True:
-            closed = asyncio.Event()
+        await retrying.forever(
+            lambda: self._watch(nats_url), outage="revocations.unavailable", failure="revocations.failed"
+        )
 
-            async def on_closed() -> None:
-                closed.set()  # noqa: B023 - each connection has its own event
+    async def _watch(self, nats_url: str) -> None:
+        """One connection: replay the bucket, then follow it until the connection closes."""
+        closed = asyncio.Event()
 
-            try:
-                nc = await nats.connect(
-                    nats_url, allow_reconnect=False, connect_timeout=2, closed_cb=on_closed, error_cb=log_nats_error
-                )
-                watcher = await (await _bucket(nc)).watchall()  # type: ignore[attr-defined]
-                delay = 0.2
-                watching = asyncio.create_task(self._consume(watcher))
-                await asyncio.wait([watching, asyncio.create_task(closed.wait())], return_when="FIRST_COMPLETED")
-                watching.cancel()
-                await nc.close()
-            except (OSError, NatsError, TimeoutError) as error:
-                log.warning("revocations.unavailable", error=type(error).__name__, retry_in_s=delay)
+        async def on_closed() -> None:
+            closed.set()
+
+        nc = await nats.connect(
+            nats_url, allow_reconnect=False, connect_timeout=2, closed_cb=on_closed, error_cb=log_nats_error
+        )
+        try:
+            watcher = await (await _bucket(nc)).watchall()  # type: ignore[attr-defined]
+            watching = asyncio.create_task(self._consume(watcher))
+            await asyncio.wait([watching, asyncio.create_task(closed.wait())], return_when="FIRST_COMPLETED")
+            watching.cancel()
+        finally:
             self.synced.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await nc.close()
 
     async def _consume(self, watcher: object) -> None:
         async for entry in watcher:  # type: ignore[attr-defined]
@@ -87,6 +89,10 @@ class DenyList:
                 log.info("revocations.synced", sessions=len(self._sessions), users=len(self._users))
                 continue
             self.apply(entry.key, entry.value)
+
+
+class _NotOut(Exception):
+    """A revocation NATS did not take yet."""
 
 
 class Revoker:
@@ -131,14 +137,18 @@ class Revoker:
             return False
 
     async def _retry(self, key: str, value: bytes) -> None:
-        give_up_at, delay = time.monotonic() + ENTRY_TTL_S, 0.5
-        while time.monotonic() < give_up_at:
-            await asyncio.sleep(delay)
-            if await self._attempt(key, value):
-                log.info("revocations.published_late", kind=key.partition(".")[0])
-                return
-            delay = min(delay * 2, 5.0)
-        log.error("revocations.not_broadcast", kind=key.partition(".")[0])
+        """Until it is out, or no token it could deny is left (the entry's lifetime)."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=_NotOut, attempts=None, timeout=ENTRY_TTL_S, **retrying.BACKOFF
+            ):
+                with attempt:
+                    if not await self._attempt(key, value):
+                        raise _NotOut
+        except _NotOut:
+            log.error("revocations.not_broadcast", kind=key.partition(".")[0])
+            return
+        log.info("revocations.published_late", kind=key.partition(".")[0])
 
     async def drain(self, timeout_s: float) -> bool:
         """Waits for revocations still being retried; False if some are not out yet."""

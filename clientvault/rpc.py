@@ -9,7 +9,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -19,6 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clientvault import errors, policy
+from clientvault.context import NO_REQUEST, RequestContext
 from clientvault.logging import get_logger
 from clientvault.settings import Settings
 from clientvault.tokens import Caller, TokenVerifier, bearer_token
@@ -55,20 +55,10 @@ SERVER_OPTIONS = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    """What the gateway says about the HTTP request behind an RPC (for logs and the audit trail)."""
-
-    request_id: str
-    client_ip: str
-    user_agent: str
-
-
 _caller: ContextVar[Caller | None] = ContextVar("caller", default=None)
 _onward: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("onward", default=())
-_request: ContextVar[RequestMeta | None] = ContextVar("request", default=None)
+_request: ContextVar[RequestContext | None] = ContextVar("request", default=None)
 _deadline: ContextVar[float | None] = ContextVar("deadline", default=None)  # monotonic; None: the caller set none
-NO_REQUEST = RequestMeta("", "", "")
 
 
 def current_caller() -> Caller:
@@ -96,7 +86,8 @@ def onward_timeout(limit_s: float) -> float:
     return min(limit_s, left)
 
 
-def current_request() -> RequestMeta:
+def current_request() -> RequestContext:
+    """What the gateway said about the HTTP request behind the RPC being served."""
     return _request.get() or NO_REQUEST
 
 
@@ -135,7 +126,7 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-            meta = RequestMeta(
+            meta = RequestContext(
                 metadata.get("x-request-id", ""),
                 metadata.get("x-client-ip", ""),
                 metadata.get("x-user-agent", ""),

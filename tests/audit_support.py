@@ -34,7 +34,7 @@ async def outbox_sent(database_url: str, credential_ids: Iterable[str]) -> dict[
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         rows = await (
             await conn.execute(
-                "SELECT id, sent_at IS NOT NULL FROM vault.outbox WHERE credential_id = ANY(%s)",
+                "SELECT event_id, sent_at IS NOT NULL FROM vault.outbox WHERE credential_id = ANY(%s)",
                 ([uuid.UUID(c) for c in credential_ids],),
             )
         ).fetchall()

@@ -16,8 +16,8 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 
-from clientvault.runtime.datadir import DataDir
-from clientvault.runtime.embedded import init_postgres, postgres_command
+from ops.datadir import DataDir
+from ops.embedded import init_postgres, postgres_command
 from tests.system import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent

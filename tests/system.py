@@ -70,7 +70,7 @@ class System:
         self.reported_ready_s = 0.0  # the same as `up` itself says it
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "clientvault", *args]
+        return [sys.executable, "-m", "ops", *args]
 
     def start(self) -> float:
         """Starts `up` and waits for its `ready` line; returns the seconds it took (wall clock from spawn)."""

@@ -16,6 +16,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _AuditAction:
@@ -45,8 +50,80 @@ AUDIT_ACTION_CREDENTIAL_DELETE: AuditAction.ValueType  # 4
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final
-class Actor(_message.Message):
-    """Who acted, as their access token said when the event happened (a later rename changes nothing)."""
+class AuditEvent(_message.Message):
+    """One audited operation on a credential. Never carries the secret, a key or a ciphertext.
+    Each field has the one name it has in the producer's outbox table, the audit chain and its canonical
+    encoding (clientvault/events.py); the actor is a snapshot of who acted, as their access token said
+    when the event happened (a later rename changes nothing).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_LABEL_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
+    USER_AGENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_EMAIL_FIELD_NUMBER: _builtins.int
+    USER_FULL_NAME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """a UUIDv7; unique, the idempotency key end to end"""
+    action: Global___AuditAction.ValueType
+    credential_id: _builtins.str
+    credential_label: _builtins.str
+    """the label when the event happened"""
+    client_id: _builtins.str
+    ip: _builtins.str
+    """the client IP the gateway resolved (empty when unknown)"""
+    user_agent: _builtins.str
+    request_id: _builtins.str
+    """the X-Request-ID of the HTTP request"""
+    user_id: _builtins.str
+    user_email: _builtins.str
+    user_full_name: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def actor(self) -> Global___LegacyActor:
+        """Events published before the fields below existed carried the actor here; the audit consumer still
+        reads it for them. Nothing publishes it any more.
+        """
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        action: Global___AuditAction.ValueType = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        actor: Global___LegacyActor | None = ...,
+        credential_id: _builtins.str = ...,
+        credential_label: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        ip: _builtins.str = ...,
+        user_agent: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        user_email: _builtins.str = ...,
+        user_full_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "client_id", b"client_id", "credential_id", b"credential_id", "credential_label", b"credential_label", "event_id", b"event_id", "ip", b"ip", "occurred_at", b"occurred_at", "request_id", b"request_id", "user_agent", b"user_agent", "user_email", b"user_email", "user_full_name", b"user_full_name", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
+
+@_typing.final
+class LegacyActor(_message.Message):
+    """The actor as events carried it before user_id, user_email and user_full_name (read, never written)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -69,58 +146,4 @@ class Actor(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Actor: _TypeAlias = Actor  # noqa: Y015
-
-@_typing.final
-class AuditEvent(_message.Message):
-    """One audited operation on a credential. Never carries the secret, a key or a ciphertext."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_ID_FIELD_NUMBER: _builtins.int
-    ACTION_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
-    ACTOR_FIELD_NUMBER: _builtins.int
-    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
-    CREDENTIAL_LABEL_FIELD_NUMBER: _builtins.int
-    CLIENT_ID_FIELD_NUMBER: _builtins.int
-    IP_FIELD_NUMBER: _builtins.int
-    USER_AGENT_FIELD_NUMBER: _builtins.int
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    event_id: _builtins.str
-    """a UUIDv7; unique, the idempotency key end to end"""
-    action: Global___AuditAction.ValueType
-    credential_id: _builtins.str
-    credential_label: _builtins.str
-    """the label when the event happened"""
-    client_id: _builtins.str
-    ip: _builtins.str
-    """the client IP the gateway resolved (empty when unknown)"""
-    user_agent: _builtins.str
-    request_id: _builtins.str
-    """the X-Request-ID of the HTTP request"""
-    @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def actor(self) -> Global___Actor: ...
-    def __init__(
-        self,
-        *,
-        event_id: _builtins.str = ...,
-        action: Global___AuditAction.ValueType = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
-        actor: Global___Actor | None = ...,
-        credential_id: _builtins.str = ...,
-        credential_label: _builtins.str = ...,
-        client_id: _builtins.str = ...,
-        ip: _builtins.str = ...,
-        user_agent: _builtins.str = ...,
-        request_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "client_id", b"client_id", "credential_id", b"credential_id", "credential_label", b"credential_label", "event_id", b"event_id", "ip", b"ip", "occurred_at", b"occurred_at", "request_id", b"request_id", "user_agent", b"user_agent"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
+Global___LegacyActor: _TypeAlias = LegacyActor  # noqa: Y015

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -26,7 +26,6 @@ from services.audit import store
 
 GENESIS = bytes(32)
 FORMAT_VERSION = 1
-ACTIONS = ("credential_create", "credential_reveal", "credential_update", "credential_delete")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +187,3 @@ async def check_head(db: Database, seq: int, digest: bytes, verified: Verified) 
     if found != digest:
         return f"entry {seq} is not the entry recorded earlier: the chain was rewritten up to it"
     return None
-
-
-async def unrecorded(db: Database, settle: timedelta = timedelta(minutes=1)) -> list[Any] | None:
-    """Events the vault sent more than `settle` ago (time enough to be consumed) that the audit log lacks;
-    None when the outbox cannot be read with this connection."""
-    async with db.read() as conn:
-        return await store.unrecorded_vault_events(conn, datetime.now(UTC) - settle)

@@ -5,37 +5,32 @@ chain in one transaction (duplicates by event id skipped, malformed messages par
 `audit.dead_letters` with the reason and the raw bytes) and committed; only then is every message of the
 batch acknowledged, duplicates and parked ones too. A crash between the commit and the acks redelivers
 the batch, and the unique event id absorbs it. So the log holds each event once, and a malformed message
-never blocks the ones behind it. While NATS or PostgreSQL is down it retries with exponential backoff.
+never blocks the ones behind it. While NATS or PostgreSQL is down it retries with backoff
+(clientvault/retrying.py). The stream and the event are the kit's contract (clientvault/events.py).
 """
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import nats
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from clientvault import events, retrying
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
-from clientvault.errors import Unavailable
-from clientvault.logging import get_logger, log_nats_error
+from clientvault.logging import get_logger
 from clientvault.v1 import events_pb2 as pb
 from services.audit import chain
-from services.vault.outbox import STREAM, ensure_stream
 
 log = get_logger(__name__)
 
 DURABLE = "audit"
 FETCH_WAIT_S = 1.0
 ACK_WAIT_S = 30.0
-MAX_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +45,17 @@ def decode(data: bytes) -> chain.Entry | Malformed:
     except DecodeError:
         return Malformed("not an AuditEvent (undecodable protobuf)")
     action = enum_name(pb.AuditAction.DESCRIPTOR, event.action)
-    if action not in chain.ACTIONS:
+    if action not in events.ACTIONS:
         return Malformed(f"unknown action {event.action}")
     if not event.HasField("occurred_at"):
         return Malformed("no occurred_at")
+    user_id, user_email, user_full_name = event.user_id, event.user_email, event.user_full_name
+    if event.HasField("actor"):  # published before the user_* fields existed (the proto's LegacyActor)
+        user_id, user_email, user_full_name = event.actor.user_id, event.actor.email, event.actor.full_name
     ids: dict[str, UUID] = {}
     for name, value in (
         ("event_id", event.event_id),
-        ("user_id", event.actor.user_id),
+        ("user_id", user_id),
         ("credential_id", event.credential_id),
         ("client_id", event.client_id),
     ):
@@ -69,14 +67,14 @@ def decode(data: bytes) -> chain.Entry | Malformed:
         occurred_at = from_timestamp(event.occurred_at)
     except (ValueError, OverflowError):
         return Malformed("occurred_at is out of range")
-    texts = (event.actor.email, event.actor.full_name, event.credential_label, event.ip, event.user_agent)
+    texts = (user_email, user_full_name, event.credential_label, event.ip, event.user_agent)
     if any("\x00" in text for text in (*texts, event.request_id)):
         return Malformed("a text field contains NUL")  # PostgreSQL text cannot hold it: it would fail the batch
     return chain.Entry(
         action=action,
         occurred_at=occurred_at,
-        user_email=event.actor.email,
-        user_full_name=event.actor.full_name,
+        user_email=user_email,
+        user_full_name=user_full_name,
         credential_label=event.credential_label,
         ip=event.ip,
         user_agent=event.user_agent,
@@ -104,31 +102,18 @@ class Consumer:
         self._sub: Any = None
 
     async def run(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await self.consume_batch()
-                delay = 0.2
-                continue
-            except (OSError, NatsError, TimeoutError, Unavailable) as error:
-                log.warning("audit.consume_paused", error=type(error).__name__, retry_in_s=delay)
-            except Exception:  # logged with its traceback: the consumer must outlive any one failure
-                log.exception("audit.consume_failed", retry_in_s=delay)
-            await self._disconnect()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+        await retrying.forever(
+            self.consume_batch, outage="audit.consume_paused", failure="audit.consume_failed", reset=self._disconnect
+        )
 
     async def _subscription(self) -> Any:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(
-                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
-            )
-            await ensure_stream(self._nc)
+            self._nc = await events.connect(self._nats_url)
             self._sub = await self._nc.jetstream().pull_subscribe(
-                "audit.>",
+                events.SUBJECTS[0],
                 durable=DURABLE,
-                stream=STREAM,
+                stream=events.STREAM,
                 config=ConsumerConfig(
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
@@ -136,14 +121,12 @@ class Consumer:
                     max_ack_pending=20 * self._batch,
                 ),
             )
-            log.info("audit.consuming", stream=STREAM, durable=DURABLE)
+            log.info("audit.consuming", stream=events.STREAM, durable=DURABLE)
         return self._sub
 
     async def _disconnect(self) -> None:
         nc, self._nc, self._sub = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            with contextlib.suppress(OSError, NatsError, TimeoutError):
-                await nc.close()
+        await events.disconnect(nc)
 
     async def consume_batch(self) -> int:
         """Fetches, stores and acknowledges one batch; the number of messages it handled."""

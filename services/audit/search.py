@@ -16,8 +16,9 @@ from uuid import UUID
 from clientvault import fields
 from clientvault.db import Database
 from clientvault.errors import Invalid
+from clientvault.events import ACTIONS
 from services.audit import store
-from services.audit.chain import ACTIONS, Entry, entry_of
+from services.audit.chain import Entry, entry_of
 from services.audit.store import events
 
 PAGE_SIZE_DEFAULT = 50

@@ -1,38 +1,22 @@
 """The audit service's process: the consumer that fills the chain, and the gRPC transport of the log."""
 
-import asyncio
 from typing import Any
 from uuid import UUID
 
-from clientvault import rpc
-from clientvault.convert import enum_name, enum_number, from_timestamp, timestamp
+from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid
+from clientvault.events import audit_event
 from clientvault.ids import canonical_id
+from clientvault.service import Service
 from clientvault.settings import AuditSettings
 from clientvault.v1 import audit_pb2 as pb
 from clientvault.v1 import audit_pb2_grpc, events_pb2
-from clientvault.verification import verifier_for
 from services.audit import search
-from services.audit.chain import Entry
 from services.audit.consumer import Consumer
 
+AUDIT = pb.DESCRIPTOR.services_by_name["Audit"]
 ACTION = events_pb2.AuditAction.DESCRIPTOR
-
-
-def entry_to_proto(entry: Entry) -> events_pb2.AuditEvent:
-    return events_pb2.AuditEvent(
-        event_id=str(entry.event_id),
-        action=enum_number(ACTION, entry.action),
-        occurred_at=timestamp(entry.occurred_at),
-        actor=events_pb2.Actor(user_id=str(entry.user_id), email=entry.user_email, full_name=entry.user_full_name),
-        credential_id=str(entry.credential_id),
-        credential_label=entry.credential_label,
-        client_id=str(entry.client_id),
-        ip=entry.ip,
-        user_agent=entry.user_agent,
-        request_id=entry.request_id,
-    )
 
 
 def filter_id(text: str, field: str) -> UUID | None:
@@ -64,7 +48,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
             self._db, filters, page=request.page or 1, page_size=request.page_size or search.PAGE_SIZE_DEFAULT
         )
         return pb.ListEventsResponse(
-            items=[entry_to_proto(e) for e in found.items],
+            items=[audit_event(e) for e in found.items],
             total=found.total,
             page=found.page,
             page_size=found.page_size,
@@ -72,18 +56,9 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
 
 
 async def main(settings: AuditSettings) -> None:
-    db = Database.for_service(settings, "audit")
-    consumer = Consumer(db, settings.require_nats_url(), batch=settings.audit_batch)
-    auth_channel = rpc.channel(settings.auth_addr)
-    verifier, denylist = verifier_for(settings, auth_channel)
-    try:
-        await rpc.serve(
-            settings,
-            address=settings.audit_addr,
-            verifier=verifier,
-            register=lambda server: audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(db), server),
-            service_names=[pb.DESCRIPTOR.services_by_name["Audit"].full_name],
-            background=[denylist.run(settings.require_nats_url()), consumer.run()],
+    async with Service("audit", settings) as service:
+        consumer = Consumer(service.db, settings.require_nats_url(), batch=settings.audit_batch)
+        service.on_close(consumer.close)
+        await service.serve(
+            audit_pb2_grpc.add_AuditServicer_to_server, AuditServicer(service.db), AUDIT, consumer.run()
         )
-    finally:
-        await asyncio.gather(consumer.close(), auth_channel.close(), db.dispose())

@@ -166,30 +166,6 @@ async def hash_at(conn: AsyncConnection, seq: int) -> bytes | None:
     return (await conn.execute(select(events.c.hash).where(events.c.seq == seq))).scalar_one_or_none()
 
 
-# The one query that reads another service's schema, for the operator's `audit verify` only: events the
-# vault marked sent (its outbox keeps them 7 days) that are neither an entry nor a dead letter here.
-UNRECORDED = text(
-    """
-SELECT o.id, o.sent_at FROM vault.outbox o
-WHERE o.sent_at < :sent_before
-  AND NOT EXISTS (SELECT 1 FROM audit.events e WHERE e.event_id = o.id)
-  AND NOT EXISTS (SELECT 1 FROM audit.dead_letters d WHERE d.msg_id = o.id::text)
-ORDER BY o.sent_at
-"""
-)
-
-
-async def unrecorded_vault_events(conn: AsyncConnection, sent_before: datetime) -> list[Row[Any]] | None:
-    """Events the vault sent that the audit log lacks; None when this connection may not read the outbox."""
-    readable = text(
-        "SELECT CASE WHEN to_regclass('vault.outbox') IS NULL THEN false "
-        "ELSE has_table_privilege('vault.outbox', 'SELECT') END"
-    )
-    if not (await conn.execute(readable)).scalar_one():
-        return None
-    return list((await conn.execute(UNRECORDED, {"sent_before": sent_before})).all())
-
-
 async def count_all(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
 

@@ -1,8 +1,7 @@
 """The auth service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
-import asyncio
-
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clientvault import rpc
 from clientvault.convert import timestamp
@@ -11,9 +10,9 @@ from clientvault.errors import Invalid, NotFound, Unauthenticated
 from clientvault.ids import parse_id
 from clientvault.logging import get_logger
 from clientvault.policy import Role
-from clientvault.revocation import DenyList, Revoker
+from clientvault.revocation import Revoker
+from clientvault.service import Service
 from clientvault.settings import AuthSettings
-from clientvault.tokens import TokenVerifier
 from clientvault.v1 import auth_pb2 as pb
 from clientvault.v1 import auth_pb2_grpc
 from services.auth import users
@@ -23,6 +22,7 @@ from services.auth.users import User
 
 log = get_logger(__name__)
 
+AUTH = pb.DESCRIPTOR.services_by_name["Auth"]
 ROLE_TO_PROTO = {Role.ADMIN: pb.ROLE_ADMIN, Role.MANAGER: pb.ROLE_MANAGER, Role.READ_ONLY: pb.ROLE_READ_ONLY}
 MAX_EMAIL = 320
 MAX_TOKEN = 512
@@ -96,7 +96,6 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
 
 
 async def main(settings: AuthSettings) -> None:
-    db = Database.for_service(settings, "auth")
     signer = TokenSigner(
         load_private_key(settings.token_signing_key),
         kid=settings.token_key_id,
@@ -105,29 +104,14 @@ async def main(settings: AuthSettings) -> None:
         ttl_s=settings.access_token_ttl_s,
         previous=load_previous_keys(settings.token_previous_keys, settings.token_key_id),
     )
-    denylist = DenyList()
-    revoker = Revoker(settings.require_nats_url())
 
-    async def own_keys() -> dict[str, object]:
-        return dict(signer.public_keys())
+    async def own_keys() -> dict[str, Ed25519PublicKey]:
+        return signer.public_keys()
 
-    verifier = TokenVerifier(
-        issuer=settings.token_issuer,
-        audience=settings.token_audience,
-        max_ttl_s=settings.access_token_ttl_s,
-        fetch_keys=own_keys,  # type: ignore[arg-type]
-        denylist=denylist,
-    )
-    sessions = Sessions(db, signer, revoker, settings)
-    servicer = AuthServicer(db, sessions, signer)
-    try:
-        await rpc.serve(
-            settings,
-            address=settings.auth_addr,
-            verifier=verifier,
-            register=lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server),
-            service_names=[pb.DESCRIPTOR.services_by_name["Auth"].full_name],
-            background=[denylist.run(settings.require_nats_url()), sessions.purge_forever()],
-        )
-    finally:
-        await asyncio.gather(revoker.close(), db.dispose())
+    async with Service("auth", settings) as service:
+        service.verify_with(own_keys)  # auth verifies with its own keys, not by asking itself
+        revoker = Revoker(settings.require_nats_url())
+        service.on_close(revoker.close)
+        sessions = Sessions(service.db, signer, revoker, settings)
+        servicer = AuthServicer(service.db, sessions, signer)
+        await service.serve(auth_pb2_grpc.add_AuthServicer_to_server, servicer, AUTH, sessions.purge_forever())

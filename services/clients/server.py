@@ -11,14 +11,15 @@ from clientvault.convert import enum_name, enum_number, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
 from clientvault.ids import parse_id
+from clientvault.service import Service
 from clientvault.settings import Settings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
 from clientvault.v1 import clients_pb2 as pb
-from clientvault.verification import verifier_for
 from services.clients import clients, tasks
 from services.clients.clients import Client
 from services.clients.tasks import Task
 
+CLIENTS = pb.DESCRIPTOR.services_by_name["Clients"]
 CLIENT_STATUS, TASK_STATUS = pb.ClientStatus.DESCRIPTOR, pb.TaskStatus.DESCRIPTOR
 TASK_PRIORITY = pb.TaskPriority.DESCRIPTOR
 
@@ -155,19 +156,6 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
 
 
 async def main(settings: Settings) -> None:
-    db = Database.for_service(settings, "clients")
-    auth_channel = rpc.channel(settings.auth_addr)
-    verifier, denylist = verifier_for(settings, auth_channel)
-    servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(auth_channel), settings.rpc_timeout_s)
-    try:
-        await rpc.serve(
-            settings,
-            address=settings.clients_addr,
-            verifier=verifier,
-            register=lambda server: clients_pb2_grpc.add_ClientsServicer_to_server(servicer, server),
-            service_names=[pb.DESCRIPTOR.services_by_name["Clients"].full_name],
-            background=[denylist.run(settings.require_nats_url())],
-        )
-    finally:
-        await auth_channel.close()
-        await db.dispose()
+    async with Service("clients", settings) as service:
+        servicer = ClientsServicer(service.db, auth_pb2_grpc.AuthStub(service.channel("auth")), settings.rpc_timeout_s)
+        await service.serve(clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS)

@@ -15,12 +15,12 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound, Unavailable
+from clientvault.events import AuditAction
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
-from clientvault.rpc import RequestMeta
-from clientvault.tokens import Caller
 from services.vault import store
 from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
 from services.vault.keys import Wrapped, zero
@@ -137,14 +137,16 @@ class Credentials:
         self._outbox_written = outbox_written
         self._limiter = limiter
 
-    def _event(self, action: str, caller: Caller, meta: RequestMeta, now: datetime, **about: object) -> dict[str, Any]:
+    def _event(
+        self, action: AuditAction, caller: Caller, meta: RequestContext, now: datetime, **about: object
+    ) -> dict[str, Any]:
         return {
-            "id": new_id(),
+            "event_id": new_id(),
             "action": action,
             "occurred_at": now,
-            "actor_user_id": caller.user_id,
-            "actor_email": caller.email,
-            "actor_full_name": caller.full_name,
+            "user_id": caller.user_id,
+            "user_email": caller.email,
+            "user_full_name": caller.full_name,
             "ip": meta.client_ip,
             "user_agent": meta.user_agent,
             "request_id": meta.request_id,
@@ -183,7 +185,7 @@ class Credentials:
         return row.generation, dek
 
     async def create_credential(
-        self, caller: Caller, meta: RequestMeta, client_id: UUID, draft: CredentialDraft, lookup: ClientLookup
+        self, caller: Caller, meta: RequestContext, client_id: UUID, draft: CredentialDraft, lookup: ClientLookup
     ) -> UUID:
         values = _valid({"label": draft.label, "username": draft.username, "url": draft.url, "secret": draft.secret})
         await _writable(lookup, client_id, "client not found")
@@ -211,7 +213,7 @@ class Credentials:
             await store.insert_event(
                 conn,
                 **self._event(
-                    "credential_create", caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    AuditAction.CREDENTIAL_CREATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
                 ),
             )  # fmt: skip
@@ -220,22 +222,22 @@ class Credentials:
         return credential_id
 
     async def reveal_credential(
-        self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID
+        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID
     ) -> Revealed:
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
-        event = self._event("credential_reveal", caller, meta, now)
+        event = self._event(AuditAction.CREDENTIAL_REVEAL, caller, meta, now)
         async with self._db.read() as conn:  # one statement in autocommit: its own transaction, one round trip
             row = await store.reveal(
                 conn,
                 credential_id=credential_id,
                 client_id=client_id,
-                event_id=event.pop("id"),
+                event_id=event.pop("event_id"),
                 now=event.pop("occurred_at"),
                 limit_keys=counting.keys,
                 limit_maxes=counting.maxes,
                 window_start=counting.window_start,
-                **{k: v for k, v in event.items() if k != "action"},
+                **event,
             )
         if row.over:
             raise self._limiter.refused(caller.user_id, counting)
@@ -264,7 +266,7 @@ class Credentials:
     async def update_credential(
         self,
         caller: Caller,
-        meta: RequestMeta,
+        meta: RequestContext,
         client_id: UUID,
         credential_id: UUID,
         changes: dict[str, str | None],
@@ -290,7 +292,7 @@ class Credentials:
             await store.insert_event(
                 conn,
                 **self._event(
-                    "credential_update", caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
                 ),
             )  # fmt: skip
@@ -299,7 +301,7 @@ class Credentials:
         return Credential.from_row(row)
 
     async def delete_credential(
-        self, caller: Caller, meta: RequestMeta, client_id: UUID, credential_id: UUID, lookup: ClientLookup
+        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, lookup: ClientLookup
     ) -> None:
         await _writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
@@ -310,7 +312,7 @@ class Credentials:
             await store.insert_event(
                 conn,
                 **self._event(
-                    "credential_delete", caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    AuditAction.CREDENTIAL_DELETE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
                 ),
             )  # fmt: skip

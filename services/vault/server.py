@@ -1,6 +1,5 @@
 """The vault service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
-import asyncio
 import sys
 from uuid import UUID
 
@@ -12,10 +11,10 @@ from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
 from clientvault.ids import parse_id
 from clientvault.logging import get_logger
+from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
-from clientvault.verification import verifier_for
 from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
@@ -24,6 +23,8 @@ from services.vault.outbox import Relay
 from services.vault.rotation import check_keys
 
 log = get_logger(__name__)
+
+VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
 
 
 def credential_to_proto(credential: Credential) -> pb.Credential:
@@ -151,33 +152,25 @@ async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
 
 
 async def main(settings: VaultSettings) -> None:
-    db = Database.for_service(settings, "vault")
-    provider = await open_keys(settings, db)
-    keys = DataKeys(provider, settings.dek_cache_ttl_s)
-    relay = Relay(db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s)
-    auth_channel = rpc.channel(settings.auth_addr)
-    clients_channel = rpc.channel(settings.clients_addr)
-    verifier, denylist = verifier_for(settings, auth_channel)
-    limiter = RevealLimiter(db, settings)
-    servicer = VaultServicer(
-        Credentials(db, keys, relay.wake, limiter),
-        ClientsDirectory(clients_pb2_grpc.ClientsStub(clients_channel), settings.rpc_timeout_s),
-    )
-    try:
-        await rpc.serve(
-            settings,
-            address=settings.vault_addr,
-            verifier=verifier,
-            register=lambda server: vault_pb2_grpc.add_VaultServicer_to_server(servicer, server),
-            service_names=[pb.DESCRIPTOR.services_by_name["Vault"].full_name],
-            background=[
-                denylist.run(settings.require_nats_url()),
-                relay.run(),
-                relay.purge_forever(),
-                limiter.purge_forever(),
-            ],
+    async with Service("vault", settings) as service:
+        relay = Relay(
+            service.db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s
         )
-    finally:
-        keys.clear()
-        provider.close()
-        await asyncio.gather(relay.close(), auth_channel.close(), clients_channel.close(), db.dispose())
+        service.on_close(relay.close)
+        provider = await open_keys(settings, service.db)
+        service.on_close(provider.close)
+        keys = DataKeys(provider, settings.dek_cache_ttl_s)
+        service.on_close(keys.clear)
+        limiter = RevealLimiter(service.db, settings)
+        servicer = VaultServicer(
+            Credentials(service.db, keys, relay.wake, limiter),
+            ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
+        )
+        await service.serve(
+            vault_pb2_grpc.add_VaultServicer_to_server,
+            servicer,
+            VAULT,
+            relay.run(),
+            relay.purge_forever(),
+            limiter.purge_forever(),
+        )

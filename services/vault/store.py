@@ -76,15 +76,16 @@ credentials = Table(
 )
 
 # Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
+# The columns are the event's fields by the names they have everywhere (clientvault/events.py), plus sent_at.
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", Uuid, primary_key=True),  # the event id, Nats-Msg-Id
+    Column("event_id", Uuid, primary_key=True),  # Nats-Msg-Id
     Column("action", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("actor_user_id", Uuid, nullable=False),
-    Column("actor_email", Text, nullable=False),
-    Column("actor_full_name", Text, nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("user_email", Text, nullable=False),
+    Column("user_full_name", Text, nullable=False),
     Column("credential_id", Uuid, nullable=False),
     Column("credential_label", Text, nullable=False),
     Column("client_id", Uuid, nullable=False),
@@ -116,7 +117,6 @@ METADATA_COLUMNS = (
     credentials.c.updated_at,
     credentials.c.last_accessed_at,
 )
-EVENT_COLUMNS = [c.name for c in outbox.columns if c.name != "sent_at"]
 
 # Reveal counters per key ("user:<id>", "ip:<address>") and fixed window (limits.py). UNLOGGED: no WAL per
 # reveal, and a database crash only empties the counters, which restarts every window.
@@ -152,9 +152,9 @@ WITH counted AS (
     WHERE id = :credential_id AND client_id = :client_id AND (SELECT n FROM over) = 0
     RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
 ), audited AS (
-    INSERT INTO vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name,
+    INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
                               credential_id, credential_label, client_id, ip, user_agent, request_id)
-    SELECT :event_id, 'credential_reveal', :now, :actor_user_id, :actor_email, :actor_full_name,
+    SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name,
            id, label, client_id, :ip, :user_agent, :request_id
     FROM revealed
 )
@@ -168,7 +168,7 @@ LEFT JOIN (revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND 
     bindparam("credential_id", type_=Uuid),
     bindparam("client_id", type_=Uuid),
     bindparam("event_id", type_=Uuid),
-    bindparam("actor_user_id", type_=Uuid),
+    bindparam("user_id", type_=Uuid),
     bindparam("now", type_=DateTime(timezone=True)),
     bindparam("window_start", type_=DateTime(timezone=True)),
 )
@@ -402,7 +402,7 @@ async def unsent_events(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
 
 
 async def mark_sent(conn: AsyncConnection, event_ids: Sequence[UUID], now: datetime) -> None:
-    await conn.execute(update(outbox).where(outbox.c.id.in_(list(event_ids))).values(sent_at=now))
+    await conn.execute(update(outbox).where(outbox.c.event_id.in_(list(event_ids))).values(sent_at=now))
 
 
 async def purge_sent(conn: AsyncConnection, before: datetime) -> None:

@@ -4,14 +4,17 @@ import shutil
 import sys
 from pathlib import Path
 
+from ops import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_SCHEMA = DEPLOY / "schema" / "compose-spec.json"
 K8S = DEPLOY / "k8s"
-PROCESSES = ("gateway", "auth", "clients", "vault", "audit")
-SERVICES = ("auth", "clients", "vault", "audit")
+# The deployment files must run what the registry lists (ops/registry.py).
+PROCESSES = tuple(process.name for process in registry.PROCESSES)
+SERVICES = tuple(service.name for service in registry.SERVICES)
 GRPC_PORTS = {"auth": 50051, "clients": 50052, "vault": 50053, "audit": 50054}
 GATEWAY_PORT = 8000
 

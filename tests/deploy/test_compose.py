@@ -7,7 +7,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from clientvault.runtime.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
+from ops.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
 from tests.deploy.compose import COMPOSE, RAW, Missing, interpolate
 from tests.deploy.files import COMPOSE_SCHEMA, DEPLOY, GATEWAY_PORT, GRPC_PORTS, PROCESSES, SERVICES
 from tests.deploy.settings import SECRET_SETTINGS, documented_settings

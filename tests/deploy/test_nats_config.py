@@ -1,5 +1,5 @@
 """The NATS users of the deployment: deploy/README.md carries exactly the block that `clientvault up` runs with
-(clientvault/runtime/embedded.py), and the Compose file's nats.conf, run by a real nats-server, denies each
+(ops/embedded.py), and the Compose file's nats.conf, run by a real nats-server, denies each
 process exactly what the table says (tests/e2e/test_nats_permissions.py proves the same under `up`)."""
 
 import asyncio
@@ -14,13 +14,13 @@ from pathlib import Path
 import nats
 import pytest
 
-from clientvault.runtime.embedded import (
+from ops.embedded import (
     NATS_OPERATOR,
     NATS_PUBLISH_DENIED,
     nats_authorization_from_environment,
     nats_password_variable,
 )
-from clientvault.runtime.supervisor import free_port
+from ops.supervisor import free_port
 from tests.deploy.compose import COMPOSE, interpolate
 from tests.deploy.files import DEPLOY, PROCESSES, tool
 

@@ -205,7 +205,7 @@ async def test_an_event_the_vault_sent_but_the_log_lacks_is_reported(
 ) -> None:
     lost = uuid.uuid4()
     await conn.execute(
-        "INSERT INTO vault.outbox (id, action, occurred_at, actor_user_id, actor_email, actor_full_name, "
+        "INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name, "
         "credential_id, credential_label, client_id, ip, user_agent, request_id, sent_at) "
         "VALUES (%s, 'credential_reveal', now() - interval '3 minutes', %s, 'e@example.com', 'E', %s, 'lost', "
         "%s, '', '', '', now() - interval '2 minutes')",
@@ -214,7 +214,7 @@ async def test_an_event_the_vault_sent_but_the_log_lacks_is_reported(
     try:
         code, _, err = verify(api.system)
     finally:
-        await conn.execute("DELETE FROM vault.outbox WHERE id = %s", (lost,))
+        await conn.execute("DELETE FROM vault.outbox WHERE event_id = %s", (lost,))
 
     assert code == 1
     assert f"audit log incomplete: 1 events the vault sent are not in it (first: event {lost}" in err

@@ -14,10 +14,10 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from clientvault.events import STREAM
 from clientvault.revocation import BUCKET
-from clientvault.runtime.embedded import NATS_PUBLISH_DENIED
+from ops.embedded import NATS_PUBLISH_DENIED
 from services.audit.consumer import DURABLE
-from services.vault.outbox import STREAM
 from tests.system import Api
 
 # A refused JetStream request gets no answer; it fails when the request times out (nats-py's default: 5 s).

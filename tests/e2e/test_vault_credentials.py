@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from clientvault.runtime.embedded import _pg_bin
+from ops.embedded import _pg_bin
 from tests.system import Api, Session, unique_ip
 from tests.vault_support import create, events_for, new_client
 
@@ -334,9 +334,9 @@ async def test_an_event_per_operation_with_the_right_fields(
         uuid.UUID(event.event_id)
         assert event.credential_label == label
         assert event.client_id == client_id
-        assert event.actor.email == actor.account.email
-        assert event.actor.full_name == f"Test {actor.account.role}"
-        uuid.UUID(event.actor.user_id)
+        assert event.user_email == actor.account.email
+        assert event.user_full_name == f"Test {actor.account.role}"
+        uuid.UUID(event.user_id)
         assert (event.ip, event.user_agent, event.request_id) == (ip, "vault-test/1.0", request_id)
         assert event.occurred_at.seconds > 0
         assert secret.encode() not in event.SerializeToString()

@@ -29,7 +29,7 @@ def serve_vault(system: System, **env: str) -> subprocess.CompletedProcess[str]:
     base |= {"DATABASE_URL": system.info()["database_url"], "NATS_URL": system.info()["nats_url"]}
     base |= {"CLIENTVAULT_VAULT_ADDR": f"127.0.0.1:{free_port()}", "CLIENTVAULT_AUTH_ADDR": system.info_address("auth")}
     return subprocess.run(
-        [sys.executable, "-m", "clientvault", "serve", "vault"],
+        [sys.executable, "-m", "ops", "serve", "vault"],
         env=base | env,
         capture_output=True,
         text=True,

@@ -88,7 +88,7 @@ async def audit_state(database_url: str, client_id: str) -> tuple[list[str], Cou
     """The vault's event ids for the client, and the audit log's entries for it (ids and per-action counts)."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         outbox = [str(r[0]) for r in await (await conn.execute(
-            "SELECT id FROM vault.outbox WHERE client_id = %s", (uuid.UUID(client_id),))).fetchall()]  # fmt: skip
+            "SELECT event_id FROM vault.outbox WHERE client_id = %s", (uuid.UUID(client_id),))).fetchall()]  # fmt: skip
         rows = await (await conn.execute(
             "SELECT event_id, credential_id, action FROM audit.events WHERE client_id = %s",
             (uuid.UUID(client_id),))).fetchall()  # fmt: skip

@@ -98,14 +98,14 @@ def test_the_cli_prints_the_public_half_of_a_key_on_stdin() -> None:
     key = generate_private_key()
 
     done = subprocess.run(
-        [sys.executable, "-m", "clientvault", "token-public-key"],
+        [sys.executable, "-m", "ops", "token-public-key"],
         input=key,
         capture_output=True,
         text=True,
         check=False,
     )
     refused = subprocess.run(
-        [sys.executable, "-m", "clientvault", "token-public-key"], input="aGVsbG8=", capture_output=True, text=True
+        [sys.executable, "-m", "ops", "token-public-key"], input="aGVsbG8=", capture_output=True, text=True
     )
 
     assert done.returncode == 0, done.stderr

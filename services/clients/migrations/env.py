@@ -1,4 +1,4 @@
-from clientvault.migrate import run_env
+from clientvault.migrations import run_env
 from services.clients.store import metadata
 
 run_env("clients", metadata)

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-# The services (each with its own schema and PostgreSQL login) and every process `up` runs besides the
-# servers (each with its own NATS user, clientvault/runtime/embedded.py).
-SERVICES = ("auth", "clients", "vault", "audit")
-PROCESSES = ("gateway", *SERVICES)
+from ops.registry import PROCESSES, SERVICES
 
 
 class AlreadyRunning(Exception):
@@ -81,18 +78,18 @@ class DataDir:
 
     def secrets(self) -> dict[str, str]:
         """The data dir's generated secrets, created on first use with owner-only permissions."""
-        from services.auth.signing import generate_private_key
+        from services.auth.admin import generate_signing_key
 
         path = self.root / "secrets.json"
         values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted: dict[str, Callable[[], str]] = {
-            "token_signing_key": generate_private_key,
+            "token_signing_key": generate_signing_key,
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
-            # A PostgreSQL login per service (clientvault/runtime/supervisor.py), as in production.
-            **{f"{name}_db_password": lambda: secrets.token_urlsafe(24) for name in SERVICES},
-            # One NATS user per process (clientvault/runtime/embedded.py); nats_token is the operator's.
-            **{f"nats_{name}_password": lambda: secrets.token_urlsafe(24) for name in PROCESSES},
+            # A PostgreSQL login per service (ops/supervisor.py), as in production.
+            **{f"{service.name}_db_password": lambda: secrets.token_urlsafe(24) for service in SERVICES},
+            # One NATS user per process (ops/embedded.py); nats_token is the operator's.
+            **{f"nats_{process.name}_password": lambda: secrets.token_urlsafe(24) for process in PROCESSES},
         }
         missing = {name: make() for name, make in wanted.items() if name not in values}
         if missing:

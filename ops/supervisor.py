@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -22,19 +21,11 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clientvault.runtime import embedded
-from clientvault.runtime.datadir import SERVICES, AlreadyRunning, DataDir
-from clientvault.runtime.embedded import Command
+from ops import embedded
+from ops.datadir import AlreadyRunning, DataDir
+from ops.embedded import Command
+from ops.registry import GATEWAY, SECRET_HOLDERS, SERVICES
 
-# Children inherit `up`'s environment; a secret there reaches only the processes that use it (blanked for
-# the others). The gateway has no database access at all.
-SECRET_HOLDERS = {
-    "DATABASE_URL": SERVICES,
-    "CLIENTVAULT_TOKEN_SIGNING_KEY": ("auth",),
-    "CLIENTVAULT_KEKS": ("vault",),
-    "CLIENTVAULT_KEK_FILE": ("vault",),
-    "CLIENTVAULT_TRANSIT_TOKEN": ("vault",),
-}
 APP_STOP_GRACE_S = 4.0
 SERVER_STOP_GRACE_S = 3.0
 START_TIMEOUT_S = 60.0
@@ -183,7 +174,7 @@ async def _service_logins(database_url: str, passwords: dict[str, str]) -> dict[
     import psycopg
     from psycopg import sql
 
-    from services.audit.store import WRITER_ROLE
+    from services.audit.admin import WRITER_ROLE
 
     urls = {}
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -240,22 +231,6 @@ async def _http_ready(url: str) -> bool:
             return (await client.get(url)).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-async def _bootstrap_admin(database_url: str, email: str) -> tuple[str, str] | None:
-    """On first start (no users at all), create an admin with a generated password."""
-    from clientvault.db import Database
-    from services.auth import users
-
-    db = Database(database_url, pool_size=1)
-    try:
-        if await users.count_users(db) > 0:
-            return None
-        password = secrets.token_urlsafe(18)
-        await users.create_user(db, email=email, full_name="Administrator", role="admin", password=password)
-        return email, password
-    finally:
-        await db.dispose()
 
 
 def _vault_keys(data: DataDir) -> dict[str, str]:
@@ -342,18 +317,19 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         nats_url = nats_urls[embedded.NATS_OPERATOR]  # for operator commands (system.json)
         await _wait_until(lambda: _nats_ready(nats_url), "nats-server", supervisor, "nats")
 
-    from clientvault.migrate import upgrade_all
+    from ops.migrate import upgrade_all
+    from services.auth.admin import create_first_admin
 
     await asyncio.to_thread(upgrade_all, database_url)
-    admin = await _bootstrap_admin(database_url, admin_email)
+    admin_password = await create_first_admin(database_url, admin_email)
     # With an external database every service uses the operator's DATABASE_URL as given (deploy/README.md, 3.2).
     service_urls = (
-        await _service_logins(database_url, {name: keys[f"{name}_db_password"] for name in SERVICES})
+        await _service_logins(database_url, {s.name: keys[f"{s.name}_db_password"] for s in SERVICES})
         if embedded_postgres
         else {}
     )
 
-    addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    addresses = {service.name: f"127.0.0.1:{free_port()}" for service in SERVICES}
     env = {
         "DATABASE_URL": database_url,
         "NATS_URL": nats_url,
@@ -362,7 +338,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
     vault_env = _vault_keys(data)
-    for name in (*SERVICES, "gateway"):  # the gateway starts alongside: its /readyz waits for the services
+    for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
+        name = process.name
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
         if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
@@ -371,7 +348,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         if name in service_urls:
             child_env["DATABASE_URL"] = service_urls[name]
         child_env |= {secret: "" for secret, holders in SECRET_HOLDERS.items() if name not in holders}
-        await supervisor.start(Child(name, Command([sys.executable, "-m", "clientvault", "serve", name], child_env)))
+        await supervisor.start(Child(name, Command([sys.executable, "-m", "ops", "serve", name], child_env)))
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"
@@ -386,7 +363,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             "pid": os.getpid(),
         }
     )
-    if admin is not None:
-        say(f"created the first admin: email {admin[0]}  password {admin[1]}")
+    if admin_password is not None:
+        say(f"created the first admin: email {admin_email}  password {admin_password}")
         say("this password is shown only once: keep it somewhere safe")
     say(f"ready at {url} in {time.monotonic() - started:.1f}s (data dir {data.root}, logs in {data.root / 'logs'})")

@@ -2,13 +2,19 @@
 
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from clientvault.errors import DomainError
-from clientvault.runtime.datadir import PROCESSES
+from ops.registry import BY_NAME
+
+if TYPE_CHECKING:
+    from clientvault.settings import VaultSettings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="ClientVault: clients, tasks and an audited credential vault.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
@@ -38,7 +44,7 @@ def up(
     admin_email: Annotated[str, typer.Option(help="Email of the admin created on first start.")] = "admin@example.com",
 ) -> None:
     """Run the whole system in the foreground (embedded PostgreSQL and NATS unless DATABASE_URL/NATS_URL)."""
-    from clientvault.runtime import supervisor
+    from ops import supervisor
 
     raise typer.Exit(asyncio.run(supervisor.run(data_dir, host, port, admin_email)))
 
@@ -46,29 +52,16 @@ def up(
 @app.command()
 def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vault or audit")]) -> None:
     """Run one process, configured by the environment (what containers run)."""
-    from clientvault import logging, settings
-
-    if name not in PROCESSES:
-        raise fail(f"unknown process {name!r}: choose one of {', '.join(PROCESSES)}")
-    if name == "gateway":
-        from gateway.app import main as gateway_main
-
-        gateway_settings = settings.GatewaySettings()
-        logging.configure(gateway_settings.log_level, name)
-        gateway_main(gateway_settings)
-        return
-    kinds = {"auth": settings.AuthSettings, "vault": settings.VaultSettings, "audit": settings.AuditSettings}
-    config: Any = kinds.get(name, settings.Settings)()
-    logging.configure(config.log_level, name)
-    module = __import__(f"services.{name}.server", fromlist=["main"])
-    asyncio.run(module.main(config))
+    if name not in BY_NAME:
+        raise fail(f"unknown process {name!r}: choose one of {', '.join(BY_NAME)}")
+    BY_NAME[name].serve()
 
 
 @app.command()
 def migrate() -> None:
     """Apply every service's schema migrations to DATABASE_URL (the deployment's migration job)."""
-    from clientvault.migrate import upgrade_all
     from clientvault.settings import Settings
+    from ops.migrate import upgrade_all
 
     upgrade_all(Settings().require_database_url())
     typer.echo("migrations applied")
@@ -78,17 +71,13 @@ def migrate() -> None:
 def token_public_key() -> None:
     """Print the public half of a token signing key read from stdin (base64), for
     CLIENTVAULT_TOKEN_PREVIOUS_KEYS when the key is retired."""
-    import sys
-
-    from pydantic import SecretStr
-
-    from services.auth.signing import load_private_key, public_half
+    from services.auth import admin
 
     try:
-        key = load_private_key(SecretStr(sys.stdin.read().strip()))
+        public_key = admin.public_key_of(sys.stdin.read().strip())
     except SystemExit as error:
         raise fail(str(error).replace("CLIENTVAULT_TOKEN_SIGNING_KEY", "the key on stdin")) from None
-    typer.echo(public_half(key))
+    typer.echo(public_key)
 
 
 def _system(data_dir: Path) -> tuple[str, str | None]:
@@ -96,7 +85,7 @@ def _system(data_dir: Path) -> tuple[str, str | None]:
     data dir (they are independent, as for `up` itself)."""
     import os
 
-    from clientvault.runtime.datadir import DataDir
+    from ops.datadir import DataDir
 
     database_url, nats_url = os.environ.get("DATABASE_URL"), os.environ.get("NATS_URL")
     running = DataDir.at(data_dir).read_system() if (data_dir / "run").exists() else None
@@ -107,7 +96,7 @@ def _system(data_dir: Path) -> tuple[str, str | None]:
     return database_url, nats_url
 
 
-def _run(job: Any) -> Any:
+def _run(job: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(job)
     except DomainError as error:
@@ -123,23 +112,14 @@ def users_create(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Create a user who can sign in."""
-    from clientvault.db import Database
-    from services.auth import users
+    from services.auth import admin
 
     if password_stdin:
         password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     database_url, _ = _system(data_dir)
-
-    async def create() -> users.User:
-        db = Database(database_url, pool_size=1)
-        try:
-            return await users.create_user(db, email=email, full_name=full_name, role=role, password=password)
-        finally:
-            await db.dispose()
-
-    user = _run(create())
+    user = _run(admin.create_user(database_url, email=email, full_name=full_name, role=role, password=password))
     typer.echo(f"created {user.role.value} {user.email} (id {user.id})")
 
 
@@ -149,18 +129,9 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from clientvault.db import Database
-    from services.auth import users
+    from services.auth import admin
 
     database_url, _ = _system(data_dir)
-
-    async def fetch() -> list[users.User]:
-        db = Database(database_url, pool_size=1)
-        try:
-            return await users.list_users(db)
-        finally:
-            await db.dispose()
-
     columns = ("id", "email", "full name", "role", "created", "state")
     rows = [
         (
@@ -171,7 +142,7 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
             u.created_at.isoformat(),
             "disabled" if u.disabled_at else "active",
         )
-        for u in _run(fetch())
+        for u in _run(admin.list_users(database_url))
     ]
     if not sys.stdout.isatty():  # piped: tab-separated lines, nothing truncated, easy to script
         for row in [columns, *rows]:
@@ -184,23 +155,13 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
 
 
 def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
-    from clientvault.db import Database
-    from clientvault.revocation import Revoker
-    from services.auth import users
+    from services.auth import admin
 
     database_url, nats_url = _system(data_dir)
     if nats_url is None:
         raise fail("NATS_URL is not set: disabling must reach every running verifier")
-
-    async def change() -> tuple[users.User, bool]:
-        db, revoker = Database(database_url, pool_size=1), Revoker(nats_url)
-        try:
-            user = await users.set_disabled(db, revoker, email, disabled=disabled)
-            return user, await revoker.drain(timeout_s=15)
-        finally:
-            await asyncio.gather(db.dispose(), revoker.close())
-
-    user, broadcast = _run(change())
+    change = admin.disable if disabled else admin.enable
+    user, broadcast = _run(change(database_url, nats_url, email))
     typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
     if not broadcast:
         typer.echo(
@@ -223,7 +184,7 @@ def users_enable(email: Annotated[str, typer.Option()], data_dir: DataDirOption 
     _set_disabled(email, data_dir, disabled=False)
 
 
-def _vault_settings(data_dir: Path) -> Any:
+def _vault_settings(data_dir: Path) -> "VaultSettings":
     """The vault's key settings from the environment; else the keyring that `up` keeps in the data dir."""
     from clientvault.settings import VaultSettings
 
@@ -235,33 +196,24 @@ def _vault_settings(data_dir: Path) -> Any:
     return settings
 
 
-async def _with_keys(data_dir: Path, job: Any) -> Any:
-    from clientvault.db import Database
-    from services.vault.crypto import DataKeys
-    from services.vault.keys import KeyFailure, TransitKeys, provider_for
+def _vault_job(data_dir: Path, job: Callable[[str, "VaultSettings"], Coroutine[Any, Any, T]]) -> T:
+    """Runs a vault admin job on the system's database with the vault's key settings; a key missing or wrong
+    is reported as such."""
+    from services.vault import admin
 
     database_url, _ = _system(data_dir)
-    db = Database(database_url, pool_size=2)
     try:
-        provider = provider_for(_vault_settings(data_dir))
-        try:
-            if isinstance(provider, TransitKeys):
-                await provider.ensure_key()
-            return await job(db, DataKeys(provider, ttl_s=60))
-        finally:
-            provider.close()
-    except KeyFailure as error:
+        return _run(job(database_url, _vault_settings(data_dir)))
+    except admin.KeyFailure as error:
         raise fail(str(error)) from None
-    finally:
-        await db.dispose()
 
 
 @vault_app.command("status")
 def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     """How many data keys and secrets sit on each KEK version."""
-    from services.vault.rotation import status
+    from services.vault import admin
 
-    found = _run(_with_keys(data_dir, lambda db, keys: status(db, keys.provider)))
+    found = _vault_job(data_dir, admin.status)
     typer.echo(f"key provider: {found.provider}   active KEK: {found.active}")
     typer.echo(f"{'KEK version':<12} {'data keys':>10} {'secrets':>10}")
     for version, keys, sealed in found.versions:
@@ -284,7 +236,7 @@ def vault_rotate_key(
     """Make a new KEK version active and rewrap every data key, online and resumable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from services.vault.rotation import rotate
+    from services.vault import admin
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         tasks: dict[str, TaskID] = {}
@@ -294,12 +246,12 @@ def vault_rotate_key(
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        async def job(db: Any, keys: Any) -> str:
-            return await rotate(
-                db, keys, reencrypt=reencrypt, batch=batch_size, progress=progress, say=bar.console.print
+        def job(database_url: str, settings: "VaultSettings") -> Coroutine[Any, Any, str]:
+            return admin.rotate(
+                database_url, settings, reencrypt=reencrypt, batch=batch_size, progress=progress, say=bar.console.print
             )
 
-        active = _run(_with_keys(data_dir, job))
+        active = _vault_job(data_dir, job)
     typer.echo(
         f"rotation done: every data key is on KEK {active}" + (", every secret re-encrypted" if reencrypt else "")
     )
@@ -319,21 +271,18 @@ def audit_verify(
     Also check that every event the vault sent is in the log, and that an earlier head is still in the chain."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from clientvault.db import Database
-    from services.audit.chain import Verified, check_head, unrecorded, verify
+    from ops.audit_gaps import Unrecorded, unrecorded
+    from services.audit import admin
 
     recorded = _head(expect_head) if expect_head else None
     database_url, _ = _system(data_dir)
 
-    async def walk(bar: Progress) -> tuple[Verified, str | None, list[Any] | None]:
+    async def walk(bar: Progress) -> tuple[admin.Verified, str | None, list[Unrecorded] | None]:
         task = bar.add_task("verifying the audit chain", total=None)
-        db = Database(database_url, pool_size=1)
-        try:
-            found = await verify(db, lambda done, total: bar.update(task, completed=done, total=total))
-            head = await check_head(db, *recorded, found) if recorded and found.broken is None else None
-            return found, head, await unrecorded(db)
-        finally:
-            await db.dispose()
+        found, head = await admin.verify(
+            database_url, lambda done, total: bar.update(task, completed=done, total=total), recorded
+        )
+        return found, head, await unrecorded(database_url)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         found, head_problem, missing = _run(walk(bar))
@@ -351,7 +300,7 @@ def audit_verify(
         first = missing[0]
         typer.echo(
             f"audit log incomplete: {len(missing)} events the vault sent are not in it "
-            f"(first: event {first.id}, sent {first.sent_at:%Y-%m-%d %H:%M:%S%z})",
+            f"(first: event {first.event_id}, sent {first.sent_at:%Y-%m-%d %H:%M:%S%z})",
             err=True,
         )
         failed = True

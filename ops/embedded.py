@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clientvault.runtime.datadir import DataDir
+from ops.datadir import DataDir
+from ops.registry import PROCESSES, Process
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -140,13 +141,20 @@ _NO_AUDIT_CONSUMING = [
     "$JS.API.DIRECT.GET.AUDIT.>",
 ]
 _NO_REVOCATION_WRITES = ["$KV.CLIENTVAULT_REVOCATIONS.>"]
-NATS_PUBLISH_DENIED: dict[str, list[str]] = {
-    "gateway": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
-    "auth": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_AUDIT_CONSUMING],
-    "clients": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
-    "vault": [*_NO_STREAM_ADMIN, *_NO_AUDIT_CONSUMING, *_NO_REVOCATION_WRITES],
-    "audit": [*_NO_STREAM_ADMIN, *_NO_AUDIT_WRITES, *_NO_REVOCATION_WRITES],
-}
+
+
+def _publish_denied(process: Process) -> list[str]:
+    """Everything its rights (ops/registry.py) do not grant."""
+    rights = process.nats_rights
+    return [
+        *_NO_STREAM_ADMIN,
+        *(() if "publish_audit" in rights else _NO_AUDIT_WRITES),
+        *(() if "consume_audit" in rights else _NO_AUDIT_CONSUMING),
+        *(() if "revoke" in rights else _NO_REVOCATION_WRITES),
+    ]
+
+
+NATS_PUBLISH_DENIED: dict[str, list[str]] = {process.name: _publish_denied(process) for process in PROCESSES}
 NATS_SUBSCRIBE_DENIED = ["audit.>"]  # for every process user
 NATS_OPERATOR = "operator"
 

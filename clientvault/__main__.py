@@ -1,3 +1,0 @@
-from clientvault.cli import main
-
-main()

@@ -1,0 +1,22 @@
+"""The request behind a call, as plain data for domain code: who acts and what the edge knows of the request.
+
+The actor is the `Caller` (clientvault/tokens.py) whose token the edge verified; `RequestContext` is what the
+gateway says about the HTTP request (request id, client IP, user agent). The gRPC edge (clientvault/rpc.py)
+fills both; domain modules take them as arguments and import no transport.
+"""
+
+from dataclasses import dataclass
+
+from clientvault.tokens import Caller
+
+__all__ = ["NO_REQUEST", "Caller", "RequestContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    request_id: str
+    client_ip: str
+    user_agent: str
+
+
+NO_REQUEST = RequestContext("", "", "")

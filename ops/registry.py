@@ -1,0 +1,82 @@
+"""The one list of ClientVault's processes. `serve`, `up`, `migrate`, the data dir's secrets, the pid files,
+which secret reaches which child and each process's NATS rights all derive from it: a new service is one
+entry here (and its `services/<name>/` with `server.main` and `migrations/`).
+"""
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from clientvault import logging
+from clientvault.settings import AuditSettings, AuthSettings, GatewaySettings, Settings, VaultSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What a process may do on NATS beyond reading revocations (ops/embedded.py turns the rest into denials).
+NatsRight = Literal["publish_audit", "consume_audit", "revoke"]
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    name: str
+    settings: type[Settings]
+    module: str  # the module whose `main(settings)` runs the process
+    schema: str | None = None  # its own PostgreSQL schema and login; None: no database access at all
+    secrets: tuple[str, ...] = ()  # environment variables only this process may see (blanked for the others)
+    nats_rights: frozenset[NatsRight] = frozenset()
+
+    @property
+    def migrations(self) -> Path:
+        """Its Alembic tree (services with a schema only)."""
+        return ROOT / "services" / self.name / "migrations"
+
+    def serve(self) -> None:
+        """Runs the process in the foreground, configured by the environment (what a container runs)."""
+        settings = self.settings()
+        logging.configure(settings.log_level, self.name)
+        main = importlib.import_module(self.module).main
+        if inspect.iscoroutinefunction(main):
+            asyncio.run(main(settings))
+        else:
+            main(settings)
+
+
+GATEWAY = Process("gateway", GatewaySettings, "gateway.app")
+PROCESSES: tuple[Process, ...] = (
+    GATEWAY,
+    Process(
+        "auth",
+        AuthSettings,
+        "services.auth.server",
+        schema="auth",
+        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY",),
+        nats_rights=frozenset({"revoke"}),
+    ),
+    Process("clients", Settings, "services.clients.server", schema="clients"),
+    Process(
+        "vault",
+        VaultSettings,
+        "services.vault.server",
+        schema="vault",
+        secrets=("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_FILE", "CLIENTVAULT_TRANSIT_TOKEN"),
+        nats_rights=frozenset({"publish_audit"}),
+    ),
+    Process("audit", AuditSettings, "services.audit.server", schema="audit", nats_rights=frozenset({"consume_audit"})),
+)
+BY_NAME: Mapping[str, Process] = MappingProxyType({process.name: process for process in PROCESSES})
+# The services: each a gRPC server with its own schema, migrations and database login.
+SERVICES: tuple[Process, ...] = tuple(process for process in PROCESSES if process.schema is not None)
+
+# Children of `up` inherit its environment; a secret there reaches only the processes that use it (blanked
+# for the others). The gateway has no database access at all.
+SECRET_HOLDERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "DATABASE_URL": tuple(service.name for service in SERVICES),
+        **{secret: (process.name,) for process in PROCESSES for secret in process.secrets},
+    }
+)
