@@ -60,7 +60,7 @@ async def test_an_event_delivered_twice_is_stored_once_and_the_chain_verifies(au
     assert (redelivered.stored, redelivered.duplicates) == (0, 1)
     found = await events(audit, user_id=str(user))
     assert [e.event_id for e in found.items] == [str(second.event_id), str(first.event_id)]  # newest first
-    assert found.items[1].actor.email == "someone@example.com"
+    assert found.items[1].user_email == "someone@example.com"
     assert (found.items[1].ip, found.items[1].user_agent) == ("203.0.113.9", "audit-test/1.0")
     assert (await verified(audit)).broken is None
 
