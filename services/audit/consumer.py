@@ -14,25 +14,26 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import nats
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.errors import Unavailable
 from clientvault.logging import get_logger, log_nats_error
+from clientvault.nats_access import AUDIT_DURABLE, BOOTSTRAP_HINT, connect
 from clientvault.v1 import events_pb2 as pb
 from services.audit import chain
-from services.vault.outbox import STREAM, ensure_stream
+from services.vault.outbox import STREAM
 
 log = get_logger(__name__)
 
-DURABLE = "audit"
+DURABLE = AUDIT_DURABLE
 FETCH_WAIT_S = 1.0
 ACK_WAIT_S = 30.0
 MAX_BACKOFF_S = 5.0
@@ -110,6 +111,8 @@ class Consumer:
                 await self.consume_batch()
                 delay = 0.2
                 continue
+            except NotFoundError:  # no stream AUDIT: the operator creates it (its user may not)
+                log.error("audit.stream_missing", stream=STREAM, fix=BOOTSTRAP_HINT, retry_in_s=delay)
             except (OSError, NatsError, TimeoutError, Unavailable) as error:
                 log.warning("audit.consume_paused", error=type(error).__name__, retry_in_s=delay)
             except Exception:  # logged with its traceback: the consumer must outlive any one failure
@@ -121,10 +124,7 @@ class Consumer:
     async def _subscription(self) -> Any:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(
-                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
-            )
-            await ensure_stream(self._nc)
+            self._nc = await connect(self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error)
             self._sub = await self._nc.jetstream().pull_subscribe(
                 "audit.>",
                 durable=DURABLE,

@@ -19,22 +19,22 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from clientvault.convert import timestamp
 from clientvault.db import Database
 from clientvault.errors import Unavailable
 from clientvault.logging import get_logger, log_nats_error
+from clientvault.nats_access import AUDIT_STREAM, BOOTSTRAP_HINT, connect
 from clientvault.v1 import events_pb2 as pb
 from services.vault import store
 
 log = get_logger(__name__)
 
-STREAM = "AUDIT"
+STREAM = AUDIT_STREAM
 SUBJECTS = ["audit.>"]
 DUPLICATE_WINDOW_S = 3600.0
 PUBLISH_TIMEOUT_S = 3.0
@@ -66,15 +66,23 @@ def event_of(row: Any) -> pb.AuditEvent:
     )
 
 
-async def ensure_stream(nc: NATS) -> None:
+async def ensure_stream(nc: NATS, replicas: int = 1) -> None:
+    """Creates the stream unless it exists: the operator's start-up step (clientvault/runtime/jetstream.py).
+    The relay and the consumer only use it: their NATS users may not create, change or look up a stream."""
     js = nc.jetstream()
     try:
         await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(
-            StreamConfig(name=STREAM, subjects=SUBJECTS, storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S)
+            StreamConfig(
+                name=STREAM,
+                subjects=SUBJECTS,
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                num_replicas=replicas,
+            )
         )
-        log.info("outbox.stream_created", stream=STREAM)
+        log.info("outbox.stream_created", stream=STREAM, replicas=replicas)
 
 
 class Relay:
@@ -98,6 +106,8 @@ class Relay:
                 while await self.relay_batch() == self._batch:
                     pass
                 delay = 0.2
+            except NoStreamResponseError:  # nothing stores audit.vault.*: the operator has not created the stream
+                log.error("outbox.stream_missing", stream=STREAM, fix=BOOTSTRAP_HINT, retry_in_s=delay)
             except (OSError, NatsError, TimeoutError, Unavailable) as error:
                 log.warning("outbox.unpublished", error=type(error).__name__, retry_in_s=delay)
             except Exception:  # logged with its traceback: the relay must outlive any one failure
@@ -114,10 +124,7 @@ class Relay:
     async def _connection(self) -> NATS:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
-            self._nc = await nats.connect(
-                self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error
-            )
-            await ensure_stream(self._nc)
+            self._nc = await connect(self._nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error)
             log.info("outbox.connected")
         return self._nc
 
