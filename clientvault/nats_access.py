@@ -69,7 +69,11 @@ PERMISSIONS: dict[str, Permissions] = {
 }
 
 
+CLIENT_NAME = "clientvault"  # how a process's connection names itself (in nats-server's log lines)
+
+
 async def connect(url: str, **options: Any) -> NATS:
     """nats.connect with the inbox prefix that the URL's user may subscribe to (`_INBOX` without a user)."""
     user = urlsplit(url).username
-    return await nats.connect(url, inbox_prefix=inbox_prefix(user) if user else "_INBOX", **options)
+    prefix = inbox_prefix(user) if user else "_INBOX"
+    return await nats.connect(url, inbox_prefix=prefix, name=CLIENT_NAME, **options)

@@ -17,8 +17,9 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 
-from clientvault.nats_access import AUDIT_DURABLE, AUDIT_STREAM, KV_STREAM, PERMISSIONS, connect, inbox_prefix
+from clientvault.nats_access import AUDIT_DURABLE, AUDIT_STREAM, BUCKET, KV_STREAM, PERMISSIONS, connect, inbox_prefix
 from clientvault.revocation import DenyList, Revoker
 from clientvault.runtime.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
 from clientvault.runtime.jetstream import bootstrap
@@ -194,7 +195,21 @@ async def watching(server: tuple[int, dict[str, str]], user: str) -> AsyncIterat
 
 async def test_each_process_does_its_job_under_the_compose_config(nats_server: tuple[int, dict[str, str]]) -> None:
     """The allow-lists are enough: the operator creates the stream and bucket, every process watches the
-    revocations, auth revokes, the vault publishes an audit event, the audit service pulls and acks it."""
+    revocations, auth revokes, the vault publishes an audit event, the audit service pulls and acks it. Before
+    the operator's bootstrap, no process can create the stream or bucket: each finds it missing."""
+    vault = await connect(url(nats_server, "vault"), allow_reconnect=False)
+    with pytest.raises(NoStreamResponseError):  # the relay logs outbox.stream_missing
+        await vault.jetstream().publish("audit.vault.credential_reveal", b"event")
+    await vault.close()
+    early = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):  # audit.stream_missing
+        await early._subscription()
+    await early.close()
+    gateway = await connect(url(nats_server, "gateway"), allow_reconnect=False)
+    with pytest.raises(BucketNotFoundError):  # revocations.bucket_missing
+        await gateway.jetstream().key_value(BUCKET)
+    await gateway.close()
+
     await bootstrap(url(nats_server, NATS_OPERATOR))
     session, user = uuid.uuid4(), uuid.uuid4()
     async with contextlib.AsyncExitStack() as stack:

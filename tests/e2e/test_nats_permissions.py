@@ -14,7 +14,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from clientvault.nats_access import BUCKET, PERMISSIONS
+from clientvault.nats_access import BUCKET, CLIENT_NAME, PERMISSIONS
 from services.audit.consumer import DURABLE
 from services.vault.outbox import STREAM
 from tests.system import Api
@@ -118,3 +118,11 @@ async def test_no_process_can_listen_to_the_audit_subjects(api: Api, user: str) 
         await asyncio.sleep(0.2)  # the refusal comes asynchronously
 
     assert any("permissions violation for subscription" in r.lower() for r in refusals), refusals
+
+
+def test_every_process_works_within_its_allow_list(api: Api) -> None:
+    """nats-server logs each refusal with the connection's name: none is a process's own (by now the suite has
+    signed in and out, created, revealed and audited; the attack tests' connections are unnamed)."""
+    log = (api.system.data_dir / "logs" / "nats.log").read_text()
+    violations = [line for line in log.splitlines() if "Violation" in line and f':{CLIENT_NAME}"' in line]
+    assert violations == []
