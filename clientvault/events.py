@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import StorageType, StreamConfig
@@ -111,11 +110,15 @@ def subject(producer: str, action: str) -> str:
 
 
 async def connect(nats_url: str) -> NATS:
-    """A connection for a producer or the consumer, with the stream there. It does not reconnect by itself: the
-    caller's retry loop (clientvault/retrying.py) drops it on a failure and connects anew."""
-    nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error)
-    await ensure_stream(nc)
-    return nc
+    """A connection for a producer or the consumer, as the URL's user with its own inbox prefix
+    (clientvault/nats_access.py). It neither creates nor looks up the stream (that user may not: the operator
+    creates it, `ensure_stream`); a missing stream shows at the first publish or subscribe. It does not
+    reconnect by itself: the caller's retry loop (clientvault/retrying.py) drops it on a failure and connects
+    anew."""
+    # Imported here: nats_access takes this stream's name from this module.
+    from clientvault import nats_access
+
+    return await nats_access.connect(nats_url, allow_reconnect=False, connect_timeout=2, error_cb=log_nats_error)
 
 
 async def disconnect(nc: NATS | None) -> None:
@@ -125,15 +128,20 @@ async def disconnect(nc: NATS | None) -> None:
             await nc.close()
 
 
-async def ensure_stream(nc: NATS) -> None:
-    """Creates the stream unless it exists (a deployment may create it first, replicated: deploy/README.md)."""
+async def ensure_stream(nc: NATS, replicas: int = 1) -> None:
+    """Creates the stream unless it exists: the operator's step (ops/jetstream.py), never a process's (their NATS
+    users may not). An existing one is used as it is (a deployment may create it first: deploy/README.md)."""
     js = nc.jetstream()
     try:
         await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(
             StreamConfig(
-                name=STREAM, subjects=list(SUBJECTS), storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S
+                name=STREAM,
+                subjects=list(SUBJECTS),
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                num_replicas=replicas,
             )
         )
-        log.info("audit_stream.created", stream=STREAM)
+        log.info("audit_stream.created", stream=STREAM, replicas=replicas)

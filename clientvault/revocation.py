@@ -11,7 +11,6 @@ import json
 import time
 from uuid import UUID
 
-import nats
 import stamina
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -19,19 +18,30 @@ from nats.js.errors import BucketNotFoundError
 
 from clientvault import retrying
 from clientvault.logging import get_logger, log_nats_error
+from clientvault.nats_access import BOOTSTRAP_HINT, BUCKET, connect
 
-BUCKET = "CLIENTVAULT_REVOCATIONS"
 ENTRY_TTL_S = 3600 + 60  # the longest access-token lifetime the settings allow, plus clock slack
 
 log = get_logger(__name__)
 
 
-async def _bucket(nc: NATS) -> object:
+async def ensure_bucket(nc: NATS, replicas: int = 1) -> None:
+    """Creates the bucket unless it exists: the operator's start-up step, never a process (they may not)."""
     js = nc.jetstream()
     try:
-        return await js.key_value(BUCKET)
+        await js.key_value(BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=BUCKET, ttl=ENTRY_TTL_S, history=1)
+        await js.create_key_value(bucket=BUCKET, ttl=ENTRY_TTL_S, history=1, replicas=replicas)
+        log.info("revocations.bucket_created", bucket=BUCKET, replicas=replicas)
+
+
+async def _bucket(nc: NATS) -> object:
+    try:
+        return await nc.jetstream().key_value(BUCKET)
+    except BucketNotFoundError:
+        # Not for a process to create (its NATS user may not): `clientvault up` or `migrate` makes it.
+        log.error("revocations.bucket_missing", bucket=BUCKET, fix=BOOTSTRAP_HINT)
+        raise
 
 
 class DenyList:
@@ -70,7 +80,7 @@ class DenyList:
         async def on_closed() -> None:
             closed.set()
 
-        nc = await nats.connect(
+        nc = await connect(
             nats_url, allow_reconnect=False, connect_timeout=2, closed_cb=on_closed, error_cb=log_nats_error
         )
         try:
@@ -126,7 +136,7 @@ class Revoker:
             async with asyncio.timeout(self.ATTEMPT_TIMEOUT_S):
                 async with self._lock:
                     if self._nc is None or self._nc.is_closed:
-                        self._nc = await nats.connect(
+                        self._nc = await connect(
                             self._nats_url, connect_timeout=1, max_reconnect_attempts=-1, error_cb=log_nats_error
                         )
                     bucket = await _bucket(self._nc)

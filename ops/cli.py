@@ -58,13 +58,27 @@ def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vaul
 
 
 @app.command()
-def migrate() -> None:
-    """Apply every service's schema migrations to DATABASE_URL (the deployment's migration job)."""
+def migrate(
+    nats_replicas: Annotated[
+        int,
+        typer.Option(
+            "--nats-replicas", envvar="CLIENTVAULT_NATS_REPLICAS", min=1, help="Replicas of a stream it creates."
+        ),
+    ] = 1,
+) -> None:
+    """Apply every service's schema migrations to DATABASE_URL and, when NATS_URL (the operator's) is set,
+    create the AUDIT stream and the revocation bucket unless they exist (the deployment's migration job)."""
     from clientvault.settings import Settings
     from ops.migrate import upgrade_all
 
-    upgrade_all(Settings().require_database_url())
+    config = Settings()
+    upgrade_all(config.require_database_url())
     typer.echo("migrations applied")
+    if config.nats_url:
+        from ops.jetstream import bootstrap
+
+        _run(bootstrap(config.nats_url, nats_replicas))
+        typer.echo("AUDIT stream and revocation bucket in place")
 
 
 @app.command("token-public-key")

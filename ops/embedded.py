@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clientvault.nats_access import OPERATOR, PERMISSIONS
 from ops.datadir import DataDir
-from ops.registry import PROCESSES, Process
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -116,51 +116,13 @@ def postgres_command(data: DataDir, port: int) -> Command:
     )
 
 
-# What each process may NOT publish on NATS (one user per process; the operator user, for the CLI, may do
-# anything). Only the vault writes audit events; only auth writes revocations; only the audit service
-# consumes, reads and acknowledges the AUDIT stream (a thief acking its messages would hide them from the
-# audit log; reading them would show emails and IPs); nobody but the operator deletes, purges or
-# reconfigures a stream or deletes a message. And nobody subscribes to the audit subjects themselves
-# (the audit service reads through its consumer, whose deliveries come to its inbox).
-_NO_STREAM_ADMIN = [
-    "$JS.API.STREAM.DELETE.>",
-    "$JS.API.STREAM.PURGE.>",
-    "$JS.API.STREAM.UPDATE.>",
-    "$JS.API.STREAM.MSG.DELETE.>",
-    "$JS.API.CONSUMER.DELETE.AUDIT.>",
-]
-_NO_AUDIT_WRITES = ["audit.>"]
-_NO_AUDIT_CONSUMING = [
-    "$JS.API.CONSUMER.CREATE.AUDIT",
-    "$JS.API.CONSUMER.CREATE.AUDIT.>",
-    "$JS.API.CONSUMER.DURABLE.CREATE.AUDIT.>",
-    "$JS.API.CONSUMER.MSG.NEXT.AUDIT.>",
-    "$JS.ACK.AUDIT.>",
-    "$JS.API.STREAM.MSG.GET.AUDIT",
-    "$JS.API.DIRECT.GET.AUDIT",
-    "$JS.API.DIRECT.GET.AUDIT.>",
-]
-_NO_REVOCATION_WRITES = ["$KV.CLIENTVAULT_REVOCATIONS.>"]
-
-
-def _publish_denied(process: Process) -> list[str]:
-    """Everything its rights (ops/registry.py) do not grant."""
-    rights = process.nats_rights
-    return [
-        *_NO_STREAM_ADMIN,
-        *(() if "publish_audit" in rights else _NO_AUDIT_WRITES),
-        *(() if "consume_audit" in rights else _NO_AUDIT_CONSUMING),
-        *(() if "revoke" in rights else _NO_REVOCATION_WRITES),
-    ]
-
-
-NATS_PUBLISH_DENIED: dict[str, list[str]] = {process.name: _publish_denied(process) for process in PROCESSES}
-NATS_SUBSCRIBE_DENIED = ["audit.>"]  # for every process user
-NATS_OPERATOR = "operator"
+# Each process's NATS user may do only what clientvault/nats_access.py allows it; the operator user (for the
+# CLI and the start-up bootstrap of the stream and bucket) may do anything.
+NATS_OPERATOR = OPERATOR
 
 
 def nats_authorization(passwords: dict[str, str]) -> str:
-    """nats-server's `authorization` block: the operator and one user per process, with its denials."""
+    """nats-server's `authorization` block: the operator and one user per process, with its allow-lists."""
     return _authorization({user: f'"{password}"' for user, password in passwords.items()})
 
 
@@ -173,16 +135,16 @@ def nats_authorization_from_environment() -> str:
     """The same block for deploy/ (deploy/README.md and docker-compose.yml carry this text): each password is
     `$NATS_<USER>_PASSWORD`, which nats-server reads from its environment and parses as a config value (so a
     password there must start with a letter), and the config holds none."""
-    return _authorization({user: f"${nats_password_variable(user)}" for user in (NATS_OPERATOR, *NATS_PUBLISH_DENIED)})
+    return _authorization({user: f"${nats_password_variable(user)}" for user in (NATS_OPERATOR, *PERMISSIONS)})
 
 
 def _authorization(passwords: dict[str, str]) -> str:
     """The block with each password as given: a quoted string or a `$VARIABLE` reference."""
     users = [f'    {{ user: "{NATS_OPERATOR}", password: {passwords[NATS_OPERATOR]} }}']
-    for name, denied in NATS_PUBLISH_DENIED.items():
-        deny = ", ".join(f'"{subject}"' for subject in denied)
-        unread = ", ".join(f'"{subject}"' for subject in NATS_SUBSCRIBE_DENIED)
-        permissions = f"permissions: {{ publish: {{ deny: [{deny}] }}, subscribe: {{ deny: [{unread}] }} }}"
+    for name, allowed in PERMISSIONS.items():
+        publish = ", ".join(f'"{subject}"' for subject in allowed.publish)
+        subscribe = ", ".join(f'"{subject}"' for subject in allowed.subscribe)
+        permissions = f"permissions: {{ publish: {{ allow: [{publish}] }}, subscribe: {{ allow: [{subscribe}] }} }}"
         users.append(f'    {{ user: "{name}", password: {passwords[name]}, {permissions} }}')
     return "authorization {\n  users: [\n" + "\n".join(users) + "\n  ]\n}\n"
 

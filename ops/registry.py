@@ -1,6 +1,7 @@
 """The one list of ClientVault's processes. `serve`, `up`, `migrate`, the data dir's secrets, the pid files,
-which secret reaches which child and each process's NATS rights all derive from it: a new service is one
-entry here (and its `services/<name>/` with `server.main` and `migrations/`).
+which secret reaches which child all derive from it: a new service is one entry here (and its
+`services/<name>/` with `server.main` and `migrations/`, and its NATS allow-lists in
+clientvault/nats_access.py, whose users tests/deploy/test_nats_config.py holds equal to these names).
 """
 
 import asyncio
@@ -10,15 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 from clientvault import logging
 from clientvault.settings import AuditSettings, AuthSettings, GatewaySettings, Settings, VaultSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# What a process may do on NATS beyond reading revocations (ops/embedded.py turns the rest into denials).
-NatsRight = Literal["publish_audit", "consume_audit", "revoke"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +25,6 @@ class Process:
     module: str  # the module whose `main(settings)` runs the process
     schema: str | None = None  # its own PostgreSQL schema and login; None: no database access at all
     secrets: tuple[str, ...] = ()  # environment variables only this process may see (blanked for the others)
-    nats_rights: frozenset[NatsRight] = frozenset()
 
     @property
     def migrations(self) -> Path:
@@ -55,7 +51,6 @@ PROCESSES: tuple[Process, ...] = (
         "services.auth.server",
         schema="auth",
         secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY",),
-        nats_rights=frozenset({"revoke"}),
     ),
     Process("clients", Settings, "services.clients.server", schema="clients"),
     Process(
@@ -64,9 +59,8 @@ PROCESSES: tuple[Process, ...] = (
         "services.vault.server",
         schema="vault",
         secrets=("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_FILE", "CLIENTVAULT_TRANSIT_TOKEN"),
-        nats_rights=frozenset({"publish_audit"}),
     ),
-    Process("audit", AuditSettings, "services.audit.server", schema="audit", nats_rights=frozenset({"consume_audit"})),
+    Process("audit", AuditSettings, "services.audit.server", schema="audit"),
 )
 BY_NAME: Mapping[str, Process] = MappingProxyType({process.name: process for process in PROCESSES})
 # The services: each a gRPC server with its own schema, migrations and database login.

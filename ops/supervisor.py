@@ -21,6 +21,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clientvault.nats_access import PERMISSIONS
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
@@ -310,12 +311,15 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     nats_urls: dict[str, str] = {}  # per process; with an external NATS_URL every process uses that one
     if not nats_url:
         nats_port = free_port()
-        passwords = {name: keys[f"nats_{name}_password"] for name in embedded.NATS_PUBLISH_DENIED}
+        passwords = {name: keys[f"nats_{name}_password"] for name in PERMISSIONS}
         passwords[embedded.NATS_OPERATOR] = keys["nats_token"]
         await supervisor.start(Child("nats", embedded.nats_command(data, nats_port, passwords)))
         nats_urls = {name: f"nats://{name}:{password}@127.0.0.1:{nats_port}" for name, password in passwords.items()}
         nats_url = nats_urls[embedded.NATS_OPERATOR]  # for operator commands (system.json)
         await _wait_until(lambda: _nats_ready(nats_url), "nats-server", supervisor, "nats")
+    from ops.jetstream import bootstrap
+
+    await bootstrap(nats_url)  # as the operator: the processes' users may not create the stream or bucket
 
     from ops.migrate import upgrade_all
     from services.auth.admin import create_first_admin

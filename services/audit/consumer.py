@@ -18,17 +18,19 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from clientvault import events, retrying
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.logging import get_logger
+from clientvault.nats_access import AUDIT_DURABLE, BOOTSTRAP_HINT
 from clientvault.v1 import events_pb2 as pb
 from services.audit import chain
 
 log = get_logger(__name__)
 
-DURABLE = "audit"
+DURABLE = AUDIT_DURABLE
 FETCH_WAIT_S = 1.0
 ACK_WAIT_S = 30.0
 
@@ -110,17 +112,21 @@ class Consumer:
         if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
             await self._disconnect()
             self._nc = await events.connect(self._nats_url)
-            self._sub = await self._nc.jetstream().pull_subscribe(
-                events.SUBJECTS[0],
-                durable=DURABLE,
-                stream=events.STREAM,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_wait=ACK_WAIT_S,
-                    max_ack_pending=20 * self._batch,
-                ),
-            )
+            try:
+                self._sub = await self._nc.jetstream().pull_subscribe(
+                    events.SUBJECTS[0],
+                    durable=DURABLE,
+                    stream=events.STREAM,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.ALL,
+                        ack_wait=ACK_WAIT_S,
+                        max_ack_pending=20 * self._batch,
+                    ),
+                )
+            except NotFoundError:  # no stream AUDIT: the operator creates it (this user may not); retried
+                log.error("audit.stream_missing", stream=events.STREAM, fix=BOOTSTRAP_HINT)
+                raise
             log.info("audit.consuming", stream=events.STREAM, durable=DURABLE)
         return self._sub
 

@@ -20,11 +20,13 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as NATS
+from nats.js.errors import NoStreamResponseError
 
 from clientvault import events, retrying
 from clientvault.db import Database
 from clientvault.errors import Unavailable
 from clientvault.logging import get_logger
+from clientvault.nats_access import BOOTSTRAP_HINT
 from services.vault import store
 
 log = get_logger(__name__)
@@ -54,8 +56,12 @@ class Relay:
 
     async def _relay_then_wait(self) -> None:
         """Publishes every unsent event, then waits to be woken (or for the sweep)."""
-        while await self.relay_batch() == self._batch:
-            pass
+        try:
+            while await self.relay_batch() == self._batch:
+                pass
+        except NoStreamResponseError:  # nothing stores audit.vault.*: the operator has not created the stream
+            log.error("outbox.stream_missing", stream=events.STREAM, fix=BOOTSTRAP_HINT)
+            raise
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._sweep_s)
         self._wake.clear()

@@ -73,7 +73,8 @@ def test_one_image_built_from_the_dockerfile() -> None:
 
 
 def test_services_wait_for_healthy_postgres_and_nats_and_the_finished_migration() -> None:
-    assert SERVICES_["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    healthy = {"condition": "service_healthy"}
+    assert SERVICES_["migrate"]["depends_on"] == {"postgres": healthy, "nats": healthy}  # it creates the stream
     for name in SERVICES:
         assert SERVICES_[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
@@ -112,10 +113,11 @@ def test_each_process_is_its_own_nats_user() -> None:
     assert resolved["services"]["nats"]["environment"] == {
         nats_password_variable(user): password for user, password in passwords.items()
     }
-    for name in PROCESSES:
-        assert resolved["services"][name]["environment"]["NATS_URL"] == f"nats://{name}:{passwords[name]}@nats:4222"
+    users = {**{name: name for name in PROCESSES}, "migrate": NATS_OPERATOR}  # the migration creates the stream
+    for name, user in users.items():
+        assert resolved["services"][name]["environment"]["NATS_URL"] == f"nats://{user}:{passwords[user]}@nats:4222"
     holders = {n for n, s in SERVICES_.items() if "NATS_URL" in s.get("environment", {})}
-    assert holders == set(PROCESSES), "the migration needs no NATS"
+    assert holders == set(users)
 
 
 def test_processes_are_locked_down() -> None:

@@ -25,6 +25,7 @@ JOBS = sorted((K8S / "jobs").glob("*.yaml"))
 SECRETS = {
     "clientvault-database": {"auth-url", "clients-url", "vault-url", "audit-url", "migrate-url"},
     "clientvault-nats": {f"{process}-url" for process in PROCESSES},  # one NATS user per process
+    "clientvault-nats-operator": {"url"},  # the NATS operator, for the migration Job only
     "clientvault-token-signing": {"signing-key"},
     "clientvault-vault-keys": {
         "provider",
@@ -205,7 +206,8 @@ def test_secrets_are_only_referenced_never_defined(name: str) -> None:
                     ref = variable["valueFrom"]["secretKeyRef"]
                     assert ref["key"] in SECRETS[ref["name"]], f"{workload_name}: {ref}"
                 else:
-                    assert variable["name"] == "CLIENTVAULT_GRPC_LISTEN", f"{workload_name}: {variable['name']} inline"
+                    inline = ("CLIENTVAULT_GRPC_LISTEN", "CLIENTVAULT_NATS_REPLICAS")
+                    assert variable["name"] in inline, f"{workload_name}: {variable['name']} inline"
     for config in of_kind(rendered(name), "ConfigMap").values():
         for key in config["data"]:
             assert not re.search(r"URL|KEY$|TOKEN$|KEKS|PASSWORD|SECRET", key), f"{key} belongs in a Secret"
@@ -225,8 +227,10 @@ def test_who_holds_which_secret() -> None:
     assert set(readers["CLIENTVAULT_TOKEN_SIGNING_KEY"]) == {"auth"}
     for variable in ("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_TRANSIT_TOKEN"):
         assert set(readers[variable]) == {"vault", "vault-rotate-key"}
-    # Every verifier watches the revocation bucket, each as its own NATS user; the Jobs need no NATS.
-    assert readers["NATS_URL"] == NATS_KEY, "each process its own NATS user"
+    # Every verifier watches the revocation bucket, each as its own NATS user; the migration creates the stream and
+    # bucket as the operator; the rotation Job needs no NATS.
+    assert readers["NATS_URL"] == {**NATS_KEY, "migrate": "url"}, "each process its own NATS user"
+    assert secret_keys["clientvault-nats-operator"] == {"migrate": {"url"}}
     assert secret_keys["clientvault-nats"] == {p: {key} for p, key in NATS_KEY.items()}, "and no one else's URL"
     assert readers["DATABASE_URL"] == {**DATABASE_KEY, "migrate": "migrate-url", "vault-rotate-key": "vault-url"}
     assert "gateway" not in readers["DATABASE_URL"], "the gateway has no database access"
@@ -338,7 +342,7 @@ def test_egress_to_dns_postgres_and_nats(name: str) -> None:
     with_database = {c for c in COMPONENTS if policies.allowed(ours(c), POSTGRES, 5432)}
     assert with_database == {*SERVICES, "migrate", "vault-rotate-key"}
     with_nats = {c for c in COMPONENTS if policies.allowed(ours(c), NATS, 4222)}
-    assert with_nats == set(PROCESSES)
+    assert with_nats == {*PROCESSES, "migrate"}
     for component in COMPONENTS:
         assert policies.allowed(ours(component), DNS, 53, "UDP")
         assert policies.allowed(ours(component), DNS, 53, "TCP")

@@ -1,35 +1,39 @@
 """The NATS users of the deployment: deploy/README.md carries exactly the block that `clientvault up` runs with
-(ops/embedded.py), and the Compose file's nats.conf, run by a real nats-server, denies each
-process exactly what the table says (tests/e2e/test_nats_permissions.py proves the same under `up`)."""
+(ops/embedded.py, from the allow-lists of clientvault/nats_access.py), and the Compose file's
+nats.conf, run by a real nats-server, lets each process do exactly what the table says and its job: the
+operator's bootstrap, then every process's own NATS code (tests/e2e/test_nats_attacks.py attacks it under `up`)."""
 
 import asyncio
+import contextlib
 import re
 import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 
-from ops.embedded import (
-    NATS_OPERATOR,
-    NATS_PUBLISH_DENIED,
-    nats_authorization_from_environment,
-    nats_password_variable,
-)
+from clientvault.nats_access import AUDIT_DURABLE, AUDIT_STREAM, BUCKET, KV_STREAM, PERMISSIONS, connect, inbox_prefix
+from clientvault.revocation import DenyList, Revoker
+from ops.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
+from ops.jetstream import bootstrap
 from ops.supervisor import free_port
+from services.audit.consumer import Consumer
 from tests.deploy.compose import COMPOSE, interpolate
 from tests.deploy.files import DEPLOY, PROCESSES, tool
 
 README = (DEPLOY / "README.md").read_text()
-USERS = (NATS_OPERATOR, *NATS_PUBLISH_DENIED)
+USERS = (NATS_OPERATOR, *PERMISSIONS)
 
 
 def test_the_processes_are_the_users() -> None:
-    assert set(NATS_PUBLISH_DENIED) == set(PROCESSES)
+    assert set(PERMISSIONS) == set(PROCESSES)
 
 
 def test_the_readme_carries_the_users_of_the_code() -> None:
@@ -42,6 +46,8 @@ def test_the_readme_carries_the_users_of_the_code() -> None:
     for process in PROCESSES:  # each URL in clientvault-nats names its own user and that user's password
         url = f'nats://{process}:${nats_password_variable(process)}@nats.clientvault-data:4222"'
         assert f'--from-literal={process}-url="{url}' in README, process
+    operator = f'nats://{NATS_OPERATOR}:${nats_password_variable(NATS_OPERATOR)}@nats.clientvault-data:4222"'
+    assert f'create secret generic clientvault-nats-operator --from-literal=url="{operator}' in README, "migration's"
 
 
 def compose_nats_conf(directory: Path, port: int) -> Path:
@@ -92,37 +98,144 @@ def listening(port: int) -> bool:
     return True
 
 
-def denied(user: str, subject: str) -> bool:
-    return any(
-        subject.startswith(pattern[:-1]) if pattern.endswith(">") else subject == pattern
-        for pattern in NATS_PUBLISH_DENIED.get(user, [])
-    )
+def url(server: tuple[int, dict[str, str]], user: str) -> str:
+    port, passwords = server
+    return f"nats://{user}:{passwords[user]}@127.0.0.1:{port}"
 
 
-# One concrete subject for every subject pattern that some process is denied.
-SUBJECTS = sorted({pattern.replace(">", "x") for patterns in NATS_PUBLISH_DENIED.values() for pattern in patterns})
+def matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` one token, `>` one or more at the end."""
+    tokens, wanted = subject.split("."), pattern.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (token != "*" and token != tokens[i]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+def allowed(user: str, subject: str, kind: str) -> bool:
+    return user == NATS_OPERATOR or any(matches(p, subject) for p in getattr(PERMISSIONS[user], kind))
+
+
+def concrete(pattern: str) -> str:
+    return pattern.replace("*", "x").replace(">", "x")
+
+
+# Every subject some process may use, made concrete, and what a thief would try.
+PUBLISHED = sorted(
+    {concrete(p) for permissions in PERMISSIONS.values() for p in permissions.publish}
+    | {
+        "$JS.API.STREAM.CREATE.COPY",
+        f"$JS.API.STREAM.UPDATE.{AUDIT_STREAM}",
+        f"$JS.API.STREAM.DELETE.{AUDIT_STREAM}",
+        f"$JS.API.STREAM.PURGE.{AUDIT_STREAM}",
+        f"$JS.API.STREAM.INFO.{AUDIT_STREAM}",
+        f"$JS.API.STREAM.MSG.GET.{AUDIT_STREAM}",
+        f"$JS.API.DIRECT.GET.{AUDIT_STREAM}",
+        f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}",
+        f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}.thief.audit.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{AUDIT_STREAM}.{AUDIT_DURABLE}",
+        f"$JS.API.CONSUMER.PAUSE.{AUDIT_STREAM}.{AUDIT_DURABLE}",
+        f"$JS.API.CONSUMER.DELETE.{AUDIT_STREAM}.{AUDIT_DURABLE}",
+        f"$JS.API.CONSUMER.LIST.{AUDIT_STREAM}",
+        f"$JS.API.CONSUMER.CREATE.{KV_STREAM}.watcher",
+        f"$JS.API.CONSUMER.DELETE.{KV_STREAM}.watcher",
+        f"$JS.API.CONSUMER.LIST.{KV_STREAM}",
+        "audit.auth.credential_reveal",
+        "_INBOX.x",
+        f"{inbox_prefix('audit')}.x",
+    }
+)
+SUBSCRIBED = sorted(
+    {f"{inbox_prefix(user)}.>" for user in USERS}
+    | {"_INBOX.>", "audit.>", f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.>", f"$JS.ACK.{AUDIT_STREAM}.>", ">"}
+)
 
 
 @pytest.mark.parametrize("user", USERS)
-async def test_the_compose_config_denies_each_process_what_the_table_says(
+async def test_the_compose_config_allows_each_process_what_the_table_says(
     nats_server: tuple[int, dict[str, str]], user: str
 ) -> None:
-    port, passwords = nats_server
-    refused: list[str] = []
+    refused: list[tuple[str, str]] = []
 
     async def on_error(error: Exception) -> None:
-        refused.extend(re.findall(r'publish to "([^"]+)"', str(error), re.IGNORECASE))
+        refused.extend(re.findall(r'(publish to|subscription to) "([^"]+)"', str(error), re.IGNORECASE))
 
-    nc = await nats.connect(
-        f"nats://{user}:{passwords[user]}@127.0.0.1:{port}", error_cb=on_error, allow_reconnect=False
-    )
+    nc = await nats.connect(url(nats_server, user), error_cb=on_error, allow_reconnect=False)
     try:
-        for subject in SUBJECTS:
+        for subject in PUBLISHED:
             await nc.publish(subject, b"probe")
+        for subject in SUBSCRIBED:
+            await nc.subscribe(subject)
         await nc.flush()
-        await asyncio.sleep(0.2)  # the refusals' callbacks
+        await asyncio.sleep(0.3)  # the refusals' callbacks
     finally:
         await nc.close()
 
-    assert sorted(refused) == sorted(s.lower() for s in SUBJECTS if denied(user, s))  # nats-py lowercases errors
-    assert user == NATS_OPERATOR or refused, "every process is denied something"
+    refusals = sorted((kind.lower(), subject) for kind, subject in refused)  # nats-py lowercases errors
+    expected = [("publish to", s.lower()) for s in PUBLISHED if not allowed(user, s, "publish")]
+    expected += [("subscription to", s.lower()) for s in SUBSCRIBED if not allowed(user, s, "subscribe")]
+    assert refusals == sorted(expected)
+
+
+@contextlib.asynccontextmanager
+async def watching(server: tuple[int, dict[str, str]], user: str) -> AsyncIterator[DenyList]:
+    """The process's revocation watcher (clientvault/revocation.py), synced."""
+    denylist = DenyList()
+    task = asyncio.create_task(denylist.run(url(server, user)))
+    try:
+        await asyncio.wait_for(denylist.synced.wait(), 10)
+        yield denylist
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_each_process_does_its_job_under_the_compose_config(nats_server: tuple[int, dict[str, str]]) -> None:
+    """The allow-lists are enough: the operator creates the stream and bucket, every process watches the
+    revocations, auth revokes, the vault publishes an audit event, the audit service pulls and acks it. Before
+    the operator's bootstrap, no process can create the stream or bucket: each finds it missing."""
+    vault = await connect(url(nats_server, "vault"), allow_reconnect=False)
+    with pytest.raises(NoStreamResponseError):  # the relay logs outbox.stream_missing
+        await vault.jetstream().publish("audit.vault.credential_reveal", b"event")
+    await vault.close()
+    early = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):  # audit.stream_missing
+        await early._subscription()
+    await early.close()
+    gateway = await connect(url(nats_server, "gateway"), allow_reconnect=False)
+    with pytest.raises(BucketNotFoundError):  # revocations.bucket_missing
+        await gateway.jetstream().key_value(BUCKET)
+    await gateway.close()
+
+    await bootstrap(url(nats_server, NATS_OPERATOR))
+    session, user = uuid.uuid4(), uuid.uuid4()
+    async with contextlib.AsyncExitStack() as stack:
+        watchers = {p: await stack.enter_async_context(watching(nats_server, p)) for p in PROCESSES}
+        revoker = Revoker(url(nats_server, "auth"))
+        await revoker.revoke_session(session)
+        await revoker.close()
+        for _ in range(100):
+            if all(w.is_revoked(session, user, 0) for w in watchers.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert [p for p, w in watchers.items() if not w.is_revoked(session, user, 0)] == []
+
+    vault = await connect(url(nats_server, "vault"), allow_reconnect=False)
+    ack = await vault.jetstream().publish("audit.vault.credential_reveal", b"event", headers={"Nats-Msg-Id": "e1"})
+    await vault.close()
+    consumer = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10)  # type: ignore[arg-type]
+    try:
+        (msg,) = await (await consumer._subscription()).fetch(1, timeout=5)
+        assert msg.metadata.sequence.stream == ack.seq
+        await msg.ack_sync()
+    finally:
+        await consumer.close()
+    operator: NATS = await nats.connect(url(nats_server, NATS_OPERATOR))
+    try:
+        info = await operator.jetstream().consumer_info(AUDIT_STREAM, AUDIT_DURABLE)
+    finally:
+        await operator.close()
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
