@@ -38,16 +38,11 @@ async def forever(
             with attempt:
                 try:
                     await step()
-                except expected as error:
-                    log.warning(outage, error=type(error).__name__, retry_in_s=attempt.next_wait)
-                    await _reset(reset)
+                except Exception as error:
+                    if isinstance(error, expected):
+                        log.warning(outage, error=type(error).__name__, retry_in_s=attempt.next_wait)
+                    else:
+                        log.exception(failure, retry_in_s=attempt.next_wait)
+                    if reset is not None:
+                        await reset()
                     raise
-                except Exception:
-                    log.exception(failure, retry_in_s=attempt.next_wait)
-                    await _reset(reset)
-                    raise
-
-
-async def _reset(reset: Callable[[], Awaitable[None]] | None) -> None:
-    if reset is not None:
-        await reset()

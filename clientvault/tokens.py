@@ -13,8 +13,10 @@ from typing import Any
 from uuid import UUID
 
 import jwt
+import stamina
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from clientvault import retrying
 from clientvault.errors import Unauthenticated, Unavailable
 from clientvault.logging import get_logger
 from clientvault.policy import Role
@@ -52,7 +54,7 @@ class TokenVerifier:
         self._fetch_keys = fetch_keys
         self._denylist = denylist
         self._keys: dict[str, Ed25519PublicKey] = {}
-        self._fetched_at = float("-inf")  # of the last successful fetch
+        self._tried_at = float("-inf")  # when the last fetch started, whatever came of it
         self._fetching: asyncio.Task[None] | None = None  # the one fetch in flight, shared by every waiter
         self.keys_loaded = asyncio.Event()  # set by the first successful fetch; readiness waits for it
         self._verified: dict[str, Caller] = {}
@@ -106,7 +108,7 @@ class TokenVerifier:
         if not isinstance(kid, str):
             return None
         if kid not in self._keys and (
-            not self.keys_loaded.is_set() or time.monotonic() - self._fetched_at > KEY_REFETCH_INTERVAL_S
+            not self.keys_loaded.is_set() or time.monotonic() - self._tried_at > KEY_REFETCH_INTERVAL_S
         ):
             try:
                 await self.fetch_keys()
@@ -128,18 +130,17 @@ class TokenVerifier:
                 self._fetching = None
 
     async def _fetch(self) -> None:
+        # Failed refetches count too: tokens with unknown kids must not keep a broken auth busy.
+        self._tried_at = time.monotonic()
         self._keys = await self._fetch_keys()
-        self._fetched_at = time.monotonic()
         self.keys_loaded.set()
         log.info("tokens.keys_fetched", kids=sorted(self._keys))
 
-    async def load_keys(self, retry_s: float = 0.5) -> None:
+    async def load_keys(self) -> None:
         """Fetches the keys until it succeeds (run at start: a process is ready only once it can verify)."""
-        while not self.keys_loaded.is_set():
-            try:
+        async for attempt in stamina.retry_context(on=Unavailable, attempts=None, timeout=None, **retrying.BACKOFF):
+            with attempt:
                 await self.fetch_keys()
-            except Unavailable:
-                await asyncio.sleep(retry_s)
 
 
 def _caller(claims: dict[str, Any]) -> Caller:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psycopg
 from alembic import command
-from alembic.config import Config
 
 from ops.datadir import DataDir
 from ops.embedded import init_postgres, postgres_command
+from ops.migrate import config
+from ops.registry import BY_NAME
 from tests.system import free_port, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
 
 
@@ -31,9 +31,8 @@ def external() -> bool:
 @contextmanager
 def server(data_dir: Path) -> Iterator[str]:
     """The admin URL of a PostgreSQL: DATABASE_URL's server, else an embedded one on `data_dir`."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        yield external
+    if external():
+        yield os.environ["DATABASE_URL"]
         return
     data, password = DataDir.at(data_dir), secrets.token_hex(16)
     init_postgres(data, password)
@@ -77,7 +76,4 @@ def fresh_database(admin_url: str, *, drop: bool) -> Iterator[str]:
 
 def migrate(database_url: str, service: str) -> None:
     """One service's migrations, to head, in its own schema (what `clientvault migrate` does for each)."""
-    config = Config()
-    config.set_main_option("script_location", str(ROOT / "services" / service / "migrations"))
-    config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
+    command.upgrade(config(database_url, BY_NAME[service]), "head")
