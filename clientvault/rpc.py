@@ -1,7 +1,8 @@
 """gRPC plumbing shared by every service: the server bootstrap, the edge interceptor and client channels.
 
-The edge interceptor is the one place where, for every RPC, the request id is bound, the caller's token
-is verified and checked against the policy table, and a `DomainError` becomes a gRPC status.
+The edge interceptor is the one place where, for every RPC, the request context is taken (believed only when
+the gateway attests it, clientvault/attestation.py) and its request id bound, the caller's token is verified
+and checked against the policy table, and a `DomainError` becomes a gRPC status.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clientvault import errors, policy
+from clientvault.attestation import ContextCheck
 from clientvault.context import NO_REQUEST, RequestContext
 from clientvault.logging import get_logger
 from clientvault.settings import Settings
@@ -37,7 +39,9 @@ STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.DataLoss: grpc.StatusCode.DATA_LOSS,
 }
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-ONWARD_KEYS = frozenset({"authorization", "x-request-id", "x-client-ip", "x-user-agent"})
+# A service's own calls to another carry the caller's token and (as a claim, for the logs) the request id;
+# only the gateway can vouch for a client IP or user agent (clientvault/attestation.py).
+ONWARD_KEYS = frozenset({"authorization", "x-request-id"})
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -87,7 +91,8 @@ def onward_timeout(limit_s: float) -> float:
 
 
 def current_request() -> RequestContext:
-    """What the gateway said about the HTTP request behind the RPC being served."""
+    """What the gateway vouched for about the HTTP request behind the RPC being served (or, unattested, the
+    gRPC peer's address)."""
     return _request.get() or NO_REQUEST
 
 
@@ -102,8 +107,9 @@ def _status_of(error: errors.DomainError) -> grpc.StatusCode:
 
 
 class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, context: ContextCheck) -> None:
         self._verifier = verifier
+        self._context = context
         self._guarded: dict[str, Any] = {}  # method -> wrapped handler, built once per method
 
     async def intercept_service(
@@ -117,21 +123,25 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler  # health checks and reflection
         if handler.unary_unary is None:
             return None  # fail closed: only unary RPCs are guarded, so a streaming one is not served (UNIMPLEMENTED)
-        guarded = self._guard(operation_of(details.method), handler)
+        guarded = self._guard(details.method, handler)
         self._guarded[details.method] = guarded
         return guarded
 
-    def _guard(self, operation: str, handler: Any) -> Any:
-        inner = handler.unary_unary
+    def _guard(self, method: str, handler: Any) -> Any:
+        inner, operation = handler.unary_unary, operation_of(method)
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-            meta = RequestContext(
-                metadata.get("x-request-id", ""),
-                metadata.get("x-client-ip", ""),
-                metadata.get("x-user-agent", ""),
-            )
-            structlog.contextvars.bind_contextvars(request_id=meta.request_id, rpc=operation)
+            meta, unattested = self._context.context_of(method, metadata, context.peer())
+            if unattested is None:
+                structlog.contextvars.bind_contextvars(request_id=meta.request_id, rpc=operation)
+            else:  # what the caller claims is logged as a claim, never as the request's id
+                claimed = metadata.get("x-request-id", "")[:128]
+                structlog.contextvars.bind_contextvars(
+                    rpc=operation, context="unattested", peer=meta.client_ip, claimed_request_id=claimed
+                )
+                if unattested != "no attestation":
+                    log.warning("rpc.context_unattested", reason=unattested)
             _request.set(meta)
             _onward.set(tuple((k, v) for k, v in metadata.items() if k in ONWARD_KEYS))
             remaining = context.time_remaining()
@@ -182,13 +192,14 @@ async def serve(
     *,
     address: str,
     verifier: TokenVerifier,
+    context: ContextCheck,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     background: Sequence[Awaitable[None]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection."""
     server = grpc.aio.server(
-        interceptors=[Edge(verifier)],
+        interceptors=[Edge(verifier, context)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )

@@ -19,11 +19,15 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from clientvault import rpc
+from clientvault.attestation import ContextCheck, key_from
 from clientvault.db import Database
+from clientvault.logging import get_logger
 from clientvault.revocation import DenyList
 from clientvault.settings import Settings
 from clientvault.tokens import KeyFetcher, TokenVerifier
 from clientvault.verification import verifier_for, verifier_with
+
+log = get_logger(__name__)
 
 
 class Service:
@@ -76,10 +80,18 @@ class Service:
         """Serves `servicer` (registered by its generated `add_…_to_server`) at the service's own address until
         SIGTERM/SIGINT, with the deny list following NATS and the `alongside` jobs running meanwhile."""
         verifier, denylist = self._verifier or verifier_for(self.settings, self.channel("auth"))
+        context_key = key_from(self.settings.context_verify_key, "CLIENTVAULT_CONTEXT_VERIFY_KEY")
+        if context_key is None:
+            log.warning(
+                "context.unattested",
+                detail="CLIENTVAULT_CONTEXT_VERIFY_KEY is not set: no call's client IP, user agent or request id "
+                "is believed; audit events and limits use the caller's network address",
+            )
         await rpc.serve(
             self.settings,
             address=getattr(self.settings, f"{self.name}_addr"),
             verifier=verifier,
+            context=ContextCheck(self.name, context_key),
             register=lambda server: add(servicer, server),
             service_names=[service.full_name],
             background=[denylist.run(self.settings.require_nats_url()), *alongside],

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     token_audience: str = "clientvault"
     # Auth signs access tokens for this long; every verifier refuses a token whose exp - iat is longer.
     access_token_ttl_s: int = Field(900, ge=60, le=3600)
-    # Auth signs access tokens for this long; every verifier refuses a token whose exp - iat is longer.
+    # A service's own key for the gateway's context attestations (base64 of 32 bytes, derived from the
+    # gateway's context_key for this service: clientvault/attestation.py); unset: every call is unattested.
+    context_verify_key: SecretStr | None = None
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -92,6 +94,8 @@ class GatewaySettings(Settings):
     cors_origins: CommaSeparated = []
     docs_enabled: bool = True
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # base64 of 32 bytes: the gateway attests the request context of its calls with keys derived from it.
+    context_key: SecretStr | None = None
 
 
 class VaultSettings(Settings):

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault import rpc
+from clientvault.attestation import Attester, derive_key, key_from
+from clientvault.logging import get_logger
 from clientvault.settings import GatewaySettings
 from clientvault.verification import verifier_for
 from gateway import errors, openapi
@@ -18,6 +20,8 @@ from gateway.calls import Methods, Services
 from gateway.middleware import RequestContext
 from gateway.routes import audit, auth, clients, credentials, tasks
 from gateway.schemas import StatusOut
+
+log = get_logger(__name__)
 
 DESCRIPTION = """ClientVault keeps an agency's clients, their tasks and their credentials.
 
@@ -37,7 +41,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         }
         verifier, denylist = verifier_for(settings, channels["auth"])
         app.state.settings = settings
-        app.state.services = Services(**{name: Methods(channel) for name, channel in channels.items()})
+        context_key = key_from(settings.context_key, "CLIENTVAULT_CONTEXT_KEY")
+        if context_key is None:
+            log.warning(
+                "context.unattested",
+                detail="CLIENTVAULT_CONTEXT_KEY is not set: the services believe no client IP, user agent or "
+                "request id from this gateway; audit events and limits use the gateway's address",
+            )
+        app.state.services = Services(
+            **{
+                name: Methods(channel, Attester(name, derive_key(context_key, name)) if context_key else None)
+                for name, channel in channels.items()
+            }
+        )
         app.state.channels = channels
         app.state.denylist = denylist
         app.state.verifier = verifier

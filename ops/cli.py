@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import SecretStr
 
 from clientvault.errors import DomainError
 from ops.registry import BY_NAME
@@ -23,6 +24,8 @@ vault_app = typer.Typer(help="The vault's encryption keys: status and rotation."
 app.add_typer(vault_app, name="vault")
 audit_app = typer.Typer(help="The audit log's hash chain.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+context_app = typer.Typer(help="The keys of the gateway's request-context attestations.", no_args_is_help=True)
+app.add_typer(context_app, name="context-key")
 
 DataDirOption = Annotated[
     Path,
@@ -92,6 +95,26 @@ def token_public_key() -> None:
     except SystemExit as error:
         raise fail(str(error).replace("CLIENTVAULT_TOKEN_SIGNING_KEY", "the key on stdin")) from None
     typer.echo(public_key)
+
+
+@context_app.command("derive")
+def context_key_derive(
+    service: Annotated[str, typer.Option(help="auth, clients, vault or audit")],
+) -> None:
+    """Print a service's CLIENTVAULT_CONTEXT_VERIFY_KEY for the gateway's CLIENTVAULT_CONTEXT_KEY read from
+    stdin (base64); give each service only its own."""
+    from clientvault.attestation import key_from, service_key_setting
+    from ops.registry import SERVICES
+
+    if service not in {s.name for s in SERVICES}:
+        raise fail(f"unknown service {service!r}: choose one of {', '.join(s.name for s in SERVICES)}")
+    try:
+        context_key = key_from(SecretStr(sys.stdin.read().strip()), "the key on stdin")
+    except SystemExit as error:
+        raise fail(str(error)) from None
+    if context_key is None:
+        raise fail("give the gateway's CLIENTVAULT_CONTEXT_KEY on stdin")
+    typer.echo(service_key_setting(context_key, service))
 
 
 def _system(data_dir: Path) -> tuple[str, str | None]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from clientvault.attestation import new_context_key
 from ops.registry import PROCESSES, SERVICES
 
 
@@ -84,6 +85,7 @@ class DataDir:
         values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted: dict[str, Callable[[], str]] = {
             "token_signing_key": generate_signing_key,
+            "context_key": new_context_key,  # the gateway's; each service gets only its derived key
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
             # A PostgreSQL login per service (ops/supervisor.py), as in production.

@@ -42,7 +42,10 @@ class Process:
             main(settings)
 
 
-GATEWAY = Process("gateway", GatewaySettings, "gateway.app")
+# The gateway's context key, from which each service's own key is derived (clientvault/attestation.py; `up`
+# gives each service only its own).
+CONTEXT_KEY, CONTEXT_VERIFY_KEY = "CLIENTVAULT_CONTEXT_KEY", "CLIENTVAULT_CONTEXT_VERIFY_KEY"
+GATEWAY = Process("gateway", GatewaySettings, "gateway.app", secrets=(CONTEXT_KEY,))
 PROCESSES: tuple[Process, ...] = (
     GATEWAY,
     Process(
@@ -50,17 +53,17 @@ PROCESSES: tuple[Process, ...] = (
         AuthSettings,
         "services.auth.server",
         schema="auth",
-        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY",),
+        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY", CONTEXT_VERIFY_KEY),
     ),
-    Process("clients", Settings, "services.clients.server", schema="clients"),
+    Process("clients", Settings, "services.clients.server", schema="clients", secrets=(CONTEXT_VERIFY_KEY,)),
     Process(
         "vault",
         VaultSettings,
         "services.vault.server",
         schema="vault",
-        secrets=("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_FILE", "CLIENTVAULT_TRANSIT_TOKEN"),
+        secrets=("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_FILE", "CLIENTVAULT_TRANSIT_TOKEN", CONTEXT_VERIFY_KEY),
     ),
-    Process("audit", AuditSettings, "services.audit.server", schema="audit"),
+    Process("audit", AuditSettings, "services.audit.server", schema="audit", secrets=(CONTEXT_VERIFY_KEY,)),
 )
 BY_NAME: Mapping[str, Process] = MappingProxyType({process.name: process for process in PROCESSES})
 # The services: each a gRPC server with its own schema, migrations and database login.
@@ -71,6 +74,10 @@ SERVICES: tuple[Process, ...] = tuple(process for process in PROCESSES if proces
 SECRET_HOLDERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "DATABASE_URL": tuple(service.name for service in SERVICES),
-        **{secret: (process.name,) for process in PROCESSES for secret in process.secrets},
+        **{
+            secret: tuple(holder.name for holder in PROCESSES if secret in holder.secrets)
+            for process in PROCESSES
+            for secret in process.secrets
+        },
     }
 )

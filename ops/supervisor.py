@@ -7,6 +7,7 @@ politely (SIGTERM) first, SIGKILL after a grace period, so nothing outlives `up`
 """
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import os
@@ -21,11 +22,12 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clientvault.attestation import service_key_setting
 from clientvault.nats_access import PERMISSIONS
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
-from ops.registry import GATEWAY, SECRET_HOLDERS, SERVICES
+from ops.registry import CONTEXT_KEY, CONTEXT_VERIFY_KEY, GATEWAY, SECRET_HOLDERS, SERVICES
 
 APP_STOP_GRACE_S = 4.0
 SERVER_STOP_GRACE_S = 3.0
@@ -342,6 +344,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
     vault_env = _vault_keys(data)
+    context_key = os.environ.get(CONTEXT_KEY) or keys["context_key"]
     for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
         name = process.name
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
@@ -349,6 +352,10 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         if name == "vault":
             child_env |= vault_env
+        if process is GATEWAY:
+            child_env[CONTEXT_KEY] = context_key
+        else:  # only its own key: it cannot vouch for calls to another service
+            child_env[CONTEXT_VERIFY_KEY] = service_key_setting(base64.b64decode(context_key), name)
         if name in service_urls:
             child_env["DATABASE_URL"] = service_urls[name]
         child_env |= {secret: "" for secret, holders in SECRET_HOLDERS.items() if name not in holders}

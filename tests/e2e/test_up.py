@@ -1,6 +1,7 @@
 """`clientvault up` as an operator runs it: start, restart on the same data, supervise, stop cleanly."""
 
 import asyncio
+import base64
 import os
 import signal
 import time
@@ -10,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from clientvault.attestation import service_key_setting
 from tests.system import Api, System, pid_alive
 
 PROCESSES = {"postgres", "nats", "gateway", "auth", "clients", "vault", "audit"}
@@ -116,6 +118,14 @@ def test_each_child_gets_only_the_secrets_it_uses(system: System) -> None:
     assert all(env[name]["DATABASE_URL"] for name in ("auth", "clients", "vault", "audit"))
     assert [name for name in env if env[name].get("CLIENTVAULT_TOKEN_SIGNING_KEY")] == ["auth"]
     assert [name for name in env if env[name].get("CLIENTVAULT_KEK_FILE")] == ["vault"]
+    # The gateway holds the context key; each service only the key derived for itself (clientvault/attestation.py).
+    context_key = base64.b64decode(system.secrets()["context_key"])
+    assert [name for name in env if env[name].get("CLIENTVAULT_CONTEXT_KEY")] == ["gateway"]
+    assert env["gateway"]["CLIENTVAULT_CONTEXT_KEY"] == system.secrets()["context_key"]
+    assert env["gateway"].get("CLIENTVAULT_CONTEXT_VERIFY_KEY", "") == ""
+    for name in ("auth", "clients", "vault", "audit"):
+        assert env[name]["CLIENTVAULT_CONTEXT_VERIFY_KEY"] == service_key_setting(context_key, name)
+    assert len({env[name]["CLIENTVAULT_CONTEXT_VERIFY_KEY"] for name in ("auth", "clients", "vault", "audit")}) == 4
     if not os.environ.get("NATS_URL"):  # embedded nats-server: a NATS user each
         assert len({env[name]["NATS_URL"] for name in env}) == 5
 

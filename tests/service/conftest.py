@@ -9,7 +9,7 @@ empty.
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from clientvault import logging, rpc
+from clientvault.attestation import HEADER, Attester, ContextCheck, derive_key
 from clientvault.db import Database
 from clientvault.ids import new_id
 from clientvault.policy import Role
@@ -35,6 +36,7 @@ from tests import postgres
 ISSUER = AUDIENCE = "clientvault"
 # Small sign-in limits, so that the throttle tests need few password checks (argon2id, on purpose slow).
 SIGN_IN_EMAIL_MAX, SIGN_IN_IP_MAX = 3, 4
+CONTEXT_KEY = os.urandom(32)  # the tier's gateway context key; each service is served with its derived key
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -84,9 +86,13 @@ def tokens() -> Tokens:
 
 
 @asynccontextmanager
-async def serving(register: Callable[[grpc.aio.Server], None], verifier: TokenVerifier) -> AsyncIterator[str]:
-    """A gRPC server on 127.0.0.1, port 0, with the kit's edge interceptor: its address."""
-    server = grpc.aio.server(interceptors=[rpc.Edge(verifier)])
+async def serving(
+    register: Callable[[grpc.aio.Server], None], verifier: TokenVerifier, name: str
+) -> AsyncIterator[str]:
+    """A gRPC server on 127.0.0.1, port 0, with the kit's edge interceptor and `name`'s own context key (derived
+    from the tier's, as `up` does): its address."""
+    context = ContextCheck(name, derive_key(CONTEXT_KEY, name))
+    server = grpc.aio.server(interceptors=[rpc.Edge(verifier, context)])
     register(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -100,11 +106,18 @@ async def serving(register: Callable[[grpc.aio.Server], None], verifier: TokenVe
 class Service:
     """One service being served: a stub on a real channel to it, its database, and the tier's tokens."""
 
+    name: str
     address: str
     stub: Any
     db: Database
     database_url: str
     tokens: Tokens
+
+    def vouched(self, rpc_name: str, metadata: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        """`metadata` as the gateway sends it to this service for `rpc_name` (e.g. "SignIn"): attested."""
+        method = f"/clientvault.v1.{self.name.capitalize()}/{rpc_name}"
+        attestation = Attester(self.name, derive_key(CONTEXT_KEY, self.name)).attest(method, dict(metadata))
+        return (*metadata, (HEADER, attestation))
 
     async def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         """A statement straight on the database (autocommit), e.g. to read a row or break one."""
@@ -124,8 +137,8 @@ async def service(
     await asyncio.to_thread(postgres.migrate, database_url, name)
     db = Database(database_url, pool_size=10, statement_timeout_s=5)  # a service's defaults
     try:
-        async with serving(build(db), tokens.verifier) as address, rpc.channel(address) as channel:
-            yield Service(address, stub(channel), db, database_url, tokens)
+        async with serving(build(db), tokens.verifier, name) as address, rpc.channel(address) as channel:
+            yield Service(name, address, stub(channel), db, database_url, tokens)
     finally:
         await db.dispose()
 

@@ -23,7 +23,9 @@ async def new_account(auth: Service, role: str = "read_only") -> Account:
 
 async def sign_in(auth: Service, email: str, password: str, ip: str) -> pb.TokenPair:
     pair: pb.TokenPair = await auth.stub.SignIn(
-        pb.SignInRequest(email=email, password=password), metadata=(("x-client-ip", ip),), timeout=10
+        pb.SignInRequest(email=email, password=password),
+        metadata=auth.vouched("SignIn", [("x-client-ip", ip)]),
+        timeout=10,
     )
     return pair
 

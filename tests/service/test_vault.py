@@ -41,8 +41,11 @@ async def test_the_vault_refuses_a_direct_reveal_without_the_role(vault: Service
 async def test_a_reveal_writes_its_audit_event_with_the_callers_request(vault: Service, clients: Service) -> None:
     client_id, credential_id = await new_credential(vault, clients, "s3cret", label="Evented")
     manager = vault.tokens.user("manager")
-    metadata = vault.tokens.metadata(
-        manager, x_request_id="req-reveal", x_client_ip="203.0.113.9", x_user_agent="vault-test/1.0"
+    metadata = vault.vouched(
+        "RevealCredential",
+        vault.tokens.metadata(
+            manager, x_request_id="req-reveal", x_client_ip="203.0.113.9", x_user_agent="vault-test/1.0"
+        ),
     )
 
     await vault.stub.RevealCredential(
@@ -81,3 +84,27 @@ async def test_a_reveal_whose_audit_event_cannot_be_written_reveals_nothing(vaul
     assert stamped == [(None,)]
     again = await vault.stub.RevealCredential(request, metadata=vault.tokens.metadata("admin"), timeout=5)
     assert again.secret == "must-not-leak"
+
+
+async def test_a_direct_reveal_is_recorded_from_its_network_address_not_from_what_it_claims(
+    vault: Service, clients: Service
+) -> None:
+    """Without the gateway's attestation (none, or one made for another RPC), the forged client IP, user agent
+    and request id are not believed: the event records the caller's address and leaves the others empty."""
+    client_id, credential_id = await new_credential(vault, clients, "s3cret", label="Forged")
+    claims = vault.tokens.metadata(
+        "manager", x_request_id="req-forged", x_client_ip="198.51.100.66", x_user_agent="forged/1.0"
+    )
+    request = vault_pb2.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
+
+    for metadata in (claims, vault.vouched("ListCredentials", claims)):
+        await vault.stub.RevealCredential(request, metadata=metadata, timeout=5)
+
+    rows = await vault.sql(
+        "SELECT to_jsonb(o) FROM vault.outbox o WHERE credential_id = %s AND action = 'credential_reveal'",
+        uuid.UUID(credential_id),
+    )
+    assert len(rows) == 2
+    for (event,) in rows:
+        assert not {"198.51.100.66", "forged/1.0", "req-forged"} & set(event.values())
+        assert (event["ip"], event["user_agent"], event["request_id"]) == ("127.0.0.1", "", "")

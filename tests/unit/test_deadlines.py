@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from clientvault import rpc
+from clientvault.attestation import ContextCheck
 from clientvault.revocation import DenyList
 from clientvault.tokens import TokenVerifier
 from clientvault.v1 import auth_pb2, auth_pb2_grpc
@@ -28,7 +29,7 @@ async def no_keys() -> dict[str, bytes]:
 @pytest.fixture
 async def stub() -> AsyncIterator[auth_pb2_grpc.AuthStub]:
     verifier = TokenVerifier(issuer="t", audience="t", max_ttl_s=900, fetch_keys=no_keys, denylist=DenyList())  # type: ignore[arg-type]
-    server = grpc.aio.server(interceptors=[rpc.Edge(verifier)])
+    server = grpc.aio.server(interceptors=[rpc.Edge(verifier, ContextCheck("auth", None))])
     auth_pb2_grpc.add_AuthServicer_to_server(Echo(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
