@@ -8,7 +8,7 @@ service only. On every RPC the gateway sends `x-context-attestation: v1.<unix se
 HMAC-SHA256 over the service, the full method, the time, the request id, client IP and user agent it sends,
 and a hash of the caller's `authorization` metadata. The service recomputes it with its key and accepts it
 within WINDOW_S of its own clock (either way, for skew); otherwise the call is unattested: its client IP is
-the gRPC peer's address, its user agent and request id are empty (docs/security.md, F-22).
+the gRPC peer's address, its user agent and request id are empty (docs/security.md, section 4.4).
 """
 
 import base64

@@ -20,6 +20,8 @@ REQUIRED_ENV = {
     "CLIENTVAULT_TOKEN_SIGNING_KEY": "signing-key",
     "CLIENTVAULT_KEKS": "v1:kek",
     "CLIENTVAULT_KEK_ACTIVE": "v1",
+    "CLIENTVAULT_CONTEXT_KEY": "context-key",
+    **{f"{service.upper()}_CONTEXT_VERIFY_KEY": f"{service}-context-key" for service in SERVICES},
 }
 
 
@@ -149,6 +151,16 @@ def test_only_auth_holds_the_signing_key() -> None:
     assert holders == ["auth"]
     keks = [n for n, s in SERVICES_.items() if "CLIENTVAULT_KEKS" in s.get("environment", {})]
     assert keks == ["vault"]
+
+
+def test_the_gateway_holds_the_context_key_and_each_service_only_its_own_derived_key() -> None:
+    environments = {name: interpolate(COMPOSE, REQUIRED_ENV)["services"][name]["environment"] for name in PROCESSES}
+
+    assert [n for n, env in environments.items() if "CLIENTVAULT_CONTEXT_KEY" in env] == ["gateway"]
+    assert {n: env.get("CLIENTVAULT_CONTEXT_VERIFY_KEY") for n, env in environments.items()} == {
+        "gateway": None,
+        **{service: f"{service}-context-key" for service in SERVICES},
+    }
 
 
 def test_every_variable_set_is_a_setting_of_the_process() -> None:

@@ -27,6 +27,8 @@ SECRETS = {
     "clientvault-nats": {f"{process}-url" for process in PROCESSES},  # one NATS user per process
     "clientvault-nats-operator": {"url"},  # the NATS operator, for the migration Job only
     "clientvault-token-signing": {"signing-key"},
+    # The gateway's request-context key, and each service's own key derived from it
+    "clientvault-context": {f"{process}-key" for process in PROCESSES},
     "clientvault-vault-keys": {
         "provider",
         "keks",
@@ -225,6 +227,10 @@ def test_who_holds_which_secret() -> None:
                 readers.setdefault(variable, {})[process] = ref["key"]
                 secret_keys.setdefault(ref["name"], {}).setdefault(process, set()).add(ref["key"])
     assert set(readers["CLIENTVAULT_TOKEN_SIGNING_KEY"]) == {"auth"}
+    # The gateway holds the context key; each service only the key derived for it, no one else's.
+    assert readers["CLIENTVAULT_CONTEXT_KEY"] == {"gateway": "gateway-key"}
+    assert readers["CLIENTVAULT_CONTEXT_VERIFY_KEY"] == {service: f"{service}-key" for service in SERVICES}
+    assert secret_keys["clientvault-context"] == {p: {f"{p}-key"} for p in PROCESSES}
     for variable in ("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_TRANSIT_TOKEN"):
         assert set(readers[variable]) == {"vault", "vault-rotate-key"}
     # Every verifier watches the revocation bucket, each as its own NATS user; the migration creates the stream and
