@@ -119,7 +119,8 @@ async def test_the_vault_enforces_the_limit_on_direct_calls_too(api: Api, secret
     manager = await manager_at(api, unique_ip())
     _, client_id, _, credential_id = secret_path.split("/")[1:]
     request = vault_pb2.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
-    metadata = (("authorization", manager.headers["Authorization"]),)  # no client IP: limited per user only
+    # Unattested (not through the gateway): limited per user, and per IP on the caller's own address.
+    metadata = (("authorization", manager.headers["Authorization"]),)
 
     async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
         stub = vault_pb2_grpc.VaultStub(channel)
