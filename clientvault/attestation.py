@@ -29,6 +29,7 @@ from clientvault.context import RequestContext
 
 __all__ = [
     "HEADER",
+    "INNOCENT",
     "WINDOW_S",
     "Attester",
     "ContextCheck",
@@ -43,6 +44,10 @@ HEADER = "x-context-attestation"
 VERSION = "v1"
 WINDOW_S = 60
 KEY_BYTES = 32
+NOT_SENT, NO_KEY = "no attestation", "no key configured"
+# Why a call may be unattested without anyone forging anything (a direct call, a service without its key,
+# which said so at start); any other reason is worth a warning.
+INNOCENT = frozenset({NOT_SENT, NO_KEY})
 # What the MAC covers besides the service, method and time: what the gateway says, and whose call it is.
 VOUCHED = ("x-request-id", "x-client-ip", "x-user-agent")
 
@@ -109,9 +114,9 @@ class ContextCheck:
         """Why the call's context is not attested (None: it is)."""
         given = metadata.get(HEADER)
         if given is None:
-            return "no attestation"
+            return NOT_SENT
         if self._key is None:
-            return "no key configured"
+            return NO_KEY
         version, _, rest = given.partition(".")
         issued, _, mac = rest.partition(".")
         if version != VERSION or not issued.isdigit():

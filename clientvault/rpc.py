@@ -19,7 +19,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clientvault import errors, policy
-from clientvault.attestation import ContextCheck
+from clientvault.attestation import INNOCENT, ContextCheck
 from clientvault.context import NO_REQUEST, RequestContext
 from clientvault.logging import get_logger
 from clientvault.settings import Settings
@@ -140,7 +140,7 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 structlog.contextvars.bind_contextvars(
                     rpc=operation, context="unattested", peer=meta.client_ip, claimed_request_id=claimed
                 )
-                if unattested != "no attestation":
+                if unattested not in INNOCENT:
                     log.warning("rpc.context_unattested", reason=unattested)
             _request.set(meta)
             _onward.set(tuple((k, v) for k, v in metadata.items() if k in ONWARD_KEYS))

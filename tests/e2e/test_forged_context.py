@@ -11,6 +11,7 @@ what one test does from its address cannot use up another's limits.
 
 import asyncio
 import base64
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -186,6 +187,18 @@ async def test_a_forged_or_replayed_attestation_is_not_believed(
 
     entry = await audited_reveal(api, admin, credential[1])
     assert (entry["ip"], entry["userAgent"]) == (source, "")
+    # The vault says so in its log: the refused attestation, the caller's address and what it claimed.
+    lines = log_lines(api.system, "vault")
+    (warning,) = [line for line in lines if line.get("claimed_request_id") == sent["x-request-id"]]
+    assert warning["event"] == "rpc.context_unattested"
+    assert (warning["context"], warning["peer"]) == ("unattested", source)
+    assert warning["reason"] in {"attestation does not match", "stale attestation"}
+    assert not [line for line in lines if line.get("request_id") == sent["x-request-id"]]
+
+
+def log_lines(system: System, process: str) -> list[dict[str, Any]]:
+    text = (system.data_dir / "logs" / f"{process}.log").read_text(errors="replace")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 async def test_through_the_gateway_the_real_client_ip_and_user_agent_are_audited(
