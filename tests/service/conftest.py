@@ -74,7 +74,7 @@ class Tokens:
         return User(uid, f"{role}-{uid.hex[:8]}@example.com", f"Test {role}", Role(role), datetime.now(UTC), None)
 
     def metadata(self, role: str | User, **extra: str) -> tuple[tuple[str, str], ...]:
-        """gRPC metadata as the gateway sends it: the caller's token, plus e.g. x_client_ip="10.0.0.1"."""
+        """gRPC metadata with the caller's token, plus e.g. x_client_ip="10.0.0.1" (believed once `Service.vouched`)."""
         user = role if isinstance(role, User) else self.user(role)
         token = self.signer.sign(user, new_id())
         return (("authorization", f"Bearer {token}"), *((k.replace("_", "-"), v) for k, v in extra.items()))
