@@ -19,7 +19,7 @@ from gateway import errors, openapi
 from gateway.calls import Methods, Services
 from gateway.middleware import RequestContext
 from gateway.routes import audit, auth, clients, credentials, tasks
-from gateway.schemas import StatusOut
+from gateway.schemas import ServicesOut, StatusOut
 
 log = get_logger(__name__)
 
@@ -28,6 +28,8 @@ DESCRIPTION = """ClientVault keeps an agency's clients, their tasks and their cr
 Every error is RFC 9457 `application/problem+json`; 422 adds `errors: [{field, message}]`; 401 carries
 `WWW-Authenticate: Bearer`. Every response carries `X-Request-ID`. Send the access token as
 `Authorization: Bearer <token>`."""
+# Every service is asked at once, so /healthz/services answers within this even with services frozen.
+SERVICE_CHECK_TIMEOUT_S = 0.5
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -95,7 +97,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get(
         "/readyz",
         tags=["operations"],
-        summary="Readiness: the services and the revocation feed are up",
+        summary="Readiness: this gateway can verify tokens and follows revocations",
+        description="The probe: ready once the token keys are loaded and the revocation feed (NATS) is followed. "
+        "A service that is down does not make the gateway unready: its own routes answer 503.",
         operation_id="readyz",
         response_model=StatusOut,
         responses=errors.documented(),
@@ -104,18 +108,37 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         waiting = [] if app.state.verifier.keys_loaded.is_set() else ["token keys"]
         if not app.state.denylist.synced.is_set():
             waiting.append("revocations")
-        for name, channel in app.state.channels.items():
-            try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status != health_pb2.HealthCheckResponse.SERVING:
-                    waiting.append(name)
-            except grpc.aio.AioRpcError:
-                waiting.append(name)
         if waiting:
             return errors.problem(503, "not ready: " + ", ".join(waiting))
         return JSONResponse({"status": "ready"})
 
+    @app.get(
+        "/healthz/services",
+        tags=["operations"],
+        summary="Each service's gRPC health, checked at once (for operators; not a probe)",
+        operation_id="serviceHealth",
+        response_model=ServicesOut,
+        responses=errors.documented(),
+    )
+    async def service_health() -> JSONResponse:
+        names = list(app.state.channels)
+        found = await asyncio.gather(*(_serving(app.state.channels[name]) for name in names))
+        services = {name: "serving" if up else "unavailable" for name, up in zip(names, found, strict=True)}
+        down = [name for name, state in services.items() if state != "serving"]
+        if down:
+            return errors.problem(503, "unavailable: " + ", ".join(down))
+        return JSONResponse({"status": "ok", "services": services})
+
     return app
+
+
+async def _serving(channel: grpc.aio.Channel) -> bool:
+    try:
+        request = health_pb2.HealthCheckRequest()
+        reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=SERVICE_CHECK_TIMEOUT_S)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def main(settings: GatewaySettings) -> None:

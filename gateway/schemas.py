@@ -455,3 +455,10 @@ class StatusOut(WireModel):
     """A probe's answer."""
 
     status: Literal["ok", "ready"]
+
+
+class ServicesOut(WireModel):
+    """Each service's gRPC health as the gateway sees it."""
+
+    status: Literal["ok"]
+    services: dict[str, Literal["serving", "unavailable"]]

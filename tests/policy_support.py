@@ -37,8 +37,8 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
 }
 
-# Liveness and readiness answer anyone (probes carry no token); they call no service and no operation.
-OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz"})
+# Liveness, readiness and the services' health answer anyone (probes carry no token); they run no operation.
+OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz", "/healthz/services"})
 
 
 @dataclass(frozen=True)

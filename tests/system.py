@@ -162,6 +162,16 @@ def running(data_dir: Path, env: Mapping[str, str | None]) -> Iterator[System]:
         system.stop()
 
 
+async def all_ready(http: httpx.AsyncClient) -> bool:
+    """The gateway ready (/readyz: it verifies tokens) and every service serving (/healthz/services): what a
+    test that restarted a process waits for before it carries on."""
+    try:
+        answers = [await http.get(path) for path in ("/readyz", "/healthz/services")]
+    except httpx.TransportError:
+        return False
+    return all(r.status_code == 200 for r in answers)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

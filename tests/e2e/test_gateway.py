@@ -109,6 +109,32 @@ async def test_health_and_readiness(api: Api) -> None:
     assert (await api.raw.get("/readyz")).json() == {"status": "ready"}
 
 
+async def test_a_frozen_audit_service_leaves_the_gateway_ready_and_only_its_routes_503(api: Api) -> None:
+    admin = await api.session("admin")
+
+    with frozen(api.system.pids()["audit"]):  # alive but silent, as a hung process is
+        ready = await api.raw.get("/readyz")
+        clients = await api.raw.get("/clients", headers=admin.headers)
+        audit_logs = await api.raw.get("/audit-logs", headers=admin.headers)
+        services = await api.raw.get("/healthz/services")
+
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+    assert clients.status_code == 200
+    assert audit_logs.status_code == 503
+    assert audit_logs.headers["content-type"] == PROBLEM
+    assert int(audit_logs.headers["retry-after"]) > 0
+    assert services.status_code == 503
+    assert services.json()["detail"] == "unavailable: audit"
+
+
+async def test_the_services_health_names_each_service(api: Api) -> None:
+    r = await api.raw.get("/healthz/services")
+
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "services": dict.fromkeys(["auth", "clients", "vault", "audit"], "serving")}
+
+
 async def test_a_service_that_does_not_answer_is_a_503_not_a_hang(api: Api) -> None:
     session = await api.session()
     assert (await api.raw.get("/users/me", headers=session.headers)).status_code == 200

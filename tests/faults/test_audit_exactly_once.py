@@ -18,7 +18,7 @@ from collections import Counter
 import httpx
 import psycopg
 
-from tests.system import System, pid_alive
+from tests.system import System, all_ready, pid_alive
 
 VICTIMS = ("nats", "audit", "vault")
 RUN_BETWEEN_KILLS_S = 3.0
@@ -78,7 +78,7 @@ async def wait_restarted(system: System, name: str, old_pid: int, http: httpx.As
     else:
         raise AssertionError(f"{name} was not restarted")
     while time.monotonic() < deadline:
-        if (await http.get("/readyz")).status_code == 200:
+        if await all_ready(http):
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"not ready again after {name} restarted")

@@ -14,7 +14,7 @@ from collections import Counter
 import httpx
 import psycopg
 
-from tests.system import System, frozen, pid_alive
+from tests.system import System, all_ready, frozen, pid_alive
 
 AUTH_FROZEN_S = 7.0  # longer than the gateway's key fetch deadline (CLIENTVAULT_RPC_TIMEOUT_S, 5 s)
 
@@ -32,12 +32,8 @@ async def wait_restarted(system: System, name: str, old_pid: int, http: httpx.As
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         pid = system.pids().get(name)
-        if pid not in (None, old_pid) and pid_alive(pid):
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+        if pid not in (None, old_pid) and pid_alive(pid) and await all_ready(http):
+            return
         await asyncio.sleep(0.1)
     raise AssertionError(f"not ready again after {name} restarted")
 
