@@ -2,13 +2,26 @@
 
 Every field is documented in README.md ("Configuration") with its default. Nothing reads the
 environment at import time; tests build settings objects directly.
+
+Any setting can also come from a file: `<VARIABLE>_FILE` names a file whose content (one trailing newline
+dropped) is the value, e.g. `CLIENTVAULT_KEKS_FILE=/run/secrets/keks` or `DATABASE_URL_FILE=…`. That is how
+secrets reach a container without being in its environment (a Kubernetes secret volume, Compose `secrets:`).
 """
 
+import os
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -32,10 +45,61 @@ CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 Networks = Annotated[list[IPv4Network | IPv6Network], NoDecode, BeforeValidator(_split_networks)]
 
 
+FILE_SUFFIX = "_FILE"
+
+
+class SecretFileError(SettingsError):
+    """A `<VARIABLE>_FILE` that cannot be used: the file is missing or unreadable, or the variable is set too.
+    The message names the variable and the path, never the content."""
+
+
+class FromFiles(PydanticBaseSettingsSource):
+    """The settings given as `<VARIABLE>_FILE`: read from the file the variable names."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            variable = variable_of(self.settings_cls, name)
+            path = os.environ.get(variable + FILE_SUFFIX)
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise SecretFileError(f"{variable} and {variable}{FILE_SUFFIX} are both set: keep one")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise SecretFileError(f"{variable}{FILE_SUFFIX}: cannot read {path}: {reason}") from None
+            found[field.validation_alias if isinstance(field.validation_alias, str) else name] = text.removesuffix(
+                "\n"
+            ).removesuffix("\r")
+        return found
+
+
+def variable_of(settings_cls: type[BaseSettings], name: str) -> str:
+    """The environment variable of a field: its alias (DATABASE_URL) or the prefix and its name, upper case."""
+    alias = settings_cls.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else (settings_cls.model_config.get("env_prefix", "") + name).upper()
+
+
 class Settings(BaseSettings):
     """What every process needs: where the database, the broker and the other services are."""
 
     model_config = SettingsConfigDict(env_prefix="CLIENTVAULT_", frozen=True, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, FromFiles(settings_cls), env_settings
 
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     nats_url: str | None = Field(None, validation_alias="NATS_URL")

@@ -1,21 +1,50 @@
-"""The `clientvault` command: run the system (`up`, `serve`, `migrate`) and administer it (`users`)."""
+"""The `clientvault` command: run the system (`up`, `serve`, `migrate`) and administer it (`users`, `vault`,
+`audit`).
+
+Fit for scripts: results on stdout (`--output json` where a script reads them), progress bars (on a
+terminal only), warnings and log lines on stderr, and the exit codes of `Code`.
+"""
 
 import asyncio
+import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsError
 
 from clientvault.errors import DomainError
 from ops.registry import BY_NAME
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from clientvault.settings import VaultSettings
+    from ops import audit_report
 
 T = TypeVar("T")
+S = TypeVar("S", bound=BaseSettings)
+
+
+class Code(IntEnum):
+    """The exit codes (README.md, "Operator commands")."""
+
+    OK = 0
+    FAILED = 1  # a verification failed, or the system refused the command (the message says why)
+    USAGE = 2  # the command line or the configuration is wrong (click's own code for a bad option, too)
+    UNAVAILABLE = 3  # the database or NATS cannot be reached
+
+
+class Output(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
 
 app = typer.Typer(help="ClientVault: clients, tasks and an audited credential vault.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
@@ -29,14 +58,63 @@ app.add_typer(context_app, name="context-key")
 
 DataDirOption = Annotated[
     Path,
-    typer.Option("--data-dir", help="Where `up` keeps its data; operator commands act on the system running there."),
+    typer.Option(
+        "--data-dir",
+        envvar="CLIENTVAULT_DATA_DIR",
+        help="Where `up` keeps its data; operator commands act on the system running there.",
+    ),
+]
+OutputOption = Annotated[
+    Output, typer.Option("--output", "-o", help="text for people; json (one document on stdout) for scripts.")
 ]
 DEFAULT_DATA_DIR = Path(".clientvault")
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, code: Code = Code.FAILED) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"clientvault {version('clientvault')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    from clientvault import logging
+
+    logging.configure("warning", "cli")  # what the commands' libraries log goes to stderr (`serve` sets its own)
+
+
+def _settings(settings_cls: type[S]) -> S:
+    """Settings read from the environment; a wrong value or a *_FILE that cannot be read is a usage error."""
+    try:
+        return settings_cls()
+    except SettingsError as error:
+        raise fail(str(error), Code.USAGE) from None
+    except ValidationError as error:
+        found = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False))
+        raise fail(f"configuration: {found}", Code.USAGE) from None
+
+
+def _progress() -> "Progress":
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console, disable=not console.is_terminal)
+
+
+def _print_json(document: object) -> None:
+    typer.echo(json.dumps(document, indent=2))
 
 
 @app.command()
@@ -56,8 +134,9 @@ def up(
 def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vault or audit")]) -> None:
     """Run one process, configured by the environment (what containers run)."""
     if name not in BY_NAME:
-        raise fail(f"unknown process {name!r}: choose one of {', '.join(BY_NAME)}")
-    BY_NAME[name].serve()
+        raise fail(f"unknown process {name!r}: choose one of {', '.join(BY_NAME)}", Code.USAGE)
+    process = BY_NAME[name]
+    process.serve(_settings(process.settings))
 
 
 @app.command()
@@ -74,13 +153,14 @@ def migrate(
     from clientvault.settings import Settings
     from ops.migrate import upgrade_all
 
-    config = Settings()
-    upgrade_all(config.require_database_url())
+    config = _settings(Settings)
+    target = Target(config.require_database_url(), config.nats_url)
+    target.call(lambda: upgrade_all(target.database_url))
     typer.echo("migrations applied")
-    if config.nats_url:
+    if target.nats_url:
         from ops.jetstream import bootstrap
 
-        _run(bootstrap(config.nats_url, nats_replicas))
+        target.run(bootstrap(target.nats_url, nats_replicas))
         typer.echo("AUDIT stream and revocation bucket in place")
 
 
@@ -107,7 +187,7 @@ def context_key_derive(
     from ops.registry import SERVICES
 
     if service not in {s.name for s in SERVICES}:
-        raise fail(f"unknown service {service!r}: choose one of {', '.join(s.name for s in SERVICES)}")
+        raise fail(f"unknown service {service!r}: choose one of {', '.join(s.name for s in SERVICES)}", Code.USAGE)
     try:
         context_key = key_from(SecretStr(sys.stdin.read().strip()), "the key on stdin")
     except SystemExit as error:
@@ -117,27 +197,42 @@ def context_key_derive(
     typer.echo(service_key_setting(context_key, service))
 
 
-def _system(data_dir: Path) -> tuple[str, str | None]:
-    """The database and NATS URLs, each from the environment if set, else from the `up` running on the
-    data dir (they are independent, as for `up` itself)."""
-    import os
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The system an operator command acts on; `run` and `call` turn what goes wrong into an exit code."""
 
+    database_url: str
+    nats_url: str | None
+
+    def run(self, job: Coroutine[Any, Any, T]) -> T:
+        return self.call(lambda: asyncio.run(job))
+
+    def call(self, work: Callable[[], T]) -> T:
+        from ops.outages import OUTAGES, describe
+
+        try:
+            return work()
+        except OUTAGES as error:
+            raise fail(describe(error, self.database_url, self.nats_url), Code.UNAVAILABLE) from None
+        except DomainError as error:
+            raise fail(str(error)) from None
+
+
+def _system(data_dir: Path) -> Target:
+    """The database and NATS URLs, each from the environment if set (or its *_FILE), else from the `up`
+    running on the data dir (they are independent, as for `up` itself)."""
+    from clientvault.settings import Settings
     from ops.datadir import DataDir
 
-    database_url, nats_url = os.environ.get("DATABASE_URL"), os.environ.get("NATS_URL")
+    given = _settings(Settings)
+    database_url, nats_url = given.database_url, given.nats_url
     running = DataDir.at(data_dir).read_system() if (data_dir / "run").exists() else None
     if running is not None:
         database_url, nats_url = database_url or running["database_url"], nats_url or running["nats_url"]
     if not database_url:
-        raise fail(f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL")
-    return database_url, nats_url
-
-
-def _run(job: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(job)
-    except DomainError as error:
-        raise fail(str(error)) from None
+        message = f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or set DATABASE_URL"
+        raise fail(message, Code.UNAVAILABLE)
+    return Target(database_url, nats_url)
 
 
 @users_app.command("create")
@@ -154,21 +249,36 @@ def users_create(
     if password_stdin:
         password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
     else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    database_url, _ = _system(data_dir)
-    user = _run(admin.create_user(database_url, email=email, full_name=full_name, role=role, password=password))
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    target = _system(data_dir)
+    user = target.run(
+        admin.create_user(target.database_url, email=email, full_name=full_name, role=role, password=password)
+    )
     typer.echo(f"created {user.role.value} {user.email} (id {user.id})")
 
 
 @users_app.command("list")
-def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
-    """List every user with role and state."""
-    from rich.console import Console
-    from rich.table import Table
-
+def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR, output: OutputOption = Output.TEXT) -> None:
+    """List every user with role and state: a table on a terminal, tab-separated lines when piped."""
     from services.auth import admin
 
-    database_url, _ = _system(data_dir)
+    target = _system(data_dir)
+    users = target.run(admin.list_users(target.database_url))
+    if output is Output.JSON:
+        _print_json(
+            [
+                {
+                    "id": str(u.id),
+                    "email": u.email,
+                    "full_name": u.full_name,
+                    "role": u.role.value,
+                    "created_at": u.created_at.isoformat(),
+                    "disabled_at": u.disabled_at.isoformat() if u.disabled_at else None,
+                }
+                for u in users
+            ]
+        )
+        return
     columns = ("id", "email", "full name", "role", "created", "state")
     rows = [
         (
@@ -179,26 +289,37 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
             u.created_at.isoformat(),
             "disabled" if u.disabled_at else "active",
         )
-        for u in _run(admin.list_users(database_url))
+        for u in users
     ]
     if not sys.stdout.isatty():  # piped: tab-separated lines, nothing truncated, easy to script
         for row in [columns, *rows]:
             typer.echo("\t".join(row))
         return
+    _print_table(columns, rows)
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table on the terminal, as wide as its widest cells: a narrow terminal wraps the lines, but no id or
+    email is ever cut short."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(*columns)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    natural = console.measure(table, options=console.options.update_width(sys.maxsize)).maximum
+    Console(width=max(console.width, natural), height=console.height).print(table)  # both, or a dumb terminal is 80
 
 
 def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
     from services.auth import admin
 
-    database_url, nats_url = _system(data_dir)
-    if nats_url is None:
-        raise fail("NATS_URL is not set: disabling must reach every running verifier")
+    target = _system(data_dir)
+    if target.nats_url is None:
+        raise fail("NATS_URL is not set: disabling must reach every running verifier", Code.USAGE)
     change = admin.disable if disabled else admin.enable
-    user, broadcast = _run(change(database_url, nats_url, email))
+    user, broadcast = target.run(change(target.database_url, target.nats_url, email))
     typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
     if not broadcast:
         typer.echo(
@@ -206,7 +327,7 @@ def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
             "already issued keep working until they expire (at most CLIENTVAULT_ACCESS_TOKEN_TTL_S)",
             err=True,
         )
-        raise typer.Exit(2)
+        raise typer.Exit(Code.UNAVAILABLE)
 
 
 @users_app.command("disable")
@@ -225,7 +346,7 @@ def _vault_settings(data_dir: Path) -> "VaultSettings":
     """The vault's key settings from the environment; else the keyring that `up` keeps in the data dir."""
     from clientvault.settings import VaultSettings
 
-    settings = VaultSettings()
+    settings = _settings(VaultSettings)
     own = settings.key_provider == "transit" or settings.keks is not None or settings.kek_file
     keyring = (data_dir / "secrets.json").resolve()
     if not own and keyring.exists():
@@ -238,28 +359,43 @@ def _vault_job(data_dir: Path, job: Callable[[str, "VaultSettings"], Coroutine[A
     is reported as such."""
     from services.vault import admin
 
-    database_url, _ = _system(data_dir)
+    target = _system(data_dir)
     try:
-        return _run(job(database_url, _vault_settings(data_dir)))
+        return target.run(job(target.database_url, _vault_settings(data_dir)))
     except admin.KeyFailure as error:
         raise fail(str(error)) from None
 
 
 @vault_app.command("status")
-def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR, output: OutputOption = Output.TEXT) -> None:
     """How many data keys and secrets sit on each KEK version."""
     from services.vault import admin
 
     found = _vault_job(data_dir, admin.status)
-    typer.echo(f"key provider: {found.provider}   active KEK: {found.active}")
-    typer.echo(f"{'KEK version':<12} {'data keys':>10} {'secrets':>10}")
-    for version, keys, sealed in found.versions:
-        typer.echo(f"{version + (' (active)' if version == found.active else ''):<12} {keys:>10} {sealed:>10}")
-    typer.echo(f"secrets on an older data key of their client: {found.secrets_on_old_keys}")
+    if output is Output.JSON:
+        _print_json(
+            {
+                "key_provider": found.provider,
+                "active_kek": found.active,
+                "versions": [
+                    {"kek_version": version, "data_keys": keys, "secrets": sealed}
+                    for version, keys, sealed in found.versions
+                ],
+                "secrets_on_old_keys": found.secrets_on_old_keys,
+                "secrets_without_key": found.secrets_without_key,
+                "unfinished_rotation": found.unfinished,
+            }
+        )
+    else:
+        typer.echo(f"key provider: {found.provider}   active KEK: {found.active}")
+        typer.echo(f"{'KEK version':<12} {'data keys':>10} {'secrets':>10}")
+        for version, keys, sealed in found.versions:
+            typer.echo(f"{version + (' (active)' if version == found.active else ''):<12} {keys:>10} {sealed:>10}")
+        typer.echo(f"secrets on an older data key of their client: {found.secrets_on_old_keys}")
+        if found.unfinished:
+            typer.echo(f"an interrupted rotation to {found.unfinished} waits: run `clientvault vault rotate-key`")
     if found.secrets_without_key:
         typer.echo(f"error: {found.secrets_without_key} secrets have no data key and cannot be decrypted", err=True)
-    if found.unfinished:
-        typer.echo(f"an interrupted rotation to {found.unfinished} waits: run `clientvault vault rotate-key`")
 
 
 @vault_app.command("rotate-key")
@@ -271,11 +407,11 @@ def vault_rotate_key(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Make a new KEK version active and rewrap every data key, online and resumable."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+    from rich.progress import TaskID
 
     from services.vault import admin
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+    with _progress() as bar:
         tasks: dict[str, TaskID] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -303,47 +439,49 @@ def audit_verify(
             help="SEQ:HASH printed by an earlier verify and kept outside the database: check it is still there."
         ),
     ] = None,
+    output: OutputOption = Output.TEXT,
 ) -> None:
     """Walk the audit chain and recompute every hash; name the first entry changed, removed or reordered.
-    Also check that every event the vault sent is in the log, and that an earlier head is still in the chain."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    Also check that every event the vault sent is in the log, and that an earlier head is still in the chain.
+    Exit 1 when any check fails."""
+    from ops import audit_report
 
-    from ops.audit_gaps import Unrecorded, unrecorded
-    from services.audit import admin
-
-    recorded = _head(expect_head) if expect_head else None
-    database_url, _ = _system(data_dir)
-
-    async def walk(bar: Progress) -> tuple[admin.Verified, str | None, list[Unrecorded] | None]:
+    expected = _head(expect_head) if expect_head else None
+    target = _system(data_dir)
+    with _progress() as bar:
         task = bar.add_task("verifying the audit chain", total=None)
-        found, head = await admin.verify(
-            database_url, lambda done, total: bar.update(task, completed=done, total=total), recorded
+        report = target.run(
+            audit_report.check(
+                target.database_url, lambda done, total: bar.update(task, completed=done, total=total), expected
+            )
         )
-        return found, head, await unrecorded(database_url)
+    if output is Output.JSON:
+        _print_json(report.as_json())
+    else:
+        _print_audit_report(report)
+    if not report.ok:
+        raise typer.Exit(Code.FAILED)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        found, head_problem, missing = _run(walk(bar))
-    failed = False
+
+def _print_audit_report(report: "audit_report.AuditReport") -> None:
+    found = report.verified
     if found.broken is not None:
         broken = found.broken
         which = f"entry {broken.seq}" + (f" (event {broken.event_id})" if broken.event_id else "")
         typer.echo(f"audit chain broken: {which} was {broken.kind}: {broken.detail}", err=True)
         typer.echo(f"the {found.count} entries before it verify", err=True)
-        failed = True
-    if head_problem is not None:
-        typer.echo(f"audit chain broken: {head_problem}", err=True)
-        failed = True
-    if missing:
-        first = missing[0]
+    if report.head_problem is not None:
+        typer.echo(f"audit chain broken: {report.head_problem}", err=True)
+    if report.unrecorded:
+        first = report.unrecorded[0]
         typer.echo(
-            f"audit log incomplete: {len(missing)} events the vault sent are not in it "
+            f"audit log incomplete: {len(report.unrecorded)} events the vault sent are not in it "
             f"(first: event {first.event_id}, sent {first.sent_at:%Y-%m-%d %H:%M:%S%z})",
             err=True,
         )
-        failed = True
-    if failed:
-        raise typer.Exit(1)
-    if missing is None:
+    if not report.ok:
+        return
+    if report.unrecorded is None:
         typer.echo("(the vault's outbox is not readable with this database role: sent events not compared)")
     typer.echo(f"audit chain verified: {found.count} entries, head {found.head_seq} hash {found.head_hash.hex()}")
 
@@ -354,7 +492,7 @@ def _head(value: str) -> tuple[int, bytes]:
         return int(seq), bytes.fromhex(digest)
     except ValueError:
         usage = "--expect-head takes SEQ:HASH as `audit verify` prints them (head 42 hash ab12… is 42:ab12…)"
-        raise fail(usage) from None
+        raise fail(usage, Code.USAGE) from None
 
 
 def main() -> None:

@@ -31,9 +31,8 @@ class Process:
         """Its Alembic tree (services with a schema only)."""
         return ROOT / "services" / self.name / "migrations"
 
-    def serve(self) -> None:
-        """Runs the process in the foreground, configured by the environment (what a container runs)."""
-        settings = self.settings()
+    def serve(self, settings: Settings) -> None:
+        """Runs the process in the foreground with its settings (read from the environment: what a container runs)."""
         logging.configure(settings.log_level, self.name)
         main = importlib.import_module(self.module).main
         if inspect.iscoroutinefunction(main):

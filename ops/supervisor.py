@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault.attestation import service_key_setting
 from clientvault.nats_access import PERMISSIONS
+from clientvault.settings import FILE_SUFFIX, AuthSettings, VaultSettings
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
@@ -236,14 +237,13 @@ async def _http_ready(url: str) -> bool:
         return False
 
 
-def _vault_keys(data: DataDir) -> dict[str, str]:
-    """The vault's KEK: the one given in the environment, else a keyring kept in secrets.json (generated once).
+def _vault_keys(data: DataDir, given: VaultSettings) -> dict[str, str]:
+    """The vault's KEK: the one given in the environment (or a file it names), else a keyring kept in
+    secrets.json (generated once).
 
     The vault gets the file's path rather than the key, so `clientvault vault rotate-key` can add a version
     to the keyring while the vault runs (it reloads the file when it changes)."""
-    if os.environ.get("CLIENTVAULT_KEY_PROVIDER") == "transit" or os.environ.get("CLIENTVAULT_KEKS"):
-        return {}
-    if os.environ.get("CLIENTVAULT_KEK_FILE"):
+    if given.key_provider == "transit" or (given.keks and given.keks.get_secret_value()) or given.kek_file:
         return {}
     if data.ensure_vault_kek():
         say(f"generated the vault's key-encryption key into {data.secrets_file} (mode 0600): back it up, "
@@ -299,7 +299,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     started = time.monotonic()
     _check_port_free(host, port)
     keys = data.secrets()
-    database_url = os.environ.get("DATABASE_URL")
+    given = VaultSettings()  # what the operator exported (as a variable or a *_FILE), DATABASE_URL and NATS_URL too
+    database_url = given.database_url
     embedded_postgres = not database_url
     if not database_url:
         pg_port = free_port()
@@ -309,7 +310,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         await _wait_until(lambda: _postgres_ready(admin_url), "PostgreSQL", supervisor, "postgres")
         await _ensure_database(admin_url, "clientvault")
         database_url = admin_url.rsplit("/", 1)[0] + "/clientvault"
-    nats_url = os.environ.get("NATS_URL")
+    nats_url = given.nats_url
     nats_urls: dict[str, str] = {}  # per process; with an external NATS_URL every process uses that one
     if not nats_url:
         nats_port = free_port()
@@ -339,16 +340,18 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     env = {
         "DATABASE_URL": database_url,
         "NATS_URL": nats_url,
+        **{variable + FILE_SUFFIX: "" for variable in ("DATABASE_URL", "NATS_URL")},  # given above, not twice
         **{f"CLIENTVAULT_{name.upper()}_ADDR": address for name, address in addresses.items()},
         "CLIENTVAULT_GATEWAY_HOST": host,
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
-    vault_env = _vault_keys(data)
+    vault_env = _vault_keys(data, given)
+    own_signing_key = AuthSettings().token_signing_key is not None
     context_key = os.environ.get(CONTEXT_KEY) or keys["context_key"]
     for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
         name = process.name
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
-        if name == "auth" and "CLIENTVAULT_TOKEN_SIGNING_KEY" not in os.environ:
+        if name == "auth" and not own_signing_key:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         if name == "vault":
             child_env |= vault_env
@@ -358,7 +361,12 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env[CONTEXT_VERIFY_KEY] = service_key_setting(base64.b64decode(context_key), name)
         if name in service_urls:
             child_env["DATABASE_URL"] = service_urls[name]
-        child_env |= {secret: "" for secret, holders in SECRET_HOLDERS.items() if name not in holders}
+        child_env |= {
+            variable: ""
+            for secret, holders in SECRET_HOLDERS.items()
+            if name not in holders
+            for variable in (secret, secret + FILE_SUFFIX)
+        }
         await supervisor.start(Child(name, Command([sys.executable, "-m", "ops", "serve", name], child_env)))
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)

@@ -223,7 +223,7 @@ async def test_an_event_the_vault_sent_but_the_log_lacks_is_reported(
 
 def test_a_malformed_expected_head_is_refused(api: Api) -> None:
     done = api.system.cli("audit", "verify", "--expect-head", "twelve:zz")
-    assert done.returncode == 1
+    assert done.returncode == 2  # usage
     assert "--expect-head takes SEQ:HASH" in done.stderr
 
 
