@@ -3,9 +3,11 @@
 Every field is documented in README.md ("Configuration") with its default. Nothing reads the
 environment at import time; tests build settings objects directly.
 
-Any setting can also come from a file: `<VARIABLE>_FILE` names a file whose content (one trailing newline
-dropped) is the value, e.g. `CLIENTVAULT_KEKS_FILE=/run/secrets/keks` or `DATABASE_URL_FILE=…`. That is how
-secrets reach a container without being in its environment (a Kubernetes secret volume, Compose `secrets:`).
+Any setting can also come from a file, which is how secrets reach a container without being in its
+environment (a Kubernetes secret volume, Compose `secrets:`): `<VARIABLE>_FILE` names the file whose content
+(one trailing newline dropped) is the value (`CLIENTVAULT_KEKS_FILE=/run/secrets/keks`), or a file named
+after the variable sits in the directory `CLIENTVAULT_SECRETS_DIR` (`/var/run/secrets/clientvault/DATABASE_URL`).
+The variable itself (even empty) wins over a file in that directory; it may not be set together with its `_FILE`.
 """
 
 import os
@@ -46,6 +48,7 @@ Networks = Annotated[list[IPv4Network | IPv6Network], NoDecode, BeforeValidator(
 
 
 FILE_SUFFIX = "_FILE"
+SECRETS_DIR = "CLIENTVAULT_SECRETS_DIR"
 
 
 class SecretFileError(SettingsError):
@@ -61,22 +64,29 @@ class FromFiles(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
+        secrets_dir = os.environ.get(SECRETS_DIR)
         for name, field in self.settings_cls.model_fields.items():
             variable = variable_of(self.settings_cls, name)
-            path = os.environ.get(variable + FILE_SUFFIX)
-            if not path:
+            if path := os.environ.get(variable + FILE_SUFFIX):
+                if os.environ.get(variable):
+                    raise SecretFileError(f"{variable} and {variable}{FILE_SUFFIX} are both set: keep one")
+                given = variable + FILE_SUFFIX
+            elif secrets_dir and variable not in os.environ and (Path(secrets_dir) / variable).exists():
+                path, given = str(Path(secrets_dir) / variable), SECRETS_DIR
+            else:
                 continue
-            if os.environ.get(variable):
-                raise SecretFileError(f"{variable} and {variable}{FILE_SUFFIX} are both set: keep one")
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-                raise SecretFileError(f"{variable}{FILE_SUFFIX}: cannot read {path}: {reason}") from None
-            found[field.validation_alias if isinstance(field.validation_alias, str) else name] = text.removesuffix(
-                "\n"
-            ).removesuffix("\r")
+            key = field.validation_alias if isinstance(field.validation_alias, str) else name
+            found[key] = _read(path, given)
         return found
+
+
+def _read(path: str, given: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise SecretFileError(f"{given}: cannot read {path}: {reason}") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def variable_of(settings_cls: type[BaseSettings], name: str) -> str:

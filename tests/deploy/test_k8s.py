@@ -196,23 +196,49 @@ def test_a_disruption_budget_per_process(name: str) -> None:
     assert covered == set(PROCESSES)
 
 
+SECRETS_DIR = "/var/run/secrets/clientvault"
+
+
+def secret_files(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pod's secret files, by the variable each is named after: {variable: {"name": Secret, "key": key}}."""
+    found: dict[str, dict[str, Any]] = {}
+    for volume in pod_spec(workload).get("volumes", []):
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                for item in source["secret"]["items"]:
+                    found[item["path"]] = {"name": source["secret"]["name"], "key": item["key"]}
+    return found
+
+
 @overlay
 def test_secrets_are_only_referenced_never_defined(name: str) -> None:
     objects = rendered(name) + job_files()
     assert not [o for o in objects if o["kind"] == "Secret"], "Secrets are created by the operator, not committed"
     for workload_name, workload in workloads(objects):
         for container in pod_spec(workload)["containers"]:
-            assert not any("secretRef" in source for source in container.get("envFrom", [])), "each key by name"
+            assert not any("secretRef" in source for source in container.get("envFrom", [])), "no Secret as env"
             for variable in container.get("env", []):
-                if "valueFrom" in variable:
-                    ref = variable["valueFrom"]["secretKeyRef"]
-                    assert ref["key"] in SECRETS[ref["name"]], f"{workload_name}: {ref}"
-                else:
-                    inline = ("CLIENTVAULT_GRPC_LISTEN", "CLIENTVAULT_NATS_REPLICAS")
-                    assert variable["name"] in inline, f"{workload_name}: {variable['name']} inline"
+                assert "valueFrom" not in variable, f"{workload_name}: {variable['name']} from a Secret into env"
+                inline = ("CLIENTVAULT_GRPC_LISTEN", "CLIENTVAULT_NATS_REPLICAS", "CLIENTVAULT_SECRETS_DIR")
+                assert variable["name"] in inline, f"{workload_name}: {variable['name']} inline"
+        for variable, ref in secret_files(workload).items():
+            assert ref["key"] in SECRETS[ref["name"]], f"{workload_name}: {variable} from {ref}"
     for config in of_kind(rendered(name), "ConfigMap").values():
         for key in config["data"]:
             assert not re.search(r"URL|KEY$|TOKEN$|KEKS|PASSWORD|SECRET", key), f"{key} belongs in a Secret"
+
+
+@overlay
+def test_secrets_are_files_only_the_process_can_read(name: str) -> None:
+    for workload_name, workload in workloads(rendered(name) + job_files()):
+        spec = pod_spec(workload)
+        (container,) = spec["containers"]
+        (volume,) = [v for v in spec["volumes"] if "projected" in v]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        assert mount == {"name": volume["name"], "mountPath": SECRETS_DIR, "readOnly": True}, workload_name
+        assert env_of(container)["CLIENTVAULT_SECRETS_DIR"]["value"] == SECRETS_DIR, workload_name
+        assert volume["projected"]["defaultMode"] == 0o440, workload_name
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"], workload_name
 
 
 def test_who_holds_which_secret() -> None:
@@ -220,12 +246,9 @@ def test_who_holds_which_secret() -> None:
     secret_keys: dict[str, dict[str, set[str]]] = {}  # Secret -> {component: the keys it reads}
     for _, workload in workloads(rendered("production") + job_files()):
         process = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
-        (container,) = pod_spec(workload)["containers"]
-        for variable, entry in env_of(container).items():
-            if "valueFrom" in entry:
-                ref = entry["valueFrom"]["secretKeyRef"]
-                readers.setdefault(variable, {})[process] = ref["key"]
-                secret_keys.setdefault(ref["name"], {}).setdefault(process, set()).add(ref["key"])
+        for variable, ref in secret_files(workload).items():
+            readers.setdefault(variable, {})[process] = ref["key"]
+            secret_keys.setdefault(ref["name"], {}).setdefault(process, set()).add(ref["key"])
     assert set(readers["CLIENTVAULT_TOKEN_SIGNING_KEY"]) == {"auth"}
     # The gateway holds the context key; each service only the key derived for it, no one else's.
     assert readers["CLIENTVAULT_CONTEXT_KEY"] == {"gateway": "gateway-key"}
@@ -249,6 +272,7 @@ def test_every_variable_set_is_a_setting() -> None:
     for config in of_kind(objects, "ConfigMap").values():
         names |= set(config["data"])
     for _, workload in workloads(objects + job_files()):
+        names |= set(secret_files(workload))
         for container in pod_spec(workload)["containers"]:
             names |= set(env_of(container))
     assert names - known == set()
