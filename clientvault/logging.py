@@ -11,7 +11,7 @@ from typing import Any
 import stamina
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
-from structlog.typing import EventDict
+from structlog.typing import EventDict, Processor
 
 NEVER_LOGGED = frozenset(
     {
@@ -40,19 +40,30 @@ def _redact(_logger: object, _method: str, event: EventDict) -> EventDict:
 
 def configure(level: str, process: str) -> None:
     threshold = logging.getLevelNamesMapping()[level.upper()]
-    # Libraries that log through the standard library (uvicorn, alembic) go to stderr at the same level.
-    logging.basicConfig(level=threshold, stream=sys.stderr, format="%(message)s", force=True)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+        # Tracebacks as data, but never the frames' local variables (structlog's default shows them):
+        # they hold data keys, sealed secrets, passwords and tokens, which no redaction of keys can catch.
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+    ]
+    # Libraries that log through the standard library (uvicorn, alembic) write the same JSON lines to stderr,
+    # with the logger's name, at the same level.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    logging.basicConfig(level=threshold, handlers=[handler], force=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
-            # Tracebacks as data, but never the frames' local variables (structlog's default shows them):
-            # they hold data keys, sealed secrets, passwords and tokens, which no redaction of keys can catch.
-            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*shared, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,

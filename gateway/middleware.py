@@ -6,9 +6,10 @@ security headers and the access log.
 - A body over the limit is answered 413 before the route runs, whether it declares its length or not.
 - Every response says: do not sniff, do not cache (unless the route said otherwise), do not frame, send
   no referrer, HTTPS only; and, except on the interactive docs, that it may load nothing (JSON only).
-- One `http.request` log line per request: method, path (never the query string), status, duration, and
-  the client IP and user id once a route's operation check (`gateway.calls`) has resolved them (bound to the log
-  context).
+- One `http.request` log line per request (the access log; uvicorn's own is off): method, the route's
+  template (`/clients/{clientId}`; none when no route matched), path (never the query string), status,
+  duration, and the client IP and user id once a route's operation check (`gateway.calls`) has resolved them
+  (bound to the log context).
 """
 
 import json
@@ -68,9 +69,11 @@ class RequestContext:
         try:
             await self._limited(scope, receive, send_with_id, headers)
         finally:
+            route = scope.get("route")  # set by the router once it matched: its template
             log.info(
                 "http.request",
                 method=scope["method"],
+                route=getattr(route, "path", None),
                 path=scope["path"][:512],
                 status=status,
                 ms=round((time.perf_counter() - started_at) * 1000, 2),

@@ -2,7 +2,7 @@
 
 Order: lock the data dir, start (or reach) PostgreSQL and NATS, migrate, create the first admin, start
 the four services and the gateway, wait until each is healthy, print one `ready` line. A child that
-dies is restarted (with backoff) and its pid file rewritten. On a signal every child is stopped:
+dies is restarted (with jittered backoff) and its pid file rewritten. On a signal every child is stopped:
 politely (SIGTERM) first, SIGKILL after a grace period, so nothing outlives `up`.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
+import stamina
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault.attestation import service_key_setting
@@ -33,6 +34,10 @@ from ops.registry import CONTEXT_KEY, CONTEXT_VERIFY_KEY, GATEWAY, SECRET_HOLDER
 APP_STOP_GRACE_S = 4.0
 SERVER_STOP_GRACE_S = 3.0
 START_TIMEOUT_S = 60.0
+# A child that exits is restarted after 0.5 s, then twice as long after each exit in a row, up to 10 s, plus up
+# to 0.5 s of jitter (stamina's backoff, as in clientvault/retrying.py); one that ran this long starts it over.
+RESTART_BACKOFF: dict[str, Any] = {"wait_initial": 0.5, "wait_max": 10.0, "wait_jitter": 0.5}
+RESTART_RESET_S = 30.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -60,6 +65,10 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
+
+
+class _Exited(Exception):
+    """A child exited: the supervisor's backoff waits, then restarts it."""
 
 
 class Supervisor:
@@ -93,22 +102,33 @@ class Supervisor:
         self.data.write_pid(child.name, child.process.pid)
 
     async def _watch(self, child: Child) -> None:
-        delay = 0.5
+        """Restarts the child whenever it exits, after a wait that grows with each exit in a row (with jitter,
+        so that children that died together do not restart in step); one that had run RESTART_RESET_S is
+        restarted at once and the backoff starts over."""
         while True:
-            assert child.process is not None
-            code = await child.process.wait()
-            if self.stopping:
-                return
-            if time.monotonic() - child.started_at > 30:
-                delay = 0.5
-            child.restarts += 1
-            say(f"{child.name} exited with code {code}; restarting in {delay:.1f}s (see {self.data.log(child.name)})")
-            await asyncio.sleep(delay)
-            if self.stopping:
-                return
-            delay = min(delay * 2, 10.0)
-            await self._spawn(child)
-            say(f"{child.name} restarted (pid {child.process.pid})")
+            async for attempt in stamina.retry_context(on=_Exited, attempts=None, timeout=None, **RESTART_BACKOFF):
+                with attempt:
+                    if attempt.num > 1:  # the wait after an exit is over
+                        await self._restart(child)
+                    assert child.process is not None
+                    code = await child.process.wait()
+                    if self.stopping:
+                        return
+                    child.restarts += 1
+                    ran_long = time.monotonic() - child.started_at > RESTART_RESET_S
+                    wait_s = 0.0 if ran_long else attempt.next_wait
+                    say(f"{child.name} exited with code {code}; restarting in {wait_s:.1f}s "
+                        f"(see {self.data.log(child.name)})")  # fmt: skip
+                    if not ran_long:
+                        raise _Exited
+            await self._restart(child)
+
+    async def _restart(self, child: Child) -> None:
+        if self.stopping:
+            return
+        await self._spawn(child)
+        assert child.process is not None
+        say(f"{child.name} restarted (pid {child.process.pid})")
 
     async def stop_all(self) -> None:
         self.stopping = True
