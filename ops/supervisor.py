@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault.attestation import service_key_setting
 from clientvault.nats_access import PERMISSIONS
-from clientvault.settings import FILE_SUFFIX, AuthSettings, VaultSettings
+from clientvault.settings import FILE_SUFFIX, AuthSettings, GatewaySettings, VaultSettings
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
@@ -360,14 +360,14 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     env = {
         "DATABASE_URL": database_url,
         "NATS_URL": nats_url,
-        **{variable + FILE_SUFFIX: "" for variable in ("DATABASE_URL", "NATS_URL")},  # given above, not twice
         **{f"CLIENTVAULT_{name.upper()}_ADDR": address for name, address in addresses.items()},
         "CLIENTVAULT_GATEWAY_HOST": host,
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
     vault_env = _vault_keys(data, given)
     own_signing_key = AuthSettings().token_signing_key is not None
-    context_key = os.environ.get(CONTEXT_KEY) or keys["context_key"]
+    exported_context_key = GatewaySettings().context_key  # exported, or as a *_FILE
+    context_key = exported_context_key.get_secret_value() if exported_context_key else keys["context_key"]
     for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
         name = process.name
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
@@ -381,6 +381,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env[CONTEXT_VERIFY_KEY] = service_key_setting(base64.b64decode(context_key), name)
         if name in service_urls:
             child_env["DATABASE_URL"] = service_urls[name]
+        # What `up` sets here it read from the environment or a *_FILE already: the file is not given twice.
+        child_env |= {variable + FILE_SUFFIX: "" for variable, value in list(child_env.items()) if value}
         child_env |= {
             variable: ""
             for secret, holders in SECRET_HOLDERS.items()
