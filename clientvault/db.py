@@ -9,6 +9,7 @@ from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from clientvault import metrics, tracing
 from clientvault.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -40,7 +41,10 @@ def sqlalchemy_url(url: str) -> str:
 def _unavailable_on_outage() -> Iterator[None]:
     try:
         yield
-    except (OperationalError, InterfaceError, TimeoutError) as error:
+    except TimeoutError as error:  # SQLAlchemy's: no pooled connection within the pool timeout
+        metrics.DB_POOL_TIMEOUTS.inc()
+        raise Unavailable("the database is unavailable") from error
+    except (OperationalError, InterfaceError) as error:
         raise Unavailable("the database is unavailable") from error
 
 
@@ -80,6 +84,7 @@ class Database:
             hide_parameters=True,
         )
         event.listen(self.engine.sync_engine, "checkout", _closed_by_server)
+        tracing.instrument_engine(self.engine)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -97,14 +102,16 @@ class Database:
 
     @classmethod
     def for_service(cls, settings: "Settings", name: str) -> "Database":
-        """The pool of a service process, sized and bounded by its settings."""
-        return cls(
+        """The pool of a service process, sized and bounded by its settings, and reported in its metrics."""
+        db = cls(
             settings.require_database_url(),
             pool_size=settings.db_pool_size,
             pool_timeout_s=settings.db_pool_timeout_s,
             statement_timeout_s=settings.db_statement_timeout_s,
             name=f"clientvault-{name}",
         )
+        metrics.watch_pool(db.engine.pool)  # type: ignore[arg-type]
+        return db
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -13,6 +13,8 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor
 
+from clientvault import tracing
+
 NEVER_LOGGED = frozenset(
     {
         "password",
@@ -38,10 +40,20 @@ def _redact(_logger: object, _method: str, event: EventDict) -> EventDict:
     return event
 
 
-def configure(level: str, process: str) -> None:
+def _add_trace_id(_logger: object, _method: str, event: EventDict) -> EventDict:
+    trace_id = tracing.trace_id()
+    if trace_id is not None:
+        event["trace_id"] = trace_id
+    return event
+
+
+def configure(level: str, process: str, *, trace_ids: bool = False) -> None:
+    """JSON lines on stderr; with `trace_ids` (tracing is on), each line written in a span names its trace."""
     threshold = logging.getLevelNamesMapping()[level.upper()]
+    traced: list[Processor] = [_add_trace_id] if trace_ids else []
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        *traced,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,

@@ -11,7 +11,8 @@ process can read another's deliveries or learn the audit consumer's reply inbox.
   consumer is refused, so no one can take over another's watcher), that consumer's info, and the answers to
   its flow-control requests; never delete, update, pause or list a consumer;
 - auth also puts revocations (`$KV.<bucket>.>`);
-- the vault publishes its audit events (`audit.vault.>`), nothing else on the `AUDIT` stream;
+- the vault publishes its audit events (`audit.vault.>`), nothing else on the `AUDIT` stream, and reads the
+  audit consumer's info (its lag, for the vault's metrics: services/vault/backlog.py);
 - the audit service alone creates (if missing), inspects, pulls from and acknowledges its durable consumer;
 - nobody creates, updates, deletes, purges or sources a stream: the operator user does that, once, before the
   processes start (ops/jetstream.py: `clientvault up` and `clientvault migrate`).
@@ -60,7 +61,7 @@ PERMISSIONS: dict[str, Permissions] = {
     "gateway": _allowed("gateway"),
     "auth": _allowed("auth", f"$KV.{BUCKET}.>"),
     "clients": _allowed("clients"),
-    "vault": _allowed("vault", events.subject("vault", ">")),
+    "vault": _allowed("vault", events.subject("vault", ">"), f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}"),
     "audit": _allowed(
         "audit",
         f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}",

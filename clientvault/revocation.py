@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.errors import BucketNotFoundError
 
-from clientvault import retrying
+from clientvault import metrics, retrying
 from clientvault.logging import get_logger, log_nats_error
 from clientvault.nats_access import BOOTSTRAP_HINT, BUCKET, connect
 
@@ -56,16 +56,18 @@ class DenyList:
         revoked_at = self._users.get(str(user_id))
         return revoked_at is not None and issued_at <= revoked_at
 
-    def apply(self, key: str, value: bytes | None) -> None:
+    def apply(self, key: str, value: bytes | None) -> float | None:
+        """Adds a revocation to the list; when it was published (None: not a revocation)."""
         kind, _, ident = key.partition(".")
         at = float(json.loads(value)["at"]) if value else None
         table = self._sessions if kind == "session" else self._users if kind == "user" else None
         if table is None or at is None:
-            return
+            return None
         table[ident] = max(at, table.get(ident, at))
         horizon = time.time() - ENTRY_TTL_S
         for stale in [k for k, v in table.items() if v < horizon]:
             del table[stale]
+        return at
 
     async def run(self, nats_url: str) -> None:
         """Watch the bucket forever, reconnecting (and replaying it) after any broker outage."""
@@ -98,7 +100,9 @@ class DenyList:
                 self.synced.set()
                 log.info("revocations.synced", sessions=len(self._sessions), users=len(self._users))
                 continue
-            self.apply(entry.key, entry.value)
+            at = self.apply(entry.key, entry.value)
+            if at is not None and self.synced.is_set():  # a live revocation, not the replay of old ones
+                metrics.REVOCATION_LAG.observe(max(0.0, time.time() - at))
 
 
 class _NotOut(Exception):

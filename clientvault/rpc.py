@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from clientvault import errors, policy
+from clientvault import errors, metrics, policy
 from clientvault.attestation import INNOCENT, ContextCheck
 from clientvault.context import NO_REQUEST, RequestContext
 from clientvault.logging import get_logger
@@ -129,6 +129,12 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _guard(self, method: str, handler: Any) -> Any:
         inner, operation = handler.unary_unary, operation_of(method)
+        timings: dict[grpc.StatusCode, Any] = {}  # code -> this method's histogram child, made on first use
+
+        def timing(code: grpc.StatusCode) -> Any:
+            if code not in timings:
+                timings[code] = metrics.RPC_SERVED.labels(operation, code.name)
+            return timings[code]
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -147,23 +153,28 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             remaining = context.time_remaining()
             _deadline.set(None if remaining is None else time.monotonic() + remaining)
             started = time.perf_counter()
+            code = grpc.StatusCode.OK
             try:
                 _caller.set(await self._authorize(operation, metadata.get("authorization")))
                 return await inner(request, context)
             except errors.DomainError as error:
                 refusal: errors.DomainError = error
+                code = _status_of(error)
             except Exception:
+                code = grpc.StatusCode.INTERNAL
                 log.exception("rpc.failed")
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                await context.abort(code, "internal error")
             finally:
-                log.debug("rpc.served", ms=round((time.perf_counter() - started) * 1000, 2))
+                elapsed = time.perf_counter() - started
+                timing(code).observe(elapsed)
+                log.debug("rpc.served", ms=round(elapsed * 1000, 2))
             log.info("rpc.refused", error=type(refusal).__name__, detail=str(refusal))
             trailers: Sequence[tuple[str, str]] = ()
             if isinstance(refusal, errors.Throttled):
                 trailers = (("retry-after", str(refusal.retry_after_s)),)
             elif isinstance(refusal, errors.Invalid) and refusal.field:
                 trailers = (("invalid-field", refusal.field),)
-            await context.abort(_status_of(refusal), str(refusal), trailing_metadata=trailers)
+            await context.abort(code, str(refusal), trailing_metadata=trailers)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

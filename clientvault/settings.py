@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     # A service's own key for the gateway's context attestations (base64 of 32 bytes, derived from the
     # gateway's context_key for this service: clientvault/attestation.py); unset: every call is unattested.
     context_verify_key: SecretStr | None = None
+    # Prometheus /metrics of this process, on a port of its own (never behind the public ingress); 0: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535)
+    # Traces go here over OTLP/HTTP (clientvault/tracing.py); unset: no tracing at all.
+    otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
     def require_database_url(self) -> str:
         if not self.database_url:

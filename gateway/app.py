@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clientvault import rpc
+from clientvault import rpc, tracing
 from clientvault.attestation import Attester, derive_key, key_from
 from clientvault.logging import get_logger
 from clientvault.settings import GatewaySettings
@@ -89,6 +89,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    tracing.instrument_app(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers", operation_id="healthz")
     async def healthz() -> StatusOut:

@@ -6,6 +6,8 @@ security headers and the access log.
 - A body over the limit is answered 413 before the route runs, whether it declares its length or not.
 - Every response says: do not sniff, do not cache (unless the route said otherwise), do not frame, send
   no referrer, HTTPS only; and, except on the interactive docs, that it may load nothing (JSON only).
+- One observation of `clientvault_http_request_duration_seconds` per request, labelled with the route template
+  (never the path with its ids) and a method from a fixed set.
 - One `http.request` log line per request (the access log; uvicorn's own is off): method, the route's
   template (`/clients/{clientId}`; none when no route matched), path (never the query string), status,
   duration, and the client IP and user id once a route's operation check (`gateway.calls`) has resolved them
@@ -21,6 +23,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clientvault import metrics
 from clientvault.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,12 +38,23 @@ SECURITY_HEADERS = [
 API_ONLY = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
 NO_STORE = (b"cache-control", b"no-store")
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")  # Swagger UI's page loads its scripts and styles
+# A client chooses the method: any other is labelled "other", so no one can mint series at will.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405)
 
 
 class RequestContext:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._timings: dict[tuple[str, str, int], Any] = {}  # (method, route, status) -> histogram child
+
+    def _timing(self, method: str, route: str, status: int) -> Any:
+        key = (method, route, status)
+        timing = self._timings.get(key)
+        if timing is None:
+            timing = self._timings[key] = metrics.HTTP_REQUESTS.labels(method, route, str(status))
+        return timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,14 +83,17 @@ class RequestContext:
         try:
             await self._limited(scope, receive, send_with_id, headers)
         finally:
-            route = scope.get("route")  # set by the router once it matched: its template
+            elapsed = time.perf_counter() - started_at
+            route = getattr(scope.get("route"), "path", None)  # set by the router once it matched: its template
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self._timing(method, route or UNMATCHED, status).observe(elapsed)
             log.info(
                 "http.request",
                 method=scope["method"],
-                route=getattr(route, "path", None),
+                route=route,
                 path=scope["path"][:512],
                 status=status,
-                ms=round((time.perf_counter() - started_at) * 1000, 2),
+                ms=round(elapsed * 1000, 2),
             )
 
     async def _limited(self, scope: Scope, receive: Receive, send_with_id: Any, headers: dict[bytes, bytes]) -> None:

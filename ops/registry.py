@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from clientvault import logging
+from clientvault import logging, metrics, tracing
 from clientvault.settings import AuditSettings, AuthSettings, GatewaySettings, Settings, VaultSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,9 @@ class Process:
 
     def serve(self, settings: Settings) -> None:
         """Runs the process in the foreground with its settings (read from the environment: what a container runs)."""
-        logging.configure(settings.log_level, self.name)
+        tracing.configure(settings.otel_exporter_otlp_endpoint, self.name)  # before the process makes its clients
+        logging.configure(settings.log_level, self.name, trace_ids=tracing.enabled())
+        metrics.serve(self.name, settings.metrics_host, settings.metrics_port)
         main = importlib.import_module(self.module).main
         if inspect.iscoroutinefunction(main):
             asyncio.run(main(settings))

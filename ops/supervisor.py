@@ -357,6 +357,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     )
 
     addresses = {service.name: f"127.0.0.1:{free_port()}" for service in SERVICES}
+    # Each process serves /metrics on a port of its own (listed in run/system.json), on 127.0.0.1.
+    metrics_ports = {process.name: free_port() for process in (*SERVICES, GATEWAY)}
     env = {
         "DATABASE_URL": database_url,
         "NATS_URL": nats_url,
@@ -370,7 +372,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     context_key = exported_context_key.get_secret_value() if exported_context_key else keys["context_key"]
     for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
         name = process.name
-        child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url))
+        child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url), CLIENTVAULT_METRICS_PORT=str(metrics_ports[name]))
         if name == "auth" and not own_signing_key:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
         if name == "vault":
@@ -401,6 +403,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             "nats_url": nats_url,
             "gateway_url": url,
             "services": addresses,
+            "metrics": {name: f"http://127.0.0.1:{port}/metrics" for name, port in metrics_ports.items()},
             "pid": os.getpid(),
         }
     )

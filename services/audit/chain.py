@@ -21,6 +21,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault import metrics
 from clientvault.db import Database
 from services.audit import store
 
@@ -90,9 +91,20 @@ async def append(db: Database, entries: Sequence[Entry], dead_letters: Sequence[
         for entry in entries:
             if entry.event_id not in existing and entry.event_id not in new:
                 new[entry.event_id] = entry
-        await store.insert_events(conn, await _chained(conn, list(new.values())))
+        rows = await _chained(conn, list(new.values()))
+        await store.insert_events(conn, rows)
         await store.insert_dead_letters(conn, dead_letters)
+    if rows:
+        metrics.CHAIN_LENGTH.set(rows[-1]["seq"])
+        metrics.CHAIN_LAST_APPEND.set_to_current_time()
     return Appended(len(new), len(entries) - len(new), len(dead_letters))
+
+
+async def length(db: Database) -> int:
+    """Entries in the chain: its head's seq."""
+    async with db.read() as conn:
+        newest = await store.head(conn)
+    return 0 if newest is None else int(newest.seq)
 
 
 async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from clientvault import events, retrying
+from clientvault import events, metrics, retrying, tracing
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.logging import get_logger
@@ -128,6 +128,7 @@ class Consumer:
                 log.error("audit.stream_missing", stream=events.STREAM, fix=BOOTSTRAP_HINT)
                 raise
             log.info("audit.consuming", stream=events.STREAM, durable=DURABLE)
+            metrics.CHAIN_LENGTH.set(await chain.length(self._db))
         return self._sub
 
     async def _disconnect(self) -> None:
@@ -148,7 +149,9 @@ class Consumer:
                 parked.append(dead_letter(msg, decoded.reason))
             else:
                 entries.append(decoded)
-        appended = await chain.append(self._db, entries, parked)
+        with tracing.continued("audit.append", [msg.headers for msg in msgs]):
+            appended = await chain.append(self._db, entries, parked)
+        metrics.AUDIT_DEAD_LETTERS.inc(appended.parked)
         # Only after the commit. Plain acks then one flush (a round trip for the batch, not one per message):
         # an ack lost on the way only causes a redelivery, which the unique event id absorbs.
         for msg in msgs:

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from clientvault import metrics
 from clientvault.db import Database
 from clientvault.errors import Unauthenticated, Unavailable
 from clientvault.ids import new_id
@@ -56,6 +57,7 @@ class Sessions:
         # Unknown emails verify against a dummy hash, so both failures take the same time.
         matches = await verify_password(row.password_hash if row else None, password)
         if row is None or not matches or row.disabled_at is not None:
+            metrics.SIGN_INS_BY_OUTCOME["failed"].inc()
             log.info("session.sign_in_failed", known_user=row is not None)
             raise Unauthenticated(WRONG_CREDENTIALS)
         user = User.from_row(row)
@@ -90,6 +92,7 @@ class Sessions:
             await self._revoker.revoke_session(old_session)
         if ended:
             log.info("session.ended_oldest", user_id=str(user.id), count=len(ended))
+        metrics.SIGN_INS_BY_OUTCOME["succeeded"].inc()
         log.info("session.signed_in", user_id=str(user.id), session_id=str(session_id))
         return TokenPair(self._signer.sign(user, session_id), refresh_token, self._signer.ttl_s)
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault import metrics
 from clientvault.errors import Throttled
 from clientvault.settings import AuthSettings
 from services.auth import store
@@ -50,4 +51,5 @@ async def _check(conn: AsyncConnection, settings: AuthSettings, key: bytes, clie
         if len(failures) >= limit:
             waits.append((failures[-1] + window - now).total_seconds())
     if waits:
+        metrics.SIGN_INS_BY_OUTCOME["throttled"].inc()
         raise Throttled("too many failed sign-in attempts; try again later", math.ceil(max(waits)))

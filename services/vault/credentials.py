@@ -15,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault import metrics, tracing
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound, Unavailable
@@ -150,6 +151,7 @@ class Credentials:
             "ip": meta.client_ip,
             "user_agent": meta.user_agent,
             "request_id": meta.request_id,
+            "traceparent": tracing.traceparent(),  # the audit append continues this request's trace
             **about,
         }
 
@@ -240,10 +242,13 @@ class Credentials:
                 **event,
             )
         if row.over:
+            metrics.REVEALS_BY_OUTCOME["throttled"].inc()
             raise self._limiter.refused(caller.user_id, counting)
         if row.id is None:
+            metrics.REVEALS_BY_OUTCOME["not_found"].inc()
             raise NotFound("credential not found")
         self._outbox_written()
+        metrics.REVEALS_BY_OUTCOME["revealed"].inc()
         dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))
         try:
             secret = open_sealed(dek, client_id, row.id, row.ciphertext, row.nonce)

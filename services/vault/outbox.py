@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.client import Client as NATS
 from nats.js.errors import NoStreamResponseError
 
-from clientvault import events, retrying
+from clientvault import events, metrics, retrying, tracing
 from clientvault.db import Database
 from clientvault.errors import Unavailable
 from clientvault.logging import get_logger
@@ -90,13 +90,14 @@ class Relay:
                         events.subject(PRODUCER, row.action),
                         events.audit_event(row).SerializeToString(),
                         timeout=PUBLISH_TIMEOUT_S,
-                        headers={"Nats-Msg-Id": str(row.event_id)},
+                        headers={"Nats-Msg-Id": str(row.event_id), **tracing.headers(row.traceparent)},
                     )
                     for row in rows
                 )
             )
             await store.mark_sent(conn, [row.event_id for row in rows], datetime.now(UTC))
         self.published += len(rows)
+        metrics.OUTBOX_PUBLISHED.inc(len(rows))
         duplicates = sum(1 for ack in acks if ack.duplicate)
         log.debug("outbox.published", events=len(rows), duplicates=duplicates)
         return len(rows)

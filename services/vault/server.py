@@ -15,6 +15,7 @@ from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
+from services.vault.backlog import Backlog
 from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
@@ -157,6 +158,8 @@ async def main(settings: VaultSettings) -> None:
             service.db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s
         )
         service.on_close(relay.close)
+        backlog = Backlog(service.db, settings.require_nats_url())
+        service.on_close(backlog.close)
         provider = await open_keys(settings, service.db)
         service.on_close(provider.close)
         keys = DataKeys(provider, settings.dek_cache_ttl_s)
@@ -173,4 +176,5 @@ async def main(settings: VaultSettings) -> None:
             relay.run(),
             relay.purge_forever(),
             limiter.purge_forever(),
+            backlog.watch_forever(),
         )

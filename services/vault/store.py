@@ -93,6 +93,7 @@ outbox = Table(
     Column("user_agent", Text, nullable=False),
     Column("request_id", Text, nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+    Column("traceparent", Text),  # the request's trace, continued by the audit append (clientvault/tracing.py)
     Index("ix_outbox_unsent", "occurred_at", postgresql_where=text("sent_at IS NULL")),
 )
 
@@ -153,9 +154,9 @@ WITH counted AS (
     RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
 ), audited AS (
     INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
-                              credential_id, credential_label, client_id, ip, user_agent, request_id)
+                              credential_id, credential_label, client_id, ip, user_agent, request_id, traceparent)
     SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name,
-           id, label, client_id, :ip, :user_agent, :request_id
+           id, label, client_id, :ip, :user_agent, :request_id, :traceparent
     FROM revealed
 )
 SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
@@ -171,6 +172,7 @@ LEFT JOIN (revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND 
     bindparam("user_id", type_=Uuid),
     bindparam("now", type_=DateTime(timezone=True)),
     bindparam("window_start", type_=DateTime(timezone=True)),
+    bindparam("traceparent", type_=Text),
 )
 
 
@@ -399,6 +401,15 @@ async def unsent_events(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
         .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(query)).all())
+
+
+async def unsent_backlog(conn: AsyncConnection) -> Row[Any]:
+    """How many events wait for the relay (`unsent`), and when the oldest of them happened (`oldest`, or None)."""
+    query = select(func.count().label("unsent"), func.min(outbox.c.occurred_at).label("oldest")).where(
+        outbox.c.sent_at.is_(None)
+    )
+    row: Row[Any] = (await conn.execute(query)).one()
+    return row
 
 
 async def mark_sent(conn: AsyncConnection, event_ids: Sequence[UUID], now: datetime) -> None:
