@@ -102,6 +102,7 @@ class Consumer:
         self._batch = batch
         self._nc: NATS | None = None
         self._sub: Any = None
+        self._measured = False  # the chain's length, read once; each append then sets it
 
     async def run(self) -> None:
         await retrying.forever(
@@ -128,7 +129,6 @@ class Consumer:
                 log.error("audit.stream_missing", stream=events.STREAM, fix=BOOTSTRAP_HINT)
                 raise
             log.info("audit.consuming", stream=events.STREAM, durable=DURABLE)
-            metrics.CHAIN_LENGTH.set(await chain.length(self._db))
         return self._sub
 
     async def _disconnect(self) -> None:
@@ -138,6 +138,9 @@ class Consumer:
     async def consume_batch(self) -> int:
         """Fetches, stores and acknowledges one batch; the number of messages it handled."""
         sub = await self._subscription()
+        if not self._measured:
+            metrics.CHAIN_LENGTH.set(await chain.length(self._db))
+            self._measured = True
         try:
             msgs: list[Msg] = await sub.fetch(self._batch, timeout=FETCH_WAIT_S)
         except (NatsTimeout, TimeoutError):  # nothing to consume within FETCH_WAIT_S

@@ -233,6 +233,11 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
         await msg.ack_sync()
     finally:
         await consumer.close()
+    vault = await connect(url(nats_server, "vault"), allow_reconnect=False)
+    try:  # the vault reads the consumer's lag for its metrics (services/vault/backlog.py)
+        assert (await vault.jetstream().consumer_info(AUDIT_STREAM, AUDIT_DURABLE)).num_ack_pending == 0
+    finally:
+        await vault.close()
     operator: NATS = await nats.connect(url(nats_server, NATS_OPERATOR))
     try:
         info = await operator.jetstream().consumer_info(AUDIT_STREAM, AUDIT_DURABLE)
