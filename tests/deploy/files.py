@@ -17,6 +17,7 @@ PROCESSES = tuple(process.name for process in registry.PROCESSES)
 SERVICES = tuple(service.name for service in registry.SERVICES)
 GRPC_PORTS = {"auth": 50051, "clients": 50052, "vault": 50053, "audit": 50054}
 GATEWAY_PORT = 8000
+METRICS_PORT = 9090  # every process's /metrics (docs/operations.md)
 
 
 def tool(name: str) -> str:

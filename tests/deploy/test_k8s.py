@@ -12,11 +12,13 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from tests.deploy.files import GATEWAY_PORT, GRPC_PORTS, K8S, PROCESSES, ROOT, SERVICES, tool
+from tests.deploy.files import GATEWAY_PORT, GRPC_PORTS, K8S, METRICS_PORT, PROCESSES, ROOT, SERVICES, tool
 from tests.deploy.netpol import Pod, Policies
 from tests.deploy.settings import documented_settings
 
 OVERLAYS = {"base": K8S / "base", "production": K8S / "overlays" / "production"}
+# What `kubectl kustomize` renders: the overlays, and the monitoring applied on top (tests/deploy/test_monitoring.py).
+RENDERABLE = {**OVERLAYS, "monitoring": K8S / "monitoring"}
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")  # the oldest we support and the newest the schemas know
 NAMESPACE = "clientvault"
 JOBS = sorted((K8S / "jobs").glob("*.yaml"))
@@ -45,7 +47,7 @@ NATS_KEY = {process: f"{process}-url" for process in PROCESSES}
 @functools.cache
 def rendered(overlay: str) -> list[dict[str, Any]]:
     result = subprocess.run(
-        [tool("kubectl"), "kustomize", str(OVERLAYS[overlay])], capture_output=True, text=True, check=False
+        [tool("kubectl"), "kustomize", str(RENDERABLE[overlay])], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -117,8 +119,8 @@ def test_a_deployment_and_a_service_per_process(name: str) -> None:
         (container,) = pod["spec"]["containers"]
         assert container["args"] == ["serve", process]
         port = GATEWAY_PORT if process == "gateway" else GRPC_PORTS[process]
-        assert [p["containerPort"] for p in container["ports"]] == [port]
-        assert [p["port"] for p in services[process]["spec"]["ports"]] == [port]
+        assert [p["containerPort"] for p in container["ports"]] == [port, METRICS_PORT]
+        assert [p["port"] for p in services[process]["spec"]["ports"]] == [port, METRICS_PORT]
     for o in objects:
         assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE
 
@@ -286,7 +288,7 @@ def test_the_configured_addresses_are_the_services(name: str) -> None:
     for service, port in GRPC_PORTS.items():
         host, _, address_port = config["data"][f"CLIENTVAULT_{service.upper()}_ADDR"].partition(":")
         assert host in services, f"{service}: no Service named {host}"
-        assert [p["port"] for p in services[host]["spec"]["ports"]] == [int(address_port)] == [port]
+        assert services[host]["spec"]["ports"][0]["port"] == int(address_port) == port  # then the metrics port
         (container,) = pod_spec(of_kind(objects, "Deployment")[service])["containers"]
         assert env_of(container)["CLIENTVAULT_GRPC_LISTEN"]["value"] == f"0.0.0.0:{port}"
 
@@ -320,7 +322,7 @@ def test_production_settings() -> None:
 
 # ---- network policies: the whole connection matrix ----
 
-COMPONENTS = (*PROCESSES, "migrate", "vault-rotate-key")
+COMPONENTS = (*PROCESSES, "migrate", "vault-rotate-key", "audit-verify")
 GRPC_CALLS = {  # (caller, service) pairs the code makes
     ("gateway", "auth"),
     ("gateway", "clients"),
@@ -370,7 +372,7 @@ def test_only_the_gateway_takes_ingress_and_only_from_the_ingress_controller(nam
 def test_egress_to_dns_postgres_and_nats(name: str) -> None:
     policies = Policies(rendered(name))
     with_database = {c for c in COMPONENTS if policies.allowed(ours(c), POSTGRES, 5432)}
-    assert with_database == {*SERVICES, "migrate", "vault-rotate-key"}
+    assert with_database == {*SERVICES, "migrate", "vault-rotate-key", "audit-verify"}
     with_nats = {c for c in COMPONENTS if policies.allowed(ours(c), NATS, 4222)}
     assert with_nats == {*PROCESSES, "migrate"}
     for component in COMPONENTS:
