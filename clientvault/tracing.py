@@ -32,7 +32,7 @@ def configure(endpoint: str | None, process: str) -> None:
     if not endpoint:
         return
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer, filters
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -40,8 +40,10 @@ def configure(endpoint: str | None, process: str) -> None:
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: f"clientvault-{process}"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # the endpoint from the environment
     trace.set_tracer_provider(provider)  # flushed and shut down at exit
-    GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
+    # Health checks (every probe, every readiness check) would be most of the spans and say nothing.
+    not_health = filters.negate(filters.health_check())
+    GrpcAioInstrumentorServer(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
     _enabled = True
 
 

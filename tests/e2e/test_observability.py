@@ -194,6 +194,17 @@ async def test_every_process_serves_its_metrics_and_the_domain_metrics_move(api:
     assert shown <= metrics.NAMES, shown - metrics.NAMES
 
 
+async def test_a_sign_out_reaches_every_verifier_and_its_lag_is_measured(api: Api) -> None:
+    urls = endpoints(api.system)
+    lag = "clientvault_revocation_lag_seconds_count"
+    before = {name: value(scrape(url), lag) for name, url in urls.items()}
+    session = await api.session("read_only")
+    assert (await api.raw.post("/auth/sign-out", headers=session.headers)).status_code == 204
+
+    for name, url in urls.items():  # every verifier applies the revocation, and says how long it took
+        await until(lambda url=url, name=name: value(scrape(url), lag) > before[name], f"{name} measures the lag")
+
+
 async def test_a_frozen_audit_process_shows_as_consumer_lag_then_catches_up(api: Api) -> None:
     vault_metrics = endpoints(api.system)["vault"]
     admin = await api.session("admin")
@@ -250,6 +261,7 @@ async def test_one_reveal_is_one_trace_from_the_gateway_through_the_vault_and_it
     append = next(s for s in spans if s.name == "audit.append")
     audit_sql = [s for s in spans if s.service == "clientvault-audit" and s.parent_span_id == append.span_id]
     assert audit_sql, "the audit append's SQL is in the trace"
+    assert not any("grpc.health" in s.name for s in receiver.spans), "probes make no spans"
     # Nothing secret in any span: no statement's values, no revealed secret.
     assert not any("s3cret" in str(s.attributes) for s in receiver.spans)
 
