@@ -47,12 +47,18 @@ def configure(endpoint: str | None, process: str) -> None:
     _enabled = True
 
 
+def _without_query(span: Span, scope: dict[str, Any]) -> None:
+    """The request's URL in a span never carries the query string (a search term), as the access log never does."""
+    if span.is_recording() and scope.get("query_string"):
+        span.set_attributes({"http.target": scope["path"], "http.url": scope["path"]})
+
+
 def instrument_app(app: Any) -> None:
     """Spans for the gateway's HTTP requests (not for the probes')."""
     if _enabled:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", server_request_hook=_without_query)
 
 
 def instrument_engine(engine: Any) -> None:

@@ -255,7 +255,7 @@ async def test_one_reveal_is_one_trace_from_the_gateway_through_the_vault_and_it
     )
     assert r.status_code == 200
 
-    trace_id = trace_of_request(api.system, request_id)  # the gateway's log line names the trace
+    trace_id = await trace_of_request(api.system, request_id)  # the gateway's log line names the trace
     names = {"clientvault-gateway", "clientvault-vault", "clientvault-audit"}
 
     def complete() -> bool:
@@ -281,10 +281,30 @@ async def test_one_reveal_is_one_trace_from_the_gateway_through_the_vault_and_it
     assert not any("s3cret" in str(s.attributes) for s in receiver.spans)
 
 
-def trace_of_request(system: System, request_id: str) -> str:
-    for line in (system.data_dir / "logs" / "gateway.log").read_text().splitlines():
-        if request_id in line and line.startswith("{"):
-            entry = json.loads(line)
-            if entry.get("event") == "http.request" and entry.get("request_id") == request_id:
-                return str(entry["trace_id"])
-    raise AssertionError(f"no http.request line with a trace id for {request_id}")
+async def test_a_search_term_never_reaches_the_traces(api: Api, receiver: Receiver) -> None:
+    admin = await api.session("admin")
+    request_id = f"search-{uuid.uuid4().hex}"
+    r = await api.raw.get(
+        "/clients", params={"q": "needle-in-query"}, headers={**admin.headers, "X-Request-ID": request_id}
+    )
+    assert r.status_code == 200
+    trace_id = await trace_of_request(api.system, request_id)
+    await until(lambda: any(not s.parent_span_id for s in receiver.of_trace(trace_id)), "the request's span")
+    assert not any("needle" in str(s.attributes) for s in receiver.spans)
+
+
+async def trace_of_request(system: System, request_id: str) -> str:
+    """The trace id on the gateway's `http.request` line of the request (written just after the response)."""
+    found: list[str] = []
+
+    def logged() -> bool:
+        for line in (system.data_dir / "logs" / "gateway.log").read_text().splitlines():
+            if request_id in line and line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("event") == "http.request" and entry.get("request_id") == request_id:
+                    found.append(str(entry["trace_id"]))
+                    return True
+        return False
+
+    await until(logged, f"an http.request line with a trace id for {request_id}")
+    return found[0]
