@@ -6,20 +6,29 @@ consumer (the audit service). No service imports another; what they share about 
 - The action vocabulary (`AuditAction`: the proto enum's names, lower-case; a unit test holds them together).
 - The event's fields (`FIELDS`) keep one name from the producer's table through the proto to the audit chain
   (whose canonical encoding pins them); only the HTTP JSON nests them (`userId`, `user.email`).
-- `audit_event`, the one place an `AuditEvent` is built.
+- `audit_event`, the one place an `AuditEvent` is built; `canonical`, the one encoding of an event's facts, which
+  its producer signs and the audit chain hashes.
+- Signing: every producer signs each event with its own Ed25519 key (`EventSigner`); the consumer and
+  `audit verify` trust the public keys the operator lists per producer (`TrustedKeys`), and each producer may
+  only speak of its own actions (`PRODUCER_OF`). A key id is derived from its public key (clientvault/ed25519.py).
 """
 
 import contextlib
-from datetime import datetime
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
+from cryptography.exceptions import InvalidSignature
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from clientvault import ed25519
 from clientvault.convert import enum_number, timestamp
 from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
@@ -40,6 +49,10 @@ class AuditAction(StrEnum):
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
 
+# Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
+# stolen auth key cannot make a credential reveal. A unit test holds every action to exactly one producer.
+PRODUCER_OF: dict[str, str] = {action: "vault" for action in AuditAction}
+
 # Every field of an event, in the proto's order, with the one name it has everywhere.
 FIELDS = (
     "event_id",
@@ -55,6 +68,10 @@ FIELDS = (
     "user_agent",
     "request_id",
 )
+
+
+# What a producer adds when it publishes (the proto's last fields; the chain stores them, the outbox does not).
+SIGNATURE_FIELDS = ("key_id", "signature")
 
 
 class AuditFacts(Protocol):
@@ -104,9 +121,138 @@ def audit_event(facts: AuditFacts) -> pb.AuditEvent:
     )
 
 
+# Versions of `canonical`: 1, the unsigned events chained before signing; 2, signed (the key id is encoded).
+UNSIGNED_VERSION = 1
+SIGNED_VERSION = 2
+
+
+def canonical(facts: AuditFacts, key_id: str | None = None) -> bytes:
+    """The stored format of an event's facts, the bytes its producer signs and the chain hashes: JSON with sorted
+    keys, no whitespace, UTF-8, ids as lowercase hyphenated UUIDs, `occurred_at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+    (UTC, microseconds: what PostgreSQL keeps), `"v"` the version and, when signed, `"key_id"`. Changing it is a
+    new version: entries already stored keep verifying by theirs."""
+    fields: dict[str, object] = {  # spelled out, not dataclasses.asdict (a deep copy): verify runs it per entry
+        "action": facts.action,
+        "client_id": str(facts.client_id),
+        "credential_id": str(facts.credential_id),
+        "credential_label": facts.credential_label,
+        "event_id": str(facts.event_id),
+        "ip": facts.ip,
+        "occurred_at": facts.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "request_id": facts.request_id,
+        "user_agent": facts.user_agent,
+        "user_email": facts.user_email,
+        "user_full_name": facts.user_full_name,
+        "user_id": str(facts.user_id),
+        "v": UNSIGNED_VERSION,
+    }
+    if key_id is not None:
+        fields |= {"key_id": key_id, "v": SIGNED_VERSION}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class EventSigner:
+    """A producer's signing key (`CLIENTVAULT_EVENT_SIGNING_KEY`, held by that producer alone)."""
+
+    def __init__(self, producer: str, private_key: ed25519.Ed25519PrivateKey) -> None:
+        self.producer = producer
+        self._key = private_key
+        self.key_id = ed25519.key_id(private_key.public_key())
+
+    @classmethod
+    def from_setting(cls, producer: str, encoded: str | None) -> "EventSigner":
+        """SystemExit with the reason when the setting holds no key (a producer never publishes unsigned)."""
+        if not encoded:
+            raise SystemExit(
+                "CLIENTVAULT_EVENT_SIGNING_KEY is not set: every audit event is signed by its producer "
+                "(base64 of a 32-byte Ed25519 private key; `clientvault event-key new` makes one)"
+            )
+        try:
+            return cls(producer, ed25519.private_key(encoded, "CLIENTVAULT_EVENT_SIGNING_KEY"))
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+
+    def signature(self, facts: AuditFacts) -> bytes:
+        return self._key.sign(canonical(facts, self.key_id))
+
+    def event(self, facts: AuditFacts) -> pb.AuditEvent:
+        """The signed wire form of an event."""
+        event = audit_event(facts)
+        event.key_id = self.key_id
+        event.signature = self.signature(facts)
+        return event
+
+    @property
+    def trusted_entry(self) -> str:
+        """How the consumer's `CLIENTVAULT_EVENT_PUBLIC_KEYS` names this key: `producer:base64`."""
+        return f"{self.producer}:{ed25519.encode_public(self._key.public_key())}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    producer: str
+    public_key: ed25519.Ed25519PublicKey
+
+
+class TrustedKeys:
+    """The producers' public keys the operator trusts (`CLIENTVAULT_EVENT_PUBLIC_KEYS`: `producer:base64`,
+    comma-separated; retired keys stay listed while entries they signed are kept), by key id."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.by_id: dict[str, TrustedKey] = {}
+        for entry in entries:
+            producer, _, encoded = entry.partition(":")
+            if producer not in PRODUCER_OF.values():
+                raise ValueError(
+                    f"CLIENTVAULT_EVENT_PUBLIC_KEYS: {producer!r} is no audit producer "
+                    f"(entries are producer:base64, producers {sorted(set(PRODUCER_OF.values()))})"
+                )
+            key = ed25519.public_key(encoded, f"CLIENTVAULT_EVENT_PUBLIC_KEYS ({producer})")
+            self.by_id[ed25519.key_id(key)] = TrustedKey(producer, key)
+
+    @classmethod
+    def from_setting(cls, entries: Iterable[str]) -> "TrustedKeys":
+        """SystemExit with the reason when the setting is empty or names no key: the audit service would park
+        every event."""
+        try:
+            keys = cls(entries)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        if not keys.by_id:
+            raise SystemExit(
+                "CLIENTVAULT_EVENT_PUBLIC_KEYS is not set: list each audit producer's public key as producer:base64 "
+                "(`clientvault event-key public` prints it), or every event would be refused"
+            )
+        return keys
+
+    def problem(self, facts: AuditFacts, key_id: str, signature: bytes, producer: str | None = None) -> str | None:
+        """Why an event's signature does not prove it (None: it does). `producer`: whom the event claims to come
+        from (its subject), when known."""
+        if not key_id or not signature:
+            return "unsigned"
+        trusted = self.by_id.get(key_id)
+        if trusted is None:
+            return f"signed by unknown key {key_id}"
+        if producer is not None and producer != trusted.producer:
+            return f"published as {producer} but signed by {trusted.producer}'s key {key_id}"
+        if PRODUCER_OF.get(facts.action) != trusted.producer:
+            return f"{trusted.producer} may not sign {facts.action} events"
+        try:
+            trusted.public_key.verify(signature, canonical(facts, key_id))
+        except InvalidSignature:
+            return f"signature does not verify with key {key_id}"
+        return None
+
+
 def subject(producer: str, action: str) -> str:
     """`audit.vault.credential_reveal`: where a producer publishes an event."""
     return f"audit.{producer}.{action}"
+
+
+def producer_of_subject(name: str) -> str | None:
+    """The producer a subject names (`audit.vault.…` → vault); None when it is no audit subject."""
+    parts = name.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "audit" else None
 
 
 async def connect(nats_url: str) -> NATS:

@@ -189,6 +189,8 @@ class VaultSettings(Settings):
     transit_mount: str = "transit"
     transit_key: str = "clientvault"
     dek_cache_ttl_s: float = Field(300.0, ge=0, le=3600)  # unwrapped data keys kept in memory; 0: none
+    # Signs every audit event the vault produces (base64 of a 32-byte Ed25519 private key; the vault alone holds it).
+    event_signing_key: SecretStr | None = None
     outbox_batch: int = Field(200, ge=1, le=1000)
     outbox_sweep_s: float = Field(1.0, gt=0, le=60)
     # Reveal rate limits (services/vault/limits.py): attempts per user / per client IP in a fixed window; 0: off.
@@ -201,3 +203,14 @@ class AuditSettings(Settings):
     """The audit service's consumer. See README.md ("Audit")."""
 
     audit_batch: int = Field(500, ge=1, le=5000)  # messages fetched, stored in one transaction and acked
+    # The producers' event-signing public keys, "producer:base64,…" (retired keys stay while their entries do).
+    event_public_keys: CommaSeparated = []
+
+
+class OperatorSettings(AuditSettings):
+    """What the operator commands (`clientvault audit …`) read besides the data dir: the producers' event keys to
+    verify with (`event_public_keys`), and the audit checkpoint key that signs heads (the CronJob's alone)."""
+
+    audit_checkpoint_key: SecretStr | None = None  # base64 of a 32-byte Ed25519 private key
+    # Public halves of the checkpoint keys whose checkpoints `audit verify --checkpoints` trusts, "base64,…".
+    audit_checkpoint_public_keys: CommaSeparated = []

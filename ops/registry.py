@@ -62,7 +62,13 @@ PROCESSES: tuple[Process, ...] = (
         VaultSettings,
         "services.vault.server",
         schema="vault",
-        secrets=("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_FILE", "CLIENTVAULT_TRANSIT_TOKEN", CONTEXT_VERIFY_KEY),
+        secrets=(
+            "CLIENTVAULT_KEKS",
+            "CLIENTVAULT_KEK_FILE",
+            "CLIENTVAULT_TRANSIT_TOKEN",
+            "CLIENTVAULT_EVENT_SIGNING_KEY",
+            CONTEXT_VERIFY_KEY,
+        ),
     ),
     Process("audit", AuditSettings, "services.audit.server", schema="audit", secrets=(CONTEXT_VERIFY_KEY,)),
 )

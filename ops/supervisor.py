@@ -370,6 +370,9 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     own_signing_key = AuthSettings().token_signing_key is not None
     exported_context_key = GatewaySettings().context_key  # exported, or as a *_FILE
     context_key = exported_context_key.get_secret_value() if exported_context_key else keys["context_key"]
+    # Each producer signs audit events with its own key; the audit service trusts exactly their public halves.
+    signers = {signer.producer: signer for signer in data.event_signers()}
+    trusted_events = ",".join(signer.trusted_entry for signer in signers.values())
     for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
         name = process.name
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url), CLIENTVAULT_METRICS_PORT=str(metrics_ports[name]))
@@ -381,6 +384,10 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env[CONTEXT_KEY] = context_key
         else:  # only its own key: it cannot vouch for calls to another service
             child_env[CONTEXT_VERIFY_KEY] = service_key_setting(base64.b64decode(context_key), name)
+        if name in signers:
+            child_env["CLIENTVAULT_EVENT_SIGNING_KEY"] = keys[f"{name}_event_signing_key"]
+        if name == "audit":
+            child_env["CLIENTVAULT_EVENT_PUBLIC_KEYS"] = trusted_events
         if name in service_urls:
             child_env["DATABASE_URL"] = service_urls[name]
         # What `up` sets here it read from the environment or a *_FILE already: the file is not given twice.

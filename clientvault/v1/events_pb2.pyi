@@ -39,7 +39,8 @@ class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. The vault publishes one AuditEvent per credential
     create/reveal/update/delete to stream AUDIT, subject `audit.vault.<action>` (e.g.
     `audit.vault.credential_reveal`), with the `Nats-Msg-Id` header set to `event_id`.
-    Delivery is at least once: a consumer stores an event once per event_id.
+    Delivery is at least once: a consumer stores an event once per event_id. Every event is signed by
+    its producer (key_id, signature); an unsigned one is never chained.
     """
 
 AUDIT_ACTION_UNSPECIFIED: AuditAction.ValueType  # 0
@@ -72,6 +73,8 @@ class AuditEvent(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     USER_EMAIL_FIELD_NUMBER: _builtins.int
     USER_FULL_NAME_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """a UUIDv7; unique, the idempotency key end to end"""
     action: Global___AuditAction.ValueType
@@ -87,6 +90,12 @@ class AuditEvent(_message.Message):
     user_id: _builtins.str
     user_email: _builtins.str
     user_full_name: _builtins.str
+    key_id: _builtins.str
+    """The producer's signature (Ed25519) over the event's canonical encoding with this key id
+    (clientvault/events.py `canonical`); the key id names the producer's public key. The audit
+    service chains only events whose signature verifies with a key it trusts for that producer.
+    """
+    signature: _builtins.bytes
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -112,10 +121,12 @@ class AuditEvent(_message.Message):
         user_id: _builtins.str = ...,
         user_email: _builtins.str = ...,
         user_full_name: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "client_id", b"client_id", "credential_id", b"credential_id", "credential_label", b"credential_label", "event_id", b"event_id", "ip", b"ip", "occurred_at", b"occurred_at", "request_id", b"request_id", "user_agent", b"user_agent", "user_email", b"user_email", "user_full_name", b"user_full_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "client_id", b"client_id", "credential_id", b"credential_id", "credential_label", b"credential_label", "event_id", b"event_id", "ip", b"ip", "key_id", b"key_id", "occurred_at", b"occurred_at", "request_id", b"request_id", "signature", b"signature", "user_agent", b"user_agent", "user_email", b"user_email", "user_full_name", b"user_full_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,7 +6,7 @@ from uuid import UUID
 from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid
-from clientvault.events import audit_event
+from clientvault.events import TrustedKeys, audit_event
 from clientvault.ids import canonical_id
 from clientvault.service import Service
 from clientvault.settings import AuditSettings
@@ -56,8 +56,9 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
 
 
 async def main(settings: AuditSettings) -> None:
+    keys = TrustedKeys.from_setting(settings.event_public_keys)
     async with Service("audit", settings) as service:
-        consumer = Consumer(service.db, settings.require_nats_url(), batch=settings.audit_batch)
+        consumer = Consumer(service.db, settings.require_nats_url(), batch=settings.audit_batch, keys=keys)
         service.on_close(consumer.close)
         await service.serve(
             audit_pb2_grpc.add_AuditServicer_to_server, AuditServicer(service.db), AUDIT, consumer.run()

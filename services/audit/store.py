@@ -52,6 +52,8 @@ events = Table(
     Column("ip", Text, nullable=False),
     Column("user_agent", Text, nullable=False),
     Column("request_id", Text, nullable=False),
+    Column("key_id", Text),  # the producer's signing key and signature (both None: chained before signing)
+    Column("signature", LargeBinary),
     Column("prev_hash", LargeBinary, nullable=False),
     Column("hash", LargeBinary, nullable=False),
     Column("user_id_ordinal", BigInteger, nullable=False),

@@ -16,7 +16,6 @@ __all__ = [
     "create_user",
     "disable",
     "enable",
-    "generate_signing_key",
     "list_users",
     "public_key_of",
 ]
@@ -60,11 +59,6 @@ async def _set_disabled(database_url: str, nats_url: str, email: str, *, disable
         return user, await revoker.drain(timeout_s=15)
     finally:
         await revoker.close()
-
-
-def generate_signing_key() -> str:
-    """A new token signing key (base64 of a 32-byte Ed25519 private key)."""
-    return signing.generate_private_key()
 
 
 def public_key_of(private_key: str) -> str:

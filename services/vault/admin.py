@@ -9,9 +9,10 @@ from clientvault.settings import VaultSettings
 from services.vault import rotation
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, TransitKeys, provider_for
+from services.vault.outbox import RETENTION as OUTBOX_RETENTION
 from services.vault.rotation import Progress, Status
 
-__all__ = ["KeyFailure", "Progress", "Status", "rotate", "status"]
+__all__ = ["OUTBOX_RETENTION", "KeyFailure", "Progress", "Status", "rotate", "status"]
 
 T = TypeVar("T")
 

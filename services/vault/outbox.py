@@ -1,7 +1,8 @@
 """The outbox relay: publishes committed audit events from `vault.outbox` to NATS JetStream.
 
 The stream's contract is the kit's (clientvault/events.py): stream `AUDIT`, each event on
-`audit.vault.<action>` as a serialized `clientvault.v1.AuditEvent` with `Nats-Msg-Id` = event id.
+`audit.vault.<action>` as a serialized `clientvault.v1.AuditEvent`, signed with the vault's event key when it is
+published (so rows written before an upgrade are signed too), with `Nats-Msg-Id` = event id.
 A batch of unsent rows is locked (`FOR UPDATE SKIP LOCKED`, so replicas share the work), published, and
 marked sent only after JetStream acknowledged every message; on any failure the transaction rolls back and
 the rows stay unsent. A row published but not marked (a crash between the ack and the commit) is published
@@ -33,11 +34,14 @@ log = get_logger(__name__)
 
 PRODUCER = "vault"
 PUBLISH_TIMEOUT_S = 3.0
+# Sent events stay this long: `audit verify` compares the chain's recent entries with them (ops/audit_gaps.py).
+RETENTION = timedelta(days=7)
 
 
 class Relay:
-    def __init__(self, db: Database, nats_url: str, *, batch: int, sweep_s: float) -> None:
+    def __init__(self, db: Database, nats_url: str, signer: events.EventSigner, *, batch: int, sweep_s: float) -> None:
         self._db = db
+        self._signer = signer
         self._nats_url = nats_url
         self._batch = batch
         self._sweep_s = sweep_s
@@ -88,7 +92,7 @@ class Relay:
                 *(
                     js.publish(
                         events.subject(PRODUCER, row.action),
-                        events.audit_event(row).SerializeToString(),
+                        self._signer.event(row).SerializeToString(),
                         timeout=PUBLISH_TIMEOUT_S,
                         headers={"Nats-Msg-Id": str(row.event_id), **tracing.headers(row.traceparent)},
                     )
@@ -102,7 +106,7 @@ class Relay:
         log.debug("outbox.published", events=len(rows), duplicates=duplicates)
         return len(rows)
 
-    async def purge_forever(self, keep: timedelta = timedelta(days=7), every_s: float = 3600.0) -> None:
+    async def purge_forever(self, keep: timedelta = RETENTION, every_s: float = 3600.0) -> None:
         """Deletes events sent long ago: JetStream and the audit service hold them from then on."""
         while True:
             await asyncio.sleep(every_s)

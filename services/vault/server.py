@@ -9,6 +9,7 @@ from clientvault import rpc
 from clientvault.convert import timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
+from clientvault.events import EventSigner
 from clientvault.ids import parse_id
 from clientvault.logging import get_logger
 from clientvault.service import Service
@@ -20,7 +21,7 @@ from services.vault.credentials import FIELDS, ClientState, Credential, Credenti
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
 from services.vault.limits import RevealLimiter
-from services.vault.outbox import Relay
+from services.vault.outbox import PRODUCER, Relay
 from services.vault.rotation import check_keys
 
 log = get_logger(__name__)
@@ -153,9 +154,15 @@ async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
 
 
 async def main(settings: VaultSettings) -> None:
+    key = settings.event_signing_key
+    signer = EventSigner.from_setting(PRODUCER, key.get_secret_value() if key else None)
     async with Service("vault", settings) as service:
         relay = Relay(
-            service.db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s
+            service.db,
+            settings.require_nats_url(),
+            signer,
+            batch=settings.outbox_batch,
+            sweep_s=settings.outbox_sweep_s,
         )
         service.on_close(relay.close)
         backlog = Backlog(service.db, settings.require_nats_url())

@@ -2,6 +2,7 @@
 filters, exact totals and pages."""
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,10 +10,16 @@ from typing import Any
 import grpc
 import pytest
 
+from clientvault import ed25519
+from clientvault.events import EventSigner, TrustedKeys
 from clientvault.convert import timestamp
 from clientvault.v1 import audit_pb2, events_pb2
 from services.audit import chain
 from tests.service.conftest import Service
+
+# The vault's event key, as the consumer would have checked it before appending.
+SIGNER = EventSigner("vault", ed25519.private_key(ed25519.generate(), "test key"))
+TRUSTED = TrustedKeys([SIGNER.trusted_entry])
 
 ACTIONS = {
     "credential_create": events_pb2.AUDIT_ACTION_CREDENTIAL_CREATE,
@@ -35,7 +42,8 @@ def entry(user_id: uuid.UUID, client_id: uuid.UUID, action: str = "credential_cr
         "user_agent": "audit-test/1.0",
         "request_id": "req-1",
     }
-    return chain.Entry(**(fields | about))  # type: ignore[arg-type]
+    unsigned = chain.Entry(**(fields | about))  # type: ignore[arg-type]
+    return dataclasses.replace(unsigned, key_id=SIGNER.key_id, signature=SIGNER.signature(unsigned))
 
 
 async def events(audit: Service, **request: Any) -> audit_pb2.ListEventsResponse:
@@ -46,7 +54,7 @@ async def events(audit: Service, **request: Any) -> audit_pb2.ListEventsResponse
 
 
 async def verified(audit: Service) -> chain.Verified:
-    return await chain.verify(audit.db, lambda _done, _total: None)
+    return await chain.verify(audit.db, TRUSTED, lambda _done, _total: None)
 
 
 async def test_an_event_delivered_twice_is_stored_once_and_the_chain_verifies(audit: Service) -> None:
