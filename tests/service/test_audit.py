@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from clientvault import ed25519
-from clientvault.events import EventSigner, TrustedKeys
 from clientvault.convert import timestamp
+from clientvault.events import EventSigner, TrustedKeys
 from clientvault.v1 import audit_pb2, events_pb2
 from services.audit import chain
 from tests.service.conftest import Service
