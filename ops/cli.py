@@ -574,6 +574,62 @@ def audit_checkpoint(
     typer.echo(f"checkpoint: head {seq} hash {digest.hex()} added to {written}")
 
 
+@app.command("backup")
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="A new (or empty) directory for the backup.")],
+    include_secrets: Annotated[
+        bool,
+        typer.Option(help="Also copy the data dir's secrets.json (the KEK among them) into the backup: keep it apart."),
+    ] = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Back up the running system: its database and roles, and a signed checkpoint of the audit chain's head
+    (restore with `clientvault restore`; see README, "Backup and restore")."""
+    from ops import backup as backups
+    from ops.datadir import DataDir
+    from services.audit import admin
+
+    database_url, _ = _system(data_dir)
+    secrets = DataDir.at(data_dir).secrets() if include_secrets else None
+    if include_secrets and not (data_dir / "secrets.json").exists():
+        raise fail(f"{data_dir} has no secrets.json to include")
+    key = _checkpoint_key(data_dir)
+    try:
+        made = backups.create(
+            database_url,
+            out,
+            head=_run(admin.head(database_url)),
+            checkpoint_key=key,
+            secrets=secrets,
+            step=lambda what: typer.echo(f"backing up: {what}", err=True),
+        )
+    except backups.BackupError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"backup written to {made.path} (audit head {made.head_seq}, {len(made.files)} files)")
+    if secrets is None:
+        typer.echo("it holds no secrets: keep the data dir's secrets.json apart, restore needs it (--secrets)")
+
+
+@app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Option("--from", help="A directory written by `clientvault backup`.")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A new data dir to restore into.")],
+    secrets: Annotated[
+        Path | None, typer.Option(help="The secrets.json kept apart (when the backup holds none).")
+    ] = None,
+) -> None:
+    """Restore a backup into a new data dir; then start it with `clientvault up --data-dir …` and check it with
+    `clientvault audit verify --checkpoints <data dir>/checkpoints`."""
+    from ops import backup as backups
+
+    try:
+        kept = _run(backups.restore(source, data_dir, secrets, lambda what: typer.echo(f"restoring: {what}", err=True)))
+    except backups.BackupError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"restored into {data_dir.resolve()}: start it with `clientvault up --data-dir {data_dir}`, then")
+    typer.echo(f"check the audit chain against the backup's head: `clientvault audit verify --checkpoints {kept}`")
+
+
 @app.command("public-key")
 def public_key(
     producer: Annotated[

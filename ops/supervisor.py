@@ -170,6 +170,21 @@ async def _wait_until(check: Any, what: str, supervisor: Supervisor, name: str) 
     raise RuntimeError(f"{what} did not become ready in {START_TIMEOUT_S:.0f}s (see {supervisor.data.log(name)})")
 
 
+DATABASE = "clientvault"
+
+
+async def start_embedded_postgres(supervisor: Supervisor, password: str) -> str:
+    """Starts the data dir's embedded PostgreSQL (initdb on first use) under the supervisor and makes sure the
+    `clientvault` database exists; the superuser's URL of that database."""
+    pg_port = free_port()
+    await asyncio.to_thread(embedded.init_postgres, supervisor.data, password)
+    await supervisor.start(Child("postgres", embedded.postgres_command(supervisor.data, pg_port), signal.SIGINT))
+    admin_url = f"postgresql://postgres:{password}@127.0.0.1:{pg_port}/postgres"
+    await _wait_until(lambda: _postgres_ready(admin_url), "PostgreSQL", supervisor, "postgres")
+    await _ensure_database(admin_url, DATABASE)
+    return admin_url.rsplit("/", 1)[0] + "/" + DATABASE
+
+
 async def _postgres_ready(url: str) -> bool:
     import psycopg
 
@@ -323,13 +338,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     database_url = given.database_url
     embedded_postgres = not database_url
     if not database_url:
-        pg_port = free_port()
-        await asyncio.to_thread(embedded.init_postgres, data, keys["postgres_password"])
-        await supervisor.start(Child("postgres", embedded.postgres_command(data, pg_port), signal.SIGINT))
-        admin_url = f"postgresql://postgres:{keys['postgres_password']}@127.0.0.1:{pg_port}/postgres"
-        await _wait_until(lambda: _postgres_ready(admin_url), "PostgreSQL", supervisor, "postgres")
-        await _ensure_database(admin_url, "clientvault")
-        database_url = admin_url.rsplit("/", 1)[0] + "/clientvault"
+        database_url = await start_embedded_postgres(supervisor, keys["postgres_password"])
     nats_url = given.nats_url
     nats_urls: dict[str, str] = {}  # per process; with an external NATS_URL every process uses that one
     if not nats_url:
