@@ -88,21 +88,28 @@ def _gaps_json(found: list[Gap]) -> dict[str, Any]:
     }
 
 
+def checkpointed_heads(
+    checkpoints: Path | None, keys: Sequence[Ed25519PublicKey]
+) -> tuple[list[tuple[int, bytes]], str | None]:
+    """The heads of the checkpoints at `checkpoints` (none when it is None or does not exist yet), or why they
+    cannot be trusted."""
+    if checkpoints is None or not checkpoints.exists():
+        return [], None
+    try:
+        return [(c.seq, c.hash) for c in anchored.read(checkpoints, keys)], None
+    except anchored.BadCheckpoint as error:
+        return [], str(error)
+
+
 async def check(
     database_url: str,
     keys: admin.TrustedKeys,
     progress: Callable[[int, int], None],
     expect_heads: Sequence[tuple[int, bytes]] = (),
-    checkpoints: Path | None = None,
-    checkpoint_keys: Sequence[Ed25519PublicKey] = (),
+    checkpoint_problem: str | None = None,
 ) -> AuditReport:
-    """Walks the chain (hashes and signatures), checks the expected heads and those of the checkpoints at
-    `checkpoints` (when it exists), and compares the log with what the producers sent."""
-    heads, checkpoint_problem = list(expect_heads), None
-    if checkpoints is not None and checkpoints.exists():
-        try:
-            heads += [(c.seq, c.hash) for c in anchored.read(checkpoints, checkpoint_keys)]
-        except anchored.BadCheckpoint as error:
-            checkpoint_problem = str(error)
+    """Walks the chain (hashes and signatures), checks the expected heads (given, and the checkpoints'), and
+    compares the log with what the producers sent."""
+    heads = list(expect_heads)
     found, head_problem = await admin.verify(database_url, keys, progress, heads)
     return AuditReport(found, heads, head_problem, checkpoint_problem, await gaps(database_url))

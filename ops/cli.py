@@ -487,6 +487,7 @@ def _audit_report(
     keys, checkpoint_keys = _audit_keys(data_dir)
     if checkpoints is not None and checkpoints.exists() and not checkpoint_keys:
         raise fail("set CLIENTVAULT_AUDIT_CHECKPOINT_PUBLIC_KEYS: checkpoints cannot be checked without it", Code.USAGE)
+    anchored, checkpoint_problem = audit_report.checkpointed_heads(checkpoints, checkpoint_keys)
     with _progress() as bar:
         task = bar.add_task("verifying the audit chain", total=None)
         return target.run(
@@ -494,9 +495,8 @@ def _audit_report(
                 target.database_url,
                 keys,
                 lambda done, total: bar.update(task, completed=done, total=total),
-                heads,
-                checkpoints,
-                checkpoint_keys,
+                heads + anchored,
+                checkpoint_problem,
             )
         )
 
@@ -589,16 +589,16 @@ def backup(
     from ops.datadir import DataDir
     from services.audit import admin
 
-    database_url, _ = _system(data_dir)
-    secrets = DataDir.at(data_dir).secrets() if include_secrets else None
+    target = _system(data_dir)
     if include_secrets and not (data_dir / "secrets.json").exists():
-        raise fail(f"{data_dir} has no secrets.json to include")
+        raise fail(f"{data_dir} has no secrets.json to include", Code.USAGE)
+    secrets = DataDir.at(data_dir).secrets() if include_secrets else None
     key = _checkpoint_key(data_dir)
     try:
         made = backups.create(
-            database_url,
+            target.database_url,
             out,
-            head=_run(admin.head(database_url)),
+            head=target.run(admin.head(target.database_url)),
             checkpoint_key=key,
             secrets=secrets,
             step=lambda what: typer.echo(f"backing up: {what}", err=True),
@@ -623,7 +623,9 @@ def restore(
     from ops import backup as backups
 
     try:
-        kept = _run(backups.restore(source, data_dir, secrets, lambda what: typer.echo(f"restoring: {what}", err=True)))
+        kept = asyncio.run(
+            backups.restore(source, data_dir, secrets, lambda what: typer.echo(f"restoring: {what}", err=True))
+        )
     except backups.BackupError as error:
         raise fail(str(error)) from None
     typer.echo(f"restored into {data_dir.resolve()}: start it with `clientvault up --data-dir {data_dir}`, then")
