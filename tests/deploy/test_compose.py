@@ -22,6 +22,8 @@ REQUIRED_ENV = {
     "CLIENTVAULT_KEK_ACTIVE": "v1",
     "CLIENTVAULT_CONTEXT_KEY": "context-key",
     **{f"{service.upper()}_CONTEXT_VERIFY_KEY": f"{service}-context-key" for service in SERVICES},
+    "VAULT_EVENT_SIGNING_KEY": "vault-event-key",
+    "CLIENTVAULT_EVENT_PUBLIC_KEYS": "vault:public",
 }
 
 
@@ -151,6 +153,14 @@ def test_only_auth_holds_the_signing_key() -> None:
     assert holders == ["auth"]
     keks = [n for n, s in SERVICES_.items() if "CLIENTVAULT_KEKS" in s.get("environment", {})]
     assert keks == ["vault"]
+
+
+def test_only_the_vault_holds_its_event_signing_key_and_the_audit_service_trusts_its_public_half() -> None:
+    environments = interpolate(COMPOSE, REQUIRED_ENV)["services"]
+
+    assert {n: env["environment"]["CLIENTVAULT_EVENT_SIGNING_KEY"] for n, env in environments.items()
+            if "CLIENTVAULT_EVENT_SIGNING_KEY" in env.get("environment", {})} == {"vault": "vault-event-key"}  # fmt: skip
+    assert environments["audit"]["environment"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == "vault:public"
 
 
 def test_the_gateway_holds_the_context_key_and_each_service_only_its_own_derived_key() -> None:
