@@ -158,8 +158,12 @@ def test_only_auth_holds_the_signing_key() -> None:
 def test_only_the_vault_holds_its_event_signing_key_and_the_audit_service_trusts_its_public_half() -> None:
     environments = interpolate(COMPOSE, REQUIRED_ENV)["services"]
 
-    assert {n: env["environment"]["CLIENTVAULT_EVENT_SIGNING_KEY"] for n, env in environments.items()
-            if "CLIENTVAULT_EVENT_SIGNING_KEY" in env.get("environment", {})} == {"vault": "vault-event-key"}  # fmt: skip
+    holders = {
+        name: service["environment"]["CLIENTVAULT_EVENT_SIGNING_KEY"]
+        for name, service in environments.items()
+        if "CLIENTVAULT_EVENT_SIGNING_KEY" in service.get("environment", {})
+    }
+    assert holders == {"vault": "vault-event-key"}
     assert environments["audit"]["environment"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == "vault:public"
 
 
