@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from clientvault import ed25519
 from clientvault.convert import enum_number, timestamp
+from clientvault.errors import Misconfigured
 from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
 
@@ -161,16 +162,16 @@ class EventSigner:
 
     @classmethod
     def from_setting(cls, producer: str, encoded: str | None) -> "EventSigner":
-        """SystemExit with the reason when the setting holds no key (a producer never publishes unsigned)."""
+        """Misconfigured when the setting holds no key (a producer never publishes unsigned)."""
         if not encoded:
-            raise SystemExit(
+            raise Misconfigured(
                 "CLIENTVAULT_EVENT_SIGNING_KEY is not set: every audit event is signed by its producer "
-                "(base64 of a 32-byte Ed25519 private key; `clientvault event-key new` makes one)"
+                "(base64 of a 32-byte Ed25519 private key, e.g. 32 random bytes)"
             )
         try:
             return cls(producer, ed25519.private_key(encoded, "CLIENTVAULT_EVENT_SIGNING_KEY"))
         except ValueError as error:
-            raise SystemExit(str(error)) from None
+            raise Misconfigured(str(error)) from None
 
     def signature(self, facts: AuditFacts) -> bytes:
         return self._key.sign(canonical(facts, self.key_id))
@@ -212,14 +213,13 @@ class TrustedKeys:
 
     @classmethod
     def from_setting(cls, entries: Iterable[str]) -> "TrustedKeys":
-        """SystemExit with the reason when the setting is empty or names no key: the audit service would park
-        every event."""
+        """Misconfigured when the setting is empty or names no key: the audit service would park every event."""
         try:
             keys = cls(entries)
         except ValueError as error:
-            raise SystemExit(str(error)) from None
+            raise Misconfigured(str(error)) from None
         if not keys.by_id:
-            raise SystemExit(
+            raise Misconfigured(
                 "CLIENTVAULT_EVENT_PUBLIC_KEYS is not set: list each audit producer's public key as producer:base64 "
                 "(`clientvault event-key public` prints it), or every event would be refused"
             )

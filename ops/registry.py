@@ -7,12 +7,14 @@ clientvault/nats_access.py, whose users tests/deploy/test_nats_config.py holds e
 import asyncio
 import importlib
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from clientvault import logging, metrics, tracing
+from clientvault.errors import Misconfigured
 from clientvault.settings import AuditSettings, AuthSettings, GatewaySettings, Settings, VaultSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +39,14 @@ class Process:
         logging.configure(settings.log_level, self.name, trace_ids=tracing.enabled())
         metrics.serve(self.name, settings.metrics_host, settings.metrics_port)
         main = importlib.import_module(self.module).main
-        if inspect.iscoroutinefunction(main):
-            asyncio.run(main(settings))
-        else:
-            main(settings)
+        try:
+            if inspect.iscoroutinefunction(main):
+                asyncio.run(main(settings))
+            else:
+                main(settings)
+        except Misconfigured as error:
+            print(f"{self.name}: cannot start: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
 
 
 # The gateway's context key, from which each service's own key is derived (clientvault/attestation.py; `up`

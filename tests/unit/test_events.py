@@ -7,6 +7,7 @@ import pytest
 
 from clientvault import ed25519, events
 from clientvault.convert import enum_name
+from clientvault.errors import Misconfigured
 from clientvault.v1 import events_pb2
 from services.audit.chain import Entry
 from services.audit.consumer import decode
@@ -82,12 +83,12 @@ def test_a_producer_signs_only_its_own_actions_and_under_its_own_subject() -> No
 
 @pytest.mark.parametrize("entry", ["vault", "nobody:AAAA", "vault:not base64!", "vault:" + "A" * 8])
 def test_a_bad_trusted_key_setting_is_refused_with_its_reason(entry: str) -> None:
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(Misconfigured) as refused:
         events.TrustedKeys.from_setting([entry])
     assert "CLIENTVAULT_EVENT_PUBLIC_KEYS" in str(refused.value)
     assert "AAAA" not in str(refused.value)
 
 
 def test_no_trusted_key_at_all_is_refused() -> None:
-    with pytest.raises(SystemExit, match="CLIENTVAULT_EVENT_PUBLIC_KEYS is not set"):
+    with pytest.raises(Misconfigured, match="CLIENTVAULT_EVENT_PUBLIC_KEYS is not set"):
         events.TrustedKeys.from_setting([])
