@@ -1,11 +1,15 @@
-"""The AUDIT stream's contract, the one both sides import: its producers (today the vault's outbox relay) and its
-consumer (the audit service). No service imports another; what they share about an event lives here.
+"""The AUDIT stream's contract, the one both sides import: its producers (the vault's and auth's outbox relays,
+clientvault/outbox.py, and the audit service for reads of the log) and its consumer (the audit service). No service
+imports another; what they share about an event lives here.
 
 - Stream `AUDIT` on JetStream (file storage, subjects `audit.>`, a duplicate window of an hour, `Nats-Msg-Id`
   = event id), each event on `audit.<producer>.<action>` as a serialized `clientvault.v1.AuditEvent`.
 - The action vocabulary (`AuditAction`: the proto enum's names, lower-case; a unit test holds them together).
 - The event's fields (`FIELDS`) keep one name from the producer's table through the proto to the audit chain
-  (whose canonical encoding pins them); only the HTTP JSON nests them (`userId`, `user.email`).
+  (whose canonical encoding pins them); only the HTTP JSON nests them (`userId`, `user.email`). An event names
+  its subject: a credential (`credential_id`, `credential_label`, `client_id`), a user (`target_user_id`,
+  `target_user_email`) or none; an id that names nothing is None (empty on the wire), `detail` is a JSON
+  object's text (what changed, which filters, why refused) or empty.
 - `audit_event`, the one place an `AuditEvent` is built; `canonical`, the one encoding of an event's facts, which
   its producer signs and the audit chain hashes.
 - Signing: every producer signs each event with its own Ed25519 key (`EventSigner`); the consumer and
@@ -27,6 +31,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 
 from clientvault import ed25519
 from clientvault.convert import enum_number, timestamp
@@ -46,13 +51,44 @@ class AuditAction(StrEnum):
     CREDENTIAL_REVEAL = "credential_reveal"
     CREDENTIAL_UPDATE = "credential_update"
     CREDENTIAL_DELETE = "credential_delete"
+    REVEAL_THROTTLED = "reveal_throttled"
+    REVEAL_DENIED = "reveal_denied"
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_IN_THROTTLED = "sign_in_throttled"
+    MFA_FAILED = "mfa_failed"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105
+    SIGN_OUT = "sign_out"
+    SESSION_REVOKED = "session_revoked"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105
+    PASSWORD_RESET = "password_reset"  # noqa: S105
+    MFA_ENROLLED = "mfa_enrolled"
+    MFA_DISABLED = "mfa_disabled"
+    USER_CREATED = "user_created"
+    USER_UPDATED = "user_updated"
+    AUDIT_LOG_READ = "audit_log_read"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
 
+VAULT_ACTIONS = (
+    AuditAction.CREDENTIAL_CREATE,
+    AuditAction.CREDENTIAL_REVEAL,
+    AuditAction.CREDENTIAL_UPDATE,
+    AuditAction.CREDENTIAL_DELETE,
+    AuditAction.REVEAL_THROTTLED,
+    AuditAction.REVEAL_DENIED,
+)
+AUDIT_ACTIONS = (AuditAction.AUDIT_LOG_READ,)
 # Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
 # stolen auth key cannot make a credential reveal. A unit test holds every action to exactly one producer.
-PRODUCER_OF: dict[str, str] = {action: "vault" for action in AuditAction}
+PRODUCER_OF: dict[str, str] = {
+    action: "vault" if action in VAULT_ACTIONS else "audit" if action in AUDIT_ACTIONS else "auth"
+    for action in AuditAction
+}
+# The producers that publish through an outbox (clientvault/outbox.py), which `audit verify` compares with the
+# chain; the audit service appends its own events to the chain directly.
+OUTBOX_PRODUCERS = ("vault", "auth")
 
 # Every field of an event, in the proto's order, with the one name it has everywhere.
 FIELDS = (
@@ -68,6 +104,9 @@ FIELDS = (
     "ip",
     "user_agent",
     "request_id",
+    "target_user_id",
+    "target_user_email",
+    "detail",
 )
 
 
@@ -85,23 +124,33 @@ class AuditFacts(Protocol):
     @property
     def occurred_at(self) -> datetime: ...
     @property
-    def user_id(self) -> UUID: ...
+    def user_id(self) -> UUID | None: ...
     @property
     def user_email(self) -> str: ...
     @property
     def user_full_name(self) -> str: ...
     @property
-    def credential_id(self) -> UUID: ...
+    def credential_id(self) -> UUID | None: ...
     @property
     def credential_label(self) -> str: ...
     @property
-    def client_id(self) -> UUID: ...
+    def client_id(self) -> UUID | None: ...
     @property
     def ip(self) -> str: ...
     @property
     def user_agent(self) -> str: ...
     @property
     def request_id(self) -> str: ...
+    @property
+    def target_user_id(self) -> UUID | None: ...
+    @property
+    def target_user_email(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
+def _id(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def audit_event(facts: AuditFacts) -> pb.AuditEvent:
@@ -110,32 +159,51 @@ def audit_event(facts: AuditFacts) -> pb.AuditEvent:
         event_id=str(facts.event_id),
         action=enum_number(pb.AuditAction.DESCRIPTOR, facts.action),
         occurred_at=timestamp(facts.occurred_at),
-        user_id=str(facts.user_id),
+        user_id=_id(facts.user_id) or "",
         user_email=facts.user_email,
         user_full_name=facts.user_full_name,
-        credential_id=str(facts.credential_id),
+        credential_id=_id(facts.credential_id) or "",
         credential_label=facts.credential_label,
-        client_id=str(facts.client_id),
+        client_id=_id(facts.client_id) or "",
         ip=facts.ip,
         user_agent=facts.user_agent,
         request_id=facts.request_id,
+        target_user_id=_id(facts.target_user_id) or "",
+        target_user_email=facts.target_user_email,
+        detail=facts.detail,
     )
 
 
-# Versions of `canonical`: 1, the unsigned events chained before signing; 2, signed (the key id is encoded).
+# Versions of `canonical`: 1, the unsigned events chained before signing; 2, signed (the key id is encoded);
+# 3, signed, for an event that uses what version 2 cannot say (a subject user, a detail, an absent id).
 UNSIGNED_VERSION = 1
 SIGNED_VERSION = 2
+SUBJECT_VERSION = 3
+
+
+def needs_subject_version(facts: AuditFacts) -> bool:
+    """Whether an event can only be encoded by version 3. A credential event without the new fields stays version 2,
+    so the vault's events keep the bytes they always had; the choice is the facts', so a signature pins it."""
+    return (
+        facts.target_user_id is not None
+        or bool(facts.target_user_email)
+        or bool(facts.detail)
+        or facts.user_id is None
+        or facts.credential_id is None
+        or facts.client_id is None
+    )
 
 
 def canonical(facts: AuditFacts, key_id: str | None = None) -> bytes:
     """The stored format of an event's facts, the bytes its producer signs and the chain hashes: JSON with sorted
     keys, no whitespace, UTF-8, ids as lowercase hyphenated UUIDs, `occurred_at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`
-    (UTC, microseconds: what PostgreSQL keeps), `"v"` the version and, when signed, `"key_id"`. Changing it is a
-    new version: entries already stored keep verifying by theirs."""
+    (UTC, microseconds: what PostgreSQL keeps), `"v"` the version and, when signed, `"key_id"`; version 3 adds
+    `target_user_id`, `target_user_email` and `detail`, and writes an absent id as null. Changing it is a new
+    version: entries already stored keep verifying by theirs."""
     fields: dict[str, object] = {  # spelled out, not dataclasses.asdict (a deep copy): verify runs it per entry
         "action": facts.action,
-        "client_id": str(facts.client_id),
-        "credential_id": str(facts.credential_id),
+        "client_id": _id(facts.client_id),
+        "credential_id": _id(facts.credential_id),
         "credential_label": facts.credential_label,
         "event_id": str(facts.event_id),
         "ip": facts.ip,
@@ -144,11 +212,18 @@ def canonical(facts: AuditFacts, key_id: str | None = None) -> bytes:
         "user_agent": facts.user_agent,
         "user_email": facts.user_email,
         "user_full_name": facts.user_full_name,
-        "user_id": str(facts.user_id),
+        "user_id": _id(facts.user_id),
         "v": UNSIGNED_VERSION,
     }
     if key_id is not None:
         fields |= {"key_id": key_id, "v": SIGNED_VERSION}
+        if needs_subject_version(facts):
+            fields |= {
+                "detail": facts.detail,
+                "target_user_email": facts.target_user_email,
+                "target_user_id": _id(facts.target_user_id),
+                "v": SUBJECT_VERSION,
+            }
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -161,8 +236,9 @@ class EventSigner:
         self.key_id = ed25519.key_id(private_key.public_key())
 
     @classmethod
-    def from_setting(cls, producer: str, encoded: str | None) -> "EventSigner":
+    def from_setting(cls, producer: str, setting: SecretStr | None) -> "EventSigner":
         """Misconfigured when the setting holds no key (a producer never publishes unsigned)."""
+        encoded = setting.get_secret_value() if setting is not None else ""
         if not encoded:
             raise Misconfigured(
                 "CLIENTVAULT_EVENT_SIGNING_KEY is not set: every audit event is signed by its producer "

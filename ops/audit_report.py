@@ -38,7 +38,7 @@ class AuditReport:
             lines.append(f"audit chain broken: {self.head_problem}")
         if self.gaps.unrecorded:
             lines.append(
-                f"audit log incomplete: {len(self.gaps.unrecorded)} events the vault sent are not in it "
+                f"audit log incomplete: {len(self.gaps.unrecorded)} events the producers sent are not in it "
                 f"(first: {_first(self.gaps.unrecorded, 'sent')})"
             )
         if self.gaps.unsent:

@@ -517,9 +517,9 @@ def audit_verify(
     output: OutputOption = Output.TEXT,
 ) -> None:
     """Walk the audit chain: recompute every hash and check every producer's signature; name the first entry
-    changed, removed, reordered or forged. Also check that every event the vault sent is in the log and every
-    recent entry was sent by a producer, and that earlier heads (--expect-head, --checkpoints) are still there.
-    Exit 1 when any check fails."""
+    changed, removed, reordered or forged. Also check that every event the producers (vault, auth) sent is in the log
+    and every recent entry was sent by a producer (the audit service's own read entries are proved by signature),
+    and that earlier heads (--expect-head, --checkpoints) are still there. Exit 1 when any check fails."""
     heads = [_head(expect_head)] if expect_head else []
     if checkpoints is not None and not checkpoints.exists():
         raise fail(f"{checkpoints}: no such file or directory", Code.USAGE)
@@ -538,7 +538,7 @@ def _print_audit_report(report: "audit_report.AuditReport") -> None:
     if not report.ok:
         return
     if not report.gaps.compared:
-        typer.echo("(the vault's outbox is not readable with this database role: sent events not compared)")
+        typer.echo("(the producers' outboxes are not readable with this database role: sent events not compared)")
     found = report.verified
     typer.echo(f"audit chain verified: {found.count} entries, head {found.head_seq} hash {found.head_hash.hex()}")
 

@@ -60,7 +60,7 @@ PROCESSES: tuple[Process, ...] = (
         AuthSettings,
         "services.auth.server",
         schema="auth",
-        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY", CONTEXT_VERIFY_KEY),
+        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY", "CLIENTVAULT_EVENT_SIGNING_KEY", CONTEXT_VERIFY_KEY),
     ),
     Process("clients", Settings, "services.clients.server", schema="clients", secrets=(CONTEXT_VERIFY_KEY,)),
     Process(
@@ -76,7 +76,13 @@ PROCESSES: tuple[Process, ...] = (
             CONTEXT_VERIFY_KEY,
         ),
     ),
-    Process("audit", AuditSettings, "services.audit.server", schema="audit", secrets=(CONTEXT_VERIFY_KEY,)),
+    Process(
+        "audit",
+        AuditSettings,
+        "services.audit.server",
+        schema="audit",
+        secrets=("CLIENTVAULT_EVENT_SIGNING_KEY", CONTEXT_VERIFY_KEY),
+    ),
 )
 BY_NAME: Mapping[str, Process] = MappingProxyType({process.name: process for process in PROCESSES})
 # The services: each a gRPC server with its own schema, migrations and database login.

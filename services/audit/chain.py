@@ -2,7 +2,8 @@
 
 Every entry stores `hash = SHA-256(prev_hash ‖ canonical(entry) ‖ signature)`, where `prev_hash` is the hash of
 the entry before it (32 zero bytes for the first), `canonical` is the event's stored format (clientvault/events.py:
-version 2 for signed events, version 1 for the unsigned ones chained before signing) and `signature` its
+version 3 for signed events naming a subject user, a detail or an absent id, version 2 for the other signed ones,
+version 1 for the unsigned ones chained before signing) and `signature` its
 producer's Ed25519 signature over that encoding (empty for version 1). `seq` is not hashed: the order is the
 chain itself, so moving an entry breaks the link to it and `verify` tells a move from a change.
 
@@ -33,20 +34,24 @@ GENESIS = bytes(32)
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One audited event as stored: the actor and the credential as they were when it happened."""
+    """One audited event as stored: the actor and the subject (a credential, a user) as they were when it happened;
+    an id that names nothing is None."""
 
     event_id: UUID
     action: str
     occurred_at: datetime
-    user_id: UUID
+    user_id: UUID | None
     user_email: str
     user_full_name: str
-    credential_id: UUID
+    credential_id: UUID | None
     credential_label: str
-    client_id: UUID
+    client_id: UUID | None
     ip: str
     user_agent: str
     request_id: str
+    target_user_id: UUID | None = None
+    target_user_email: str = ""
+    detail: str = ""
     key_id: str | None = None  # None (and no signature): chained unsigned, before events were signed
     signature: bytes | None = None
 
@@ -98,7 +103,7 @@ async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str
     newest = await store.head(conn)
     seq, prev = (newest.seq, newest.hash) if newest is not None else (0, GENESIS)
     ordinals = {
-        dimension: await store.last_ordinals(conn, dimension, list({getattr(e, dimension) for e in entries}))
+        dimension: await store.last_ordinals(conn, dimension, list({getattr(e, dimension) for e in entries} - {None}))
         for dimension in store.DIMENSIONS
     }
     rows = []
@@ -110,6 +115,9 @@ async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str
         row.update(seq=seq, prev_hash=prev, hash=digest)
         for dimension, last in ordinals.items():
             value = getattr(entry, dimension)
+            if value is None:  # an event without that id is not counted in that dimension
+                row[f"{dimension}_ordinal"] = None
+                continue
             last[value] = last.get(value, 0) + 1
             row[f"{dimension}_ordinal"] = last[value]
         rows.append(row)

@@ -12,6 +12,7 @@ While NATS or PostgreSQL is down it retries with backoff
 (clientvault/retrying.py). The stream and the event are the kit's contract (clientvault/events.py).
 """
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -55,24 +56,34 @@ def decode(data: bytes) -> chain.Entry | Malformed:
         return Malformed(f"unknown action {event.action}")
     if not event.HasField("occurred_at"):
         return Malformed("no occurred_at")
-    ids: dict[str, UUID] = {}
-    for name, value in (
-        ("event_id", event.event_id),
-        ("user_id", event.user_id),
-        ("credential_id", event.credential_id),
-        ("client_id", event.client_id),
-    ):
+    try:
+        event_id = UUID(event.event_id)
+    except ValueError:
+        return Malformed("event_id is not a UUID")
+    ids: dict[str, UUID | None] = {}
+    for name in ("user_id", "credential_id", "client_id", "target_user_id"):
+        value = getattr(event, name)
         try:
-            ids[name] = UUID(value)
+            ids[name] = UUID(value) if value else None  # empty: the event has no such subject
         except ValueError:
             return Malformed(f"{name} is not a UUID")
     try:
         occurred_at = from_timestamp(event.occurred_at)
     except (ValueError, OverflowError):
         return Malformed("occurred_at is out of range")
-    texts = (event.user_email, event.user_full_name, event.credential_label, event.ip, event.user_agent)
+    texts = (
+        event.user_email,
+        event.user_full_name,
+        event.credential_label,
+        event.ip,
+        event.user_agent,
+        event.target_user_email,
+        event.detail,
+    )
     if any("\x00" in text for text in (*texts, event.request_id, event.key_id)):
         return Malformed("a text field contains NUL")  # PostgreSQL text cannot hold it: it would fail the batch
+    if event.detail and not _is_json_object(event.detail):
+        return Malformed("detail is not a JSON object")
     return chain.Entry(
         action=action,
         occurred_at=occurred_at,
@@ -82,10 +93,20 @@ def decode(data: bytes) -> chain.Entry | Malformed:
         ip=event.ip,
         user_agent=event.user_agent,
         request_id=event.request_id,
+        target_user_email=event.target_user_email,
+        detail=event.detail,
         key_id=event.key_id or None,
         signature=event.signature or None,
+        event_id=event_id,
         **ids,
     )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def delivery_problem(msg: Msg) -> str | None:

@@ -2,9 +2,12 @@
 
 A reveal is one statement (store.REVEAL): the stamp, the audit event and the read commit together or not at
 all, and the secret is decrypted only from what that statement answered, so nothing is revealed unless its
-event is durable. The outbox relay (outbox.py) publishes the events afterwards.
+event is durable. A reveal refused by the limits writes a `reveal_throttled` event in that same statement; one
+refused by policy (the caller's role) a `reveal_denied` event (`record_denied`, called by the gRPC edge). The
+outbox relay (clientvault/outbox.py) publishes the events afterwards.
 """
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +18,7 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import metrics, tracing
+from clientvault import metrics, outbox, tracing
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound, Unavailable
@@ -212,8 +215,9 @@ class Credentials:
                 updated_at=now,
                 **values,
             )
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_CREATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
@@ -239,10 +243,12 @@ class Credentials:
                 limit_keys=counting.keys,
                 limit_maxes=counting.maxes,
                 window_start=counting.window_start,
+                throttled_action=AuditAction.REVEAL_THROTTLED,
                 **event,
             )
         if row.over:
             metrics.REVEALS_BY_OUTCOME["throttled"].inc()
+            self._outbox_written()
             raise self._limiter.refused(caller.user_id, counting)
         if row.id is None:
             metrics.REVEALS_BY_OUTCOME["not_found"].inc()
@@ -267,6 +273,23 @@ class Credentials:
             self._keys.release(dek)
         log.debug("credential.revealed", credential_id=str(row.id))  # the audit event is the record
         return Revealed(row.id, row.label, row.username, row.url, secret)
+
+    async def record_denied(
+        self, caller: Caller, meta: RequestContext, client_id: UUID | None, credential_id: UUID | None, reason: str
+    ) -> None:
+        """Records a reveal the policy refused (one statement, as the reveal is)."""
+        event = self._event(AuditAction.REVEAL_DENIED, caller, meta, datetime.now(UTC))
+        async with self._db.read() as conn:  # one statement in autocommit
+            await store.insert_denied(
+                conn,
+                now=event.pop("occurred_at"),
+                credential_id=credential_id,
+                client_id=client_id,
+                detail=json.dumps({"reason": reason}),
+                **event,
+            )
+        self._outbox_written()
+        log.info("reveal.denied", user_id=str(caller.user_id), reason=reason)
 
     async def update_credential(
         self,
@@ -294,8 +317,9 @@ class Credentials:
             row = await store.update_credential(
                 conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
             )
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
@@ -314,8 +338,9 @@ class Credentials:
             row = await store.delete_credential(conn, client_id, credential_id)
             if row is None:
                 raise NotFound("credential not found")
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_DELETE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,

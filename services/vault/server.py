@@ -6,27 +6,30 @@ from uuid import UUID
 import grpc
 
 from clientvault import rpc
+from clientvault.context import Caller, RequestContext
 from clientvault.convert import timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
 from clientvault.events import EventSigner
-from clientvault.ids import parse_id
+from clientvault.ids import canonical_id, parse_id
 from clientvault.logging import get_logger
+from clientvault.outbox import Relay
 from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
+from services.vault import store
 from services.vault.backlog import Backlog
 from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
 from services.vault.limits import RevealLimiter
-from services.vault.outbox import PRODUCER, Relay
 from services.vault.rotation import check_keys
 
 log = get_logger(__name__)
 
 VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
+PRODUCER = "vault"  # of its audit events (clientvault/events.py PRODUCER_OF)
 
 
 def credential_to_proto(credential: Credential) -> pb.Credential:
@@ -108,6 +111,16 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
         )
 
+    async def reveal_denied(self, caller: Caller, request: pb.RevealCredentialRequest, meta: RequestContext) -> None:
+        """The policy refused `caller` a reveal (clientvault/rpc.py): the vault records it."""
+        await self._credentials.record_denied(
+            caller,
+            meta,
+            canonical_id(request.client_id),
+            canonical_id(request.credential_id),
+            f"role {caller.role} may not reveal",
+        )
+
     async def UpdateCredential(
         self, request: pb.UpdateCredentialRequest, context: grpc.aio.ServicerContext
     ) -> pb.Credential:
@@ -154,16 +167,9 @@ async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
 
 
 async def main(settings: VaultSettings) -> None:
-    key = settings.event_signing_key
-    signer = EventSigner.from_setting(PRODUCER, key.get_secret_value() if key else None)
+    signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
     async with Service("vault", settings) as service:
-        relay = Relay(
-            service.db,
-            settings.require_nats_url(),
-            signer,
-            batch=settings.outbox_batch,
-            sweep_s=settings.outbox_sweep_s,
-        )
+        relay = Relay.of(service.db, store.outbox, signer, settings)
         service.on_close(relay.close)
         backlog = Backlog(service.db, settings.require_nats_url())
         service.on_close(backlog.close)
@@ -184,4 +190,5 @@ async def main(settings: VaultSettings) -> None:
             relay.purge_forever(),
             limiter.purge_forever(),
             backlog.watch_forever(),
+            on_forbidden={"Vault/RevealCredential": servicer.reveal_denied},
         )

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import metadata as schema_metadata
+from clientvault.outbox import outbox_table
 
 metadata = schema_metadata("vault")
 
@@ -75,27 +76,9 @@ credentials = Table(
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
-# Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
-# The columns are the event's fields by the names they have everywhere (clientvault/events.py), plus sent_at.
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("event_id", Uuid, primary_key=True),  # Nats-Msg-Id
-    Column("action", Text, nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("user_id", Uuid, nullable=False),
-    Column("user_email", Text, nullable=False),
-    Column("user_full_name", Text, nullable=False),
-    Column("credential_id", Uuid, nullable=False),
-    Column("credential_label", Text, nullable=False),
-    Column("client_id", Uuid, nullable=False),
-    Column("ip", Text, nullable=False),
-    Column("user_agent", Text, nullable=False),
-    Column("request_id", Text, nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
-    Column("traceparent", Text),  # the request's trace, continued by the audit append (clientvault/tracing.py)
-    Index("ix_outbox_unsent", "occurred_at", postgresql_where=text("sent_at IS NULL")),
-)
+# Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction
+# (the kit's shape: clientvault/outbox.py).
+outbox = outbox_table(metadata)
 
 # Rotation jobs; an unfinished one is resumed by the next `clientvault vault rotate-key`.
 rotations = Table(
@@ -134,7 +117,9 @@ reveal_counts = Table(
 # The whole reveal in one statement (one round trip, one implicit transaction): count the attempt against
 # the caller's reveal limits (limits.py; keys user before IP, so two reveals never wait on each other),
 # and only if none is exceeded stamp the credential, insert its audit event and return the sealed secret
-# with its wrapped data key. One row always comes back: `over` > 0 means refused, a NULL id not found.
+# with its wrapped data key; if one is exceeded, insert a `reveal_throttled` event instead (naming the limits
+# exceeded, and the credential's label if it exists). One row always comes back: `over` > 0 means refused, a
+# NULL id not found.
 REVEAL = text(
     """
 WITH counted AS (
@@ -144,7 +129,8 @@ WITH counted AS (
     ON CONFLICT (key, window_start) DO UPDATE SET hits = c.hits + 1
     RETURNING c.key, c.hits
 ), over AS (
-    SELECT count(*) AS n
+    SELECT count(*) AS n,
+           jsonb_build_object('limits', coalesce(jsonb_agg(split_part(counted.key, ':', 1)), '[]'))::text AS detail
     FROM counted JOIN unnest(CAST(:limit_keys AS text[]), CAST(:limit_maxes AS int[])) AS l(key, max)
       ON l.key = counted.key
     WHERE counted.hits > l.max
@@ -154,10 +140,16 @@ WITH counted AS (
     RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
 ), audited AS (
     INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
-                              credential_id, credential_label, client_id, ip, user_agent, request_id, traceparent)
+                              credential_id, credential_label, client_id, ip, user_agent, request_id, detail,
+                              traceparent)
     SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name,
-           id, label, client_id, :ip, :user_agent, :request_id, :traceparent
+           id, label, client_id, :ip, :user_agent, :request_id, '', :traceparent
     FROM revealed
+    UNION ALL
+    SELECT :event_id, :throttled_action, :now, :user_id, :user_email, :user_full_name, :credential_id,
+           coalesce((SELECT label FROM vault.credentials WHERE id = :credential_id AND client_id = :client_id), ''),
+           :client_id, :ip, :user_agent, :request_id, over.detail, :traceparent
+    FROM over WHERE over.n > 0
 )
 SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
        r.key_generation, k.wrapped_key, k.kek_version
@@ -174,6 +166,29 @@ LEFT JOIN (revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND 
     bindparam("window_start", type_=DateTime(timezone=True)),
     bindparam("traceparent", type_=Text),
 )
+
+# A reveal refused by policy (the caller's role), recorded by the vault itself in one statement: the event names
+# the credential asked for, with its label when it exists (the ids are NULL when the request's were malformed).
+DENIED = text(
+    """
+INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
+                          credential_id, credential_label, client_id, ip, user_agent, request_id, detail, traceparent)
+SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name, :credential_id,
+       coalesce((SELECT label FROM vault.credentials WHERE id = :credential_id AND client_id = :client_id), ''),
+       :client_id, :ip, :user_agent, :request_id, :detail, :traceparent
+"""
+).bindparams(
+    bindparam("credential_id", type_=Uuid),
+    bindparam("client_id", type_=Uuid),
+    bindparam("event_id", type_=Uuid),
+    bindparam("user_id", type_=Uuid),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("traceparent", type_=Text),
+)
+
+
+async def insert_denied(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(DENIED, values)
 
 
 async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any]:
@@ -213,10 +228,6 @@ async def delete_credential(conn: AsyncConnection, client_id: UUID, credential_i
         .returning(credentials.c.id, credentials.c.label)
     )
     return cast(Row[Any] | None, (await conn.execute(query)).one_or_none())
-
-
-async def insert_event(conn: AsyncConnection, **values: object) -> None:
-    await conn.execute(insert(outbox).values(**values))
 
 
 # --- data keys ----------------------------------------------------------------------------------------
@@ -388,19 +399,7 @@ async def keys_on_version(conn: AsyncConnection, kek_version: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-# --- the outbox relay ---------------------------------------------------------------------------------
-
-
-async def unsent_events(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
-    """The oldest unsent events, locked; rows another relay holds are skipped, never waited for."""
-    query = (
-        select(outbox)
-        .where(outbox.c.sent_at.is_(None))
-        .order_by(outbox.c.occurred_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await conn.execute(query)).all())
+# --- the outbox's backlog (the relay's own queries are the kit's: clientvault/outbox.py) ----------------------
 
 
 async def unsent_backlog(conn: AsyncConnection) -> Row[Any]:
@@ -410,16 +409,6 @@ async def unsent_backlog(conn: AsyncConnection) -> Row[Any]:
     )
     row: Row[Any] = (await conn.execute(query)).one()
     return row
-
-
-async def mark_sent(conn: AsyncConnection, event_ids: Sequence[UUID], now: datetime) -> None:
-    await conn.execute(update(outbox).where(outbox.c.event_id.in_(list(event_ids))).values(sent_at=now))
-
-
-async def purge_sent(conn: AsyncConnection, before: datetime) -> None:
-    # A week of events can take longer than a request's statement timeout; nobody waits on this one.
-    await conn.execute(text("SET LOCAL statement_timeout = 0"))
-    await conn.execute(delete(outbox).where(outbox.c.sent_at < before))
 
 
 async def purge_reveal_counts(conn: AsyncConnection, before: datetime) -> None:

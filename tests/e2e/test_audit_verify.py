@@ -18,7 +18,7 @@ from psycopg.rows import namedtuple_row
 from clientvault import ed25519
 from clientvault.events import EventSigner
 from services.audit.chain import Entry, entry_of, link
-from services.audit.store import CHAIN_LOCK
+from services.audit.store import CHAIN_LOCK, DIMENSIONS
 from tests.audit_support import wait_for_audit
 from tests.system import Api, System
 from tests.vault_support import create, new_client
@@ -227,7 +227,7 @@ async def entry_appended(conn: psycopg.AsyncConnection, label: str, signer: Even
     seq = head.seq + 1
     columns = {name: getattr(entry, name) for name in Entry.__dataclass_fields__}
     columns |= {"seq": seq, "prev_hash": head.hash, "hash": link(head.hash, entry)}
-    columns |= {f"{d}_ordinal": 0 for d in ("user_id", "client_id", "credential_id", "action")}
+    columns |= {f"{d}_ordinal": None if columns[d] is None else 0 for d in DIMENSIONS}  # NULL: no such subject
     names = ", ".join(columns)
     await conn.execute(
         f"INSERT INTO audit.events ({names}) VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
@@ -271,7 +271,7 @@ async def test_an_event_the_vault_sent_but_the_log_lacks_is_reported(
         await conn.execute("DELETE FROM vault.outbox WHERE event_id = %s", (lost,))
 
     assert code == 1
-    assert f"audit log incomplete: 1 events the vault sent are not in it (first: event {lost}" in err
+    assert f"audit log incomplete: 1 events the producers sent are not in it (first: event {lost}" in err
     assert verify(api.system)[0] == 0
 
 

@@ -15,11 +15,12 @@ from clientvault.convert import timestamp
 from clientvault.events import EventSigner, TrustedKeys
 from clientvault.v1 import audit_pb2, events_pb2
 from services.audit import chain
-from tests.service.conftest import Service
+from tests.service.conftest import AUDIT_SIGNER, Service
 
-# The vault's event key, as the consumer would have checked it before appending.
+# The vault's event key, as the consumer would have checked it before appending; the audit service's, which signs
+# the reads.
 SIGNER = EventSigner("vault", ed25519.private_key(ed25519.generate(), "test key"))
-TRUSTED = TrustedKeys([SIGNER.trusted_entry])
+TRUSTED = TrustedKeys([SIGNER.trusted_entry, AUDIT_SIGNER.trusted_entry])
 
 ACTIONS = {
     "credential_create": events_pb2.AUDIT_ACTION_CREDENTIAL_CREATE,
