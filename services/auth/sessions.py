@@ -73,7 +73,7 @@ class Sessions:
                 # PostgreSQL text cannot hold NUL, and no stored (validated) email has one: an unknown email.
                 row = None if "\x00" in normalised else await store.get_user_by_email(conn, normalised)
         except Throttled:
-            await self._record_alone(AuditAction.SIGN_IN_THROTTLED, email, meta)
+            await self._record_alone(AuditAction.SIGN_IN_THROTTLED, email, normalised, meta)
             raise
         # Unknown emails verify against a dummy hash, so both failures take the same time.
         matches = await verify_password(row.password_hash if row else None, password)
@@ -81,9 +81,7 @@ class Sessions:
             metrics.SIGN_INS_BY_OUTCOME["failed"].inc()
             log.info("session.sign_in_failed", known_user=row is not None)
             reason = "unknown email" if row is None else "wrong password" if not matches else "account disabled"
-            await self._record_alone(
-                AuditAction.SIGN_IN_FAILED, email, meta, User.from_row(row) if row else None, {"reason": reason}
-            )
+            await self._record_alone(AuditAction.SIGN_IN_FAILED, email, normalised, meta, {"reason": reason})
             raise Unauthenticated(WRONG_CREDENTIALS)
         user = User.from_row(row)
         if needs_rehash(row.password_hash):
@@ -133,12 +131,15 @@ class Sessions:
         self,
         action: AuditAction,
         typed_email: str,
+        normalised: str,
         meta: RequestContext,
-        target: User | None = None,
         detail: dict[str, object] | None = None,
     ) -> None:
-        """An attempt's event in a transaction of its own (nothing else of the attempt is committed with it)."""
+        """A refused attempt's event, in a transaction of its own (nothing else of the attempt is committed with
+        it): nobody acted; the target is the user the email names, if one does."""
         async with self._db.begin() as conn:
+            row = None if "\x00" in normalised else await store.get_user_by_email(conn, normalised)
+            target = User.from_row(row) if row else None
             await record(conn, action, actor=Actor.typed(typed_email), target=target, context=meta, detail=detail)
         self._outbox_written()
 

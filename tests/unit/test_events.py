@@ -42,6 +42,15 @@ def test_an_entry_survives_the_wire_with_its_signature() -> None:
 
 def test_every_action_has_exactly_one_producer() -> None:
     assert set(events.PRODUCER_OF) == set(events.ACTIONS)
+    assert events.PRODUCER_OF["sign_in"] == "auth"
+    assert events.PRODUCER_OF["reveal_denied"] == "vault"
+    assert events.PRODUCER_OF["audit_log_read"] == "audit"
+
+
+def test_every_outbox_has_the_kits_shape() -> None:
+    from services.auth.store import outbox as auth_outbox
+
+    assert [c.name for c in auth_outbox.columns] == [c.name for c in outbox.columns]
 
 
 def test_subjects_name_the_producer_and_the_action() -> None:
@@ -58,6 +67,10 @@ def test_subjects_name_the_producer_and_the_action() -> None:
         ("request_id", "r2"),
         ("user_id", uuid.uuid4()),
         ("occurred_at", ENTRY.occurred_at.replace(microsecond=0)),
+        ("target_user_id", uuid.uuid4()),
+        ("target_user_email", "ceo@example.com"),
+        ("detail", '{"role":"admin"}'),
+        ("credential_id", None),
     ],
 )
 def test_a_field_changed_after_signing_fails_the_signature(field: str, value: object) -> None:
