@@ -22,7 +22,7 @@ REQUIRED_ENV = {
     "CLIENTVAULT_KEK_ACTIVE": "v1",
     "CLIENTVAULT_CONTEXT_KEY": "context-key",
     **{f"{service.upper()}_CONTEXT_VERIFY_KEY": f"{service}-context-key" for service in SERVICES},
-    "VAULT_EVENT_SIGNING_KEY": "vault-event-key",
+    **{f"{producer.upper()}_EVENT_SIGNING_KEY": f"{producer}-event-key" for producer in ("vault", "auth", "audit")},
     "CLIENTVAULT_EVENT_PUBLIC_KEYS": "vault:public",
 }
 
@@ -155,7 +155,7 @@ def test_only_auth_holds_the_signing_key() -> None:
     assert keks == ["vault"]
 
 
-def test_only_the_vault_holds_its_event_signing_key_and_the_audit_service_trusts_its_public_half() -> None:
+def test_each_producer_holds_only_its_own_event_signing_key_and_the_audit_service_trusts_the_public_halves() -> None:
     environments = interpolate(COMPOSE, REQUIRED_ENV)["services"]
 
     holders = {
@@ -163,7 +163,7 @@ def test_only_the_vault_holds_its_event_signing_key_and_the_audit_service_trusts
         for name, service in environments.items()
         if "CLIENTVAULT_EVENT_SIGNING_KEY" in service.get("environment", {})
     }
-    assert holders == {"vault": "vault-event-key"}
+    assert holders == {producer: f"{producer}-event-key" for producer in ("vault", "auth", "audit")}
     assert environments["audit"]["environment"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == "vault:public"
 
 
