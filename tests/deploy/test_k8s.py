@@ -4,8 +4,10 @@ against the Kubernetes schemas (offline, strict), and the objects deploy every p
 import functools
 import ipaddress
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -50,9 +52,11 @@ NATS_KEY = {process: f"{process}-url" for process in PROCESSES}
 
 @functools.cache
 def rendered(overlay: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [tool("kubectl"), "kustomize", str(RENDERABLE[overlay])], capture_output=True, text=True, check=False
-    )
+    return render(RENDERABLE[overlay])
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    result = subprocess.run([tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -315,12 +319,60 @@ def test_the_configured_addresses_are_the_services(name: str) -> None:
 
 
 def test_the_migration_job() -> None:
-    job = of_kind(rendered("production"), "Job")["clientvault-migrate"]
+    job = of_kind(rendered("production"), "Job")["clientvault-migrate-0.1.0"]
     spec = pod_spec(job)
     (container,) = spec["containers"]
     assert container["args"] == ["migrate"]
     assert spec["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
+    assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 7 * 86400, "a finished Job goes away by itself"
+
+
+def with_image(tmp_path: Path, overlay: str, **image: str) -> list[dict[str, Any]]:
+    """`overlay` rendered after the operator set its `images:` entry to `image` (newTag, digest), as in an upgrade."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, dirs_exist_ok=True)
+    kustomization = copy / OVERLAYS[overlay].relative_to(K8S) / "kustomization.yaml"
+    document = yaml.safe_load(kustomization.read_text())
+    (entry,) = document["images"]
+    entry.update(image)
+    kustomization.write_text(yaml.safe_dump(document))
+    return render(kustomization.parent)
+
+
+def names(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+@overlay
+def test_an_upgrade_is_a_new_migration_job_and_nothing_else_is_renamed(name: str, tmp_path: Path) -> None:
+    """`kubectl apply -k` of a new tag creates a Job (a Job's pod template cannot change) and updates the rest in
+    place: nothing to delete by hand."""
+    before = rendered(name)
+    after = with_image(tmp_path, name, newTag="0.2.0-rc.1")
+    assert set(of_kind(before, "Job")) == {"clientvault-migrate-0.1.0"}
+    assert set(of_kind(after, "Job")) == {"clientvault-migrate-0.2.0-rc.1"}
+    assert names(before) - names(after) == {("Job", "clientvault-migrate-0.1.0")}
+    (job,) = of_kind(after, "Job").values()
+    assert job["metadata"]["labels"]["app.kubernetes.io/version"] == "0.2.0-rc.1"
+    assert {c["image"].rsplit(":", 1)[1] for _, w in workloads(after) for c in pod_spec(w)["containers"]} == {
+        "0.2.0-rc.1"
+    }
+
+
+def test_an_image_pinned_by_digest_names_the_job_by_its_tag(tmp_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    after = with_image(tmp_path, "production", newTag="0.3.0", digest=digest)
+    (job,) = of_kind(after, "Job").values()
+    assert job["metadata"]["name"] == "clientvault-migrate-0.3.0"
+    assert pod_spec(job)["containers"][0]["image"].endswith(f":0.3.0@{digest}")
+    kubernetes_validate.validate(job, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_the_production_overlay_names_the_job_as_the_base_does() -> None:
+    """An overlay's `images:` run after its base's replacements, so production repeats the base's block."""
+    base, production = (yaml.safe_load((path / "kustomization.yaml").read_text()) for path in OVERLAYS.values())
+    assert production["replacements"] == base["replacements"]
 
 
 def test_production_settings() -> None:
