@@ -47,5 +47,6 @@ class Throttled(DomainError):
 
 
 class Misconfigured(Exception):
-    """A setting that keeps a process from starting (a required key missing or malformed); the message names the
-    setting, never its value. `serve` prints it and exits 2, like any other configuration error."""
+    """What keeps a process from starting as deployed: a setting (a required key missing or malformed; the message
+    names the setting, never its value), or a schema newer than the code. `serve` prints it and exits 2, like any
+    other configuration error."""

@@ -29,7 +29,7 @@ from uuid import UUID
 from cryptography.exceptions import InvalidSignature
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 
@@ -334,7 +334,7 @@ def producer_of_subject(name: str) -> str | None:
 async def connect(nats_url: str) -> NATS:
     """A connection for a producer or the consumer, as the URL's user with its own inbox prefix
     (clientvault/nats_access.py). It neither creates nor looks up the stream (that user may not: the operator
-    creates it, `ensure_stream`); a missing stream shows at the first publish or subscribe. It does not
+    creates it, `stream_config`); a missing stream shows at the first publish or subscribe. It does not
     reconnect by itself: the caller's retry loop (clientvault/retrying.py) drops it on a failure and connects
     anew."""
     # Imported here: nats_access takes this stream's name from this module.
@@ -350,20 +350,18 @@ async def disconnect(nc: NATS | None) -> None:
             await nc.close()
 
 
-async def ensure_stream(nc: NATS, replicas: int = 1) -> None:
-    """Creates the stream unless it exists: the operator's step (ops/jetstream.py), never a process's (their NATS
-    users may not). An existing one is used as it is (a deployment may create it first: deploy/README.md)."""
-    js = nc.jetstream()
-    try:
-        await js.stream_info(STREAM)
-    except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=STREAM,
-                subjects=list(SUBJECTS),
-                storage=StorageType.FILE,
-                duplicate_window=DUPLICATE_WINDOW_S,
-                num_replicas=replicas,
-            )
-        )
-        log.info("audit_stream.created", stream=STREAM, replicas=replicas)
+def stream_config(*, replicas: int, max_age_s: float, max_bytes: int | None) -> StreamConfig:
+    """The stream as the operator creates it, and brings it back to (ops/jetstream.py), never a process (their
+    NATS users may not). `max_age_s` must outlast any outage of the audit service: an event leaves the vault's
+    outbox once JetStream has it, and the stream's only copy expires after that. When `max_bytes` is reached, new
+    events are refused (they wait in the vault's outbox, whose relay retries) rather than unread ones dropped."""
+    return StreamConfig(
+        name=STREAM,
+        subjects=list(SUBJECTS),
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
+        max_age=max_age_s,
+        max_bytes=-1 if max_bytes is None else max_bytes,
+        discard=DiscardPolicy.NEW,
+    )

@@ -74,6 +74,8 @@ def configure(level: str, process: str, *, trace_ids: bool = False) -> None:
         )
     )
     logging.basicConfig(level=threshold, handlers=[handler], force=True)
+    # Alembic says a line per built-in plugin whenever it is imported (every service reads its migrations' head).
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(threshold, logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),

@@ -25,14 +25,9 @@ ENTRY_TTL_S = 3600 + 60  # the longest access-token lifetime the settings allow,
 log = get_logger(__name__)
 
 
-async def ensure_bucket(nc: NATS, replicas: int = 1) -> None:
-    """Creates the bucket unless it exists: the operator's start-up step, never a process (they may not)."""
-    js = nc.jetstream()
-    try:
-        await js.key_value(BUCKET)
-    except BucketNotFoundError:
-        await js.create_key_value(bucket=BUCKET, ttl=ENTRY_TTL_S, history=1, replicas=replicas)
-        log.info("revocations.bucket_created", bucket=BUCKET, replicas=replicas)
+async def create_bucket(nc: NATS, replicas: int) -> None:
+    """The bucket as the operator creates it (ops/jetstream.py), never a process (their NATS users may not)."""
+    await nc.jetstream().create_key_value(bucket=BUCKET, ttl=ENTRY_TTL_S, history=1, replicas=replicas)
 
 
 async def _bucket(nc: NATS) -> object:

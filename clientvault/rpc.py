@@ -6,6 +6,7 @@ and checked against the policy table, and a `DomainError` becomes a gRPC status.
 """
 
 import asyncio
+import inspect
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -222,10 +223,15 @@ async def serve(
     context: ContextCheck,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
+    ready: Awaitable[None] | None = None,
     background: Sequence[Awaitable[None]] = (),
     on_forbidden: Mapping[str, OnForbidden] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection."""
+    """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection.
+
+    Health says NOT_SERVING until `ready` has returned (the schema at the code's version) and the token keys are
+    loaded; the `background` jobs start once `ready` has returned. If `ready` raises, the server stops and the
+    error ends the process."""
     server = grpc.aio.server(
         interceptors=[Edge(verifier, context, on_forbidden)],
         options=SERVER_OPTIONS,
@@ -242,23 +248,39 @@ async def serve(
         raise SystemExit(f"cannot listen on {bind}")
     await server.start()
 
-    async def serving_once_keys_are_loaded() -> None:
+    jobs: list[asyncio.Future[None]] = []
+
+    async def serving_once_ready() -> None:
+        if ready is not None:
+            await ready
+        jobs.extend(asyncio.ensure_future(job) for job in background)
         # A service that cannot verify tokens yet would answer 503s: it reports ready only after its first key
         # fetch from auth has succeeded (auth's own verifier has its keys at once).
         await verifier.load_keys()
         for name in ("", *service_names):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    tasks = [asyncio.ensure_future(job) for job in (serving_once_keys_are_loaded(), *background)]
+    stop = asyncio.Event()
+    starting = asyncio.ensure_future(serving_once_ready())
+
+    def stop_if_failed(done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            stop.set()
+
+    starting.add_done_callback(stop_if_failed)
     log.info("rpc.listening", address=bind)
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("rpc.stopping")
     await health.enter_graceful_shutdown()
-    for task in tasks:
+    for task in (starting, *jobs):
         task.cancel()
+    for job in background[len(jobs) :]:  # never started: close it, so that nothing warns it was never awaited
+        if inspect.iscoroutine(job):
+            job.close()
     await server.stop(grace=3)
+    if starting.done() and not starting.cancelled() and (failure := starting.exception()) is not None:
+        raise failure

@@ -1,9 +1,10 @@
-"""Starting a service process, written once: its database pool, channels to the services it calls, the token
-verifier and its deny list (fed from NATS), the gRPC server, jobs alongside it, and closing it all in reverse
-order however the process ends. Each service's `main()` says only what differs:
+"""Starting a service process, written once: its database pool, the check that its schema is at the version
+its code ships (clientvault/migrations.py), channels to the services it calls, the token verifier and its deny
+list (fed from NATS), the gRPC server, jobs alongside it, and closing it all in reverse order however the process
+ends. Each service's `main()` says only what differs:
 
     async def main(settings: Settings) -> None:
-        async with Service("clients", settings) as service:
+        async with Service("clients", settings, MIGRATIONS) as service:
             auth = auth_pb2_grpc.AuthStub(service.channel("auth"))
             servicer = ClientsServicer(service.db, auth, settings.rpc_timeout_s)
             await service.serve(add_ClientsServicer_to_server, servicer, CLIENTS)
@@ -12,6 +13,7 @@ order however the process ends. Each service's `main()` says only what differs:
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,6 +24,7 @@ from clientvault import rpc
 from clientvault.attestation import ContextCheck, key_from
 from clientvault.db import Database
 from clientvault.logging import get_logger
+from clientvault.migrations import SchemaVersion
 from clientvault.revocation import DenyList
 from clientvault.settings import Settings
 from clientvault.tokens import KeyFetcher, TokenVerifier
@@ -31,9 +34,11 @@ log = get_logger(__name__)
 
 
 class Service:
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: Settings, migrations: Path) -> None:
+        """`migrations`: the service's Alembic tree, whose head its schema must be at before it serves."""
         self.name = name
         self.settings = settings
+        self.schema = SchemaVersion.shipped(name, migrations)
         self._closing = contextlib.AsyncExitStack()
         self.db = Database.for_service(settings, name)
         self._closing.push_async_callback(self.db.dispose)
@@ -96,6 +101,7 @@ class Service:
             context=ContextCheck(self.name, context_key),
             register=lambda server: add(servicer, server),
             service_names=[service.full_name],
+            ready=self.schema.wait_until_current(self.db),  # a schema ahead of the code ends the process
             background=[denylist.run(self.settings.require_nats_url()), *alongside],
             on_forbidden=on_forbidden,
         )

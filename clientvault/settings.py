@@ -219,6 +219,17 @@ class AuditSettings(EventSigning):
     event_public_keys: CommaSeparated = []
 
 
+class JetStreamSettings(Settings):
+    """The operator's JetStream bootstrap (`clientvault migrate`, `up`: ops/jetstream.py): what the AUDIT stream
+    and the revocation bucket are created with, and brought back to when they differ."""
+
+    nats_replicas: int = Field(1, ge=1, le=5)
+    # Events older than this leave the stream, read or not: longer than any audit-service outage to ride out.
+    audit_stream_max_age_s: int = Field(30 * 86_400, ge=3600)
+    # The stream's size cap (unset: none); when it is full, new events wait in the vault's outbox.
+    audit_stream_max_bytes: int | None = Field(None, ge=1024 * 1024)
+
+
 class OperatorSettings(AuditSettings):
     """What the operator commands (`clientvault audit …`) read besides the data dir: the producers' event keys to
     verify with (`event_public_keys`), and the audit checkpoint key that signs heads (the CronJob's alone)."""

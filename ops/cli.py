@@ -142,27 +142,21 @@ def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vaul
 
 
 @app.command()
-def migrate(
-    nats_replicas: Annotated[
-        int,
-        typer.Option(
-            "--nats-replicas", envvar="CLIENTVAULT_NATS_REPLICAS", min=1, help="Replicas of a stream it creates."
-        ),
-    ] = 1,
-) -> None:
-    """Apply every service's schema migrations to DATABASE_URL and, when NATS_URL (the operator's) is set,
-    create the AUDIT stream and the revocation bucket unless they exist (the deployment's migration job)."""
-    from clientvault.settings import Settings
+def migrate() -> None:
+    """Apply every service's schema migrations to DATABASE_URL and, when NATS_URL (the operator's) is set, create
+    the AUDIT stream and the revocation bucket, or bring them to CLIENTVAULT_NATS_REPLICAS and the stream's
+    limits (the deployment's migration job)."""
+    from clientvault.settings import JetStreamSettings
     from ops.migrate import upgrade_all
 
-    config = _settings(Settings)
+    config = _settings(JetStreamSettings)
     target = Target(config.require_database_url(), config.nats_url)
     target.call(lambda: upgrade_all(target.database_url))
     typer.echo("migrations applied")
     if target.nats_url:
         from ops.jetstream import bootstrap
 
-        target.run(bootstrap(target.nats_url, nats_replicas))
+        target.run(bootstrap(target.nats_url, config))
         typer.echo("AUDIT stream and revocation bucket in place")
 
 

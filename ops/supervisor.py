@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clientvault.attestation import service_key_setting
 from clientvault.nats_access import PERMISSIONS
-from clientvault.settings import FILE_SUFFIX, AuthSettings, GatewaySettings, VaultSettings
+from clientvault.settings import FILE_SUFFIX, AuthSettings, GatewaySettings, JetStreamSettings, VaultSettings
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
@@ -209,7 +209,8 @@ async def _service_logins(database_url: str, passwords: dict[str, str]) -> dict[
     """The URL each service connects with under the embedded PostgreSQL, as in production (deploy/README.md,
     section 3.2): a login role `clientvault_<service>` with rights on its own schema only. The audit role
     is only a member of the append-only role its migration made, so it can add entries, never change or
-    remove one. Run after the migrations, so the grants cover every table they made."""
+    remove one (and may read its schema's revision). Run after the migrations, so the grants cover every table
+    they made."""
     import psycopg
     from psycopg import sql
 
@@ -226,6 +227,8 @@ async def _service_logins(database_url: str, passwords: dict[str, str]) -> dict[
             await conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, sql.Literal(password)))
             if service == "audit":
                 await conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(WRITER_ROLE), role))
+                # and the schema's revision, which the service checks at start (clientvault/migrations.py)
+                await conn.execute(sql.SQL("GRANT SELECT ON audit.alembic_version TO {}").format(role))
             else:
                 for grant in (
                     "GRANT USAGE ON SCHEMA {schema} TO {role}",
@@ -351,7 +354,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         await _wait_until(lambda: _nats_ready(nats_url), "nats-server", supervisor, "nats")
     from ops.jetstream import bootstrap
 
-    await bootstrap(nats_url)  # as the operator: the processes' users may not create the stream or bucket
+    # As the operator: the processes' users may not create the stream or bucket.
+    await bootstrap(nats_url, JetStreamSettings())
 
     from ops.migrate import upgrade_all
     from services.auth.admin import create_first_admin

@@ -1,6 +1,7 @@
 """The audit service's process: the consumer that fills the chain, and the gRPC transport of the log. Every read
 of the log is itself recorded (`audit_log_read`, services/audit/reads.py)."""
 
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from services.audit.consumer import Consumer
 
 AUDIT = pb.DESCRIPTOR.services_by_name["Audit"]
 PRODUCER = "audit"  # of `audit_log_read` (clientvault/events.py PRODUCER_OF)
+MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 ACTION = events_pb2.AuditAction.DESCRIPTOR
 
 
@@ -67,7 +69,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
 async def main(settings: AuditSettings) -> None:
     keys = TrustedKeys.from_setting(settings.event_public_keys)
     signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
-    async with Service("audit", settings) as service:
+    async with Service("audit", settings, MIGRATIONS) as service:
         consumer = Consumer(service.db, settings.require_nats_url(), batch=settings.audit_batch, keys=keys)
         service.on_close(consumer.close)
         await service.serve(

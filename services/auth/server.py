@@ -1,5 +1,7 @@
 """The auth service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
+from pathlib import Path
+
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -26,6 +28,7 @@ log = get_logger(__name__)
 
 AUTH = pb.DESCRIPTOR.services_by_name["Auth"]
 PRODUCER = "auth"  # of its security events (clientvault/events.py PRODUCER_OF)
+MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 ROLE_TO_PROTO = {Role.ADMIN: pb.ROLE_ADMIN, Role.MANAGER: pb.ROLE_MANAGER, Role.READ_ONLY: pb.ROLE_READ_ONLY}
 MAX_EMAIL = 320
 MAX_TOKEN = 512
@@ -112,7 +115,7 @@ async def main(settings: AuthSettings) -> None:
         return signer.public_keys()
 
     event_signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
-    async with Service("auth", settings) as service:
+    async with Service("auth", settings, MIGRATIONS) as service:
         service.verify_with(own_keys)  # auth verifies with its own keys, not by asking itself
         revoker = Revoker(settings.require_nats_url())
         service.on_close(revoker.close)

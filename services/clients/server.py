@@ -1,5 +1,6 @@
 """The clients service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from services.clients.clients import Client
 from services.clients.tasks import Task
 
 CLIENTS = pb.DESCRIPTOR.services_by_name["Clients"]
+MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 CLIENT_STATUS, TASK_STATUS = pb.ClientStatus.DESCRIPTOR, pb.TaskStatus.DESCRIPTOR
 TASK_PRIORITY = pb.TaskPriority.DESCRIPTOR
 
@@ -156,6 +158,6 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
 
 
 async def main(settings: Settings) -> None:
-    async with Service("clients", settings) as service:
+    async with Service("clients", settings, MIGRATIONS) as service:
         servicer = ClientsServicer(service.db, auth_pb2_grpc.AuthStub(service.channel("auth")), settings.rpc_timeout_s)
         await service.serve(clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS)

@@ -1,6 +1,7 @@
 """The vault service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
 import sys
+from pathlib import Path
 from uuid import UUID
 
 import grpc
@@ -30,6 +31,7 @@ log = get_logger(__name__)
 
 VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
 PRODUCER = "vault"  # of its audit events (clientvault/events.py PRODUCER_OF)
+MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 
 
 def credential_to_proto(credential: Credential) -> pb.Credential:
@@ -168,7 +170,7 @@ async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
 
 async def main(settings: VaultSettings) -> None:
     signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
-    async with Service("vault", settings) as service:
+    async with Service("vault", settings, MIGRATIONS) as service:
         relay = Relay.of(service.db, store.outbox, signer, settings)
         service.on_close(relay.close)
         backlog = Backlog(service.db, settings.require_nats_url())

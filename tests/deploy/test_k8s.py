@@ -46,6 +46,13 @@ SECRETS = {
         "transit-rotate-token",
     },
 }
+# What a workload may set in its own `env:` (the rest is in a ConfigMap or a Secret's file).
+INLINE = (
+    "CLIENTVAULT_GRPC_LISTEN",
+    "CLIENTVAULT_SECRETS_DIR",
+    "CLIENTVAULT_NATS_REPLICAS",  # the migration Job's JetStream bootstrap
+    "CLIENTVAULT_AUDIT_STREAM_MAX_AGE_S",
+)
 DATABASE_KEY = {"auth": "auth-url", "clients": "clients-url", "vault": "vault-url", "audit": "audit-url"}
 NATS_KEY = {process: f"{process}-url" for process in PROCESSES}
 
@@ -236,8 +243,7 @@ def test_secrets_are_only_referenced_never_defined(name: str) -> None:
             assert not any("secretRef" in source for source in container.get("envFrom", [])), "no Secret as env"
             for variable in container.get("env", []):
                 assert "valueFrom" not in variable, f"{workload_name}: {variable['name']} from a Secret into env"
-                inline = ("CLIENTVAULT_GRPC_LISTEN", "CLIENTVAULT_NATS_REPLICAS", "CLIENTVAULT_SECRETS_DIR")
-                assert variable["name"] in inline, f"{workload_name}: {variable['name']} inline"
+                assert variable["name"] in INLINE, f"{workload_name}: {variable['name']} inline"
         for variable, ref in secret_files(workload).items():
             assert ref["key"] in SECRETS[ref["name"]], f"{workload_name}: {variable} from {ref}"
     for config in of_kind(rendered(name), "ConfigMap").values():

@@ -17,12 +17,14 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy, StreamInfo
 from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 
 from clientvault.nats_access import AUDIT_DURABLE, AUDIT_STREAM, BUCKET, KV_STREAM, PERMISSIONS, connect, inbox_prefix
 from clientvault.revocation import DenyList, Revoker
+from clientvault.settings import JetStreamSettings
 from ops.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
-from ops.jetstream import bootstrap
+from ops.jetstream import BootstrapRefused, bootstrap
 from ops.supervisor import free_port
 from services.audit.consumer import Consumer
 from tests.deploy.compose import COMPOSE, interpolate
@@ -75,8 +77,15 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     binary = tool("nats-server")
     checked = subprocess.run([binary, "-c", str(config), "-t"], env=env, capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
+    with running_nats(["-c", str(config)], port, env):
+        yield port, passwords
+
+
+@contextlib.contextmanager
+def running_nats(arguments: list[str], port: int, env: dict[str, str]) -> Iterator[None]:
+    """nats-server with these arguments, listening on `port` (on 127.0.0.1), until the block ends."""
     server = subprocess.Popen(
-        [binary, "-c", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [tool("nats-server"), *arguments], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 10
@@ -84,7 +93,7 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
             assert server.poll() is None, "nats-server exited"
             assert time.monotonic() < deadline, "nats-server does not listen"
             time.sleep(0.05)
-        yield port, passwords
+        yield
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -210,7 +219,7 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
         await gateway.jetstream().key_value(BUCKET)
     await gateway.close()
 
-    await bootstrap(url(nats_server, NATS_OPERATOR))
+    await bootstrap(url(nats_server, NATS_OPERATOR), JetStreamSettings())
     session, user = uuid.uuid4(), uuid.uuid4()
     async with contextlib.AsyncExitStack() as stack:
         watchers = {p: await stack.enter_async_context(watching(nats_server, p)) for p in PROCESSES}
@@ -244,3 +253,46 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
     finally:
         await operator.close()
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
+
+
+DAY_S = 86_400
+
+
+async def stream_info(nats_url: str, stream: str) -> StreamInfo:
+    nc = await nats.connect(nats_url)
+    try:
+        return await nc.jetstream().stream_info(stream)
+    finally:
+        await nc.close()
+
+
+async def test_migrate_brings_the_stream_to_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `clientvault migrate` does with the operator's NATS_URL, read from the environment as the Job sets it:
+    the stream is created with the configured max age, and a later run with other limits updates it in place (its
+    events kept); a setting NATS cannot honour is refused with NATS's reason, and nothing changes."""
+    port = free_port()
+    with running_nats(["--jetstream", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)], port, {}):
+        operator = f"nats://127.0.0.1:{port}"
+        monkeypatch.setenv("CLIENTVAULT_AUDIT_STREAM_MAX_AGE_S", str(7 * DAY_S))
+        await bootstrap(operator, JetStreamSettings())
+
+        created = (await stream_info(operator, AUDIT_STREAM)).config
+        assert (created.max_age, created.max_bytes, created.num_replicas) == (7 * DAY_S, -1, 1)
+        assert created.discard == DiscardPolicy.NEW, "a full stream refuses new events: they wait in the outbox"
+        assert (await stream_info(operator, KV_STREAM)).config.num_replicas == 1
+
+        nc = await nats.connect(operator)
+        await nc.jetstream().publish("audit.vault.credential_reveal", b"event", headers={"Nats-Msg-Id": "e1"})
+        await nc.close()
+        monkeypatch.setenv("CLIENTVAULT_AUDIT_STREAM_MAX_AGE_S", str(90 * DAY_S))
+        monkeypatch.setenv("CLIENTVAULT_AUDIT_STREAM_MAX_BYTES", str(2**30))
+        await bootstrap(operator, JetStreamSettings())
+
+        updated = await stream_info(operator, AUDIT_STREAM)
+        assert (updated.config.max_age, updated.config.max_bytes) == (90 * DAY_S, 2**30)
+        assert updated.state.messages == 1, "updated, not made anew"
+
+        monkeypatch.setenv("CLIENTVAULT_NATS_REPLICAS", "3")  # this server is not clustered
+        with pytest.raises(BootstrapRefused, match=f"NATS refused the {AUDIT_STREAM} stream's settings: .*replica"):
+            await bootstrap(operator, JetStreamSettings())
+        assert (await stream_info(operator, AUDIT_STREAM)).config == updated.config
