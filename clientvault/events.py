@@ -30,7 +30,6 @@ from cryptography.exceptions import InvalidSignature
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 
 from clientvault import ed25519
