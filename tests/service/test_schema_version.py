@@ -67,6 +67,7 @@ def settings(url: str, tmp_path: Path) -> dict[str, str]:
         "CLIENTVAULT_TOKEN_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
         "CLIENTVAULT_EVENT_PUBLIC_KEYS": "vault:"
         + ed25519.encode_public(ed25519.private_key(ed25519.generate(), "key").public_key()),
+        "CLIENTVAULT_EVENT_SIGNING_KEY": ed25519.generate(),  # auth's and the audit service's own events
     }
 
 
