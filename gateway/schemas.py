@@ -374,6 +374,7 @@ class CredentialOut(WireModel):
     url: str | None
     updated_at: DateTime
     last_accessed_at: DateTime | None
+    secret_changed_at: DateTime = Field(description="When the secret last changed; a label edit leaves it.")
 
     @classmethod
     def from_proto(cls, credential: vault_pb2.Credential) -> "CredentialOut":
@@ -386,6 +387,7 @@ class CredentialOut(WireModel):
             last_accessed_at=(
                 from_timestamp(credential.last_accessed_at) if credential.HasField("last_accessed_at") else None
             ),
+            secret_changed_at=from_timestamp(credential.secret_changed_at),
         )
 
 

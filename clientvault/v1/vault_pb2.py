@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/vault.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x15\n\x08username\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x05 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10last_accessed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x13\n\x11_last_accessed_at\"o\n\x10\x43redentialFields\x12\r\n\x05label\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x04 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"+\n\x16ListCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"D\n\x17ListCredentialsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.Credential\"b\n\x17\x43reateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x34\n\ncredential\x18\x02 \x01(\x0b\x32 .clientvault.v1.CredentialFields\"&\n\x18\x43reateCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x17RevealCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"}\n\x12RevealedCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x15\n\x08username\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x05 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"\xaa\x01\n\x17UpdateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x34\n\ncredential\x18\x03 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x17\x44\x65leteCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteCredentialResponse2\xf3\x03\n\x05Vault\x12\x62\n\x0fListCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12\x65\n\x10\x43reateCredential\x12\'.clientvault.v1.CreateCredentialRequest\x1a(.clientvault.v1.CreateCredentialResponse\x12_\n\x10RevealCredential\x12\'.clientvault.v1.RevealCredentialRequest\x1a\".clientvault.v1.RevealedCredential\x12W\n\x10UpdateCredential\x12\'.clientvault.v1.UpdateCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10\x44\x65leteCredential\x12\'.clientvault.v1.DeleteCredentialRequest\x1a(.clientvault.v1.DeleteCredentialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/vault.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x02\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x15\n\x08username\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x05 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10last_accessed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x35\n\x11secret_changed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\t_usernameB\x06\n\x04_urlB\x13\n\x11_last_accessed_at\"o\n\x10\x43redentialFields\x12\r\n\x05label\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x04 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"+\n\x16ListCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"D\n\x17ListCredentialsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.Credential\"b\n\x17\x43reateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x34\n\ncredential\x18\x02 \x01(\x0b\x32 .clientvault.v1.CredentialFields\"&\n\x18\x43reateCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x17RevealCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"}\n\x12RevealedCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x15\n\x08username\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x05 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"\xaa\x01\n\x17UpdateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x34\n\ncredential\x18\x03 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x17\x44\x65leteCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteCredentialResponse2\xf3\x03\n\x05Vault\x12\x62\n\x0fListCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12\x65\n\x10\x43reateCredential\x12\'.clientvault.v1.CreateCredentialRequest\x1a(.clientvault.v1.CreateCredentialResponse\x12_\n\x10RevealCredential\x12\'.clientvault.v1.RevealCredentialRequest\x1a\".clientvault.v1.RevealedCredential\x12W\n\x10UpdateCredential\x12\'.clientvault.v1.UpdateCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10\x44\x65leteCredential\x12\'.clientvault.v1.DeleteCredentialRequest\x1a(.clientvault.v1.DeleteCredentialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clientvault.v1.vault_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREDENTIAL']._serialized_start=114
-  _globals['_CREDENTIAL']._serialized_end=410
-  _globals['_CREDENTIALFIELDS']._serialized_start=412
-  _globals['_CREDENTIALFIELDS']._serialized_end=523
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=525
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=568
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=570
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=638
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=640
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=738
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=740
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=778
-  _globals['_REVEALCREDENTIALREQUEST']._serialized_start=780
-  _globals['_REVEALCREDENTIALREQUEST']._serialized_end=847
-  _globals['_REVEALEDCREDENTIAL']._serialized_start=849
-  _globals['_REVEALEDCREDENTIAL']._serialized_end=974
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=977
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1147
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1149
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1216
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1218
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1244
-  _globals['_VAULT']._serialized_start=1247
-  _globals['_VAULT']._serialized_end=1746
+  _globals['_CREDENTIAL']._serialized_end=465
+  _globals['_CREDENTIALFIELDS']._serialized_start=467
+  _globals['_CREDENTIALFIELDS']._serialized_end=578
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=580
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=623
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=625
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=693
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=695
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=793
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=795
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=833
+  _globals['_REVEALCREDENTIALREQUEST']._serialized_start=835
+  _globals['_REVEALCREDENTIALREQUEST']._serialized_end=902
+  _globals['_REVEALEDCREDENTIAL']._serialized_start=904
+  _globals['_REVEALEDCREDENTIAL']._serialized_end=1029
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1032
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1202
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1204
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1271
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1273
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1299
+  _globals['_VAULT']._serialized_start=1302
+  _globals['_VAULT']._serialized_end=1801
 # @@protoc_insertion_point(module_scope)

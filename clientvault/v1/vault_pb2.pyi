@@ -34,6 +34,7 @@ class Credential(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     LAST_ACCESSED_AT_FIELD_NUMBER: _builtins.int
+    SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_id: _builtins.str
     label: _builtins.str
@@ -45,6 +46,10 @@ class Credential(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_accessed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def secret_changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the secret last changed (create, a secret update, a restored version); a label edit leaves it."""
+
     def __init__(
         self,
         *,
@@ -56,10 +61,11 @@ class Credential(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         last_accessed_at: _timestamp_pb2.Timestamp | None = ...,
+        secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "last_accessed_at", b"last_accessed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__last_accessed_at: _TypeAlias = _typing.Literal["last_accessed_at"]  # noqa: Y015
     _WhichOneofArgType__last_accessed_at: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at"]  # noqa: Y015

@@ -68,6 +68,7 @@ class Credential:
     created_at: datetime
     updated_at: datetime
     last_accessed_at: datetime | None
+    secret_changed_at: datetime
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Credential":
@@ -210,6 +211,7 @@ class Credentials:
                 updated_by_user_id=caller.user_id,
                 created_at=now,
                 updated_at=now,
+                secret_changed_at=now,
                 **values,
             )
             await store.insert_event(
@@ -291,6 +293,7 @@ class Credentials:
                 finally:
                     self._keys.release(dek)
                 values["key_generation"] = generation
+                values["secret_changed_at"] = now
             row = await store.update_credential(
                 conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
             )

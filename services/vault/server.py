@@ -37,6 +37,7 @@ def credential_to_proto(credential: Credential) -> pb.Credential:
         url=credential.url,
         created_at=timestamp(credential.created_at),
         updated_at=timestamp(credential.updated_at),
+        secret_changed_at=timestamp(credential.secret_changed_at),
     )
     if credential.last_accessed_at is not None:
         message.last_accessed_at.CopyFrom(timestamp(credential.last_accessed_at))

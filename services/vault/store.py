@@ -70,6 +70,7 @@ credentials = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_accessed_at", DateTime(timezone=True)),
+    Column("secret_changed_at", DateTime(timezone=True), nullable=False),  # not moved by a label edit (0005)
     Index(None, "client_id", "key_generation"),
     # A secret never outlives the key that seals it (migration 0003).
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
@@ -117,6 +118,7 @@ METADATA_COLUMNS = (
     credentials.c.created_at,
     credentials.c.updated_at,
     credentials.c.last_accessed_at,
+    credentials.c.secret_changed_at,
 )
 
 # Reveal counters per key ("user:<id>", "ip:<address>") and fixed window (limits.py). UNLOGGED: no WAL per

@@ -62,7 +62,7 @@ async def test_list_answers_metadata_only_and_reveal_sets_last_accessed(
     after = (await api.raw.get(path(client_id), headers=reader.headers)).json()
 
     assert [item["id"] for item in before] == [first, second]
-    assert set(before[0]) == {"id", "label", "username", "url", "updatedAt", "lastAccessedAt"}
+    assert set(before[0]) == {"id", "label", "username", "url", "updatedAt", "lastAccessedAt", "secretChangedAt"}
     assert before[0]["label"] == "Router"
     assert before[0]["url"] == "https://192.0.2.1"
     assert before[0]["lastAccessedAt"] is None
