@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     CREDENTIAL_REVEAL = "credential_reveal"
     CREDENTIAL_UPDATE = "credential_update"
     CREDENTIAL_DELETE = "credential_delete"
+    CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)

@@ -195,6 +195,8 @@ class VaultSettings(Settings):
     reveal_user_max: int = Field(30, ge=0)
     reveal_ip_max: int = Field(120, ge=0)
     reveal_window_s: int = Field(60, ge=1, le=86_400)
+    # Old versions kept per credential when its secret changes (the newest ones); 0: none.
+    secret_versions: int = Field(10, ge=0, le=1000)
 
 
 class AuditSettings(Settings):

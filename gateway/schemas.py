@@ -69,6 +69,7 @@ Id = Annotated[UUID, BeforeValidator(_canonical)]
 ClientId = Annotated[str, Path(alias="clientId", description="The client's id.")]
 TaskId = Annotated[str, Path(alias="taskId", description="The task's id.")]
 CredentialId = Annotated[str, Path(alias="credentialId", description="The credential's id.")]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="An old version's number.")]
 
 
 class SignInIn(WireModel):
@@ -391,6 +392,22 @@ class CredentialOut(WireModel):
         )
 
 
+class VersionOut(WireModel):
+    """An old version of a credential's secret (never the secret): when it became current, and who set it."""
+
+    version: int
+    created_at: DateTime
+    created_by_user_id: str
+
+    @classmethod
+    def from_proto(cls, version: vault_pb2.CredentialVersion) -> "VersionOut":
+        return cls(
+            version=version.version,
+            created_at=from_timestamp(version.created_at),
+            created_by_user_id=version.created_by_user_id,
+        )
+
+
 class RevealedOut(WireModel):
     id: str
     label: str
@@ -407,6 +424,7 @@ class AuditAction(StrEnum):
     CREDENTIAL_REVEAL = "credential_reveal"
     CREDENTIAL_UPDATE = "credential_update"
     CREDENTIAL_DELETE = "credential_delete"
+    CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
 
 
 class AuditUserOut(WireModel):

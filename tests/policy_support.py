@@ -34,6 +34,15 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/RevealCredential", STAFF),
     ("PATCH", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/UpdateCredential", ANYONE),
     ("DELETE", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/DeleteCredential", ADMIN),
+    ("GET", "/clients/{clientId}/credentials/{credentialId}/versions"): ("Vault/ListCredentialVersions", STAFF),
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/reveal"): (
+        "Vault/RevealCredentialVersion",
+        STAFF,
+    ),
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/restore"): (
+        "Vault/RestoreCredentialVersion",
+        STAFF,
+    ),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
 }
 

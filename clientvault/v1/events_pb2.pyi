@@ -34,6 +34,8 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_CREDENTIAL_REVEAL: _AuditAction.ValueType  # 2
     AUDIT_ACTION_CREDENTIAL_UPDATE: _AuditAction.ValueType  # 3
     AUDIT_ACTION_CREDENTIAL_DELETE: _AuditAction.ValueType  # 4
+    AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: _AuditAction.ValueType  # 5
+    """An old version's reveal; the event's credential_label names the version: "Router (version 3)"."""
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. The vault publishes one AuditEvent per credential
@@ -47,6 +49,8 @@ AUDIT_ACTION_CREDENTIAL_CREATE: AuditAction.ValueType  # 1
 AUDIT_ACTION_CREDENTIAL_REVEAL: AuditAction.ValueType  # 2
 AUDIT_ACTION_CREDENTIAL_UPDATE: AuditAction.ValueType  # 3
 AUDIT_ACTION_CREDENTIAL_DELETE: AuditAction.ValueType  # 4
+AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: AuditAction.ValueType  # 5
+"""An old version's reveal; the event's credential_label names the version: "Router (version 3)"."""
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

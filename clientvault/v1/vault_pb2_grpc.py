@@ -61,6 +61,21 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.FromString,
                 _registered_method=True)
+        self.ListCredentialVersions = channel.unary_unary(
+                '/clientvault.v1.Vault/ListCredentialVersions',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsResponse.FromString,
+                _registered_method=True)
+        self.RevealCredentialVersion = channel.unary_unary(
+                '/clientvault.v1.Vault/RevealCredentialVersion',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.RevealCredentialVersionRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.RevealedCredential.FromString,
+                _registered_method=True)
+        self.RestoreCredentialVersion = channel.unary_unary(
+                '/clientvault.v1.Vault/RestoreCredentialVersion',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -101,6 +116,28 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCredentialVersions(self, request, context):
+        """The old versions an update of the secret kept (the newest CLIENTVAULT_SECRET_VERSIONS), newest first;
+        never a secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevealCredentialVersion(self, request, context):
+        """Decrypts an old version; audited (credential_version_reveal, the version in credential_label).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreCredentialVersion(self, request, context):
+        """Makes an old version the current secret (the current one becomes a version); audited as an update.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +165,21 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.DeleteCredential,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.SerializeToString,
+            ),
+            'ListCredentialVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCredentialVersions,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsResponse.SerializeToString,
+            ),
+            'RevealCredentialVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevealCredentialVersion,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.RevealCredentialVersionRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.RevealedCredential.SerializeToString,
+            ),
+            'RestoreCredentialVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreCredentialVersion,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.Credential.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +319,87 @@ class Vault:
             '/clientvault.v1.Vault/DeleteCredential',
             clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCredentialVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ListCredentialVersions',
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevealCredentialVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/RevealCredentialVersion',
+            clientvault_dot_v1_dot_vault__pb2.RevealCredentialVersionRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.RevealedCredential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreCredentialVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/RestoreCredentialVersion',
+            clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,8 @@ from gateway.schemas import (
     CredentialOut,
     CredentialPatch,
     RevealedOut,
+    VersionNumber,
+    VersionOut,
     to_fields,
 )
 from gateway.strict_json import StrictJsonRoute
@@ -47,6 +49,12 @@ async def reveal_credential(client_id: ClientId, credential_id: CredentialId, ca
     found = await call.vault.RevealCredential(
         pb.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
     )
+    return revealed(found)
+
+
+def revealed(found: pb.RevealedCredential) -> JSONResponse:
+    """A revealed secret, never cached. The hot path: answered as is, without validating our own output again
+    (RevealedOut documents it)."""
     body = {
         "id": found.id,
         "label": found.label,
@@ -54,7 +62,6 @@ async def reveal_credential(client_id: ClientId, credential_id: CredentialId, ca
         "url": found.url if found.HasField("url") else None,
         "secret": found.secret,
     }
-    # The hot path: answered as is, without validating our own output again (RevealedOut documents it).
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -78,3 +85,45 @@ async def delete_credential(client_id: ClientId, credential_id: CredentialId, ca
     Audited (`credential_delete`)."""
     await call.vault.DeleteCredential(pb.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id))
     return Response(status_code=204)
+
+
+@operation(router.get, "/{credentialId}/versions", "Vault/ListCredentialVersions", errors=(404,))
+async def list_credential_versions(client_id: ClientId, credential_id: CredentialId, call: Call) -> list[VersionOut]:
+    """The old versions of a credential's secret, newest first (never a secret).
+
+    An update of the secret keeps the one it replaces; the newest `CLIENTVAULT_SECRET_VERSIONS` are kept."""
+    request = pb.ListCredentialVersionsRequest(client_id=client_id, credential_id=credential_id)
+    return [VersionOut.from_proto(item) for item in (await call.vault.ListCredentialVersions(request)).items]
+
+
+@operation(
+    router.post,
+    "/{credentialId}/versions/{version}/reveal",
+    "Vault/RevealCredentialVersion",
+    response_model=RevealedOut,
+    errors=(404, 422, 429),
+)
+async def reveal_credential_version(
+    client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
+) -> JSONResponse:
+    """Reveal an old version of a credential's secret.
+
+    Audited (`credential_version_reveal`; the entry's credential label names the version, e.g. "Router
+    (version 3)"). `Cache-Control: no-store`. Counts against the reveal limits (429 with `Retry-After`)."""
+    request = pb.RevealCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
+    return revealed(await call.vault.RevealCredentialVersion(request))
+
+
+@operation(
+    router.post, "/{credentialId}/versions/{version}/restore", "Vault/RestoreCredentialVersion", errors=(404, 409, 422)
+)
+async def restore_credential_version(
+    client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
+) -> CredentialOut:
+    """Make an old version the current secret again.
+
+    The current secret becomes an old version in turn; `secretChangedAt` moves. Audited as an update
+    (`credential_update`, the label naming the version: "Router (version 3 restored)"). 409 when the client is
+    archived."""
+    request = pb.RestoreCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
+    return CredentialOut.from_proto(await call.vault.RestoreCredentialVersion(request))

@@ -85,6 +85,20 @@ class Revealed:
 
 
 @dataclass(frozen=True, slots=True)
+class Version:
+    """An old secret of a credential (never the secret itself): its number, when it became the current secret
+    and who set it."""
+
+    version: int
+    created_at: datetime
+    created_by_user_id: UUID
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> "Version":
+        return cls(**row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
 class CredentialDraft:
     label: str
     username: str | None
@@ -130,14 +144,26 @@ def _valid(changes: dict[str, str | None]) -> dict[str, str | None]:
     return valid
 
 
+def _version_suffix(version: int | None) -> str:
+    """How an audit event's label names an old version (the event has no field of its own for it)."""
+    return "" if version is None else f" (version {version})"
+
+
 class Credentials:
     def __init__(
-        self, db: Database, keys: DataKeys, outbox_written: Callable[[], None], limiter: RevealLimiter
+        self,
+        db: Database,
+        keys: DataKeys,
+        outbox_written: Callable[[], None],
+        limiter: RevealLimiter,
+        *,
+        versions_kept: int = 10,
     ) -> None:
         self._db = db
         self._keys = keys
         self._outbox_written = outbox_written
         self._limiter = limiter
+        self._versions_kept = versions_kept
 
     def _event(
         self, action: AuditAction, caller: Caller, meta: RequestContext, now: datetime, **about: object
@@ -212,6 +238,8 @@ class Credentials:
                 created_at=now,
                 updated_at=now,
                 secret_changed_at=now,
+                secret_version=1,
+                secret_changed_by_user_id=caller.user_id,
                 **values,
             )
             await store.insert_event(
@@ -226,11 +254,14 @@ class Credentials:
         return credential_id
 
     async def reveal_credential(
-        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID
+        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, version: int | None = None
     ) -> Revealed:
+        """The current secret, or with `version` that old version of it (audited as `credential_version_reveal`,
+        the version named in the event's label: "Router (version 3)"). Both count against the reveal limits."""
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
-        event = self._event(AuditAction.CREDENTIAL_REVEAL, caller, meta, now)
+        action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL
+        event = self._event(action, caller, meta, now)
         async with self._db.read() as conn:  # one statement in autocommit: its own transaction, one round trip
             row = await store.reveal(
                 conn,
@@ -241,6 +272,8 @@ class Credentials:
                 limit_keys=counting.keys,
                 limit_maxes=counting.maxes,
                 window_start=counting.window_start,
+                version=version,
+                label_suffix=_version_suffix(version),
                 **event,
             )
         if row.over:
@@ -248,7 +281,7 @@ class Credentials:
             raise self._limiter.refused(caller.user_id, counting)
         if row.id is None:
             metrics.REVEALS_BY_OUTCOME["not_found"].inc()
-            raise NotFound("credential not found")
+            raise NotFound("credential not found" if version is None else "credential or version not found")
         self._outbox_written()
         metrics.REVEALS_BY_OUTCOME["revealed"].inc()
         dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))
@@ -293,7 +326,7 @@ class Credentials:
                 finally:
                     self._keys.release(dek)
                 values["key_generation"] = generation
-                values["secret_changed_at"] = now
+                values |= await self._replacing_secret(conn, caller, current, now)
             row = await store.update_credential(
                 conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
             )
@@ -306,6 +339,68 @@ class Credentials:
             )  # fmt: skip
         self._outbox_written()
         log.info("credential.updated", credential_id=str(credential_id), fields=sorted(changes))
+        return Credential.from_row(row)
+
+    async def _replacing_secret(
+        self, conn: AsyncConnection, caller: Caller, current: Row[Any], now: datetime
+    ) -> dict[str, Any]:
+        """Keeps the current secret as an old version; the columns that describe the secret replacing it."""
+        await store.keep_version(conn, current.id, self._versions_kept)
+        return {
+            "secret_version": current.secret_version + 1,
+            "secret_changed_at": now,
+            "secret_changed_by_user_id": caller.user_id,
+        }
+
+    async def list_versions(self, client_id: UUID, credential_id: UUID) -> list[Version]:
+        """A credential's old versions, newest first (never a secret)."""
+        async with self._db.read() as conn:
+            if await store.get_credential(conn, client_id, credential_id, lock=False) is None:
+                raise NotFound("credential not found")
+            rows = await store.list_versions(conn, credential_id)
+        return [Version.from_row(row) for row in rows]
+
+    async def restore_version(
+        self,
+        caller: Caller,
+        meta: RequestContext,
+        client_id: UUID,
+        credential_id: UUID,
+        version: int,
+        lookup: ClientLookup,
+    ) -> Credential:
+        """Makes an old version the current secret again (as it was sealed: no key is needed), keeping the current
+        one as a version. Audited as `credential_update`, the label naming the version ("Router (version 3
+        restored)")."""
+        await _writable(lookup, client_id, "credential not found")
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            current = await store.get_credential(conn, client_id, credential_id)
+            if current is None:
+                raise NotFound("credential not found")
+            old = await store.get_version(conn, credential_id, version)
+            if old is None:
+                raise NotFound("version not found")
+            replacing = await self._replacing_secret(conn, caller, current, now)
+            row = await store.update_credential(
+                conn,
+                credential_id,
+                ciphertext=old.ciphertext,
+                nonce=old.nonce,
+                key_generation=old.key_generation,
+                updated_at=now,
+                updated_by_user_id=caller.user_id,
+                **replacing,
+            )
+            await store.insert_event(
+                conn,
+                **self._event(
+                    AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id,
+                    credential_label=f"{row.label} (version {version} restored)", client_id=client_id,
+                ),
+            )  # fmt: skip
+        self._outbox_written()
+        log.info("credential.version_restored", credential_id=str(credential_id), version=version)
         return Credential.from_row(row)
 
     async def delete_credential(

@@ -16,7 +16,15 @@ from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
 from services.vault.backlog import Backlog
-from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
+from services.vault.credentials import (
+    FIELDS,
+    ClientState,
+    Credential,
+    CredentialDraft,
+    Credentials,
+    Revealed,
+    Version,
+)
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
 from services.vault.limits import RevealLimiter
@@ -46,6 +54,20 @@ def credential_to_proto(credential: Credential) -> pb.Credential:
 
 def _optional(fields: pb.CredentialFields, name: str) -> str | None:
     return getattr(fields, name) if fields.HasField(name) else None  # type: ignore[arg-type]
+
+
+def version_to_proto(version: Version) -> pb.CredentialVersion:
+    return pb.CredentialVersion(
+        version=version.version,
+        created_at=timestamp(version.created_at),
+        created_by_user_id=str(version.created_by_user_id),
+    )
+
+
+def revealed_to_proto(found: Revealed) -> pb.RevealedCredential:
+    return pb.RevealedCredential(
+        id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
+    )
 
 
 class ClientsDirectory:
@@ -104,9 +126,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         found = await self._credentials.reveal_credential(
             rpc.current_caller(), rpc.current_request(), client_id, credential_id
         )
-        return pb.RevealedCredential(
-            id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
-        )
+        return revealed_to_proto(found)
 
     async def UpdateCredential(
         self, request: pb.UpdateCredentialRequest, context: grpc.aio.ServicerContext
@@ -136,6 +156,39 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             rpc.current_caller(), rpc.current_request(), client_id, credential_id, self._clients.lookup
         )
         return pb.DeleteCredentialResponse()
+
+    async def ListCredentialVersions(
+        self, request: pb.ListCredentialVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCredentialVersionsResponse:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        found = await self._credentials.list_versions(client_id, credential_id)
+        return pb.ListCredentialVersionsResponse(items=[version_to_proto(v) for v in found])
+
+    async def RevealCredentialVersion(
+        self, request: pb.RevealCredentialVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevealedCredential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        found = await self._credentials.reveal_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, request.version
+        )
+        return revealed_to_proto(found)
+
+    async def RestoreCredentialVersion(
+        self, request: pb.RestoreCredentialVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Credential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        restored = await self._credentials.restore_version(
+            rpc.current_caller(),
+            rpc.current_request(),
+            client_id,
+            credential_id,
+            request.version,
+            self._clients.lookup,
+        )
+        return credential_to_proto(restored)
 
 
 async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
@@ -167,7 +220,7 @@ async def main(settings: VaultSettings) -> None:
         service.on_close(keys.clear)
         limiter = RevealLimiter(service.db, settings)
         servicer = VaultServicer(
-            Credentials(service.db, keys, relay.wake, limiter),
+            Credentials(service.db, keys, relay.wake, limiter, versions_kept=settings.secret_versions),
             ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
         )
         await service.serve(

@@ -38,6 +38,7 @@ ROLES: tuple[Role | None, ...] = (*Role, None)  # None: no token at all
 # Whose account stands in where a case without a token still needs one (the body of a sign-in or refresh).
 STAND_IN = Role.READ_ONLY
 RPC_TIMEOUT_S = 5
+VERSION = 1  # the shared credential's old version (its secret is updated once)
 
 
 class Fresh(Enum):
@@ -69,7 +70,9 @@ class Ids:
     user_id: str
 
     def path(self, route: Route) -> str:
-        return route.path.format(clientId=self.client_id, taskId=self.task_id, credentialId=self.credential_id)
+        return route.path.format(
+            clientId=self.client_id, taskId=self.task_id, credentialId=self.credential_id, version=VERSION
+        )
 
 
 # One valid body per gateway operation; the method and the path come from the app's route itself.
@@ -99,6 +102,9 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/RevealCredential": no_body,
     "Vault/UpdateCredential": lambda _: {"label": "Matrix, relabelled"},
     "Vault/DeleteCredential": no_body,
+    "Vault/ListCredentialVersions": no_body,
+    "Vault/RevealCredentialVersion": no_body,
+    "Vault/RestoreCredentialVersion": no_body,
     "Audit/ListEvents": no_body,
 }
 
@@ -150,6 +156,15 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
     ),
     "Vault/DeleteCredential": lambda ids: vault_pb2.DeleteCredentialRequest(
         client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/ListCredentialVersions": lambda ids: vault_pb2.ListCredentialVersionsRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/RevealCredentialVersion": lambda ids: vault_pb2.RevealCredentialVersionRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id, version=VERSION
+    ),
+    "Vault/RestoreCredentialVersion": lambda ids: vault_pb2.RestoreCredentialVersionRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id, version=VERSION
     ),
     "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
 }
@@ -255,6 +270,10 @@ class World:
         client_id = await new_client(api, admin)
         task_id = (await new_task(api, admin, client_id))["id"]
         credential_id = await create(api, admin, client_id, label="Matrix", secret="matrix-secret")
+        changed = await api.raw.patch(
+            f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers, json={"secret": "matrix-2"}
+        )
+        assert changed.status_code == 200, changed.text  # the old secret is version 1
         return cls(api, sessions, Ids(admin, client_id, task_id, credential_id, await me(api, admin)))
 
     async def ids_for(self, operation: str, role: Role | None) -> Ids:

@@ -43,6 +43,9 @@ OPERATION_IDS = {
     "Vault/RevealCredential": "revealCredential",
     "Vault/UpdateCredential": "updateCredential",
     "Vault/DeleteCredential": "deleteCredential",
+    "Vault/ListCredentialVersions": "listCredentialVersions",
+    "Vault/RevealCredentialVersion": "revealCredentialVersion",
+    "Vault/RestoreCredentialVersion": "restoreCredentialVersion",
     "Audit/ListEvents": "listAuditLogs",
 }
 ENUMS: dict[str, tuple[type[StrEnum], EnumDescriptor]] = {
@@ -134,7 +137,7 @@ def test_operation_ids_are_short_stable_and_unique() -> None:
 def test_path_parameters_are_named_as_in_the_contract() -> None:
     names = {p["name"] for op in OPERATIONS.values() for p in op.get("parameters", []) if p["in"] == "path"}
 
-    assert names == {"clientId", "taskId", "credentialId"}
+    assert names == {"clientId", "taskId", "credentialId", "version"}
     assert {path for _, path in CATALOGUE} <= set(SPEC["paths"])
 
 
