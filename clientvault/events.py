@@ -37,6 +37,9 @@ class AuditAction(StrEnum):
     CREDENTIAL_UPDATE = "credential_update"
     CREDENTIAL_DELETE = "credential_delete"
     CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
+    CREDENTIAL_RESTORE = "credential_restore"
+    CREDENTIAL_PURGE = "credential_purge"
+    CLIENT_SHREDDED = "client_shredded"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)

@@ -50,6 +50,8 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Vault/RevealCredential": STAFF,  # GET /clients/{clientId}/credentials/{credentialId}
         "Vault/UpdateCredential": ANYONE,  # PATCH /clients/{clientId}/credentials/{credentialId}
         "Vault/DeleteCredential": ADMIN,  # DELETE /clients/{clientId}/credentials/{credentialId}
+        "Vault/ListDeletedCredentials": ADMIN,  # GET /clients/{clientId}/credentials?deleted=true
+        "Vault/RestoreCredential": ADMIN,  # POST /clients/{clientId}/credentials/{credentialId}/restore
         "Vault/ListCredentialVersions": STAFF,  # GET .../credentials/{credentialId}/versions
         "Vault/RevealCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/reveal
         "Vault/RestoreCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/restore

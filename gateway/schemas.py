@@ -376,6 +376,7 @@ class CredentialOut(WireModel):
     updated_at: DateTime
     last_accessed_at: DateTime | None
     secret_changed_at: DateTime = Field(description="When the secret last changed; a label edit leaves it.")
+    deleted_at: DateTime | None = Field(description="In the trash since (only in the trash's list); else null.")
 
     @classmethod
     def from_proto(cls, credential: vault_pb2.Credential) -> "CredentialOut":
@@ -389,6 +390,7 @@ class CredentialOut(WireModel):
                 from_timestamp(credential.last_accessed_at) if credential.HasField("last_accessed_at") else None
             ),
             secret_changed_at=from_timestamp(credential.secret_changed_at),
+            deleted_at=from_timestamp(credential.deleted_at) if credential.HasField("deleted_at") else None,
         )
 
 
@@ -425,6 +427,9 @@ class AuditAction(StrEnum):
     CREDENTIAL_UPDATE = "credential_update"
     CREDENTIAL_DELETE = "credential_delete"
     CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
+    CREDENTIAL_RESTORE = "credential_restore"
+    CREDENTIAL_PURGE = "credential_purge"
+    CLIENT_SHREDDED = "client_shredded"
 
 
 class AuditUserOut(WireModel):

@@ -34,6 +34,7 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/RevealCredential", STAFF),
     ("PATCH", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/UpdateCredential", ANYONE),
     ("DELETE", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/DeleteCredential", ADMIN),
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/restore"): ("Vault/RestoreCredential", ADMIN),
     ("GET", "/clients/{clientId}/credentials/{credentialId}/versions"): ("Vault/ListCredentialVersions", STAFF),
     ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/reveal"): (
         "Vault/RevealCredentialVersion",
@@ -44,6 +45,12 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
         STAFF,
     ),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
+}
+
+# Routes whose query parameter switches them to another operation of the table (which the service checks
+# itself): route -> (the query that does it, the operation, its roles).
+QUERY_VARIANTS: dict[tuple[str, str], tuple[str, str, Rule]] = {
+    ("GET", "/clients/{clientId}/credentials"): ("deleted=true", "Vault/ListDeletedCredentials", ADMIN),
 }
 
 # Liveness, readiness and the services' health answer anyone (probes carry no token); they run no operation.

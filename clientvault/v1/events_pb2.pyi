@@ -36,6 +36,16 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_CREDENTIAL_DELETE: _AuditAction.ValueType  # 4
     AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: _AuditAction.ValueType  # 5
     """An old version's reveal; the event's credential_label names the version: "Router (version 3)"."""
+    AUDIT_ACTION_CREDENTIAL_RESTORE: _AuditAction.ValueType  # 6
+    """A credential brought back from the trash by an admin."""
+    AUDIT_ACTION_CREDENTIAL_PURGE: _AuditAction.ValueType  # 7
+    """A credential purged from the trash after its retention, by the vault itself: user_id is the nil UUID,
+    user_email empty, user_full_name names the vault.
+    """
+    AUDIT_ACTION_CLIENT_SHREDDED: _AuditAction.ValueType  # 8
+    """A client crypto-shredded: credential_id is the nil UUID, credential_label counts what was destroyed
+    (credentials, old versions, data keys and their generations).
+    """
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. The vault publishes one AuditEvent per credential
@@ -51,6 +61,16 @@ AUDIT_ACTION_CREDENTIAL_UPDATE: AuditAction.ValueType  # 3
 AUDIT_ACTION_CREDENTIAL_DELETE: AuditAction.ValueType  # 4
 AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: AuditAction.ValueType  # 5
 """An old version's reveal; the event's credential_label names the version: "Router (version 3)"."""
+AUDIT_ACTION_CREDENTIAL_RESTORE: AuditAction.ValueType  # 6
+"""A credential brought back from the trash by an admin."""
+AUDIT_ACTION_CREDENTIAL_PURGE: AuditAction.ValueType  # 7
+"""A credential purged from the trash after its retention, by the vault itself: user_id is the nil UUID,
+user_email empty, user_full_name names the vault.
+"""
+AUDIT_ACTION_CLIENT_SHREDDED: AuditAction.ValueType  # 8
+"""A client crypto-shredded: credential_id is the nil UUID, credential_label counts what was destroyed
+(credentials, old versions, data keys and their generations).
+"""
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

@@ -35,6 +35,7 @@ class Credential(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     LAST_ACCESSED_AT_FIELD_NUMBER: _builtins.int
     SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_id: _builtins.str
     label: _builtins.str
@@ -50,6 +51,10 @@ class Credential(_message.Message):
     def secret_changed_at(self) -> _timestamp_pb2.Timestamp:
         """When the secret last changed (create, a secret update, a restored version); a label edit leaves it."""
 
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp:
+        """Set for a credential in the trash (ListDeletedCredentials)."""
+
     def __init__(
         self,
         *,
@@ -62,17 +67,22 @@ class Credential(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         last_accessed_at: _timestamp_pb2.Timestamp | None = ...,
         secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "deleted_at", b"deleted_at", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__deleted_at: _TypeAlias = _typing.Literal["deleted_at"]  # noqa: Y015
+    _WhichOneofArgType__deleted_at: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at"]  # noqa: Y015
     _WhichOneofReturnType__last_accessed_at: _TypeAlias = _typing.Literal["last_accessed_at"]  # noqa: Y015
     _WhichOneofArgType__last_accessed_at: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at"]  # noqa: Y015
     _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
     _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
     _WhichOneofReturnType__username: _TypeAlias = _typing.Literal["username"]  # noqa: Y015
     _WhichOneofArgType__username: _TypeAlias = _typing.Literal["_username", b"_username"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deleted_at) -> _WhichOneofReturnType__deleted_at | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__last_accessed_at) -> _WhichOneofReturnType__last_accessed_at | None: ...
     @_typing.overload
@@ -449,3 +459,25 @@ class RestoreCredentialVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestoreCredentialVersionRequest: _TypeAlias = RestoreCredentialVersionRequest  # noqa: Y015
+
+@_typing.final
+class RestoreCredentialRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreCredentialRequest: _TypeAlias = RestoreCredentialRequest  # noqa: Y015

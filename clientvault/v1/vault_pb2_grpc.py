@@ -61,6 +61,16 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.FromString,
                 _registered_method=True)
+        self.ListDeletedCredentials = channel.unary_unary(
+                '/clientvault.v1.Vault/ListDeletedCredentials',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsResponse.FromString,
+                _registered_method=True)
+        self.RestoreCredential = channel.unary_unary(
+                '/clientvault.v1.Vault/RestoreCredential',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+                _registered_method=True)
         self.ListCredentialVersions = channel.unary_unary(
                 '/clientvault.v1.Vault/ListCredentialVersions',
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.SerializeToString,
@@ -111,7 +121,23 @@ class VaultServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCredential(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Moves the credential to the trash (it no longer lists or reveals) until the vault purges it
+        CLIENTVAULT_TRASH_DAYS later, with its old versions (credential_purge, written by the vault).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeletedCredentials(self, request, context):
+        """The client's trash: credentials with deleted_at set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreCredential(self, request, context):
+        """Brings a credential back from the trash (audited: credential_restore). NOT_FOUND if it is not there.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -165,6 +191,16 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.DeleteCredential,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.SerializeToString,
+            ),
+            'ListDeletedCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeletedCredentials,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsResponse.SerializeToString,
+            ),
+            'RestoreCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreCredential,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.Credential.SerializeToString,
             ),
             'ListCredentialVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCredentialVersions,
@@ -319,6 +355,60 @@ class Vault:
             '/clientvault.v1.Vault/DeleteCredential',
             clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeletedCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ListDeletedCredentials',
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialsRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/RestoreCredential',
+            clientvault_dot_v1_dot_vault__pb2.RestoreCredentialRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,8 @@
 """A client's credentials: validate, call the vault, shape the reply. Reveals are never cached."""
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
@@ -23,10 +25,20 @@ router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@operation(router.get, "", "Vault/ListCredentials", errors=(404,))
-async def list_credentials(client_id: ClientId, call: Call) -> list[CredentialOut]:
-    """Metadata of a client's credentials (never the secret)."""
-    reply = await call.vault.ListCredentials(pb.ListCredentialsRequest(client_id=client_id))
+@operation(router.get, "", "Vault/ListCredentials", errors=(403, 404))
+async def list_credentials(
+    client_id: ClientId,
+    call: Call,
+    deleted: Annotated[
+        bool, Query(description="The trash instead (admin only: `Vault/ListDeletedCredentials`).")
+    ] = False,
+) -> list[CredentialOut]:
+    """Metadata of a client's credentials (never the secret).
+
+    With `deleted=true`, the client's trash (admin only, 403 otherwise: the vault checks the operation
+    `Vault/ListDeletedCredentials`), each with `deletedAt`; they are purged `CLIENTVAULT_TRASH_DAYS` after."""
+    request = pb.ListCredentialsRequest(client_id=client_id)
+    reply = await (call.vault.ListDeletedCredentials if deleted else call.vault.ListCredentials)(request)
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
@@ -80,11 +92,22 @@ async def update_credential(
 
 @operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404,))
 async def delete_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> Response:
-    """Delete a credential.
+    """Move a credential to the trash.
 
-    Audited (`credential_delete`)."""
+    It no longer lists or reveals; an admin may restore it until it is purged `CLIENTVAULT_TRASH_DAYS` later
+    (with its old versions; `credential_purge`, written by the vault). Audited (`credential_delete`)."""
     await call.vault.DeleteCredential(pb.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id))
     return Response(status_code=204)
+
+
+@operation(router.post, "/{credentialId}/restore", "Vault/RestoreCredential", errors=(404, 409))
+async def restore_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> CredentialOut:
+    """Bring a credential back from the trash.
+
+    As it was, with its secret and old versions. Audited (`credential_restore`). 404 when it is not in the
+    trash; 409 when the client is archived."""
+    request = pb.RestoreCredentialRequest(client_id=client_id, credential_id=credential_id)
+    return CredentialOut.from_proto(await call.vault.RestoreCredential(request))
 
 
 @operation(router.get, "/{credentialId}/versions", "Vault/ListCredentialVersions", errors=(404,))

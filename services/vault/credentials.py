@@ -5,9 +5,10 @@ all, and the secret is decrypted only from what that statement answered, so noth
 event is durable. The outbox relay (outbox.py) publishes the events afterwards.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -28,6 +29,11 @@ from services.vault.keys import Wrapped, zero
 from services.vault.limits import RevealLimiter
 
 log = get_logger(__name__)
+
+# The actor of the events the vault writes on its own (the trash's purge): no user acted.
+VAULT_USER_ID = UUID(int=0)
+VAULT_USER_FULL_NAME = "ClientVault vault (trash retention)"
+PURGE_BATCH = 500
 
 MAX_LABEL = 200
 MAX_SECRET = 10_000
@@ -69,6 +75,7 @@ class Credential:
     updated_at: datetime
     last_accessed_at: datetime | None
     secret_changed_at: datetime
+    deleted_at: datetime | None  # in the trash since
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Credential":
@@ -182,9 +189,12 @@ class Credentials:
             **about,
         }
 
-    async def list_credentials(self, client_id: UUID, lookup: ClientLookup) -> list[Credential]:
+    async def list_credentials(
+        self, client_id: UUID, lookup: ClientLookup, *, trashed: bool = False
+    ) -> list[Credential]:
+        """The client's credentials, or with `trashed` those in its trash (with `deleted_at`)."""
         async with self._db.read() as conn:
-            rows = await store.list_credentials(conn, client_id)
+            rows = await store.list_credentials(conn, client_id, trashed=trashed)
         if not rows and await lookup(client_id) is ClientState.UNKNOWN:
             raise NotFound("client not found")
         return [Credential.from_row(row) for row in rows]
@@ -406,10 +416,12 @@ class Credentials:
     async def delete_credential(
         self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, lookup: ClientLookup
     ) -> None:
+        """Moves the credential to the trash: it no longer lists or reveals; an admin may restore it until the
+        vault purges it (`purge_trash`)."""
         await _writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
-            row = await store.delete_credential(conn, client_id, credential_id)
+            row = await store.trash_credential(conn, client_id, credential_id, now, caller.user_id)
             if row is None:
                 raise NotFound("credential not found")
             await store.insert_event(
@@ -421,3 +433,69 @@ class Credentials:
             )  # fmt: skip
         self._outbox_written()
         log.info("credential.deleted", credential_id=str(credential_id))
+
+    async def restore_credential(
+        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, lookup: ClientLookup
+    ) -> Credential:
+        """Brings a credential back from the trash, as it was (its secret and old versions too)."""
+        await _writable(lookup, client_id, "credential not found")
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            row = await store.untrash_credential(conn, client_id, credential_id)
+            if row is None:
+                raise NotFound("credential not found in the trash")
+            await store.insert_event(
+                conn,
+                **self._event(
+                    AuditAction.CREDENTIAL_RESTORE, caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    client_id=client_id,
+                ),
+            )  # fmt: skip
+        self._outbox_written()
+        log.info("credential.restored", credential_id=str(credential_id))
+        return Credential.from_row(row)
+
+    async def purge_trash(self, keep: timedelta) -> int:
+        """Deletes for good the credentials in the trash for longer than `keep`, with their old versions: one
+        `credential_purge` event each, written by the vault itself (no user acted). How many it purged."""
+        purged = 0
+        while True:
+            now = datetime.now(UTC)
+            async with self._db.begin() as conn:
+                rows = await store.purge_trashed(conn, now - keep, PURGE_BATCH)
+                await store.insert_events(
+                    conn,
+                    [
+                        {
+                            "event_id": new_id(),
+                            "action": AuditAction.CREDENTIAL_PURGE,
+                            "occurred_at": now,
+                            "user_id": VAULT_USER_ID,
+                            "user_email": "",
+                            "user_full_name": VAULT_USER_FULL_NAME,
+                            "credential_id": row.id,
+                            "credential_label": row.label,
+                            "client_id": row.client_id,
+                            "ip": "",
+                            "user_agent": "",
+                            "request_id": "",
+                        }
+                        for row in rows
+                    ],
+                )
+            purged += len(rows)
+            if rows:
+                self._outbox_written()
+                log.info("credential.purged", credentials=len(rows))
+            if len(rows) < PURGE_BATCH:
+                return purged
+
+    async def purge_trash_forever(self, keep: timedelta, every_s: float) -> None:
+        """`purge_trash` every `every_s` seconds (CLIENTVAULT_TRASH_PURGE_INTERVAL_S), on every replica: rows one
+        replica holds are skipped by the others."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.purge_trash(keep)
+            except Unavailable:
+                log.warning("trash.purge_postponed")

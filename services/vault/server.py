@@ -1,6 +1,7 @@
 """The vault service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
 import sys
+from datetime import timedelta
 from uuid import UUID
 
 import grpc
@@ -49,6 +50,8 @@ def credential_to_proto(credential: Credential) -> pb.Credential:
     )
     if credential.last_accessed_at is not None:
         message.last_accessed_at.CopyFrom(timestamp(credential.last_accessed_at))
+    if credential.deleted_at is not None:
+        message.deleted_at.CopyFrom(timestamp(credential.deleted_at))
     return message
 
 
@@ -157,6 +160,23 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         )
         return pb.DeleteCredentialResponse()
 
+    async def ListDeletedCredentials(
+        self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCredentialsResponse:
+        client_id = parse_id(request.client_id, "client")
+        found = await self._credentials.list_credentials(client_id, self._clients.lookup, trashed=True)
+        return pb.ListCredentialsResponse(items=[credential_to_proto(c) for c in found])
+
+    async def RestoreCredential(
+        self, request: pb.RestoreCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Credential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        restored = await self._credentials.restore_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, self._clients.lookup
+        )
+        return credential_to_proto(restored)
+
     async def ListCredentialVersions(
         self, request: pb.ListCredentialVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCredentialVersionsResponse:
@@ -219,8 +239,9 @@ async def main(settings: VaultSettings) -> None:
         keys = DataKeys(provider, settings.dek_cache_ttl_s)
         service.on_close(keys.clear)
         limiter = RevealLimiter(service.db, settings)
+        credentials = Credentials(service.db, keys, relay.wake, limiter, versions_kept=settings.secret_versions)
         servicer = VaultServicer(
-            Credentials(service.db, keys, relay.wake, limiter, versions_kept=settings.secret_versions),
+            credentials,
             ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
         )
         await service.serve(
@@ -231,4 +252,5 @@ async def main(settings: VaultSettings) -> None:
             relay.purge_forever(),
             limiter.purge_forever(),
             backlog.watch_forever(),
+            credentials.purge_trash_forever(timedelta(days=settings.trash_days), settings.trash_purge_interval_s),
         )

@@ -74,7 +74,10 @@ credentials = Table(
     Column("secret_changed_at", DateTime(timezone=True), nullable=False),  # not moved by a label edit (0005)
     Column("secret_version", Integer, nullable=False),  # the current secret's number; older ones are versions
     Column("secret_changed_by_user_id", Uuid, nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),  # in the trash since (0007); purged CLIENTVAULT_TRASH_DAYS later
+    Column("deleted_by_user_id", Uuid),
     Index(None, "client_id", "key_generation"),
+    Index("ix_credentials_deleted", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     # A secret never outlives the key that seals it (migration 0003).
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
@@ -141,7 +144,10 @@ METADATA_COLUMNS = (
     credentials.c.updated_at,
     credentials.c.last_accessed_at,
     credentials.c.secret_changed_at,
+    credentials.c.deleted_at,
 )
+LIVE = credentials.c.deleted_at.is_(None)
+TRASHED = credentials.c.deleted_at.is_not(None)
 
 # Reveal counters per key ("user:<id>", "ip:<address>") and fixed window (limits.py). UNLOGGED: no WAL per
 # reveal, and a database crash only empties the counters, which restarts every window.
@@ -176,7 +182,7 @@ WITH counted AS (
     WHERE counted.hits > l.max
 ), revealed AS (
     UPDATE vault.credentials SET last_accessed_at = :now
-    WHERE id = :credential_id AND client_id = :client_id AND (SELECT n FROM over) = 0
+    WHERE id = :credential_id AND client_id = :client_id AND deleted_at IS NULL AND (SELECT n FROM over) = 0
       AND (CAST(:version AS int) IS NULL OR EXISTS (
           SELECT 1 FROM vault.credential_versions v WHERE v.credential_id = :credential_id AND v.version = :version))
     RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
@@ -213,16 +219,21 @@ async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any]:
     return (await conn.execute(REVEAL, values)).one()
 
 
-async def list_credentials(conn: AsyncConnection, client_id: UUID) -> list[Row[Any]]:
-    query = select(*METADATA_COLUMNS).where(credentials.c.client_id == client_id).order_by(credentials.c.id)
+async def list_credentials(conn: AsyncConnection, client_id: UUID, *, trashed: bool = False) -> list[Row[Any]]:
+    """The client's live credentials, or with `trashed` those in its trash."""
+    query = (
+        select(*METADATA_COLUMNS)
+        .where(credentials.c.client_id == client_id, TRASHED if trashed else LIVE)
+        .order_by(credentials.c.id)
+    )
     return cast(list[Row[Any]], list((await conn.execute(query)).all()))
 
 
 async def get_credential(
     conn: AsyncConnection, client_id: UUID, credential_id: UUID, *, lock: bool = True
 ) -> Row[Any] | None:
-    """The credential with its sealed secret, locked for an update unless `lock` is false."""
-    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.client_id == client_id)
+    """The live credential with its sealed secret, locked for an update unless `lock` is false."""
+    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.client_id == client_id, LIVE)
     return (await conn.execute(query.with_for_update() if lock else query)).one_or_none()
 
 
@@ -237,13 +248,46 @@ async def update_credential(conn: AsyncConnection, credential_id: UUID, **values
     return row
 
 
-async def delete_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+async def trash_credential(
+    conn: AsyncConnection, client_id: UUID, credential_id: UUID, now: datetime, user_id: UUID
+) -> Row[Any] | None:
+    """Moves a live credential to the trash; None if there is none."""
     query = (
-        delete(credentials)
-        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id)
+        update(credentials)
+        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id, LIVE)
+        .values(deleted_at=now, deleted_by_user_id=user_id)
         .returning(credentials.c.id, credentials.c.label)
     )
-    return cast(Row[Any] | None, (await conn.execute(query)).one_or_none())
+    return (await conn.execute(query)).one_or_none()
+
+
+async def untrash_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+    """Brings a credential back from the trash; None if it is not there."""
+    query = (
+        update(credentials)
+        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id, TRASHED)
+        .values(deleted_at=None, deleted_by_user_id=None)
+        .returning(*METADATA_COLUMNS)
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def purge_trashed(conn: AsyncConnection, before: datetime, limit: int) -> list[Row[Any]]:
+    """Deletes up to `limit` credentials in the trash since before `before`, with their old versions (the
+    foreign key cascades); rows another purger holds are skipped. The deleted (id, label, client_id)."""
+    doomed = (
+        select(credentials.c.id)
+        .where(TRASHED, credentials.c.deleted_at < before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    query = (
+        delete(credentials)
+        .where(credentials.c.id.in_(doomed))
+        .returning(credentials.c.id, credentials.c.label, credentials.c.client_id)
+    )
+    return cast(list[Row[Any]], list((await conn.execute(query)).all()))
 
 
 KEPT_COLUMNS = (
@@ -305,6 +349,11 @@ async def get_version(conn: AsyncConnection, credential_id: UUID, version: int) 
 
 async def insert_event(conn: AsyncConnection, **values: object) -> None:
     await conn.execute(insert(outbox).values(**values))
+
+
+async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(outbox), list(rows))
 
 
 # --- data keys ----------------------------------------------------------------------------------------

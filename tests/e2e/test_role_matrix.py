@@ -29,7 +29,7 @@ from clientvault.v1 import audit_pb2, auth_pb2, clients_pb2, vault_pb2
 from gateway.app import create_app
 from gateway.calls import Call, operation
 from gateway.schemas import ClientId
-from tests.policy_support import Route, proto_methods, routes_of
+from tests.policy_support import QUERY_VARIANTS, Route, proto_methods, routes_of
 from tests.system import Api, Session, me, new_task, unique_ip
 from tests.vault_support import create, new_client
 
@@ -48,6 +48,7 @@ class Fresh(Enum):
     CLIENT = "client"
     TASK = "task"
     CREDENTIAL = "credential"
+    TRASHED = "trashed"  # a credential in the trash, to restore
 
 
 FRESH = {
@@ -56,6 +57,7 @@ FRESH = {
     "Clients/ArchiveClient": Fresh.CLIENT,
     "Clients/DeleteTask": Fresh.TASK,
     "Vault/DeleteCredential": Fresh.CREDENTIAL,
+    "Vault/RestoreCredential": Fresh.TRASHED,
 }
 
 
@@ -102,6 +104,7 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/RevealCredential": no_body,
     "Vault/UpdateCredential": lambda _: {"label": "Matrix, relabelled"},
     "Vault/DeleteCredential": no_body,
+    "Vault/RestoreCredential": no_body,
     "Vault/ListCredentialVersions": no_body,
     "Vault/RevealCredentialVersion": no_body,
     "Vault/RestoreCredentialVersion": no_body,
@@ -155,6 +158,10 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         update_mask=FieldMask(paths=["label"]),
     ),
     "Vault/DeleteCredential": lambda ids: vault_pb2.DeleteCredentialRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/ListDeletedCredentials": lambda ids: vault_pb2.ListCredentialsRequest(client_id=ids.client_id),
+    "Vault/RestoreCredential": lambda ids: vault_pb2.RestoreCredentialRequest(
         client_id=ids.client_id, credential_id=ids.credential_id
     ),
     "Vault/ListCredentialVersions": lambda ids: vault_pb2.ListCredentialVersionsRequest(
@@ -287,9 +294,14 @@ class World:
         task_id = (await new_task(self.api, admin, client_id))["id"] if fresh is Fresh.TASK else self.shared.task_id
         credential_id = (
             await create(self.api, admin, client_id, label="Doomed", secret="doomed")
-            if fresh is Fresh.CREDENTIAL
+            if fresh in (Fresh.CREDENTIAL, Fresh.TRASHED)
             else self.shared.credential_id
         )
+        if fresh is Fresh.TRASHED:
+            trashed = await self.api.raw.delete(
+                f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers
+            )
+            assert trashed.status_code == 204, trashed.text
         return Ids(session, client_id, task_id, credential_id, self.shared.user_id)
 
 
@@ -324,6 +336,31 @@ async def test_gateway(api: Api, world: World, route: Route, role: Role | None) 
     else:
         assert r.status_code == 403, said
         assert r.json()["status"] == 403, said
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation", "role"),
+    [
+        pytest.param(method, f"{path}?{query}", operation, role, id=case_id(operation, role))
+        for (method, path), (query, operation, _) in QUERY_VARIANTS.items()
+        for role in ROLES
+    ],
+)
+async def test_gateway_query_variant(
+    api: Api, world: World, method: str, path: str, operation: str, role: Role | None
+) -> None:
+    ids = await world.ids_for(operation, role)
+    headers = {"X-Forwarded-For": unique_ip(), **(ids.session.headers if role else {})}
+
+    r = await api.raw.request(method, path.format(clientId=ids.client_id), headers=headers)
+
+    outcome = expected(operation, role)
+    said = f"{method} {path} ({operation}) as {role or 'no token'}: {r.status_code} {r.text[:300]}"
+    if outcome is Outcome.ALLOWED:
+        assert r.status_code == 200, said
+        return
+    assert r.headers["content-type"] == PROBLEM, said
+    assert r.status_code == (401 if outcome is Outcome.UNAUTHENTICATED else 403), said
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,10 @@
 """A secret's life in the vault on its own (with this tier's clients service): when the secret changed, its
 old versions, the trash and its purge, who revealed what, and the crypto-shred of a client."""
 
+import asyncio
 import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -11,6 +14,9 @@ from clientvault.convert import from_timestamp
 from clientvault.v1 import vault_pb2
 from tests.service.conftest import Service
 from tests.service.test_vault import new_credential
+
+if TYPE_CHECKING:
+    from services.vault.credentials import Credentials
 
 
 async def update(vault: Service, client_id: str, credential_id: str, role: str = "admin", **fields: str) -> None:
@@ -148,3 +154,98 @@ async def test_only_the_newest_versions_are_kept(vault: Service, clients: Servic
     )
 
     assert [v for (v,) in kept] == list(range(3, 13))  # the default 10: versions 1 and 2 are gone
+
+
+async def delete(vault: Service, client_id: str, credential_id: str) -> None:
+    await vault.stub.DeleteCredential(
+        vault_pb2.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id),
+        metadata=vault.tokens.metadata("admin"),
+    )
+
+
+async def trash(vault: Service, client_id: str) -> dict[str, vault_pb2.Credential]:
+    reply = await vault.stub.ListDeletedCredentials(
+        vault_pb2.ListCredentialsRequest(client_id=client_id), metadata=vault.tokens.metadata("admin")
+    )
+    return {item.id: item for item in reply.items}
+
+
+async def test_a_deleted_credential_disappears_and_an_admin_restores_it(vault: Service, clients: Service) -> None:
+    client_id, credential_id = await new_credential(vault, clients, "in-the-bin", label="NAS")
+    await delete(vault, client_id, credential_id)
+
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await reveal(vault, client_id, credential_id)
+    assert gone.value.code() is grpc.StatusCode.NOT_FOUND
+    assert credential_id not in await listed(vault, client_id)
+    assert trash_entry_is_dated(await trash(vault, client_id), credential_id)
+    with pytest.raises(grpc.aio.AioRpcError) as manager_refused:
+        await vault.stub.RestoreCredential(
+            vault_pb2.RestoreCredentialRequest(client_id=client_id, credential_id=credential_id),
+            metadata=vault.tokens.metadata("manager"),
+        )
+    assert manager_refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+    restored = await vault.stub.RestoreCredential(
+        vault_pb2.RestoreCredentialRequest(client_id=client_id, credential_id=credential_id),
+        metadata=vault.tokens.metadata("admin"),
+    )
+
+    assert not restored.HasField("deleted_at")
+    assert await reveal(vault, client_id, credential_id) == "in-the-bin"
+    assert credential_id in await listed(vault, client_id)
+    assert credential_id not in await trash(vault, client_id)
+    actions = [action for action, _ in await outbox(vault, credential_id)]
+    assert actions == ["credential_create", "credential_delete", "credential_restore", "credential_reveal"]
+
+
+def trash_entry_is_dated(found: dict[str, vault_pb2.Credential], credential_id: str) -> bool:
+    return credential_id in found and found[credential_id].HasField("deleted_at")
+
+
+def trash_keeper(vault: Service) -> "Credentials":
+    """The vault's domain on the tier's database, for its purge (which needs no key)."""
+    from clientvault.settings import VaultSettings
+    from services.vault.credentials import Credentials
+    from services.vault.crypto import DataKeys
+    from services.vault.keys import EnvKeys
+    from services.vault.limits import RevealLimiter
+
+    keys = DataKeys(EnvKeys({"v1": bytearray(32)}, "v1"), 0)
+    return Credentials(vault.db, keys, lambda: None, RevealLimiter(vault.db, VaultSettings()))
+
+
+async def test_the_vault_purges_the_trash_after_the_retention_with_the_versions(
+    vault: Service, clients: Service
+) -> None:
+    client_id, credential_id = await new_credential(vault, clients, "v1", label="Old printer")
+    await update(vault, client_id, credential_id, secret="v2")
+    await delete(vault, client_id, credential_id)
+    keeper = trash_keeper(vault)
+
+    assert await keeper.purge_trash(timedelta(days=30)) == 0  # deleted just now: kept
+    assert credential_id in await trash(vault, client_id)
+    purging = asyncio.create_task(keeper.purge_trash_forever(timedelta(0), every_s=0.05))  # retention made short
+    try:
+        for _ in range(200):
+            if credential_id not in await trash(vault, client_id):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        purging.cancel()
+
+    key = uuid.UUID(credential_id)
+    assert await vault.sql("SELECT 1 FROM vault.credentials WHERE id = %s", key) == []
+    assert await vault.sql("SELECT 1 FROM vault.credential_versions WHERE credential_id = %s", key) == []
+    purges = await vault.sql(
+        "SELECT user_id, user_full_name, credential_label, client_id FROM vault.outbox "
+        "WHERE credential_id = %s AND action = 'credential_purge'",
+        key,
+    )
+    assert purges == [(uuid.UUID(int=0), "ClientVault vault (trash retention)", "Old printer", uuid.UUID(client_id))]
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await vault.stub.RestoreCredential(
+            vault_pb2.RestoreCredentialRequest(client_id=client_id, credential_id=credential_id),
+            metadata=vault.tokens.metadata("admin"),
+        )
+    assert gone.value.code() is grpc.StatusCode.NOT_FOUND
