@@ -55,6 +55,7 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Vault/ListCredentialVersions": STAFF,  # GET .../credentials/{credentialId}/versions
         "Vault/RevealCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/reveal
         "Vault/RestoreCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/restore
+        "Vault/GetExposureReport": ADMIN,  # GET /reports/exposure
         # audit
         "Audit/ListEvents": ADMIN,  # GET /audit-logs
     }

@@ -418,6 +418,37 @@ class RevealedOut(WireModel):
     secret: str = Field(repr=False)
 
 
+# --- reports ------------------------------------------------------------------------------------------
+
+
+class ExposedOut(WireModel):
+    """A credential the user revealed whose secret nobody changed since their last reveal."""
+
+    credential_id: str
+    client_id: str
+    client_name: str = Field(description="The client's name now (from the clients service).")
+    label: str
+    last_revealed_at: DateTime
+    reveal_count: int
+    secret_changed_at: DateTime
+
+    @classmethod
+    def from_proto(cls, item: vault_pb2.ExposedCredential, client_name: str) -> "ExposedOut":
+        return cls(
+            credential_id=item.credential_id,
+            client_id=item.client_id,
+            client_name=client_name,
+            label=item.label,
+            last_revealed_at=from_timestamp(item.last_revealed_at),
+            reveal_count=item.reveal_count,
+            secret_changed_at=from_timestamp(item.secret_changed_at),
+        )
+
+
+class ExposurePage(Page[ExposedOut]):
+    """A page of the exposure report."""
+
+
 # --- audit log ----------------------------------------------------------------------------------------
 
 

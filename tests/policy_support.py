@@ -44,6 +44,7 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
         "Vault/RestoreCredentialVersion",
         STAFF,
     ),
+    ("GET", "/reports/exposure"): ("Vault/GetExposureReport", ADMIN),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
 }
 

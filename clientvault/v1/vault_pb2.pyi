@@ -481,3 +481,103 @@ class RestoreCredentialRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestoreCredentialRequest: _TypeAlias = RestoreCredentialRequest  # noqa: Y015
+
+@_typing.final
+class GetExposureReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    page: _builtins.int
+    """1-based; 0 means 1"""
+    page_size: _builtins.int
+    """0 means 50; at most 100"""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """last revealed at or after it; unset: ever"""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_since", b"_since", "since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_since", b"_since", "page", b"page", "page_size", b"page_size", "since", b"since", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__since: _TypeAlias = _typing.Literal["since"]  # noqa: Y015
+    _WhichOneofArgType__since: _TypeAlias = _typing.Literal["_since", b"_since"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__since) -> _WhichOneofReturnType__since | None: ...
+
+Global___GetExposureReportRequest: _TypeAlias = GetExposureReportRequest  # noqa: Y015
+
+@_typing.final
+class ExposedCredential(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    LAST_REVEALED_AT_FIELD_NUMBER: _builtins.int
+    REVEAL_COUNT_FIELD_NUMBER: _builtins.int
+    SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
+    credential_id: _builtins.str
+    client_id: _builtins.str
+    label: _builtins.str
+    reveal_count: _builtins.int
+    @_builtins.property
+    def last_revealed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def secret_changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        credential_id: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        last_revealed_at: _timestamp_pb2.Timestamp | None = ...,
+        reveal_count: _builtins.int = ...,
+        secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_revealed_at", b"last_revealed_at", "secret_changed_at", b"secret_changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "label", b"label", "last_revealed_at", b"last_revealed_at", "reveal_count", b"reveal_count", "secret_changed_at", b"secret_changed_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExposedCredential: _TypeAlias = ExposedCredential  # noqa: Y015
+
+@_typing.final
+class GetExposureReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    page: _builtins.int
+    page_size: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExposedCredential]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ExposedCredential] | None = ...,
+        total: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "page", b"page", "page_size", b"page_size", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExposureReportResponse: _TypeAlias = GetExposureReportResponse  # noqa: Y015

@@ -86,6 +86,11 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
                 _registered_method=True)
+        self.GetExposureReport = channel.unary_unary(
+                '/clientvault.v1.Vault/GetExposureReport',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -164,6 +169,14 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExposureReport(self, request, context):
+        """Every credential a user revealed (since `since`) whose secret has not changed since their last reveal,
+        most recently revealed first. Client names are not the vault's: the gateway adds them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +229,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.RestoreCredentialVersion,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.Credential.SerializeToString,
+            ),
+            'GetExposureReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExposureReport,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +508,33 @@ class Vault:
             '/clientvault.v1.Vault/RestoreCredentialVersion',
             clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExposureReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/GetExposureReport',
+            clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,7 @@ from uuid import UUID
 import grpc
 
 from clientvault import rpc
-from clientvault.convert import timestamp
+from clientvault.convert import from_timestamp, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
 from clientvault.ids import parse_id
@@ -16,6 +16,7 @@ from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
+from services.vault import exposure
 from services.vault.backlog import Backlog
 from services.vault.credentials import (
     FIELDS,
@@ -35,6 +36,7 @@ from services.vault.rotation import check_keys
 log = get_logger(__name__)
 
 VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
+PAGE_SIZE_DEFAULT = 50
 
 
 def credential_to_proto(credential: Credential) -> pb.Credential:
@@ -96,7 +98,8 @@ class ClientsDirectory:
 
 
 class VaultServicer(vault_pb2_grpc.VaultServicer):
-    def __init__(self, credentials: Credentials, clients: ClientsDirectory) -> None:
+    def __init__(self, db: Database, credentials: Credentials, clients: ClientsDirectory) -> None:
+        self._db = db
         self._credentials = credentials
         self._clients = clients
 
@@ -210,6 +213,34 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         )
         return credential_to_proto(restored)
 
+    async def GetExposureReport(
+        self, request: pb.GetExposureReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetExposureReportResponse:
+        since = from_timestamp(request.since) if request.HasField("since") else None
+        found = await exposure.exposure_report(
+            self._db,
+            parse_id(request.user_id, "user"),
+            since,
+            page=request.page or 1,
+            page_size=request.page_size or PAGE_SIZE_DEFAULT,
+        )
+        return pb.GetExposureReportResponse(
+            items=[
+                pb.ExposedCredential(
+                    credential_id=str(item.credential_id),
+                    client_id=str(item.client_id),
+                    label=item.label,
+                    last_revealed_at=timestamp(item.last_revealed_at),
+                    reveal_count=item.reveal_count,
+                    secret_changed_at=timestamp(item.secret_changed_at),
+                )
+                for item in found.items
+            ],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
+
 
 async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
     """The key provider, checked against the database: a missing or wrong key stops the process here."""
@@ -241,6 +272,7 @@ async def main(settings: VaultSettings) -> None:
         limiter = RevealLimiter(service.db, settings)
         credentials = Credentials(service.db, keys, relay.wake, limiter, versions_kept=settings.secret_versions)
         servicer = VaultServicer(
+            service.db,
             credentials,
             ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
         )

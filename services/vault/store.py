@@ -101,6 +101,22 @@ credential_versions = Table(
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
+# Who revealed which credential's current secret: the last time and how often (migration 0008), upserted by the
+# reveal's own statement. Old versions' reveals are not counted: they expose a secret that is no longer current.
+reveals = Table(
+    "reveals",
+    metadata,
+    Column("user_id", Uuid, nullable=False),
+    Column("credential_id", Uuid, nullable=False),
+    Column("client_id", Uuid, nullable=False),
+    Column("last_revealed_at", DateTime(timezone=True), nullable=False),
+    Column("reveal_count", Integer, nullable=False),
+    PrimaryKeyConstraint("user_id", "credential_id"),
+    Index("ix_reveals_user_id_last_revealed_at", "user_id", "last_revealed_at"),
+    Index(None, "credential_id"),  # the foreign key's cascade
+    ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
+)
+
 # Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
 # The columns are the event's fields by the names they have everywhere (clientvault/events.py), plus sent_at.
 outbox = Table(
@@ -165,8 +181,8 @@ reveal_counts = Table(
 # the caller's reveal limits (limits.py; keys user before IP, so two reveals never wait on each other),
 # and only if none is exceeded stamp the credential, insert its audit event and return the sealed secret
 # with its wrapped data key. One row always comes back: `over` > 0 means refused, a NULL id not found.
-# `version` NULL reveals the current secret; a number reveals that old version (not found if it is gone),
-# and the event's label says which (`label_suffix`, e.g. " (version 3)").
+# `version` NULL reveals the current secret (and records who saw it in `reveals`); a number reveals that old
+# version (not found if it is gone), and the event's label says which (`label_suffix`, e.g. " (version 3)").
 REVEAL = text(
     """
 WITH counted AS (
@@ -196,6 +212,11 @@ WITH counted AS (
     SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name,
            id, label || :label_suffix, client_id, :ip, :user_agent, :request_id, :traceparent
     FROM revealed
+), exposed AS (
+    INSERT INTO vault.reveals AS e (user_id, credential_id, client_id, last_revealed_at, reveal_count)
+    SELECT :user_id, id, client_id, :now, 1 FROM revealed WHERE CAST(:version AS int) IS NULL
+    ON CONFLICT (user_id, credential_id)
+    DO UPDATE SET last_revealed_at = excluded.last_revealed_at, reveal_count = e.reveal_count + 1
 )
 SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
        r.key_generation, k.wrapped_key, k.kek_version
@@ -354,6 +375,45 @@ async def insert_event(conn: AsyncConnection, **values: object) -> None:
 async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(outbox), list(rows))
+
+
+# --- the exposure report ------------------------------------------------------------------------------
+
+
+def _exposed(user_id: UUID, since: datetime | None) -> Any:
+    """What a user revealed (since `since`) whose secret has not changed since their last reveal. Credentials in
+    the trash count too: deleting a vault entry changes no password."""
+    where = [reveals.c.user_id == user_id, credentials.c.secret_changed_at <= reveals.c.last_revealed_at]
+    if since is not None:
+        where.append(reveals.c.last_revealed_at >= since)
+    return reveals.join(credentials, credentials.c.id == reveals.c.credential_id), where
+
+
+async def exposure(
+    conn: AsyncConnection, user_id: UUID, since: datetime | None, limit: int, offset: int
+) -> tuple[list[Row[Any]], int]:
+    """A page of the exposure report, most recently revealed first, and the total."""
+    joined, where = _exposed(user_id, since)
+    query = (
+        select(
+            reveals.c.credential_id,
+            reveals.c.client_id,
+            credentials.c.label,
+            reveals.c.last_revealed_at,
+            reveals.c.reveal_count,
+            credentials.c.secret_changed_at,
+        )
+        .select_from(joined)
+        .where(*where)
+        .order_by(reveals.c.last_revealed_at.desc(), reveals.c.credential_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = cast(list[Row[Any]], list((await conn.execute(query)).all()))
+    if offset == 0 and len(rows) < limit:
+        return rows, len(rows)  # the first page holds them all
+    total = (await conn.execute(select(func.count()).select_from(joined).where(*where))).scalar_one()
+    return rows, int(total)
 
 
 # --- data keys ----------------------------------------------------------------------------------------

@@ -108,7 +108,12 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/ListCredentialVersions": no_body,
     "Vault/RevealCredentialVersion": no_body,
     "Vault/RestoreCredentialVersion": no_body,
+    "Vault/GetExposureReport": no_body,
     "Audit/ListEvents": no_body,
+}
+# The query a route needs besides its path, where it has a required one.
+GATEWAY_QUERIES: Mapping[str, Callable[[Ids], dict[str, str]]] = {
+    "Vault/GetExposureReport": lambda ids: {"userId": ids.user_id},
 }
 
 # One valid request message per RPC, internal ones included.
@@ -173,6 +178,7 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
     "Vault/RestoreCredentialVersion": lambda ids: vault_pb2.RestoreCredentialVersionRequest(
         client_id=ids.client_id, credential_id=ids.credential_id, version=VERSION
     ),
+    "Vault/GetExposureReport": lambda ids: vault_pb2.GetExposureReportRequest(user_id=ids.user_id),
     "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
 }
 
@@ -323,7 +329,10 @@ async def test_gateway(api: Api, world: World, route: Route, role: Role | None) 
     # Each request from an IP of its own: the per-IP throttles of sign-in and reveal never add up here.
     headers = {"X-Forwarded-For": unique_ip(), **(ids.session.headers if role else {})}
 
-    r = await api.raw.request(route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), headers=headers)
+    query = GATEWAY_QUERIES[operation](ids) if operation in GATEWAY_QUERIES else None
+    r = await api.raw.request(
+        route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), params=query, headers=headers
+    )
 
     outcome = expected(operation, role)
     said = f"{route} ({operation}) as {role or 'no token'}: {r.status_code} {r.text[:300]}"

@@ -3,19 +3,20 @@ old versions, the trash and its purge, who revealed what, and the crypto-shred o
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from clientvault.convert import from_timestamp
+from clientvault.convert import from_timestamp, timestamp
 from clientvault.v1 import vault_pb2
 from tests.service.conftest import Service
 from tests.service.test_vault import new_credential
 
 if TYPE_CHECKING:
+    from services.auth.users import User
     from services.vault.credentials import Credentials
 
 
@@ -249,3 +250,50 @@ async def test_the_vault_purges_the_trash_after_the_retention_with_the_versions(
             metadata=vault.tokens.metadata("admin"),
         )
     assert gone.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def exposure_of(vault: Service, user_id: uuid.UUID, since: datetime | None = None) -> dict[str, tuple[str, int]]:
+    """The user's exposure report as {credential id: (label, reveal count)}."""
+    request = vault_pb2.GetExposureReportRequest(user_id=str(user_id), page_size=100)
+    if since is not None:
+        request.since.CopyFrom(timestamp(since))
+    reply = await vault.stub.GetExposureReport(request, metadata=vault.tokens.metadata("admin"))
+    assert reply.total == len(reply.items)
+    return {item.credential_id: (item.label, item.reveal_count) for item in reply.items}
+
+
+async def test_the_exposure_report_lists_what_the_user_saw_and_nobody_rotated(vault: Service, clients: Service) -> None:
+    leaver, colleague = vault.tokens.user("manager"), vault.tokens.user("manager")
+    made = [
+        await new_credential(vault, clients, secret, label=label)
+        for secret, label in [("a", "Seen twice"), ("b", "Rotated after"), ("c", "Only an old version"), ("d", "Other")]
+    ]
+    (client_id, seen_twice), rotated_after, only_old_version, colleagues = made
+    await update(vault, *only_old_version, secret="c2")
+
+    async def reveal_as(user: "User", credential: tuple[str, str], version: int | None = None) -> None:
+        metadata = vault.tokens.metadata(user)
+        if version is None:
+            request = vault_pb2.RevealCredentialRequest(client_id=credential[0], credential_id=credential[1])
+            await vault.stub.RevealCredential(request, metadata=metadata)
+        else:
+            request_v = vault_pb2.RevealCredentialVersionRequest(
+                client_id=credential[0], credential_id=credential[1], version=version
+            )
+            await vault.stub.RevealCredentialVersion(request_v, metadata=metadata)
+
+    await reveal_as(leaver, made[0])
+    await reveal_as(leaver, made[0])
+    await reveal_as(leaver, rotated_after)
+    await reveal_as(leaver, only_old_version, version=1)  # an old secret: not the one to rotate
+    await reveal_as(colleague, colleagues)
+    await update(vault, *rotated_after, secret="b2")
+
+    assert await exposure_of(vault, leaver.id) == {seen_twice: ("Seen twice", 2)}
+    assert await exposure_of(vault, colleague.id) == {colleagues[1]: ("Other", 1)}
+    assert await exposure_of(vault, leaver.id, since=datetime.now(UTC) + timedelta(minutes=1)) == {}
+
+    await update(vault, client_id, seen_twice, label="Seen twice, relabelled")  # a label edit rotates nothing
+    assert await exposure_of(vault, leaver.id) == {seen_twice: ("Seen twice, relabelled", 2)}
+    await update(vault, client_id, seen_twice, secret="a2")  # once rotated, it drops out
+    assert await exposure_of(vault, leaver.id) == {}

@@ -47,6 +47,7 @@ OPERATION_IDS = {
     "Vault/ListCredentialVersions": "listCredentialVersions",
     "Vault/RevealCredentialVersion": "revealCredentialVersion",
     "Vault/RestoreCredentialVersion": "restoreCredentialVersion",
+    "Vault/GetExposureReport": "getExposureReport",
     "Audit/ListEvents": "listAuditLogs",
 }
 ENUMS: dict[str, tuple[type[StrEnum], EnumDescriptor]] = {
