@@ -56,6 +56,7 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Vault/RevealCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/reveal
         "Vault/RestoreCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/restore
         "Vault/GetExposureReport": ADMIN,  # GET /reports/exposure
+        "Vault/ShredClient": ADMIN,  # POST /clients/{clientId}/shred
         # audit
         "Audit/ListEvents": ADMIN,  # GET /audit-logs
     }

@@ -418,6 +418,28 @@ class RevealedOut(WireModel):
     secret: str = Field(repr=False)
 
 
+class ShredIn(WireModel):
+    confirm_name: str = Field(min_length=1, max_length=500, description="The client's name, to confirm.")
+
+
+class ShredOut(WireModel):
+    """What a crypto-shred destroyed."""
+
+    shredded_at: DateTime
+    credentials: int
+    versions: int
+    data_keys: int
+
+    @classmethod
+    def from_proto(cls, reply: vault_pb2.ShredClientResponse) -> "ShredOut":
+        return cls(
+            shredded_at=from_timestamp(reply.shredded_at),
+            credentials=reply.credentials,
+            versions=reply.versions,
+            data_keys=reply.data_keys,
+        )
+
+
 # --- reports ------------------------------------------------------------------------------------------
 
 

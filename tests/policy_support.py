@@ -25,6 +25,7 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}"): ("Clients/GetClient", ANYONE),
     ("PATCH", "/clients/{clientId}"): ("Clients/UpdateClient", STAFF),
     ("POST", "/clients/{clientId}/archive"): ("Clients/ArchiveClient", ADMIN),
+    ("POST", "/clients/{clientId}/shred"): ("Vault/ShredClient", ADMIN),
     ("GET", "/clients/{clientId}/tasks"): ("Clients/ListTasks", ANYONE),
     ("POST", "/clients/{clientId}/tasks"): ("Clients/CreateTask", ANYONE),
     ("PATCH", "/clients/{clientId}/tasks/{taskId}"): ("Clients/UpdateTask", ANYONE),

@@ -581,3 +581,56 @@ class GetExposureReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetExposureReportResponse: _TypeAlias = GetExposureReportResponse  # noqa: Y015
+
+@_typing.final
+class ShredClientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CONFIRM_NAME_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    confirm_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        confirm_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "confirm_name", b"confirm_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShredClientRequest: _TypeAlias = ShredClientRequest  # noqa: Y015
+
+@_typing.final
+class ShredClientResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHREDDED_AT_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    DATA_KEYS_FIELD_NUMBER: _builtins.int
+    credentials: _builtins.int
+    """destroyed, the trash's included"""
+    versions: _builtins.int
+    """old versions destroyed"""
+    data_keys: _builtins.int
+    @_builtins.property
+    def shredded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        shredded_at: _timestamp_pb2.Timestamp | None = ...,
+        credentials: _builtins.int = ...,
+        versions: _builtins.int = ...,
+        data_keys: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shredded_at", b"shredded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "data_keys", b"data_keys", "shredded_at", b"shredded_at", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShredClientResponse: _TypeAlias = ShredClientResponse  # noqa: Y015

@@ -91,6 +91,11 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.FromString,
                 _registered_method=True)
+        self.ShredClient = channel.unary_unary(
+                '/clientvault.v1.Vault/ShredClient',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -177,6 +182,16 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ShredClient(self, request, context):
+        """Crypto-shred of an archived client (confirm_name must be its name: FAILED_PRECONDITION otherwise, and
+        for a client that is not archived): its data keys and every sealed secret and version are deleted in one
+        transaction, with one client_shredded event. From then on its credentials answer NOT_FOUND with the
+        trailer `gone: true` (HTTP 410).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +249,11 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.GetExposureReport,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.SerializeToString,
+            ),
+            'ShredClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShredClient,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -535,6 +555,33 @@ class Vault:
             '/clientvault.v1.Vault/GetExposureReport',
             clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShredClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ShredClient',
+            clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.FromString,
             options,
             channel_credentials,
             insecure,

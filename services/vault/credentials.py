@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clientvault import metrics, tracing
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
-from clientvault.errors import Conflict, Invalid, NotFound, Unavailable
+from clientvault.errors import Conflict, Gone, Invalid, NotFound, Unavailable
 from clientvault.events import AuditAction
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
@@ -49,19 +49,18 @@ class ClientState(Enum):
 
 
 ClientLookup = Callable[[UUID], Awaitable[ClientState]]
+# The client's state and name, from the clients service (the vault owns neither).
+ClientDescription = Callable[[UUID], Awaitable[tuple[ClientState, str]]]
+SHREDDED = "the client was shredded: its credentials are gone for good"
 
 
 class ClientArchived(Conflict): ...
 
 
-async def _writable(lookup: ClientLookup, client_id: UUID, missing: str) -> None:
-    """A client's credentials change only while the client exists and is not archived (the contract: writes on
-    an archived client are 409). `missing` is the NotFound message when the client does not exist."""
-    state = await lookup(client_id)
-    if state is ClientState.UNKNOWN:
-        raise NotFound(missing)
-    if state is ClientState.ARCHIVED:
-        raise ClientArchived("client is archived")
+class NotArchived(Conflict): ...
+
+
+class WrongName(Conflict): ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +102,24 @@ class Version:
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Version":
         return cls(**row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class Shredded:
+    """What a crypto-shred destroyed."""
+
+    shredded_at: datetime
+    credentials: int
+    versions: int
+    data_keys: int
+
+    def summary(self, generations: list[int]) -> str:
+        """The erasure event's label: "shredded: 3 credentials, 5 old versions, 2 data keys (generations 1, 2)"."""
+        keys = ", ".join(str(g) for g in generations) or "none"
+        return (
+            f"shredded: {self.credentials} credentials, {self.versions} old versions, "
+            f"{self.data_keys} data keys (generations {keys})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +206,36 @@ class Credentials:
             **about,
         }
 
+    async def _writable(self, lookup: ClientLookup, client_id: UUID, missing: str) -> None:
+        """A client's credentials change only while the client exists and is not archived (the contract: writes on
+        an archived client are 409; on a shredded one, which is archived, 410). `missing` is the NotFound
+        message when the client does not exist."""
+        state = await lookup(client_id)
+        if state is ClientState.UNKNOWN:
+            raise NotFound(missing)
+        if state is ClientState.ARCHIVED:
+            raise await self._missing(client_id, ClientArchived("client is archived"))
+
+    async def _shredded(self, client_id: UUID) -> bool:
+        async with self._db.read() as conn:
+            return await store.is_shredded(conn, client_id)
+
+    async def _missing(self, client_id: UUID, otherwise: Exception) -> Exception:
+        """What to answer when a client's credential is not there: Gone if the client was shredded, else
+        `otherwise`. Asked only on that path, so a reveal that finds its credential costs no extra query."""
+        return Gone(SHREDDED) if await self._shredded(client_id) else otherwise
+
     async def list_credentials(
         self, client_id: UUID, lookup: ClientLookup, *, trashed: bool = False
     ) -> list[Credential]:
         """The client's credentials, or with `trashed` those in its trash (with `deleted_at`)."""
         async with self._db.read() as conn:
             rows = await store.list_credentials(conn, client_id, trashed=trashed)
-        if not rows and await lookup(client_id) is ClientState.UNKNOWN:
-            raise NotFound("client not found")
+        if not rows:
+            if await self._shredded(client_id):
+                raise Gone(SHREDDED)
+            if await lookup(client_id) is ClientState.UNKNOWN:
+                raise NotFound("client not found")
         return [Credential.from_row(row) for row in rows]
 
     async def _newest_key(self, conn: AsyncConnection, client_id: UUID, now: datetime) -> tuple[int, bytearray]:
@@ -227,7 +266,7 @@ class Credentials:
         self, caller: Caller, meta: RequestContext, client_id: UUID, draft: CredentialDraft, lookup: ClientLookup
     ) -> UUID:
         values = _valid({"label": draft.label, "username": draft.username, "url": draft.url, "secret": draft.secret})
-        await _writable(lookup, client_id, "client not found")
+        await self._writable(lookup, client_id, "client not found")
         secret = str(values.pop("secret"))
         credential_id, now = new_id(), datetime.now(UTC)
         async with self._db.begin() as conn:
@@ -291,7 +330,9 @@ class Credentials:
             raise self._limiter.refused(caller.user_id, counting)
         if row.id is None:
             metrics.REVEALS_BY_OUTCOME["not_found"].inc()
-            raise NotFound("credential not found" if version is None else "credential or version not found")
+            raise await self._missing(
+                client_id, NotFound("credential not found" if version is None else "credential or version not found")
+            )
         self._outbox_written()
         metrics.REVEALS_BY_OUTCOME["revealed"].inc()
         dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))
@@ -323,7 +364,7 @@ class Credentials:
         lookup: ClientLookup,
     ) -> Credential:
         values: dict[str, Any] = _valid(changes)
-        await _writable(lookup, client_id, "credential not found")
+        await self._writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             current = await store.get_credential(conn, client_id, credential_id)
@@ -365,9 +406,10 @@ class Credentials:
     async def list_versions(self, client_id: UUID, credential_id: UUID) -> list[Version]:
         """A credential's old versions, newest first (never a secret)."""
         async with self._db.read() as conn:
-            if await store.get_credential(conn, client_id, credential_id, lock=False) is None:
-                raise NotFound("credential not found")
-            rows = await store.list_versions(conn, credential_id)
+            found = await store.get_credential(conn, client_id, credential_id, lock=False) is not None
+            rows = await store.list_versions(conn, credential_id) if found else []
+        if not found:
+            raise await self._missing(client_id, NotFound("credential not found"))
         return [Version.from_row(row) for row in rows]
 
     async def restore_version(
@@ -382,7 +424,7 @@ class Credentials:
         """Makes an old version the current secret again (as it was sealed: no key is needed), keeping the current
         one as a version. Audited as `credential_update`, the label naming the version ("Router (version 3
         restored)")."""
-        await _writable(lookup, client_id, "credential not found")
+        await self._writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             current = await store.get_credential(conn, client_id, credential_id)
@@ -418,7 +460,7 @@ class Credentials:
     ) -> None:
         """Moves the credential to the trash: it no longer lists or reveals; an admin may restore it until the
         vault purges it (`purge_trash`)."""
-        await _writable(lookup, client_id, "credential not found")
+        await self._writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             row = await store.trash_credential(conn, client_id, credential_id, now, caller.user_id)
@@ -438,7 +480,7 @@ class Credentials:
         self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, lookup: ClientLookup
     ) -> Credential:
         """Brings a credential back from the trash, as it was (its secret and old versions too)."""
-        await _writable(lookup, client_id, "credential not found")
+        await self._writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             row = await store.untrash_credential(conn, client_id, credential_id)
@@ -454,6 +496,41 @@ class Credentials:
         self._outbox_written()
         log.info("credential.restored", credential_id=str(credential_id))
         return Credential.from_row(row)
+
+    async def shred_client(
+        self, caller: Caller, meta: RequestContext, client_id: UUID, confirm_name: str, describe: ClientDescription
+    ) -> Shredded:
+        """Crypto-shred: destroys every data key and sealed secret (current, old versions, in the trash) of an
+        archived client in one transaction, and writes one `client_shredded` event (the counts and the keys'
+        generations in its label: the event has no fields of its own for them). From then on the client's
+        credentials answer Gone. `confirm_name` must be the client's name, as the clients service has it."""
+        state, name = await describe(client_id)
+        if state is ClientState.UNKNOWN:
+            raise NotFound("client not found")
+        if await self._shredded(client_id):
+            raise Gone(SHREDDED)
+        if state is not ClientState.ARCHIVED:
+            raise NotArchived("only an archived client can be shredded: archive it first")
+        if confirm_name != name:
+            raise WrongName("confirmName is not the client's name")
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            done = await store.shred(conn, client_id, now, caller.user_id)
+            if done is None:
+                raise Gone(SHREDDED)
+            row, generations = done
+            shredded = Shredded(row.shredded_at, row.credentials, row.versions, row.data_keys)
+            await store.insert_event(
+                conn,
+                **self._event(
+                    AuditAction.CLIENT_SHREDDED, caller, meta, now, credential_id=UUID(int=0),
+                    credential_label=shredded.summary(generations), client_id=client_id,
+                ),
+            )  # fmt: skip
+        self._keys.forget(client_id)  # this process's cached keys; other replicas' expire (CLIENTVAULT_DEK_CACHE_TTL_S)
+        self._outbox_written()
+        log.warning("client.shredded", client_id=str(client_id), credentials=row.credentials, data_keys=row.data_keys)
+        return shredded
 
     async def purge_trash(self, keep: timedelta) -> int:
         """Deletes for good the credentials in the trash for longer than `keep`, with their old versions: one

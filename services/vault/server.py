@@ -84,6 +84,10 @@ class ClientsDirectory:
 
     async def lookup(self, client_id: UUID) -> ClientState:
         """The client's state, asked as the caller of the RPC being served (the same token and deadline)."""
+        return (await self.describe(client_id))[0]
+
+    async def describe(self, client_id: UUID) -> tuple[ClientState, str]:
+        """The client's state and name, asked as the caller of the RPC being served."""
         try:
             client = await self._stub.GetClient(
                 clients_pb2.GetClientRequest(client_id=str(client_id)),
@@ -92,9 +96,9 @@ class ClientsDirectory:
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return ClientState.UNKNOWN
+                return ClientState.UNKNOWN, ""
             raise Unavailable("the clients service is unavailable") from None
-        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE
+        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE, client.name
 
 
 class VaultServicer(vault_pb2_grpc.VaultServicer):
@@ -239,6 +243,23 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             total=found.total,
             page=found.page,
             page_size=found.page_size,
+        )
+
+    async def ShredClient(
+        self, request: pb.ShredClientRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ShredClientResponse:
+        shredded = await self._credentials.shred_client(
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            request.confirm_name,
+            self._clients.describe,
+        )
+        return pb.ShredClientResponse(
+            shredded_at=timestamp(shredded.shredded_at),
+            credentials=shredded.credentials,
+            versions=shredded.versions,
+            data_keys=shredded.data_keys,
         )
 
 

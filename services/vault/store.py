@@ -117,6 +117,18 @@ reveals = Table(
     ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
 )
 
+# Clients crypto-shredded (migration 0009): their keys and secrets are gone; this row makes them answer 410.
+shredded_clients = Table(
+    "shredded_clients",
+    metadata,
+    Column("client_id", Uuid, primary_key=True),
+    Column("shredded_at", DateTime(timezone=True), nullable=False),
+    Column("shredded_by_user_id", Uuid, nullable=False),
+    Column("credentials", Integer, nullable=False),
+    Column("versions", Integer, nullable=False),
+    Column("data_keys", Integer, nullable=False),
+)
+
 # Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
 # The columns are the event's fields by the names they have everywhere (clientvault/events.py), plus sent_at.
 outbox = Table(
@@ -375,6 +387,47 @@ async def insert_event(conn: AsyncConnection, **values: object) -> None:
 async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(outbox), list(rows))
+
+
+# --- crypto-shred -----------------------------------------------------------------------------------
+
+
+async def is_shredded(conn: AsyncConnection, client_id: UUID) -> bool:
+    query = select(shredded_clients.c.client_id).where(shredded_clients.c.client_id == client_id)
+    return (await conn.execute(query)).one_or_none() is not None
+
+
+async def shred(
+    conn: AsyncConnection, client_id: UUID, now: datetime, user_id: UUID
+) -> tuple[Row[Any], list[int]] | None:
+    """Deletes every data key and sealed secret of the client (old versions, who revealed them) and records the
+    shred: the recorded row (with the counts) and the deleted data keys' generations, or None if it was shredded
+    before. The client's keys are locked first, so a writer that holds one (sealing a new secret) is waited for
+    and its secret deleted too."""
+    locked = select(client_keys.c.generation).where(client_keys.c.client_id == client_id).with_for_update()
+    generations = sorted((await conn.execute(locked)).scalars())
+    credential_ids = select(credentials.c.id).where(credentials.c.client_id == client_id)
+    await conn.execute(delete(reveals).where(reveals.c.credential_id.in_(credential_ids)))
+    versions = await conn.execute(delete(credential_versions).where(credential_versions.c.client_id == client_id))
+    deleted = await conn.execute(delete(credentials).where(credentials.c.client_id == client_id))
+    await conn.execute(delete(client_keys).where(client_keys.c.client_id == client_id))
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    recorded = (
+        pg_insert(shredded_clients)
+        .values(
+            client_id=client_id,
+            shredded_at=now,
+            shredded_by_user_id=user_id,
+            credentials=deleted.rowcount,
+            versions=versions.rowcount,
+            data_keys=len(generations),
+        )
+        .on_conflict_do_nothing()
+        .returning(shredded_clients)
+    )
+    row = (await conn.execute(recorded)).one_or_none()
+    return None if row is None else (row, generations)
 
 
 # --- the exposure report ------------------------------------------------------------------------------

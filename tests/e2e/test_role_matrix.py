@@ -49,6 +49,7 @@ class Fresh(Enum):
     TASK = "task"
     CREDENTIAL = "credential"
     TRASHED = "trashed"  # a credential in the trash, to restore
+    ARCHIVED = "archived"  # an archived client with a credential, to shred
 
 
 FRESH = {
@@ -58,6 +59,7 @@ FRESH = {
     "Clients/DeleteTask": Fresh.TASK,
     "Vault/DeleteCredential": Fresh.CREDENTIAL,
     "Vault/RestoreCredential": Fresh.TRASHED,
+    "Vault/ShredClient": Fresh.ARCHIVED,
 }
 
 
@@ -70,6 +72,7 @@ class Ids:
     task_id: str
     credential_id: str
     user_id: str
+    client_name: str = ""  # the fresh archived client's, for a shred
 
     def path(self, route: Route) -> str:
         return route.path.format(
@@ -109,6 +112,7 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/RevealCredentialVersion": no_body,
     "Vault/RestoreCredentialVersion": no_body,
     "Vault/GetExposureReport": no_body,
+    "Vault/ShredClient": lambda ids: {"confirmName": ids.client_name},
     "Audit/ListEvents": no_body,
 }
 # The query a route needs besides its path, where it has a required one.
@@ -179,6 +183,9 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         client_id=ids.client_id, credential_id=ids.credential_id, version=VERSION
     ),
     "Vault/GetExposureReport": lambda ids: vault_pb2.GetExposureReportRequest(user_id=ids.user_id),
+    "Vault/ShredClient": lambda ids: vault_pb2.ShredClientRequest(
+        client_id=ids.client_id, confirm_name=ids.client_name
+    ),
     "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
 }
 
@@ -295,8 +302,16 @@ class World:
         admin, client_id = self.sessions[Role.ADMIN], self.shared.client_id
         if fresh is Fresh.SESSION:  # the same account signed in again: no new user for every case
             session = await self.api.sign_in(session.account, ip=unique_ip())
+        client_name = ""
         if fresh is Fresh.CLIENT:
             client_id = await new_client(self.api, admin)
+        if fresh is Fresh.ARCHIVED:
+            client_name = f"Matrix shred {uuid.uuid4()}"
+            made = await self.api.raw.post("/clients", headers=admin.headers, json={"name": client_name})
+            client_id = made.json()["id"]
+            await create(self.api, admin, client_id, label="Shredded", secret="shredded")
+            archived = await self.api.raw.post(f"/clients/{client_id}/archive", headers=admin.headers)
+            assert archived.status_code == 204, archived.text
         task_id = (await new_task(self.api, admin, client_id))["id"] if fresh is Fresh.TASK else self.shared.task_id
         credential_id = (
             await create(self.api, admin, client_id, label="Doomed", secret="doomed")
@@ -308,7 +323,7 @@ class World:
                 f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers
             )
             assert trashed.status_code == 204, trashed.text
-        return Ids(session, client_id, task_id, credential_id, self.shared.user_id)
+        return Ids(session, client_id, task_id, credential_id, self.shared.user_id, client_name)
 
 
 @pytest.fixture(scope="module")

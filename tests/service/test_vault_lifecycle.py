@@ -11,7 +11,7 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from clientvault.convert import from_timestamp, timestamp
-from clientvault.v1 import vault_pb2
+from clientvault.v1 import clients_pb2, vault_pb2
 from tests.service.conftest import Service
 from tests.service.test_vault import new_credential
 
@@ -297,3 +297,91 @@ async def test_the_exposure_report_lists_what_the_user_saw_and_nobody_rotated(va
     assert await exposure_of(vault, leaver.id) == {seen_twice: ("Seen twice, relabelled", 2)}
     await update(vault, client_id, seen_twice, secret="a2")  # once rotated, it drops out
     assert await exposure_of(vault, leaver.id) == {}
+
+
+async def vault_bytes(vault: Service) -> set[bytes]:
+    """Every bytea value in every table of schema vault, read straight from the tables."""
+    columns = await vault.sql(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'vault' AND data_type = 'bytea'"
+    )
+    found: set[bytes] = set()
+    for table, column in columns:
+        found |= {bytes(value) for (value,) in await vault.sql(f'SELECT "{column}" FROM vault."{table}"')}  # noqa: S608
+    return found
+
+
+def gone(error: grpc.aio.AioRpcError) -> bool:
+    trailers = {key: value for key, value in error.trailing_metadata() or ()}
+    return error.code() is grpc.StatusCode.NOT_FOUND and trailers.get("gone") == "true"
+
+
+async def test_a_shred_leaves_no_byte_of_the_clients_secrets_and_keys_and_spares_the_others(
+    vault: Service, clients: Service
+) -> None:
+    admin = clients.tokens.metadata("admin")
+    name = f"Leaving customer {uuid.uuid4()}"
+    doomed = await clients.stub.CreateClient(
+        clients_pb2.CreateClientRequest(client=clients_pb2.ClientFields(name=name)), metadata=admin
+    )
+    ids = []
+    for label in ("Router", "Mail", "Binned"):
+        made = await vault.stub.CreateCredential(
+            vault_pb2.CreateCredentialRequest(
+                client_id=doomed.id, credential=vault_pb2.CredentialFields(label=label, secret=f"{label}-1")
+            ),
+            metadata=admin,
+        )
+        ids.append(made.id)
+    await update(vault, doomed.id, ids[0], secret="Router-2")
+    await update(vault, doomed.id, ids[0], secret="Router-3")
+    await reveal(vault, doomed.id, ids[1])
+    await delete(vault, doomed.id, ids[2])
+    other_client, other = await new_credential(vault, clients, "still-here")
+    sealed = {
+        bytes(value)
+        for (value,) in await vault.sql(
+            "SELECT ciphertext FROM vault.credentials WHERE client_id = %s "
+            "UNION ALL SELECT ciphertext FROM vault.credential_versions WHERE client_id = %s "
+            "UNION ALL SELECT wrapped_key FROM vault.client_keys WHERE client_id = %s",
+            uuid.UUID(doomed.id),
+            uuid.UUID(doomed.id),
+            uuid.UUID(doomed.id),
+        )
+    }
+    assert len(sealed) == 3 + 2 + 1  # three secrets, two old versions, one data key
+
+    shred = vault_pb2.ShredClientRequest(client_id=doomed.id, confirm_name=name)
+    with pytest.raises(grpc.aio.AioRpcError) as live:
+        await vault.stub.ShredClient(shred, metadata=admin)
+    assert live.value.code() is grpc.StatusCode.FAILED_PRECONDITION  # not archived yet
+    await clients.stub.ArchiveClient(clients_pb2.ArchiveClientRequest(client_id=doomed.id), metadata=admin)
+    with pytest.raises(grpc.aio.AioRpcError) as misnamed:
+        await vault.stub.ShredClient(
+            vault_pb2.ShredClientRequest(client_id=doomed.id, confirm_name=name.upper()), metadata=admin
+        )
+    assert misnamed.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert sealed <= await vault_bytes(vault)  # the refusals destroyed nothing
+
+    done = await vault.stub.ShredClient(shred, metadata=admin)
+
+    assert (done.credentials, done.versions, done.data_keys) == (3, 2, 1)
+    assert not sealed & await vault_bytes(vault)
+    for table in ("credentials", "credential_versions", "client_keys", "reveals"):
+        assert await vault.sql(f"SELECT 1 FROM vault.{table} WHERE client_id = %s", uuid.UUID(doomed.id)) == []  # noqa: S608
+    for credential_id in ids:
+        with pytest.raises(grpc.aio.AioRpcError) as revealed:
+            await reveal(vault, doomed.id, credential_id)
+        assert gone(revealed.value)
+    with pytest.raises(grpc.aio.AioRpcError) as listing:
+        await listed(vault, doomed.id)
+    assert gone(listing.value)
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await vault.stub.ShredClient(shred, metadata=admin)
+    assert gone(again.value)
+    assert await reveal(vault, other_client, other) == "still-here"
+    erasure = await vault.sql(
+        "SELECT credential_id, credential_label FROM vault.outbox WHERE client_id = %s AND action = 'client_shredded'",
+        uuid.UUID(doomed.id),
+    )
+    assert erasure == [(uuid.UUID(int=0), "shredded: 3 credentials, 2 old versions, 1 data keys (generations 1)")]

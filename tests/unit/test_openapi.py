@@ -48,6 +48,7 @@ OPERATION_IDS = {
     "Vault/RevealCredentialVersion": "revealCredentialVersion",
     "Vault/RestoreCredentialVersion": "restoreCredentialVersion",
     "Vault/GetExposureReport": "getExposureReport",
+    "Vault/ShredClient": "shredClient",
     "Audit/ListEvents": "listAuditLogs",
 }
 ENUMS: dict[str, tuple[type[StrEnum], EnumDescriptor]] = {
