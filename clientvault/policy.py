@@ -1,6 +1,6 @@
 """The one role policy: which roles may call which operation. Imported by the gateway and every service.
 
-Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. The 19 public routes of the
+Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. The 25 public routes of the
 contract each map to one operation; a unit test fails if an RPC or a route lacks its entry here.
 No role check is written anywhere else.
 """
@@ -38,6 +38,7 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/ListClients": ANYONE,  # GET /clients
         "Clients/CreateClient": STAFF,  # POST /clients
         "Clients/GetClient": ANYONE,  # GET /clients/{clientId}
+        "Clients/GetClients": ANYONE,  # internal: the gateway names the clients of a report
         "Clients/UpdateClient": STAFF,  # PATCH /clients/{clientId}
         "Clients/ArchiveClient": ADMIN,  # POST /clients/{clientId}/archive
         "Clients/ListTasks": ANYONE,  # GET /clients/{clientId}/tasks

@@ -136,6 +136,7 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         client=clients_pb2.ClientFields(name=f"Matrix {uuid.uuid4()}")
     ),
     "Clients/GetClient": lambda ids: clients_pb2.GetClientRequest(client_id=ids.client_id),
+    "Clients/GetClients": lambda ids: clients_pb2.GetClientsRequest(ids=[ids.client_id]),
     "Clients/UpdateClient": lambda ids: clients_pb2.UpdateClientRequest(
         client_id=ids.client_id,
         client=clients_pb2.ClientFields(notes="changed by the role matrix"),
