@@ -21,11 +21,12 @@ from gateway.schemas import (
 )
 from gateway.strict_json import StrictJsonRoute
 
+# 410 on every route: the client was crypto-shredded (POST /clients/{clientId}/shred), its credentials are gone.
 router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"], route_class=StrictJsonRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@operation(router.get, "", "Vault/ListCredentials", errors=(403, 404))
+@operation(router.get, "", "Vault/ListCredentials", errors=(403, 404, 410))
 async def list_credentials(
     client_id: ClientId,
     call: Call,
@@ -42,7 +43,7 @@ async def list_credentials(
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
-@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 413, 422))
+@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 410, 413, 422))
 async def create_credential(client_id: ClientId, body: CredentialIn, call: Call) -> CreatedOut:
     """Store a new credential, encrypted.
 
@@ -52,7 +53,7 @@ async def create_credential(client_id: ClientId, body: CredentialIn, call: Call)
     return CreatedOut(id=reply.id)
 
 
-@operation(router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 429))
+@operation(router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 410, 429))
 async def reveal_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
     """Reveal a credential's secret.
 
@@ -77,7 +78,7 @@ def revealed(found: pb.RevealedCredential) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 413, 422))
+@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 410, 413, 422))
 async def update_credential(
     client_id: ClientId, credential_id: CredentialId, body: CredentialPatch, call: Call
 ) -> CredentialOut:
@@ -90,7 +91,7 @@ async def update_credential(
     return CredentialOut.from_proto(await call.vault.UpdateCredential(request))
 
 
-@operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404,))
+@operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404, 410))
 async def delete_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> Response:
     """Move a credential to the trash.
 
@@ -100,7 +101,7 @@ async def delete_credential(client_id: ClientId, credential_id: CredentialId, ca
     return Response(status_code=204)
 
 
-@operation(router.post, "/{credentialId}/restore", "Vault/RestoreCredential", errors=(404, 409))
+@operation(router.post, "/{credentialId}/restore", "Vault/RestoreCredential", errors=(404, 409, 410))
 async def restore_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> CredentialOut:
     """Bring a credential back from the trash.
 
@@ -110,7 +111,7 @@ async def restore_credential(client_id: ClientId, credential_id: CredentialId, c
     return CredentialOut.from_proto(await call.vault.RestoreCredential(request))
 
 
-@operation(router.get, "/{credentialId}/versions", "Vault/ListCredentialVersions", errors=(404,))
+@operation(router.get, "/{credentialId}/versions", "Vault/ListCredentialVersions", errors=(404, 410))
 async def list_credential_versions(client_id: ClientId, credential_id: CredentialId, call: Call) -> list[VersionOut]:
     """The old versions of a credential's secret, newest first (never a secret).
 
@@ -124,7 +125,7 @@ async def list_credential_versions(client_id: ClientId, credential_id: Credentia
     "/{credentialId}/versions/{version}/reveal",
     "Vault/RevealCredentialVersion",
     response_model=RevealedOut,
-    errors=(404, 422, 429),
+    errors=(404, 410, 422, 429),
 )
 async def reveal_credential_version(
     client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
@@ -138,7 +139,10 @@ async def reveal_credential_version(
 
 
 @operation(
-    router.post, "/{credentialId}/versions/{version}/restore", "Vault/RestoreCredentialVersion", errors=(404, 409, 422)
+    router.post,
+    "/{credentialId}/versions/{version}/restore",
+    "Vault/RestoreCredentialVersion",
+    errors=(404, 409, 410, 422),
 )
 async def restore_credential_version(
     client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
