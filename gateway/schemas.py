@@ -419,7 +419,11 @@ class RevealedOut(WireModel):
 
 
 class ShredIn(WireModel):
-    confirm_name: str = Field(min_length=1, max_length=500, description="The client's name, to confirm.")
+    confirm_name: Annotated[
+        str,
+        Field(min_length=1, max_length=500, description="The client's name, to confirm."),
+        AfterValidator(_storable),
+    ]
 
 
 class ShredOut(WireModel):

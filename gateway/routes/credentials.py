@@ -26,7 +26,7 @@ router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@operation(router.get, "", "Vault/ListCredentials", errors=(403, 404, 410))
+@operation(router.get, "", "Vault/ListCredentials", errors=(403, 404, 410, 422))
 async def list_credentials(
     client_id: ClientId,
     call: Call,
