@@ -71,10 +71,10 @@ credentials = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_accessed_at", DateTime(timezone=True)),
-    Column("secret_changed_at", DateTime(timezone=True), nullable=False),  # not moved by a label edit (0005)
+    Column("secret_changed_at", DateTime(timezone=True), nullable=False),  # not moved by a label edit (0006)
     Column("secret_version", Integer, nullable=False),  # the current secret's number; older ones are versions
     Column("secret_changed_by_user_id", Uuid, nullable=False),
-    Column("deleted_at", DateTime(timezone=True)),  # in the trash since (0007); purged CLIENTVAULT_TRASH_DAYS later
+    Column("deleted_at", DateTime(timezone=True)),  # in the trash since (0008); purged CLIENTVAULT_TRASH_DAYS later
     Column("deleted_by_user_id", Uuid),
     Index(None, "client_id", "key_generation"),
     Index("ix_credentials_deleted", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
@@ -82,7 +82,7 @@ credentials = Table(
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
-# The secrets a credential had before its current one, sealed as they were (migration 0006): the newest
+# The secrets a credential had before its current one, sealed as they were (migration 0007): the newest
 # CLIENTVAULT_SECRET_VERSIONS of them. Sealed with the credential's id as associated data, like the current one.
 credential_versions = Table(
     "credential_versions",
@@ -101,7 +101,7 @@ credential_versions = Table(
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
-# Who revealed which credential's current secret: the last time and how often (migration 0008), upserted by the
+# Who revealed which credential's current secret: the last time and how often (migration 0009), upserted by the
 # reveal's own statement. Old versions' reveals are not counted: they expose a secret that is no longer current.
 reveals = Table(
     "reveals",
@@ -117,7 +117,7 @@ reveals = Table(
     ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
 )
 
-# Clients crypto-shredded (migration 0009): their keys and secrets are gone; this row makes them answer 410.
+# Clients crypto-shredded (migration 0010): their keys and secrets are gone; this row makes them answer 410.
 shredded_clients = Table(
     "shredded_clients",
     metadata,

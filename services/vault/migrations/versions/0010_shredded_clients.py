@@ -1,15 +1,15 @@
 """Clients whose data keys and sealed secrets were destroyed (crypto-shred): what the vault keeps of them is
 this row, so that their credentials answer 410 Gone from then on, with the counts the erasure event names.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -3,15 +3,15 @@ the reveal's own statement. The exposure report reads it ("what did this user se
 since?"), and rotation work when a user leaves can be built on it. It goes with its credential (a purge or a
 shred deletes it).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
