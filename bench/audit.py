@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from harness import ROOT, BenchError, start_up  # run as a script, bench/ is on 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(ROOT))
-from clientvault.events import ACTIONS
+from clientvault.events import ACTIONS, EventSigner
+from ops.datadir import DataDir
 from services.audit.chain import GENESIS, Entry, link
+from services.vault.admin import OUTBOX_RETENTION
 
 RESULTS = ROOT / "bench" / "results" / "audit.json"
 USERS, CLIENTS, PER_CLIENT = 1_000, 10_000, 10
@@ -38,7 +41,8 @@ STEP = timedelta(milliseconds=10)
 GOAL_P50_MS, GOAL_INGEST = 20.0, 5_000.0
 COLUMNS = (
     "seq", "event_id", "action", "occurred_at", "user_id", "user_email", "user_full_name", "credential_id",
-    "credential_label", "client_id", "ip", "user_agent", "request_id", "prev_hash", "hash", "user_id_ordinal",
+    "credential_label", "client_id", "ip", "user_agent", "request_id", "key_id", "signature", "prev_hash", "hash",
+    "user_id_ordinal",
     "client_id_ordinal", "credential_id_ordinal", "action_ordinal",
 )  # fmt: skip
 
@@ -47,12 +51,14 @@ def ids(prefix: int, n: int) -> list[uuid.UUID]:
     return [uuid.UUID(int=(prefix << 96) | i) for i in range(n)]
 
 
-def seed(database_url: str, events: int) -> float:
+def seed(database_url: str, events: int, signer: EventSigner) -> float:
+    """Chains `events` signed entries (as the consumer would) that end before the outbox's retention: history
+    whose outbox rows are long purged, so `audit verify` finds nothing a producer did not send."""
     users, clients = ids(1, USERS), ids(2, CLIENTS)
     credentials = [(c, uuid.UUID(int=(3 << 96) | (i * PER_CLIENT + j))) for i, c in enumerate(clients)
                    for j in range(PER_CLIENT)]  # fmt: skip
     ordinals: dict[Any, int] = {}
-    start = datetime.now(UTC) - STEP * events
+    start = datetime.now(UTC) - OUTBOX_RETENTION - timedelta(days=1) - STEP * events
     started = time.monotonic()
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with (
@@ -76,10 +82,12 @@ def seed(database_url: str, events: int) -> float:
                             f"u{seq % USERS}@example.com", f"User {seq % USERS}", credential, f"cred {credential.int}",
                             client, "10.0.0.1", "bench", "r",
                         )  # fmt: skip
+                        entry = replace(entry, key_id=signer.key_id, signature=signer.signature(entry))
                         digest = link(prev, entry)
                         row: list[Any] = [seq, entry.event_id, entry.action, entry.occurred_at, user, entry.user_email,
                                           entry.user_full_name, credential, entry.credential_label, client, entry.ip,
-                                          entry.user_agent, entry.request_id, prev, digest]  # fmt: skip
+                                          entry.user_agent, entry.request_id, entry.key_id, entry.signature, prev,
+                                          digest]  # fmt: skip
                         for key in (("u", user), ("c", client), ("k", credential), ("a", entry.action)):
                             ordinals[key] = ordinals.get(key, 0) + 1
                             row.append(ordinals[key])
@@ -229,7 +237,8 @@ def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> 
             raise BenchError("no first admin printed")
         token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}).json()["accessToken"]
         database_url = up.info()["database_url"]
-        seed_s = seed(database_url, events)
+        (vault,) = [s for s in DataDir.at(work / "data").event_signers() if s.producer == "vault"]
+        seed_s = seed(database_url, events, vault)
         print(f"bench: seeded {events:,} events in {seed_s:.0f}s ({events / seed_s:,.0f}/s)", flush=True)
         measured = pages(url, token, database_url, events, requests)
         ingested = ingest(database_url, ingest_n)

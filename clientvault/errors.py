@@ -49,3 +49,8 @@ class Throttled(DomainError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = max(1, retry_after_s)
+
+
+class Misconfigured(Exception):
+    """A setting that keeps a process from starting (a required key missing or malformed); the message names the
+    setting, never its value. `serve` prints it and exits 2, like any other configuration error."""

@@ -1,26 +1,41 @@
-"""The AUDIT stream's contract, the one both sides import: its producers (today the vault's outbox relay) and its
-consumer (the audit service). No service imports another; what they share about an event lives here.
+"""The AUDIT stream's contract, the one both sides import: its producers (the vault's and auth's outbox relays,
+clientvault/outbox.py, and the audit service for reads of the log) and its consumer (the audit service). No service
+imports another; what they share about an event lives here.
 
 - Stream `AUDIT` on JetStream (file storage, subjects `audit.>`, a duplicate window of an hour, `Nats-Msg-Id`
   = event id), each event on `audit.<producer>.<action>` as a serialized `clientvault.v1.AuditEvent`.
 - The action vocabulary (`AuditAction`: the proto enum's names, lower-case; a unit test holds them together).
 - The event's fields (`FIELDS`) keep one name from the producer's table through the proto to the audit chain
-  (whose canonical encoding pins them); only the HTTP JSON nests them (`userId`, `user.email`).
-- `audit_event`, the one place an `AuditEvent` is built.
+  (whose canonical encoding pins them); only the HTTP JSON nests them (`userId`, `user.email`). An event names
+  its subject: a credential (`credential_id`, `credential_label`, `client_id`), a user (`target_user_id`,
+  `target_user_email`) or none; an id that names nothing is None (empty on the wire), `detail` is a JSON
+  object's text (what changed, which filters, why refused) or empty.
+- `audit_event`, the one place an `AuditEvent` is built; `canonical`, the one encoding of an event's facts, which
+  its producer signs and the audit chain hashes.
+- Signing: every producer signs each event with its own Ed25519 key (`EventSigner`); the consumer and
+  `audit verify` trust the public keys the operator lists per producer (`TrustedKeys`), and each producer may
+  only speak of its own actions (`PRODUCER_OF`). A key id is derived from its public key (clientvault/ed25519.py).
 """
 
 import contextlib
-from datetime import datetime
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
+from cryptography.exceptions import InvalidSignature
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 
+from clientvault import ed25519
 from clientvault.convert import enum_number, timestamp
+from clientvault.errors import Misconfigured
 from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
 
@@ -36,6 +51,22 @@ class AuditAction(StrEnum):
     CREDENTIAL_REVEAL = "credential_reveal"
     CREDENTIAL_UPDATE = "credential_update"
     CREDENTIAL_DELETE = "credential_delete"
+    REVEAL_THROTTLED = "reveal_throttled"
+    REVEAL_DENIED = "reveal_denied"
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_IN_THROTTLED = "sign_in_throttled"
+    MFA_FAILED = "mfa_failed"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105
+    SIGN_OUT = "sign_out"
+    SESSION_REVOKED = "session_revoked"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105
+    PASSWORD_RESET = "password_reset"  # noqa: S105
+    MFA_ENROLLED = "mfa_enrolled"
+    MFA_DISABLED = "mfa_disabled"
+    USER_CREATED = "user_created"
+    USER_UPDATED = "user_updated"
+    AUDIT_LOG_READ = "audit_log_read"
     CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
     CREDENTIAL_RESTORE = "credential_restore"
     CREDENTIAL_PURGE = "credential_purge"
@@ -43,6 +74,29 @@ class AuditAction(StrEnum):
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
+
+VAULT_ACTIONS = (
+    AuditAction.CREDENTIAL_CREATE,
+    AuditAction.CREDENTIAL_REVEAL,
+    AuditAction.CREDENTIAL_UPDATE,
+    AuditAction.CREDENTIAL_DELETE,
+    AuditAction.REVEAL_THROTTLED,
+    AuditAction.REVEAL_DENIED,
+    AuditAction.CREDENTIAL_VERSION_REVEAL,
+    AuditAction.CREDENTIAL_RESTORE,
+    AuditAction.CREDENTIAL_PURGE,
+    AuditAction.CLIENT_SHREDDED,
+)
+AUDIT_ACTIONS = (AuditAction.AUDIT_LOG_READ,)
+# Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
+# stolen auth key cannot make a credential reveal. A unit test holds every action to exactly one producer.
+PRODUCER_OF: dict[str, str] = {
+    action: "vault" if action in VAULT_ACTIONS else "audit" if action in AUDIT_ACTIONS else "auth"
+    for action in AuditAction
+}
+# The producers that publish through an outbox (clientvault/outbox.py), which `audit verify` compares with the
+# chain; the audit service appends its own events to the chain directly.
+OUTBOX_PRODUCERS = ("vault", "auth")
 
 # Every field of an event, in the proto's order, with the one name it has everywhere.
 FIELDS = (
@@ -58,7 +112,14 @@ FIELDS = (
     "ip",
     "user_agent",
     "request_id",
+    "target_user_id",
+    "target_user_email",
+    "detail",
 )
+
+
+# What a producer adds when it publishes (the proto's last fields; the chain stores them, the outbox does not).
+SIGNATURE_FIELDS = ("key_id", "signature")
 
 
 class AuditFacts(Protocol):
@@ -71,23 +132,33 @@ class AuditFacts(Protocol):
     @property
     def occurred_at(self) -> datetime: ...
     @property
-    def user_id(self) -> UUID: ...
+    def user_id(self) -> UUID | None: ...
     @property
     def user_email(self) -> str: ...
     @property
     def user_full_name(self) -> str: ...
     @property
-    def credential_id(self) -> UUID: ...
+    def credential_id(self) -> UUID | None: ...
     @property
     def credential_label(self) -> str: ...
     @property
-    def client_id(self) -> UUID: ...
+    def client_id(self) -> UUID | None: ...
     @property
     def ip(self) -> str: ...
     @property
     def user_agent(self) -> str: ...
     @property
     def request_id(self) -> str: ...
+    @property
+    def target_user_id(self) -> UUID | None: ...
+    @property
+    def target_user_email(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
+def _id(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def audit_event(facts: AuditFacts) -> pb.AuditEvent:
@@ -96,21 +167,182 @@ def audit_event(facts: AuditFacts) -> pb.AuditEvent:
         event_id=str(facts.event_id),
         action=enum_number(pb.AuditAction.DESCRIPTOR, facts.action),
         occurred_at=timestamp(facts.occurred_at),
-        user_id=str(facts.user_id),
+        user_id=_id(facts.user_id) or "",
         user_email=facts.user_email,
         user_full_name=facts.user_full_name,
-        credential_id=str(facts.credential_id),
+        credential_id=_id(facts.credential_id) or "",
         credential_label=facts.credential_label,
-        client_id=str(facts.client_id),
+        client_id=_id(facts.client_id) or "",
         ip=facts.ip,
         user_agent=facts.user_agent,
         request_id=facts.request_id,
+        target_user_id=_id(facts.target_user_id) or "",
+        target_user_email=facts.target_user_email,
+        detail=facts.detail,
     )
+
+
+def detail_text(facts: Mapping[str, object] | None) -> str:
+    """An event's `detail` as its producer writes it: a JSON object's text, sorted keys, no whitespace ('' when
+    there is nothing to say). Never a secret."""
+    return json.dumps(dict(facts), sort_keys=True, separators=(",", ":"), default=str) if facts else ""
+
+
+# Versions of `canonical`: 1, the unsigned events chained before signing; 2, signed (the key id is encoded);
+# 3, signed, for an event that uses what version 2 cannot say (a subject user, a detail, an absent id).
+UNSIGNED_VERSION = 1
+SIGNED_VERSION = 2
+SUBJECT_VERSION = 3
+
+
+def needs_subject_version(facts: AuditFacts) -> bool:
+    """Whether an event can only be encoded by version 3. A credential event without the new fields stays version 2,
+    so the vault's events keep the bytes they always had; the choice is the facts', so a signature pins it."""
+    return (
+        facts.target_user_id is not None
+        or bool(facts.target_user_email)
+        or bool(facts.detail)
+        or facts.user_id is None
+        or facts.credential_id is None
+        or facts.client_id is None
+    )
+
+
+def canonical(facts: AuditFacts, key_id: str | None = None) -> bytes:
+    """The stored format of an event's facts, the bytes its producer signs and the chain hashes: JSON with sorted
+    keys, no whitespace, UTF-8, ids as lowercase hyphenated UUIDs, `occurred_at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+    (UTC, microseconds: what PostgreSQL keeps), `"v"` the version and, when signed, `"key_id"`; version 3 adds
+    `target_user_id`, `target_user_email` and `detail`, and writes an absent id as null. Changing it is a new
+    version: entries already stored keep verifying by theirs."""
+    fields: dict[str, object] = {  # spelled out, not dataclasses.asdict (a deep copy): verify runs it per entry
+        "action": facts.action,
+        "client_id": _id(facts.client_id),
+        "credential_id": _id(facts.credential_id),
+        "credential_label": facts.credential_label,
+        "event_id": str(facts.event_id),
+        "ip": facts.ip,
+        "occurred_at": facts.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "request_id": facts.request_id,
+        "user_agent": facts.user_agent,
+        "user_email": facts.user_email,
+        "user_full_name": facts.user_full_name,
+        "user_id": _id(facts.user_id),
+        "v": UNSIGNED_VERSION,
+    }
+    if key_id is not None:
+        fields |= {"key_id": key_id, "v": SIGNED_VERSION}
+        if needs_subject_version(facts):
+            fields |= {
+                "detail": facts.detail,
+                "target_user_email": facts.target_user_email,
+                "target_user_id": _id(facts.target_user_id),
+                "v": SUBJECT_VERSION,
+            }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class EventSigner:
+    """A producer's signing key (`CLIENTVAULT_EVENT_SIGNING_KEY`, held by that producer alone)."""
+
+    def __init__(self, producer: str, private_key: ed25519.Ed25519PrivateKey) -> None:
+        self.producer = producer
+        self._key = private_key
+        self.key_id = ed25519.key_id(private_key.public_key())
+
+    @classmethod
+    def from_setting(cls, producer: str, setting: SecretStr | None) -> "EventSigner":
+        """Misconfigured when the setting holds no key (a producer never publishes unsigned)."""
+        encoded = setting.get_secret_value() if setting is not None else ""
+        if not encoded:
+            raise Misconfigured(
+                "CLIENTVAULT_EVENT_SIGNING_KEY is not set: every audit event is signed by its producer "
+                "(base64 of a 32-byte Ed25519 private key, e.g. 32 random bytes)"
+            )
+        try:
+            return cls(producer, ed25519.private_key(encoded, "CLIENTVAULT_EVENT_SIGNING_KEY"))
+        except ValueError as error:
+            raise Misconfigured(str(error)) from None
+
+    def signature(self, facts: AuditFacts) -> bytes:
+        return self._key.sign(canonical(facts, self.key_id))
+
+    def event(self, facts: AuditFacts) -> pb.AuditEvent:
+        """The signed wire form of an event."""
+        event = audit_event(facts)
+        event.key_id = self.key_id
+        event.signature = self.signature(facts)
+        return event
+
+    @property
+    def trusted_entry(self) -> str:
+        """How the consumer's `CLIENTVAULT_EVENT_PUBLIC_KEYS` names this key: `producer:base64`."""
+        return f"{self.producer}:{ed25519.encode_public(self._key.public_key())}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    producer: str
+    public_key: ed25519.Ed25519PublicKey
+
+
+class TrustedKeys:
+    """The producers' public keys the operator trusts (`CLIENTVAULT_EVENT_PUBLIC_KEYS`: `producer:base64`,
+    comma-separated; retired keys stay listed while entries they signed are kept), by key id."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.by_id: dict[str, TrustedKey] = {}
+        for entry in entries:
+            producer, _, encoded = entry.partition(":")
+            if producer not in PRODUCER_OF.values():
+                raise ValueError(
+                    f"CLIENTVAULT_EVENT_PUBLIC_KEYS: {producer!r} is no audit producer "
+                    f"(entries are producer:base64, producers {sorted(set(PRODUCER_OF.values()))})"
+                )
+            key = ed25519.public_key(encoded, f"CLIENTVAULT_EVENT_PUBLIC_KEYS ({producer})")
+            self.by_id[ed25519.key_id(key)] = TrustedKey(producer, key)
+
+    @classmethod
+    def from_setting(cls, entries: Iterable[str]) -> "TrustedKeys":
+        """Misconfigured when the setting is empty or names no key: the audit service would park every event."""
+        try:
+            keys = cls(entries)
+        except ValueError as error:
+            raise Misconfigured(str(error)) from None
+        if not keys.by_id:
+            raise Misconfigured(
+                "CLIENTVAULT_EVENT_PUBLIC_KEYS is not set: list each audit producer's public key as producer:base64 "
+                "(`clientvault event-key public` prints it), or every event would be refused"
+            )
+        return keys
+
+    def problem(self, facts: AuditFacts, key_id: str, signature: bytes, producer: str | None = None) -> str | None:
+        """Why an event's signature does not prove it (None: it does). `producer`: whom the event claims to come
+        from (its subject), when known."""
+        if not key_id or not signature:
+            return "unsigned"
+        trusted = self.by_id.get(key_id)
+        if trusted is None:
+            return f"signed by unknown key {key_id}"
+        if producer is not None and producer != trusted.producer:
+            return f"published as {producer} but signed by {trusted.producer}'s key {key_id}"
+        if PRODUCER_OF.get(facts.action) != trusted.producer:
+            return f"{trusted.producer} may not sign {facts.action} events"
+        try:
+            trusted.public_key.verify(signature, canonical(facts, key_id))
+        except InvalidSignature:
+            return f"signature does not verify with key {key_id}"
+        return None
 
 
 def subject(producer: str, action: str) -> str:
     """`audit.vault.credential_reveal`: where a producer publishes an event."""
     return f"audit.{producer}.{action}"
+
+
+def producer_of_subject(name: str) -> str | None:
+    """The producer a subject names (`audit.vault.…` → vault); None when it is no audit subject."""
+    parts = name.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "audit" else None
 
 
 async def connect(nats_url: str) -> NATS:

@@ -10,7 +10,7 @@ process can read another's deliveries or learn the audit consumer's reply inbox.
   ordered consumer on it created by the nameless request (the server names it; a request naming an existing
   consumer is refused, so no one can take over another's watcher), that consumer's info, and the answers to
   its flow-control requests; never delete, update, pause or list a consumer;
-- auth also puts revocations (`$KV.<bucket>.>`);
+- auth also puts revocations (`$KV.<bucket>.>`) and publishes its audit events (`audit.auth.>`);
 - the vault publishes its audit events (`audit.vault.>`), nothing else on the `AUDIT` stream, and reads the
   audit consumer's info (its lag, for the vault's metrics: services/vault/backlog.py);
 - the audit service alone creates (if missing), inspects, pulls from and acknowledges its durable consumer;
@@ -59,7 +59,7 @@ def _allowed(user: str, *publish: str) -> Permissions:
 
 PERMISSIONS: dict[str, Permissions] = {
     "gateway": _allowed("gateway"),
-    "auth": _allowed("auth", f"$KV.{BUCKET}.>"),
+    "auth": _allowed("auth", f"$KV.{BUCKET}.>", events.subject("auth", ">")),
     "clients": _allowed("clients"),
     "vault": _allowed("vault", events.subject("vault", ">"), f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}"),
     "audit": _allowed(

@@ -63,6 +63,11 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
     }
 )
 
+# Operations whose refusal the service records (a denied reveal is audited by the vault, clientvault/rpc.py
+# `on_forbidden`): the gateway passes a refused caller's call on instead of refusing it itself, and the service
+# refuses it, with the same 403.
+REFUSED_BY_SERVICE: Final = frozenset({"Vault/RevealCredential"})
+
 # Sign-out stays idempotent: a validly signed, unexpired token of an already revoked session is accepted.
 ACCEPTS_REVOKED_TOKEN: Final = frozenset({"Auth/SignOut"})
 

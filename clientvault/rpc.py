@@ -8,7 +8,7 @@ and checked against the policy table, and a `DomainError` becomes a gRPC status.
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -60,6 +60,11 @@ SERVER_OPTIONS = [
 ]
 
 
+# What a service does, besides refusing, when the policy refuses a verified caller an operation (the vault records
+# a denied reveal): called with the caller, the request message and its context; a failure is logged, the refusal
+# stands.
+OnForbidden = Callable[[Caller, Any, RequestContext], Awaitable[None]]
+
 _caller: ContextVar[Caller | None] = ContextVar("caller", default=None)
 _onward: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("onward", default=())
 _request: ContextVar[RequestContext | None] = ContextVar("request", default=None)
@@ -108,9 +113,12 @@ def _status_of(error: errors.DomainError) -> grpc.StatusCode:
 
 
 class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, verifier: TokenVerifier, context: ContextCheck) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, context: ContextCheck, on_forbidden: Mapping[str, OnForbidden] | None = None
+    ) -> None:
         self._verifier = verifier
         self._context = context
+        self._on_forbidden = on_forbidden or {}
         self._guarded: dict[str, Any] = {}  # method -> wrapped handler, built once per method
 
     async def intercept_service(
@@ -156,7 +164,7 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                _caller.set(await self._authorize(operation, metadata.get("authorization")))
+                _caller.set(await self._authorize(operation, metadata.get("authorization"), request, meta))
                 return await inner(request, context)
             except errors.DomainError as error:
                 refusal: errors.DomainError = error
@@ -185,13 +193,21 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             response_serializer=handler.response_serializer,
         )
 
-    async def _authorize(self, operation: str, authorization: str | None) -> Caller | None:
+    async def _authorize(
+        self, operation: str, authorization: str | None, request: Any, meta: RequestContext
+    ) -> Caller | None:
         if policy.is_public(operation):
             return None
         caller = await self._verifier.verify(
             bearer_token(authorization), accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN
         )
         if not policy.allows(operation, caller.role):
+            on_forbidden = self._on_forbidden.get(operation)
+            if on_forbidden is not None:
+                try:
+                    await on_forbidden(caller, request, meta)
+                except Exception:
+                    log.exception("rpc.refusal_not_recorded")
             raise errors.Forbidden("your role does not allow this operation")
         return caller
 
@@ -210,10 +226,11 @@ async def serve(
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     background: Sequence[Awaitable[None]] = (),
+    on_forbidden: Mapping[str, OnForbidden] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the standard health service and, when enabled, reflection."""
     server = grpc.aio.server(
-        interceptors=[Edge(verifier, context)],
+        interceptors=[Edge(verifier, context, on_forbidden)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )

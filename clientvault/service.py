@@ -11,7 +11,7 @@ order however the process ends. Each service's `main()` says only what differs:
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -76,9 +76,11 @@ class Service:
         servicer: object,
         service: ServiceDescriptor,
         *alongside: Awaitable[None],
+        on_forbidden: Mapping[str, rpc.OnForbidden] | None = None,
     ) -> None:
         """Serves `servicer` (registered by its generated `add_…_to_server`) at the service's own address until
-        SIGTERM/SIGINT, with the deny list following NATS and the `alongside` jobs running meanwhile."""
+        SIGTERM/SIGINT, with the deny list following NATS and the `alongside` jobs running meanwhile.
+        `on_forbidden`: what to do, besides refusing, when the policy refuses an operation (clientvault/rpc.py)."""
         verifier, denylist = self._verifier or verifier_for(self.settings, self.channel("auth"))
         context_key = key_from(self.settings.context_verify_key, "CLIENTVAULT_CONTEXT_VERIFY_KEY")
         if context_key is None:
@@ -95,4 +97,5 @@ class Service:
             register=lambda server: add(servicer, server),
             service_names=[service.full_name],
             background=[denylist.run(self.settings.require_nats_url()), *alongside],
+            on_forbidden=on_forbidden,
         )

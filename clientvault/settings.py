@@ -152,7 +152,22 @@ class Settings(BaseSettings):
         return self.nats_url
 
 
-class AuthSettings(Settings):
+class EventSigning(Settings):
+    """A producer of audit events (clientvault/events.py): its own signing key."""
+
+    # Signs every audit event the process produces (base64 of a 32-byte Ed25519 private key; that producer alone
+    # holds it).
+    event_signing_key: SecretStr | None = None
+
+
+class Producer(EventSigning):
+    """A producer that publishes through its outbox (clientvault/outbox.py)."""
+
+    outbox_batch: int = Field(200, ge=1, le=1000)
+    outbox_sweep_s: float = Field(1.0, gt=0, le=60)
+
+
+class AuthSettings(Producer):
     token_signing_key: SecretStr | None = None  # base64 of a 32-byte Ed25519 private key (seed)
     token_key_id: str = "k1"
     # Retired keys' public halves, "kid:base64,…": published until the tokens they signed have expired.
@@ -177,7 +192,7 @@ class GatewaySettings(Settings):
     context_key: SecretStr | None = None
 
 
-class VaultSettings(Settings):
+class VaultSettings(Producer):
     """The vault's key provider and outbox relay. See README.md ("Vault") for the keyring format."""
 
     key_provider: Literal["env", "transit"] = "env"
@@ -189,8 +204,6 @@ class VaultSettings(Settings):
     transit_mount: str = "transit"
     transit_key: str = "clientvault"
     dek_cache_ttl_s: float = Field(300.0, ge=0, le=3600)  # unwrapped data keys kept in memory; 0: none
-    outbox_batch: int = Field(200, ge=1, le=1000)
-    outbox_sweep_s: float = Field(1.0, gt=0, le=60)
     # Reveal rate limits (services/vault/limits.py): attempts per user / per client IP in a fixed window; 0: off.
     reveal_user_max: int = Field(30, ge=0)
     reveal_ip_max: int = Field(120, ge=0)
@@ -202,7 +215,19 @@ class VaultSettings(Settings):
     trash_purge_interval_s: float = Field(3600.0, gt=0, le=86_400)
 
 
-class AuditSettings(Settings):
-    """The audit service's consumer. See README.md ("Audit")."""
+class AuditSettings(EventSigning):
+    """The audit service's consumer, and the producer of `audit_log_read` events (signed with
+    `event_signing_key`). See README.md ("Audit")."""
 
     audit_batch: int = Field(500, ge=1, le=5000)  # messages fetched, stored in one transaction and acked
+    # The producers' event-signing public keys, "producer:base64,…" (retired keys stay while their entries do).
+    event_public_keys: CommaSeparated = []
+
+
+class OperatorSettings(AuditSettings):
+    """What the operator commands (`clientvault audit …`) read besides the data dir: the producers' event keys to
+    verify with (`event_public_keys`), and the audit checkpoint key that signs heads (the CronJob's alone)."""
+
+    audit_checkpoint_key: SecretStr | None = None  # base64 of a 32-byte Ed25519 private key
+    # Public halves of the checkpoint keys whose checkpoints `audit verify --checkpoints` trusts, "base64,…".
+    audit_checkpoint_public_keys: CommaSeparated = []

@@ -4,6 +4,7 @@ Every property has a type in the OpenAPI document (a client generated from it is
 enum is one named schema (`Role`, `ClientStatus`, `TaskStatus`, `TaskPriority`, `AuditAction`).
 """
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -28,6 +30,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from clientvault import fields
 from clientvault.convert import enum_name, enum_number, from_timestamp
+from clientvault.events import AuditAction as AuditAction  # one named schema, the kit's vocabulary
 from clientvault.ids import canonical_id
 from clientvault.policy import Role
 from clientvault.v1 import auth_pb2, clients_pb2, events_pb2, vault_pb2
@@ -478,17 +481,6 @@ class ExposurePage(Page[ExposedOut]):
 # --- audit log ----------------------------------------------------------------------------------------
 
 
-class AuditAction(StrEnum):
-    CREDENTIAL_CREATE = "credential_create"
-    CREDENTIAL_REVEAL = "credential_reveal"
-    CREDENTIAL_UPDATE = "credential_update"
-    CREDENTIAL_DELETE = "credential_delete"
-    CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
-    CREDENTIAL_RESTORE = "credential_restore"
-    CREDENTIAL_PURGE = "credential_purge"
-    CLIENT_SHREDDED = "client_shredded"
-
-
 class AuditUserOut(WireModel):
     full_name: str
     email: str
@@ -499,19 +491,46 @@ class AuditCredentialOut(WireModel):
     client_id: str
 
 
+class AuditTargetUserOut(WireModel):
+    id: str
+    email: str
+
+
+OPTIONAL_AUDIT_FIELDS = ("targetUser", "target_user", "detail")
+
+
 class AuditEntryOut(WireModel):
-    """One audited event; the user and the credential as they were when it happened."""
+    """One audited event; the actor and the subject (a credential, a user) as they were when it happened.
+    `credentialId`, `credential` and `clientId` are null for an event that is not about a credential (`clientId`
+    alone is set for one about a client); `userId` is null when no signed-in user acted (a failed sign-in:
+    `user.email` is the email as typed; an operator's command). `targetUser` (the user acted on) and `detail`
+    appear only on events that have them."""
 
     id: str
     action: AuditAction
     occurred_at: DateTime
-    user_id: str
+    user_id: str | None
     user: AuditUserOut
-    credential_id: str
-    credential: AuditCredentialOut
-    client_id: str
+    credential_id: str | None
+    credential: AuditCredentialOut | None
+    client_id: str | None
     ip: str
     user_agent: str
+    # Only on events that have them: a credential event keeps the shape it always had.
+    target_user: AuditTargetUserOut | None = None
+    detail: dict[str, Any] | None = Field(
+        None, description="What else the producer recorded: what changed, the filters of a read, why refused."
+    )
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=False)
+
+    @model_serializer(mode="wrap")
+    def _only_present_extras(self, serialize):  # type: ignore[no-untyped-def]  # unannotated: the model's schema
+        answer = serialize(self)
+        for name in OPTIONAL_AUDIT_FIELDS:
+            if answer.get(name, False) is None:
+                del answer[name]
+        return answer
 
     @classmethod
     def from_proto(cls, event: events_pb2.AuditEvent) -> "AuditEntryOut":
@@ -519,11 +538,17 @@ class AuditEntryOut(WireModel):
             id=event.event_id,
             action=enum_name(events_pb2.AuditAction.DESCRIPTOR, event.action),
             occurred_at=from_timestamp(event.occurred_at),
-            user_id=event.user_id,
+            user_id=event.user_id or None,
             user=AuditUserOut(full_name=event.user_full_name, email=event.user_email),
-            credential_id=event.credential_id,
-            credential=AuditCredentialOut(label=event.credential_label, client_id=event.client_id),
-            client_id=event.client_id,
+            credential_id=event.credential_id or None,
+            credential=AuditCredentialOut(label=event.credential_label, client_id=event.client_id)
+            if event.credential_id
+            else None,
+            client_id=event.client_id or None,
+            target_user=AuditTargetUserOut(id=event.target_user_id, email=event.target_user_email)
+            if event.target_user_id or event.target_user_email
+            else None,
+            detail=json.loads(event.detail) if event.detail else None,
             ip=event.ip,
             user_agent=event.user_agent,
         )

@@ -25,6 +25,8 @@ from ops.registry import BY_NAME
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from clientvault.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from clientvault.events import TrustedKeys
     from clientvault.settings import VaultSettings
     from ops import audit_report
 
@@ -431,6 +433,75 @@ def vault_rotate_key(
     )
 
 
+def _audit_keys(data_dir: Path) -> "tuple[TrustedKeys, list[Ed25519PublicKey]]":
+    """The producers' event keys and the checkpoint public keys to verify with: from the environment
+    (CLIENTVAULT_EVENT_PUBLIC_KEYS, CLIENTVAULT_AUDIT_CHECKPOINT_PUBLIC_KEYS), else those of `up`'s data dir."""
+    from clientvault import ed25519
+    from clientvault.events import TrustedKeys
+    from clientvault.settings import OperatorSettings
+    from ops.datadir import DataDir
+
+    settings = _settings(OperatorSettings)
+    has_data_dir = (data_dir / "secrets.json").exists()
+    event_keys = settings.event_public_keys
+    if not event_keys and has_data_dir:
+        event_keys = [signer.trusted_entry for signer in DataDir.at(data_dir).event_signers()]
+    if not event_keys:
+        message = "set CLIENTVAULT_EVENT_PUBLIC_KEYS (producer:base64,…): signatures cannot be checked without them"
+        raise fail(message, Code.USAGE)
+    try:
+        checkpoint_keys = [
+            ed25519.public_key(key, "CLIENTVAULT_AUDIT_CHECKPOINT_PUBLIC_KEYS")
+            for key in settings.audit_checkpoint_public_keys
+        ]
+        if not checkpoint_keys and has_data_dir:
+            checkpoint_keys = [_checkpoint_key(data_dir).public_key()]
+        return TrustedKeys(event_keys), checkpoint_keys
+    except ValueError as error:
+        raise fail(str(error), Code.USAGE) from None
+
+
+def _checkpoint_key(data_dir: Path) -> "Ed25519PrivateKey":
+    """The key that signs checkpoints: CLIENTVAULT_AUDIT_CHECKPOINT_KEY, else the data dir's."""
+    from clientvault import ed25519
+    from clientvault.settings import OperatorSettings
+    from ops.datadir import DataDir
+
+    key = _settings(OperatorSettings).audit_checkpoint_key
+    if key is not None:
+        encoded, where = key.get_secret_value(), "CLIENTVAULT_AUDIT_CHECKPOINT_KEY"
+    elif (data_dir / "secrets.json").exists():
+        encoded, where = DataDir.at(data_dir).secrets()["audit_checkpoint_key"], "the data dir's audit_checkpoint_key"
+    else:
+        raise fail("set CLIENTVAULT_AUDIT_CHECKPOINT_KEY (base64 of a 32-byte Ed25519 private key)", Code.USAGE)
+    try:
+        return ed25519.private_key(encoded, where)
+    except ValueError as error:
+        raise fail(str(error), Code.USAGE) from None
+
+
+def _audit_report(
+    data_dir: Path, target: "Target", heads: list[tuple[int, bytes]], checkpoints: Path | None
+) -> "audit_report.AuditReport":
+    from ops import audit_report
+
+    keys, checkpoint_keys = _audit_keys(data_dir)
+    if checkpoints is not None and checkpoints.exists() and not checkpoint_keys:
+        raise fail("set CLIENTVAULT_AUDIT_CHECKPOINT_PUBLIC_KEYS: checkpoints cannot be checked without it", Code.USAGE)
+    anchored, checkpoint_problem = audit_report.checkpointed_heads(checkpoints, checkpoint_keys)
+    with _progress() as bar:
+        task = bar.add_task("verifying the audit chain", total=None)
+        return target.run(
+            audit_report.check(
+                target.database_url,
+                keys,
+                lambda done, total: bar.update(task, completed=done, total=total),
+                heads + anchored,
+                checkpoint_problem,
+            )
+        )
+
+
 @audit_app.command("verify")
 def audit_verify(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -440,22 +511,20 @@ def audit_verify(
             help="SEQ:HASH printed by an earlier verify and kept outside the database: check it is still there."
         ),
     ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint file or directory (`audit checkpoint`): every head in it must still be there."),
+    ] = None,
     output: OutputOption = Output.TEXT,
 ) -> None:
-    """Walk the audit chain and recompute every hash; name the first entry changed, removed or reordered.
-    Also check that every event the vault sent is in the log, and that an earlier head is still in the chain.
-    Exit 1 when any check fails."""
-    from ops import audit_report
-
-    expected = _head(expect_head) if expect_head else None
-    target = _system(data_dir)
-    with _progress() as bar:
-        task = bar.add_task("verifying the audit chain", total=None)
-        report = target.run(
-            audit_report.check(
-                target.database_url, lambda done, total: bar.update(task, completed=done, total=total), expected
-            )
-        )
+    """Walk the audit chain: recompute every hash and check every producer's signature; name the first entry
+    changed, removed, reordered or forged. Also check that every event the producers (vault, auth) sent is in the log
+    and every recent entry was sent by a producer (the audit service's own read entries are proved by signature),
+    and that earlier heads (--expect-head, --checkpoints) are still there. Exit 1 when any check fails."""
+    heads = [_head(expect_head)] if expect_head else []
+    if checkpoints is not None and not checkpoints.exists():
+        raise fail(f"{checkpoints}: no such file or directory", Code.USAGE)
+    report = _audit_report(data_dir, _system(data_dir), heads, checkpoints)
     if output is Output.JSON:
         _print_json(report.as_json())
     else:
@@ -465,26 +534,125 @@ def audit_verify(
 
 
 def _print_audit_report(report: "audit_report.AuditReport") -> None:
-    found = report.verified
-    if found.broken is not None:
-        broken = found.broken
-        which = f"entry {broken.seq}" + (f" (event {broken.event_id})" if broken.event_id else "")
-        typer.echo(f"audit chain broken: {which} was {broken.kind}: {broken.detail}", err=True)
-        typer.echo(f"the {found.count} entries before it verify", err=True)
-    if report.head_problem is not None:
-        typer.echo(f"audit chain broken: {report.head_problem}", err=True)
-    if report.unrecorded:
-        first = report.unrecorded[0]
-        typer.echo(
-            f"audit log incomplete: {len(report.unrecorded)} events the vault sent are not in it "
-            f"(first: event {first.event_id}, sent {first.sent_at:%Y-%m-%d %H:%M:%S%z})",
-            err=True,
-        )
+    for problem in report.problems:
+        typer.echo(problem, err=True)
     if not report.ok:
         return
-    if report.unrecorded is None:
-        typer.echo("(the vault's outbox is not readable with this database role: sent events not compared)")
+    if not report.gaps.compared:
+        typer.echo("(the producers' outboxes are not readable with this database role: sent events not compared)")
+    found = report.verified
     typer.echo(f"audit chain verified: {found.count} entries, head {found.head_seq} hash {found.head_hash.hex()}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    to: Annotated[
+        Path,
+        typer.Option(
+            "--to",
+            help="A directory (a new file per checkpoint, never rewritten) or a file (a line appended), outside the"
+            " database and ideally write-once.",
+        ),
+    ],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Verify the chain (and the checkpoints already at --to), then sign its head with the audit checkpoint key and
+    add it to --to, so that a later `audit verify --checkpoints` catches removed or rewritten entries."""
+    from ops import checkpoints as anchored
+    from services.audit import admin
+
+    key = _checkpoint_key(data_dir)
+    target = _system(data_dir)
+    report = _audit_report(data_dir, target, [], to)
+    if not report.ok:
+        _print_audit_report(report)
+        raise fail("no checkpoint written: the chain does not verify")
+    seq, digest = target.run(admin.head(target.database_url))
+    if seq < report.verified.head_seq:
+        raise fail("the chain is shorter than it was a moment ago: entries were removed")
+    # Entries appended since the walk are anchored unverified: the next checkpoint's verify walks them.
+    written = anchored.write(anchored.sign(seq, digest, key), to)
+    typer.echo(f"checkpoint: head {seq} hash {digest.hex()} added to {written}")
+
+
+@app.command("backup")
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="A new (or empty) directory for the backup.")],
+    include_secrets: Annotated[
+        bool,
+        typer.Option(help="Also copy the data dir's secrets.json (the KEK among them) into the backup: keep it apart."),
+    ] = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Back up the running system: its database and roles, and a signed checkpoint of the audit chain's head
+    (restore with `clientvault restore`; see README, "Backup and restore")."""
+    from ops import backup as backups
+    from ops.datadir import DataDir
+    from services.audit import admin
+
+    target = _system(data_dir)
+    if include_secrets and not (data_dir / "secrets.json").exists():
+        raise fail(f"{data_dir} has no secrets.json to include", Code.USAGE)
+    secrets = DataDir.at(data_dir).secrets() if include_secrets else None
+    key = _checkpoint_key(data_dir)
+    try:
+        made = backups.create(
+            target.database_url,
+            out,
+            head=target.run(admin.head(target.database_url)),
+            checkpoint_key=key,
+            secrets=secrets,
+            step=lambda what: typer.echo(f"backing up: {what}", err=True),
+        )
+    except backups.BackupError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"backup written to {made.path} (audit head {made.head_seq}, {len(made.files)} files)")
+    if secrets is None:
+        typer.echo("it holds no secrets: keep the data dir's secrets.json apart, restore needs it (--secrets)")
+
+
+@app.command("restore")
+def restore(
+    source: Annotated[Path, typer.Option("--from", help="A directory written by `clientvault backup`.")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A new data dir to restore into.")],
+    secrets: Annotated[
+        Path | None, typer.Option(help="The secrets.json kept apart (when the backup holds none).")
+    ] = None,
+) -> None:
+    """Restore a backup into a new data dir; then start it with `clientvault up --data-dir …` and check it with
+    `clientvault audit verify --checkpoints <data dir>/checkpoints`."""
+    from ops import backup as backups
+
+    try:
+        kept = asyncio.run(
+            backups.restore(source, data_dir, secrets, lambda what: typer.echo(f"restoring: {what}", err=True))
+        )
+    except backups.BackupError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"restored into {data_dir.resolve()}: start it with `clientvault up --data-dir {data_dir}`, then")
+    typer.echo(f"check the audit chain against the backup's head: `clientvault audit verify --checkpoints {kept}`")
+
+
+@app.command("public-key")
+def public_key(
+    producer: Annotated[
+        str | None, typer.Option(help="Print it as CLIENTVAULT_EVENT_PUBLIC_KEYS lists a producer's key.")
+    ] = None,
+) -> None:
+    """Print the public half (base64) of an Ed25519 private key read from stdin: an event signing key
+    (with --producer) for CLIENTVAULT_EVENT_PUBLIC_KEYS, or a checkpoint key for
+    CLIENTVAULT_AUDIT_CHECKPOINT_PUBLIC_KEYS."""
+    from clientvault import ed25519
+    from clientvault.events import PRODUCER_OF
+
+    producers = sorted(set(PRODUCER_OF.values()))
+    if producer is not None and producer not in producers:
+        raise fail(f"{producer} is no audit producer (producers: {', '.join(producers)})", Code.USAGE)
+    try:
+        public = ed25519.encode_public(ed25519.private_key(sys.stdin.read(), "the key on stdin").public_key())
+    except ValueError as error:
+        raise fail(str(error), Code.USAGE) from None
+    typer.echo(f"{producer}:{public}" if producer else public)
 
 
 def _head(value: str) -> tuple[int, bytes]:

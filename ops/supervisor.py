@@ -170,6 +170,21 @@ async def _wait_until(check: Any, what: str, supervisor: Supervisor, name: str) 
     raise RuntimeError(f"{what} did not become ready in {START_TIMEOUT_S:.0f}s (see {supervisor.data.log(name)})")
 
 
+DATABASE = "clientvault"
+
+
+async def start_embedded_postgres(supervisor: Supervisor, password: str) -> str:
+    """Starts the data dir's embedded PostgreSQL (initdb on first use) under the supervisor and makes sure the
+    `clientvault` database exists; the superuser's URL of that database."""
+    pg_port = free_port()
+    await asyncio.to_thread(embedded.init_postgres, supervisor.data, password)
+    await supervisor.start(Child("postgres", embedded.postgres_command(supervisor.data, pg_port), signal.SIGINT))
+    admin_url = f"postgresql://postgres:{password}@127.0.0.1:{pg_port}/postgres"
+    await _wait_until(lambda: _postgres_ready(admin_url), "PostgreSQL", supervisor, "postgres")
+    await _ensure_database(admin_url, DATABASE)
+    return admin_url.rsplit("/", 1)[0] + "/" + DATABASE
+
+
 async def _postgres_ready(url: str) -> bool:
     import psycopg
 
@@ -323,13 +338,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     database_url = given.database_url
     embedded_postgres = not database_url
     if not database_url:
-        pg_port = free_port()
-        await asyncio.to_thread(embedded.init_postgres, data, keys["postgres_password"])
-        await supervisor.start(Child("postgres", embedded.postgres_command(data, pg_port), signal.SIGINT))
-        admin_url = f"postgresql://postgres:{keys['postgres_password']}@127.0.0.1:{pg_port}/postgres"
-        await _wait_until(lambda: _postgres_ready(admin_url), "PostgreSQL", supervisor, "postgres")
-        await _ensure_database(admin_url, "clientvault")
-        database_url = admin_url.rsplit("/", 1)[0] + "/clientvault"
+        database_url = await start_embedded_postgres(supervisor, keys["postgres_password"])
     nats_url = given.nats_url
     nats_urls: dict[str, str] = {}  # per process; with an external NATS_URL every process uses that one
     if not nats_url:
@@ -370,6 +379,9 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     own_signing_key = AuthSettings().token_signing_key is not None
     exported_context_key = GatewaySettings().context_key  # exported, or as a *_FILE
     context_key = exported_context_key.get_secret_value() if exported_context_key else keys["context_key"]
+    # Each producer signs audit events with its own key; the audit service trusts exactly their public halves.
+    signers = {signer.producer: signer for signer in data.event_signers()}
+    trusted_events = ",".join(signer.trusted_entry for signer in signers.values())
     for process in (*SERVICES, GATEWAY):  # the gateway starts alongside: its /readyz waits for the services
         name = process.name
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url), CLIENTVAULT_METRICS_PORT=str(metrics_ports[name]))
@@ -381,6 +393,10 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env[CONTEXT_KEY] = context_key
         else:  # only its own key: it cannot vouch for calls to another service
             child_env[CONTEXT_VERIFY_KEY] = service_key_setting(base64.b64decode(context_key), name)
+        if name in signers:
+            child_env["CLIENTVAULT_EVENT_SIGNING_KEY"] = keys[f"{name}_event_signing_key"]
+        if name == "audit":
+            child_env["CLIENTVAULT_EVENT_PUBLIC_KEYS"] = trusted_events
         if name in service_urls:
             child_env["DATABASE_URL"] = service_urls[name]
         # What `up` sets here it read from the environment or a *_FILE already: the file is not given twice.

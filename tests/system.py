@@ -251,10 +251,12 @@ class Api:
 
 async def create_account(db: Database, account: Account) -> None:
     """A user who can sign in, made with the auth service's own code (validation, argon2id) in its database."""
+    from clientvault.context import NO_REQUEST
+    from services.auth.security_events import OPERATOR
     from services.auth.users import create_user
 
     await create_user(db, email=account.email, full_name=f"Test {account.role}", role=account.role,
-                      password=account.password)  # fmt: skip
+                      password=account.password, actor=OPERATOR, context=NO_REQUEST)  # fmt: skip
 
 
 async def new_task(api: Api, session: Session, client_id: str, **body: Any) -> dict[str, Any]:

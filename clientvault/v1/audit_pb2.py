@@ -26,7 +26,7 @@ from clientvault.v1 import events_pb2 as clientvault_dot_v1_dot_events__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/audit.proto\x12\x0e\x63lientvault.v1\x1a\x1b\x63lientvault/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x11ListEventsRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12+\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1b.clientvault.v1.AuditAction\x12\x32\n\tfrom_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x30\n\x07to_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x42\x0c\n\n_from_timeB\n\n\x08_to_time\"o\n\x12ListEventsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.AuditEvent\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x32\\\n\x05\x41udit\x12S\n\nListEvents\x12!.clientvault.v1.ListEventsRequest\x1a\".clientvault.v1.ListEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/audit.proto\x12\x0e\x63lientvault.v1\x1a\x1b\x63lientvault/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n\x11ListEventsRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12+\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1b.clientvault.v1.AuditAction\x12\x32\n\tfrom_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x30\n\x07to_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x0c\n\x04page\x18\x07 \x01(\x05\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x16\n\x0etarget_user_id\x18\t \x01(\tB\x0c\n\n_from_timeB\n\n\x08_to_time\"o\n\x12ListEventsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.AuditEvent\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x32\\\n\x05\x41udit\x12S\n\nListEvents\x12!.clientvault.v1.ListEventsRequest\x1a\".clientvault.v1.ListEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clientvault.v1.audit_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTEVENTSREQUEST']._serialized_start=109
-  _globals['_LISTEVENTSREQUEST']._serialized_end=393
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=395
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=506
-  _globals['_AUDIT']._serialized_start=508
-  _globals['_AUDIT']._serialized_end=600
+  _globals['_LISTEVENTSREQUEST']._serialized_end=417
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=419
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=530
+  _globals['_AUDIT']._serialized_start=532
+  _globals['_AUDIT']._serialized_end=624
 # @@protoc_insertion_point(module_scope)

@@ -32,9 +32,11 @@ class ListEventsRequest(_message.Message):
     TO_TIME_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    TARGET_USER_ID_FIELD_NUMBER: _builtins.int
     credential_id: _builtins.str
     """empty: any"""
     user_id: _builtins.str
+    """the actor"""
     client_id: _builtins.str
     action: _events_pb2.AuditAction.ValueType
     """unspecified: any"""
@@ -42,6 +44,8 @@ class ListEventsRequest(_message.Message):
     """1-based; 0 means 1"""
     page_size: _builtins.int
     """0 means 50; at most 100"""
+    target_user_id: _builtins.str
+    """the user an event is about"""
     @_builtins.property
     def from_time(self) -> _timestamp_pb2.Timestamp:
         """occurred_at >= from_time"""
@@ -61,10 +65,11 @@ class ListEventsRequest(_message.Message):
         to_time: _timestamp_pb2.Timestamp | None = ...,
         page: _builtins.int = ...,
         page_size: _builtins.int = ...,
+        target_user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_from_time", b"_from_time", "_to_time", b"_to_time", "from_time", b"from_time", "to_time", b"to_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_time", b"_from_time", "_to_time", b"_to_time", "action", b"action", "client_id", b"client_id", "credential_id", b"credential_id", "from_time", b"from_time", "page", b"page", "page_size", b"page_size", "to_time", b"to_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_time", b"_from_time", "_to_time", b"_to_time", "action", b"action", "client_id", b"client_id", "credential_id", b"credential_id", "from_time", b"from_time", "page", b"page", "page_size", b"page_size", "target_user_id", b"target_user_id", "to_time", b"to_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__from_time: _TypeAlias = _typing.Literal["from_time"]  # noqa: Y015
     _WhichOneofArgType__from_time: _TypeAlias = _typing.Literal["_from_time", b"_from_time"]  # noqa: Y015

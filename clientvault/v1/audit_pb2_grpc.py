@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AuditStub:
-    """The audit log: every credential event the vault published, stored once each in a SHA-256 hash chain.
+    """The audit log: every event its producers published (and each read of it), stored once each in a SHA-256
+    hash chain.
     """
 
     def __init__(self, channel):
@@ -43,7 +44,8 @@ class AuditStub:
 
 
 class AuditServicer:
-    """The audit log: every credential event the vault published, stored once each in a SHA-256 hash chain.
+    """The audit log: every event its producers published (and each read of it), stored once each in a SHA-256
+    hash chain.
     """
 
     def ListEvents(self, request, context):
@@ -71,7 +73,8 @@ def add_AuditServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Audit:
-    """The audit log: every credential event the vault published, stored once each in a SHA-256 hash chain.
+    """The audit log: every event its producers published (and each read of it), stored once each in a SHA-256
+    hash chain.
     """
 
     @staticmethod

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63lientvault/v1/events.proto\x12\x0e\x63lientvault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12+\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.clientvault.v1.AuditAction\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x1b.clientvault.v1.LegacyActorB\x02\x18\x01\x12\x15\n\rcredential_id\x18\x05 \x01(\t\x12\x18\n\x10\x63redential_label\x18\x06 \x01(\t\x12\x11\n\tclient_id\x18\x07 \x01(\t\x12\n\n\x02ip\x18\x08 \x01(\t\x12\x12\n\nuser_agent\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x0f\n\x07user_id\x18\x0b \x01(\t\x12\x12\n\nuser_email\x18\x0c \x01(\t\x12\x16\n\x0euser_full_name\x18\r \x01(\t\"@\n\x0bLegacyActor\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t*\xd1\x02\n\x0b\x41uditAction\x12\x1c\n\x18\x41UDIT_ACTION_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_CREATE\x10\x01\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_REVEAL\x10\x02\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_UPDATE\x10\x03\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_DELETE\x10\x04\x12*\n&AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL\x10\x05\x12#\n\x1f\x41UDIT_ACTION_CREDENTIAL_RESTORE\x10\x06\x12!\n\x1d\x41UDIT_ACTION_CREDENTIAL_PURGE\x10\x07\x12 \n\x1c\x41UDIT_ACTION_CLIENT_SHREDDED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63lientvault/v1/events.proto\x12\x0e\x63lientvault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x03\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12+\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1b.clientvault.v1.AuditAction\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x1b.clientvault.v1.LegacyActorB\x02\x18\x01\x12\x15\n\rcredential_id\x18\x05 \x01(\t\x12\x18\n\x10\x63redential_label\x18\x06 \x01(\t\x12\x11\n\tclient_id\x18\x07 \x01(\t\x12\n\n\x02ip\x18\x08 \x01(\t\x12\x12\n\nuser_agent\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x0f\n\x07user_id\x18\x0b \x01(\t\x12\x12\n\nuser_email\x18\x0c \x01(\t\x12\x16\n\x0euser_full_name\x18\r \x01(\t\x12\x16\n\x0etarget_user_id\x18\x10 \x01(\t\x12\x19\n\x11target_user_email\x18\x11 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x12 \x01(\t\x12\x0e\n\x06key_id\x18\x0e \x01(\t\x12\x11\n\tsignature\x18\x0f \x01(\x0c\"@\n\x0bLegacyActor\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t*\xd5\x06\n\x0b\x41uditAction\x12\x1c\n\x18\x41UDIT_ACTION_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_CREATE\x10\x01\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_REVEAL\x10\x02\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_UPDATE\x10\x03\x12\"\n\x1e\x41UDIT_ACTION_CREDENTIAL_DELETE\x10\x04\x12!\n\x1d\x41UDIT_ACTION_REVEAL_THROTTLED\x10\x05\x12\x1e\n\x1a\x41UDIT_ACTION_REVEAL_DENIED\x10\x06\x12\x18\n\x14\x41UDIT_ACTION_SIGN_IN\x10\x07\x12\x1f\n\x1b\x41UDIT_ACTION_SIGN_IN_FAILED\x10\x08\x12\"\n\x1e\x41UDIT_ACTION_SIGN_IN_THROTTLED\x10\t\x12\x1b\n\x17\x41UDIT_ACTION_MFA_FAILED\x10\n\x12%\n!AUDIT_ACTION_REFRESH_TOKEN_REUSED\x10\x0b\x12\x19\n\x15\x41UDIT_ACTION_SIGN_OUT\x10\x0c\x12 \n\x1c\x41UDIT_ACTION_SESSION_REVOKED\x10\r\x12!\n\x1d\x41UDIT_ACTION_PASSWORD_CHANGED\x10\x0e\x12\x1f\n\x1b\x41UDIT_ACTION_PASSWORD_RESET\x10\x0f\x12\x1d\n\x19\x41UDIT_ACTION_MFA_ENROLLED\x10\x10\x12\x1d\n\x19\x41UDIT_ACTION_MFA_DISABLED\x10\x11\x12\x1d\n\x19\x41UDIT_ACTION_USER_CREATED\x10\x12\x12\x1d\n\x19\x41UDIT_ACTION_USER_UPDATED\x10\x13\x12\x1f\n\x1b\x41UDIT_ACTION_AUDIT_LOG_READ\x10\x14\x12*\n&AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL\x10\x15\x12#\n\x1f\x41UDIT_ACTION_CREDENTIAL_RESTORE\x10\x16\x12!\n\x1d\x41UDIT_ACTION_CREDENTIAL_PURGE\x10\x17\x12 \n\x1c\x41UDIT_ACTION_CLIENT_SHREDDED\x10\x18\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUDITEVENT'].fields_by_name['actor']._loaded_options = None
   _globals['_AUDITEVENT'].fields_by_name['actor']._serialized_options = b'\030\001'
-  _globals['_AUDITACTION']._serialized_start=503
-  _globals['_AUDITACTION']._serialized_end=840
+  _globals['_AUDITACTION']._serialized_start=605
+  _globals['_AUDITACTION']._serialized_end=1458
   _globals['_AUDITEVENT']._serialized_start=81
-  _globals['_AUDITEVENT']._serialized_end=434
-  _globals['_LEGACYACTOR']._serialized_start=436
-  _globals['_LEGACYACTOR']._serialized_end=500
+  _globals['_AUDITEVENT']._serialized_end=536
+  _globals['_LEGACYACTOR']._serialized_start=538
+  _globals['_LEGACYACTOR']._serialized_end=602
 # @@protoc_insertion_point(module_scope)

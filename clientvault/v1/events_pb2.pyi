@@ -34,24 +34,46 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_CREDENTIAL_REVEAL: _AuditAction.ValueType  # 2
     AUDIT_ACTION_CREDENTIAL_UPDATE: _AuditAction.ValueType  # 3
     AUDIT_ACTION_CREDENTIAL_DELETE: _AuditAction.ValueType  # 4
-    AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: _AuditAction.ValueType  # 5
-    """An old version's reveal; the event's credential_label names the version: "Router (version 3)"."""
-    AUDIT_ACTION_CREDENTIAL_RESTORE: _AuditAction.ValueType  # 6
-    """A credential brought back from the trash by an admin."""
-    AUDIT_ACTION_CREDENTIAL_PURGE: _AuditAction.ValueType  # 7
-    """A credential purged from the trash after its retention, by the vault itself: user_id is the nil UUID,
-    user_email empty, user_full_name names the vault.
+    AUDIT_ACTION_REVEAL_THROTTLED: _AuditAction.ValueType  # 5
+    """vault: a reveal refused by its limits, or by policy (the caller's role)"""
+    AUDIT_ACTION_REVEAL_DENIED: _AuditAction.ValueType  # 6
+    AUDIT_ACTION_SIGN_IN: _AuditAction.ValueType  # 7
+    """auth"""
+    AUDIT_ACTION_SIGN_IN_FAILED: _AuditAction.ValueType  # 8
+    AUDIT_ACTION_SIGN_IN_THROTTLED: _AuditAction.ValueType  # 9
+    AUDIT_ACTION_MFA_FAILED: _AuditAction.ValueType  # 10
+    AUDIT_ACTION_REFRESH_TOKEN_REUSED: _AuditAction.ValueType  # 11
+    AUDIT_ACTION_SIGN_OUT: _AuditAction.ValueType  # 12
+    AUDIT_ACTION_SESSION_REVOKED: _AuditAction.ValueType  # 13
+    AUDIT_ACTION_PASSWORD_CHANGED: _AuditAction.ValueType  # 14
+    AUDIT_ACTION_PASSWORD_RESET: _AuditAction.ValueType  # 15
+    AUDIT_ACTION_MFA_ENROLLED: _AuditAction.ValueType  # 16
+    AUDIT_ACTION_MFA_DISABLED: _AuditAction.ValueType  # 17
+    AUDIT_ACTION_USER_CREATED: _AuditAction.ValueType  # 18
+    AUDIT_ACTION_USER_UPDATED: _AuditAction.ValueType  # 19
+    AUDIT_ACTION_AUDIT_LOG_READ: _AuditAction.ValueType  # 20
+    """audit: a read of the audit log itself"""
+    AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: _AuditAction.ValueType  # 21
+    """vault: the secret's lifecycle (docs/lifecycle.md)
+    An old version's reveal; detail names the version: {"version":3}.
     """
-    AUDIT_ACTION_CLIENT_SHREDDED: _AuditAction.ValueType  # 8
-    """A client crypto-shredded: credential_id is the nil UUID, credential_label counts what was destroyed
-    (credentials, old versions, data keys and their generations).
+    AUDIT_ACTION_CREDENTIAL_RESTORE: _AuditAction.ValueType  # 22
+    """A credential brought back from the trash by an admin."""
+    AUDIT_ACTION_CREDENTIAL_PURGE: _AuditAction.ValueType  # 23
+    """A credential purged from the trash after its retention (with its old versions), by the vault itself: no
+    user (user_id and user_email empty), user_full_name "vault (trash purge)".
+    """
+    AUDIT_ACTION_CLIENT_SHREDDED: _AuditAction.ValueType  # 24
+    """A client crypto-shredded: credential_id empty; detail counts what was destroyed (credentials, old
+    versions, data keys) and names the data keys' generations.
     """
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
-    """Events published to NATS JetStream. The vault publishes one AuditEvent per credential
-    create/reveal/update/delete to stream AUDIT, subject `audit.vault.<action>` (e.g.
-    `audit.vault.credential_reveal`), with the `Nats-Msg-Id` header set to `event_id`.
-    Delivery is at least once: a consumer stores an event once per event_id.
+    """Events published to NATS JetStream. Each producer publishes one AuditEvent per audited action to stream
+    AUDIT, subject `audit.<producer>.<action>` (e.g. `audit.vault.credential_reveal`, `audit.auth.sign_in`),
+    with the `Nats-Msg-Id` header set to `event_id`; the audit service appends its own `audit_log_read`.
+    Delivery is at least once: a consumer stores an event once per event_id. Every event is signed by
+    its producer (key_id, signature); an unsigned one is never chained.
     """
 
 AUDIT_ACTION_UNSPECIFIED: AuditAction.ValueType  # 0
@@ -59,23 +81,48 @@ AUDIT_ACTION_CREDENTIAL_CREATE: AuditAction.ValueType  # 1
 AUDIT_ACTION_CREDENTIAL_REVEAL: AuditAction.ValueType  # 2
 AUDIT_ACTION_CREDENTIAL_UPDATE: AuditAction.ValueType  # 3
 AUDIT_ACTION_CREDENTIAL_DELETE: AuditAction.ValueType  # 4
-AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: AuditAction.ValueType  # 5
-"""An old version's reveal; the event's credential_label names the version: "Router (version 3)"."""
-AUDIT_ACTION_CREDENTIAL_RESTORE: AuditAction.ValueType  # 6
-"""A credential brought back from the trash by an admin."""
-AUDIT_ACTION_CREDENTIAL_PURGE: AuditAction.ValueType  # 7
-"""A credential purged from the trash after its retention, by the vault itself: user_id is the nil UUID,
-user_email empty, user_full_name names the vault.
+AUDIT_ACTION_REVEAL_THROTTLED: AuditAction.ValueType  # 5
+"""vault: a reveal refused by its limits, or by policy (the caller's role)"""
+AUDIT_ACTION_REVEAL_DENIED: AuditAction.ValueType  # 6
+AUDIT_ACTION_SIGN_IN: AuditAction.ValueType  # 7
+"""auth"""
+AUDIT_ACTION_SIGN_IN_FAILED: AuditAction.ValueType  # 8
+AUDIT_ACTION_SIGN_IN_THROTTLED: AuditAction.ValueType  # 9
+AUDIT_ACTION_MFA_FAILED: AuditAction.ValueType  # 10
+AUDIT_ACTION_REFRESH_TOKEN_REUSED: AuditAction.ValueType  # 11
+AUDIT_ACTION_SIGN_OUT: AuditAction.ValueType  # 12
+AUDIT_ACTION_SESSION_REVOKED: AuditAction.ValueType  # 13
+AUDIT_ACTION_PASSWORD_CHANGED: AuditAction.ValueType  # 14
+AUDIT_ACTION_PASSWORD_RESET: AuditAction.ValueType  # 15
+AUDIT_ACTION_MFA_ENROLLED: AuditAction.ValueType  # 16
+AUDIT_ACTION_MFA_DISABLED: AuditAction.ValueType  # 17
+AUDIT_ACTION_USER_CREATED: AuditAction.ValueType  # 18
+AUDIT_ACTION_USER_UPDATED: AuditAction.ValueType  # 19
+AUDIT_ACTION_AUDIT_LOG_READ: AuditAction.ValueType  # 20
+"""audit: a read of the audit log itself"""
+AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: AuditAction.ValueType  # 21
+"""vault: the secret's lifecycle (docs/lifecycle.md)
+An old version's reveal; detail names the version: {"version":3}.
 """
-AUDIT_ACTION_CLIENT_SHREDDED: AuditAction.ValueType  # 8
-"""A client crypto-shredded: credential_id is the nil UUID, credential_label counts what was destroyed
-(credentials, old versions, data keys and their generations).
+AUDIT_ACTION_CREDENTIAL_RESTORE: AuditAction.ValueType  # 22
+"""A credential brought back from the trash by an admin."""
+AUDIT_ACTION_CREDENTIAL_PURGE: AuditAction.ValueType  # 23
+"""A credential purged from the trash after its retention (with its old versions), by the vault itself: no
+user (user_id and user_email empty), user_full_name "vault (trash purge)".
+"""
+AUDIT_ACTION_CLIENT_SHREDDED: AuditAction.ValueType  # 24
+"""A client crypto-shredded: credential_id empty; detail counts what was destroyed (credentials, old
+versions, data keys) and names the data keys' generations.
 """
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final
 class AuditEvent(_message.Message):
-    """One audited operation on a credential. Never carries the secret, a key or a ciphertext.
+    """One audited operation. Never carries a secret, a password, a key or a ciphertext. An entry names its
+    subject: a credential (credential_id, credential_label, client_id), a user (target_user_id,
+    target_user_email) or nothing beyond its actor (a read of the audit log); an id that names nothing is
+    empty. The actor is empty when there is none (a failed sign-in of an unknown email: user_email is the
+    email as typed; an operator's command: user_full_name says so).
     Each field has the one name it has in the producer's outbox table, the audit chain and its canonical
     encoding (clientvault/events.py); the actor is a snapshot of who acted, as their access token said
     when the event happened (a later rename changes nothing).
@@ -96,6 +143,11 @@ class AuditEvent(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     USER_EMAIL_FIELD_NUMBER: _builtins.int
     USER_FULL_NAME_FIELD_NUMBER: _builtins.int
+    TARGET_USER_ID_FIELD_NUMBER: _builtins.int
+    TARGET_USER_EMAIL_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """a UUIDv7; unique, the idempotency key end to end"""
     action: Global___AuditAction.ValueType
@@ -111,6 +163,19 @@ class AuditEvent(_message.Message):
     user_id: _builtins.str
     user_email: _builtins.str
     user_full_name: _builtins.str
+    target_user_id: _builtins.str
+    """The user the action was about (the user created, updated, signed in or out), when it is one."""
+    target_user_email: _builtins.str
+    detail: _builtins.str
+    """What else the producer says about it, as a JSON object's text (sorted keys): what changed, the
+    filters of an audit log read, why a reveal was refused. Empty: nothing.
+    """
+    key_id: _builtins.str
+    """The producer's signature (Ed25519) over the event's canonical encoding with this key id
+    (clientvault/events.py `canonical`); the key id names the producer's public key. The audit
+    service chains only events whose signature verifies with a key it trusts for that producer.
+    """
+    signature: _builtins.bytes
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -136,10 +201,15 @@ class AuditEvent(_message.Message):
         user_id: _builtins.str = ...,
         user_email: _builtins.str = ...,
         user_full_name: _builtins.str = ...,
+        target_user_id: _builtins.str = ...,
+        target_user_email: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "client_id", b"client_id", "credential_id", b"credential_id", "credential_label", b"credential_label", "event_id", b"event_id", "ip", b"ip", "occurred_at", b"occurred_at", "request_id", b"request_id", "user_agent", b"user_agent", "user_email", b"user_email", "user_full_name", b"user_full_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "client_id", b"client_id", "credential_id", b"credential_id", "credential_label", b"credential_label", "detail", b"detail", "event_id", b"event_id", "ip", b"ip", "key_id", b"key_id", "occurred_at", b"occurred_at", "request_id", b"request_id", "signature", b"signature", "target_user_email", b"target_user_email", "target_user_id", b"target_user_id", "user_agent", b"user_agent", "user_email", b"user_email", "user_full_name", b"user_full_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

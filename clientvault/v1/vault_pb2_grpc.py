@@ -161,7 +161,7 @@ class VaultServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevealCredentialVersion(self, request, context):
-        """Decrypts an old version; audited (credential_version_reveal, the version in credential_label).
+        """Decrypts an old version; audited (credential_version_reveal, the version in the event's detail).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

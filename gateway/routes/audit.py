@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from clientvault.convert import timestamp
@@ -43,7 +44,9 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in
 async def list_audit_logs(
     call: Call,
     credential_id: Annotated[Id | None, Query(alias="credentialId")] = None,
-    user_id: Annotated[Id | None, Query(alias="userId")] = None,
+    user_id: Annotated[Id | None, Query(alias="userId", description="The actor; the same as `actorUserId`.")] = None,
+    actor_user_id: Annotated[Id | None, Query(alias="actorUserId", description="The user who acted.")] = None,
+    target_user_id: Annotated[Id | None, Query(alias="targetUserId", description="The user acted on.")] = None,
     client_id: Annotated[Id | None, Query(alias="clientId")] = None,
     action: AuditAction | None = None,
     start: Annotated[Instant | None, Query(alias="from", description="RFC 3339, inclusive.")] = None,
@@ -51,13 +54,19 @@ async def list_audit_logs(
     page: PageNumber = 1,
     page_size: PageSize = 50,
 ) -> AuditEntryPage:
-    """Audited credential events, newest first.
+    """Audited events, newest first: credential events, reveals refused, sign-ins and other security events,
+    user changes, and reads of this log (this call is recorded too).
 
-    Filters combine; `from`/`to` bound `occurredAt` (inclusive). Each entry shows the user and the credential
-    as they were when it happened. `total` is exact."""
+    Filters combine; `from`/`to` bound `occurredAt` (inclusive). Each entry shows the actor and its subject as
+    they were when it happened. `total` is exact."""
+    if user_id is not None and actor_user_id is not None and user_id != actor_user_id:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "actorUserId"), "msg": "userId and actorUserId differ"}]
+        )
     request = pb.ListEventsRequest(
         credential_id=str(credential_id or ""),
-        user_id=str(user_id or ""),
+        user_id=str(actor_user_id or user_id or ""),
+        target_user_id=str(target_user_id or ""),
         client_id=str(client_id or ""),
         action=number(events_pb2.AuditAction.DESCRIPTOR, action),
         page=page,

@@ -83,7 +83,7 @@ async def shred_client(client_id: ClientId, body: ShredIn, call: Call) -> ShredO
     """Crypto-shred an archived client's secrets.
 
     Destroys the client's data keys and every sealed secret and old version of it (the trash's too) in one
-    transaction, and writes one `client_shredded` audit entry (its credential label counts what was destroyed).
+    transaction, and writes one `client_shredded` audit entry (its `detail` counts what was destroyed).
     From then on the client's credentials answer 410. 409 when the client is not archived or `confirmName` is
     not its name; 410 when it was shredded already. What backups still hold: docs/lifecycle.md."""
     request = vault_pb2.ShredClientRequest(client_id=client_id, confirm_name=body.confirm_name)

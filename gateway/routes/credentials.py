@@ -132,8 +132,8 @@ async def reveal_credential_version(
 ) -> JSONResponse:
     """Reveal an old version of a credential's secret.
 
-    Audited (`credential_version_reveal`; the entry's credential label names the version, e.g. "Router
-    (version 3)"). `Cache-Control: no-store`. Counts against the reveal limits (429 with `Retry-After`)."""
+    Audited (`credential_version_reveal`; the entry's `detail` names the version, e.g. `{"version": 3}`).
+    `Cache-Control: no-store`. Counts against the reveal limits (429 with `Retry-After`)."""
     request = pb.RevealCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
     return revealed(await call.vault.RevealCredentialVersion(request))
 
@@ -150,7 +150,7 @@ async def restore_credential_version(
     """Make an old version the current secret again.
 
     The current secret becomes an old version in turn; `secretChangedAt` moves. Audited as an update
-    (`credential_update`, the label naming the version: "Router (version 3 restored)"). 409 when the client is
+    (`credential_update`, its `detail` naming the version: `{"restored_version": 3}`). 409 when the client is
     archived."""
     request = pb.RestoreCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
     return CredentialOut.from_proto(await call.vault.RestoreCredentialVersion(request))

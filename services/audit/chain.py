@@ -1,21 +1,24 @@
-"""The hash chain: how an event is encoded, appended and checked.
+"""The hash chain: how an event is appended and checked.
 
-Every entry stores `hash = SHA-256(prev_hash ‖ canonical(entry))`, where `prev_hash` is the hash of the
-entry before it (32 zero bytes for the first) and `canonical` is JSON of the stored fields with sorted
-keys, no whitespace, UTF-8, ids as lowercase hyphenated UUIDs and `occurred_at` as
-`YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds: what PostgreSQL keeps), plus `"v": 1`. That encoding
-is the format's contract: change it only with a new `v`. `seq` is not hashed: the order is the chain
-itself, so moving an entry breaks the link to it and `verify` tells a move from a change.
+Every entry stores `hash = SHA-256(prev_hash ‖ canonical(entry) ‖ signature)`, where `prev_hash` is the hash of
+the entry before it (32 zero bytes for the first), `canonical` is the event's stored format (clientvault/events.py:
+version 3 for signed events naming a subject user, a detail or an absent id, version 2 for the other signed ones,
+version 1 for the unsigned ones chained before signing) and `signature` its
+producer's Ed25519 signature over that encoding (empty for version 1). `seq` is not hashed: the order is the
+chain itself, so moving an entry breaks the link to it and `verify` tells a move from a change.
+
+`verify` recomputes every hash and re-checks every signature against the producers' trusted keys: an entry
+re-hashed forward by someone with write access to the table still carries a signature only its producer could
+make, and an unsigned entry after the first signed one was never chained by the consumer.
 
 Appends are serialized by an advisory lock held until commit: the head (newest seq and hash) is read
 under it, so two appenders never fork the chain, and no row is ever updated.
 """
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -23,51 +26,38 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import metrics
 from clientvault.db import Database
+from clientvault.events import TrustedKeys, canonical
 from services.audit import store
 
 GENESIS = bytes(32)
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One audited event as stored: the actor and the credential as they were when it happened."""
+    """One audited event as stored: the actor and the subject (a credential, a user) as they were when it happened;
+    an id that names nothing is None."""
 
     event_id: UUID
     action: str
     occurred_at: datetime
-    user_id: UUID
+    user_id: UUID | None
     user_email: str
     user_full_name: str
-    credential_id: UUID
+    credential_id: UUID | None
     credential_label: str
-    client_id: UUID
+    client_id: UUID | None
     ip: str
     user_agent: str
     request_id: str
-
-
-def canonical(entry: Entry) -> bytes:
-    fields = {  # spelled out, not dataclasses.asdict (a deep copy): verify runs this for every entry
-        "action": entry.action,
-        "client_id": str(entry.client_id),
-        "credential_id": str(entry.credential_id),
-        "credential_label": entry.credential_label,
-        "event_id": str(entry.event_id),
-        "ip": entry.ip,
-        "occurred_at": entry.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "request_id": entry.request_id,
-        "user_agent": entry.user_agent,
-        "user_email": entry.user_email,
-        "user_full_name": entry.user_full_name,
-        "user_id": str(entry.user_id),
-        "v": FORMAT_VERSION,
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    target_user_id: UUID | None = None
+    target_user_email: str = ""
+    detail: str = ""
+    key_id: str | None = None  # None (and no signature): chained unsigned, before events were signed
+    signature: bytes | None = None
 
 
 def link(prev_hash: bytes, entry: Entry) -> bytes:
-    return hashlib.sha256(prev_hash + canonical(entry)).digest()
+    return hashlib.sha256(prev_hash + canonical(entry, entry.key_id) + (entry.signature or b"")).digest()
 
 
 def entry_of(row: Any) -> Entry:
@@ -113,7 +103,7 @@ async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str
     newest = await store.head(conn)
     seq, prev = (newest.seq, newest.hash) if newest is not None else (0, GENESIS)
     ordinals = {
-        dimension: await store.last_ordinals(conn, dimension, list({getattr(e, dimension) for e in entries}))
+        dimension: await store.last_ordinals(conn, dimension, list({getattr(e, dimension) for e in entries} - {None}))
         for dimension in store.DIMENSIONS
     }
     rows = []
@@ -125,6 +115,9 @@ async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str
         row.update(seq=seq, prev_hash=prev, hash=digest)
         for dimension, last in ordinals.items():
             value = getattr(entry, dimension)
+            if value is None:  # an event without that id is not counted in that dimension
+                row[f"{dimension}_ordinal"] = None
+                continue
             last[value] = last.get(value, 0) + 1
             row[f"{dimension}_ordinal"] = last[value]
         rows.append(row)
@@ -132,7 +125,7 @@ async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str
     return rows
 
 
-Kind = Literal["changed", "removed", "reordered"]
+Kind = Literal["changed", "removed", "reordered", "forged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +146,23 @@ class Verified:
     broken: Broken | None
 
 
-async def verify(db: Database, progress: Callable[[int, int], None], batch: int = 10_000) -> Verified:
-    """Walks the whole chain in seq order, recomputing every hash; stops at the first broken entry."""
+async def verify(
+    db: Database, keys: TrustedKeys, progress: Callable[[int, int], None], batch: int = 10_000
+) -> Verified:
+    """Walks the whole chain in seq order, recomputing every hash and checking every signature against `keys`;
+    stops at the first broken entry."""
     async with db.read() as conn:
         total = await store.count_all(conn)
-    expected, prev, count = 1, GENESIS, 0
+    expected, prev, count, signing_began = 1, GENESIS, 0, False
     while True:
         async with db.read() as conn:
             rows = await store.chain_rows(conn, expected - 1, batch)
             for row in rows:
-                broken = await _check(conn, row, expected, prev)
+                broken = await _check(conn, row, expected, prev) or _check_signature(row, keys, signing_began)
                 if broken is not None:
                     return Verified(count, expected - 1, prev, broken)
                 expected, prev, count = row.seq + 1, row.hash, count + 1
+                signing_began = signing_began or row.signature is not None
         progress(count, total)
         if len(rows) < batch:
             return Verified(count, expected - 1, prev, None)
@@ -185,6 +182,15 @@ async def _check(conn: AsyncConnection, row: Any, expected: int, prev: bytes) ->
             row.seq - 1, None, "changed", f"entry {row.seq - 1} is not the one entry {row.seq} was chained to"
         )
     return None
+
+
+def _check_signature(row: Any, keys: TrustedKeys, signing_began: bool) -> Broken | None:
+    if row.signature is None:
+        if not signing_began:
+            return None  # chained before events were signed
+        return Broken(row.seq, row.event_id, "forged", "it is unsigned, but entries before it are signed")
+    problem = keys.problem(row, row.key_id, row.signature)
+    return None if problem is None else Broken(row.seq, row.event_id, "forged", problem)
 
 
 async def check_head(db: Database, seq: int, digest: bytes, verified: Verified) -> str | None:

@@ -1,8 +1,8 @@
 """Listing the audit log: filters, newest first (the order events were recorded), exact totals.
 
 Totals are exact and cheap where they are asked most:
-- no filter, or one of user, client, credential or action without a time range: the newest matching
-  entry's ordinal (`seq`, or the dimension's ordinal column that the append stored) is the total, and a
+- no filter, or one of user (the actor), client, credential, action or target user without a time range: the
+  newest matching entry's ordinal (`seq`, or the dimension's ordinal column that the append stored) is the total, and a
   page is an index range on that ordinal, so page 200 costs what page 1 costs;
 - anything else (a time range, several filters): a page that is not full is its own total (offset +
   items); otherwise `count(*)` over the filters, which the planner bounds with the most selective index.
@@ -30,6 +30,7 @@ class Filters:
     user_id: UUID | None = None
     client_id: UUID | None = None
     action: str | None = None
+    target_user_id: UUID | None = None
     start: datetime | None = None
     end: datetime | None = None
 

@@ -2,9 +2,9 @@
 
 `events` is append-only: rows are only inserted (the grant in the migration shows it), in `seq` order,
 one writer at a time (`lock_chain`). Each row carries, besides its chain link, its ordinal within its
-user, client, credential and action (the count of that value's events up to and including it), so an
-exact total and a deep page of a one-dimension filter are one index lookup each, without a counter
-row to UPDATE.
+user (the actor), client, credential, action and target user (the count of that value's events up to and
+including it; NULL when the event has no such id), so an exact total and a deep page of a one-dimension
+filter are one index lookup each, without a counter row to UPDATE.
 """
 
 from collections.abc import Sequence
@@ -34,7 +34,7 @@ from clientvault.db import metadata as schema_metadata
 metadata = schema_metadata("audit")
 
 # The dimensions a listing filters on, each with its ordinal column.
-DIMENSIONS = ("user_id", "client_id", "credential_id", "action")
+DIMENSIONS = ("user_id", "client_id", "credential_id", "action", "target_user_id")
 
 events = Table(
     "events",
@@ -43,26 +43,33 @@ events = Table(
     Column("event_id", Uuid, nullable=False, unique=True),
     Column("action", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("user_id", Uuid, nullable=False),
+    Column("user_id", Uuid),  # the ids are NULL when an event has no such subject (migration 0003)
     Column("user_email", Text, nullable=False),
     Column("user_full_name", Text, nullable=False),
-    Column("credential_id", Uuid, nullable=False),
+    Column("credential_id", Uuid),
     Column("credential_label", Text, nullable=False),
-    Column("client_id", Uuid, nullable=False),
+    Column("client_id", Uuid),
     Column("ip", Text, nullable=False),
     Column("user_agent", Text, nullable=False),
     Column("request_id", Text, nullable=False),
+    Column("target_user_id", Uuid),
+    Column("target_user_email", Text, nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("key_id", Text),  # the producer's signing key and signature (both None: chained before signing)
+    Column("signature", LargeBinary),
     Column("prev_hash", LargeBinary, nullable=False),
     Column("hash", LargeBinary, nullable=False),
-    Column("user_id_ordinal", BigInteger, nullable=False),
-    Column("client_id_ordinal", BigInteger, nullable=False),
-    Column("credential_id_ordinal", BigInteger, nullable=False),
+    Column("user_id_ordinal", BigInteger),
+    Column("client_id_ordinal", BigInteger),
+    Column("credential_id_ordinal", BigInteger),
     Column("action_ordinal", BigInteger, nullable=False),
+    Column("target_user_id_ordinal", BigInteger),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_events_user_id_ordinal", "user_id", "user_id_ordinal"),
     Index("ix_events_client_id_ordinal", "client_id", "client_id_ordinal"),
     Index("ix_events_credential_id_ordinal", "credential_id", "credential_id_ordinal"),
     Index("ix_events_action_ordinal", "action", "action_ordinal"),
+    Index("ix_events_target_user_id_ordinal", "target_user_id", "target_user_id_ordinal"),
     Index("ix_events_occurred_at", "occurred_at"),
 )
 

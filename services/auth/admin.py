@@ -1,13 +1,16 @@
 """What operators may do to the auth service in-process (the `clientvault` command, `up`): typed functions
-with plain arguments. The operator layer (ops/) imports this module and the service's `main()`, nothing else."""
+with plain arguments. The operator layer (ops/) imports this module and the service's `main()`, nothing else.
+Their security events (services/auth/security_events.py) name the operator as the actor: no user, no request."""
 
 import secrets
 
 from pydantic import SecretStr
 
+from clientvault.context import NO_REQUEST
 from clientvault.db import Database
 from clientvault.revocation import Revoker
 from services.auth import signing, users
+from services.auth.security_events import OPERATOR
 from services.auth.users import User
 
 __all__ = [
@@ -16,7 +19,6 @@ __all__ = [
     "create_user",
     "disable",
     "enable",
-    "generate_signing_key",
     "list_users",
     "public_key_of",
 ]
@@ -24,7 +26,9 @@ __all__ = [
 
 async def create_user(database_url: str, *, email: str, full_name: str, role: str, password: str) -> User:
     async with Database(database_url, pool_size=1) as db:
-        return await users.create_user(db, email=email, full_name=full_name, role=role, password=password)
+        return await users.create_user(
+            db, email=email, full_name=full_name, role=role, password=password, actor=OPERATOR, context=NO_REQUEST
+        )
 
 
 async def create_first_admin(database_url: str, email: str) -> str | None:
@@ -33,7 +37,15 @@ async def create_first_admin(database_url: str, email: str) -> str | None:
         if await users.count_users(db) > 0:
             return None
         password = secrets.token_urlsafe(18)
-        await users.create_user(db, email=email, full_name="Administrator", role="admin", password=password)
+        await users.create_user(
+            db,
+            email=email,
+            full_name="Administrator",
+            role="admin",
+            password=password,
+            actor=OPERATOR,
+            context=NO_REQUEST,
+        )
         return password
 
 
@@ -56,15 +68,10 @@ async def _set_disabled(database_url: str, nats_url: str, email: str, *, disable
     revoker = Revoker(nats_url)
     try:
         async with Database(database_url, pool_size=1) as db:
-            user = await users.set_disabled(db, revoker, email, disabled=disabled)
+            user = await users.set_disabled(db, revoker, email, disabled=disabled, actor=OPERATOR, context=NO_REQUEST)
         return user, await revoker.drain(timeout_s=15)
     finally:
         await revoker.close()
-
-
-def generate_signing_key() -> str:
-    """A new token signing key (base64 of a 32-byte Ed25519 private key)."""
-    return signing.generate_private_key()
 
 
 def public_key_of(private_key: str) -> str:

@@ -7,15 +7,17 @@ from clientvault import rpc
 from clientvault.convert import timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, NotFound, Unauthenticated
+from clientvault.events import EventSigner
 from clientvault.ids import parse_id
 from clientvault.logging import get_logger
+from clientvault.outbox import Relay
 from clientvault.policy import Role
 from clientvault.revocation import Revoker
 from clientvault.service import Service
 from clientvault.settings import AuthSettings
 from clientvault.v1 import auth_pb2 as pb
 from clientvault.v1 import auth_pb2_grpc
-from services.auth import users
+from services.auth import store, users
 from services.auth.sessions import Sessions, TokenPair
 from services.auth.signing import TokenSigner, load_previous_keys, load_private_key
 from services.auth.users import User
@@ -23,6 +25,7 @@ from services.auth.users import User
 log = get_logger(__name__)
 
 AUTH = pb.DESCRIPTOR.services_by_name["Auth"]
+PRODUCER = "auth"  # of its security events (clientvault/events.py PRODUCER_OF)
 ROLE_TO_PROTO = {Role.ADMIN: pb.ROLE_ADMIN, Role.MANAGER: pb.ROLE_MANAGER, Role.READ_ONLY: pb.ROLE_READ_ONLY}
 MAX_EMAIL = 320
 MAX_TOKEN = 512
@@ -52,16 +55,16 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
     async def SignIn(self, request: pb.SignInRequest, context: grpc.aio.ServicerContext) -> pb.TokenPair:
         if len(request.email) > MAX_EMAIL or len(request.password) > 1024:
             raise Invalid("email or password is too long")
-        pair = await self._sessions.sign_in(request.email, request.password, rpc.current_request().client_ip)
+        pair = await self._sessions.sign_in(request.email, request.password, rpc.current_request())
         return pair_to_proto(pair)
 
     async def Refresh(self, request: pb.RefreshRequest, context: grpc.aio.ServicerContext) -> pb.TokenPair:
         if not request.refresh_token or len(request.refresh_token) > MAX_TOKEN:
             raise Unauthenticated("invalid refresh token")
-        return pair_to_proto(await self._sessions.refresh(request.refresh_token))
+        return pair_to_proto(await self._sessions.refresh(request.refresh_token, rpc.current_request()))
 
     async def SignOut(self, request: pb.SignOutRequest, context: grpc.aio.ServicerContext) -> pb.SignOutResponse:
-        await self._sessions.sign_out(rpc.current_caller())
+        await self._sessions.sign_out(rpc.current_caller(), rpc.current_request())
         return pb.SignOutResponse()
 
     async def GetMe(self, request: pb.GetMeRequest, context: grpc.aio.ServicerContext) -> pb.User:
@@ -108,10 +111,20 @@ async def main(settings: AuthSettings) -> None:
     async def own_keys() -> dict[str, Ed25519PublicKey]:
         return signer.public_keys()
 
+    event_signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
     async with Service("auth", settings) as service:
         service.verify_with(own_keys)  # auth verifies with its own keys, not by asking itself
         revoker = Revoker(settings.require_nats_url())
         service.on_close(revoker.close)
-        sessions = Sessions(service.db, signer, revoker, settings)
+        relay = Relay.of(service.db, store.outbox, event_signer, settings)
+        service.on_close(relay.close)
+        sessions = Sessions(service.db, signer, revoker, settings, relay.wake)
         servicer = AuthServicer(service.db, sessions, signer)
-        await service.serve(auth_pb2_grpc.add_AuthServicer_to_server, servicer, AUTH, sessions.purge_forever())
+        await service.serve(
+            auth_pb2_grpc.add_AuthServicer_to_server,
+            servicer,
+            AUTH,
+            sessions.purge_forever(),
+            relay.run(),
+            relay.purge_forever(),
+        )

@@ -1,7 +1,5 @@
 """Access-token signing: Ed25519 (EdDSA) JWTs with `kid`, held by the auth service only."""
 
-import base64
-import binascii
 import time
 from collections.abc import Iterable
 from uuid import UUID
@@ -10,6 +8,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import SecretStr
 
+from clientvault import ed25519
 from clientvault.ids import new_id
 from clientvault.tokens import ALGORITHM
 from services.auth.users import User
@@ -19,19 +18,14 @@ def load_private_key(encoded: SecretStr | None) -> Ed25519PrivateKey:
     if encoded is None:
         raise SystemExit("CLIENTVAULT_TOKEN_SIGNING_KEY is not set (base64 of a 32-byte Ed25519 private key)")
     try:
-        raw = base64.b64decode(encoded.get_secret_value(), validate=True)
-    except (binascii.Error, ValueError):
-        raise SystemExit("CLIENTVAULT_TOKEN_SIGNING_KEY is not valid base64") from None
-    if len(raw) != 32:
-        raise SystemExit("CLIENTVAULT_TOKEN_SIGNING_KEY must decode to exactly 32 bytes")
-    return Ed25519PrivateKey.from_private_bytes(raw)
+        return ed25519.private_key(encoded.get_secret_value(), "CLIENTVAULT_TOKEN_SIGNING_KEY")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def public_half(private_key: Ed25519PrivateKey) -> str:
     """The base64 of the raw 32-byte public key, as CLIENTVAULT_TOKEN_PREVIOUS_KEYS takes it."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return base64.b64encode(private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    return ed25519.encode_public(private_key.public_key())
 
 
 def load_previous_keys(entries: Iterable[str], current_kid: str) -> dict[str, Ed25519PublicKey]:
@@ -41,10 +35,10 @@ def load_previous_keys(entries: Iterable[str], current_kid: str) -> dict[str, Ed
     for entry in entries:
         kid, _, encoded = entry.partition(":")
         try:
-            raw = base64.b64decode(encoded, validate=True)
-            if not kid or len(raw) != 32:
+            if not kid:
                 raise ValueError
-        except (binascii.Error, ValueError):
+            keys[kid] = ed25519.public_key(encoded, "CLIENTVAULT_TOKEN_PREVIOUS_KEYS")
+        except ValueError:
             raise SystemExit(
                 "CLIENTVAULT_TOKEN_PREVIOUS_KEYS takes kid:<base64 of a 32-byte Ed25519 public key>, comma-separated"
             ) from None
@@ -52,16 +46,7 @@ def load_previous_keys(entries: Iterable[str], current_kid: str) -> dict[str, Ed
             raise SystemExit(
                 f"CLIENTVAULT_TOKEN_PREVIOUS_KEYS names {kid}, the current key id: give the new key a new id"
             )
-        keys[kid] = Ed25519PublicKey.from_public_bytes(raw)
     return keys
-
-
-def generate_private_key() -> str:
-    """A new signing key, base64-encoded, for `clientvault up` and for operators."""
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-
-    raw = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    return base64.b64encode(raw).decode()
 
 
 class TokenSigner:

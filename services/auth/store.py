@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import metadata as schema_metadata
+from clientvault.outbox import outbox_table
 
 metadata = schema_metadata("auth")
 
@@ -73,6 +74,9 @@ sign_in_failures = Table(
     Index(None, "email_key", "failed_at"),
     Index(None, "client_ip", "failed_at"),
 )
+
+# Auth's security events waiting for (or done with) publication (services/auth/security_events.py).
+outbox = outbox_table(metadata)
 
 
 async def insert_user(conn: AsyncConnection, **values: object) -> Row[Any]:

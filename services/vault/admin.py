@@ -5,13 +5,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from clientvault.db import Database
+from clientvault.outbox import RETENTION as OUTBOX_RETENTION
 from clientvault.settings import VaultSettings
 from services.vault import rotation
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, TransitKeys, provider_for
 from services.vault.rotation import Progress, Status
 
-__all__ = ["KeyFailure", "Progress", "Status", "rotate", "status"]
+__all__ = ["OUTBOX_RETENTION", "KeyFailure", "Progress", "Status", "rotate", "status"]
 
 T = TypeVar("T")
 

@@ -2,7 +2,9 @@
 
 A reveal is one statement (store.REVEAL): the stamp, the audit event and the read commit together or not at
 all, and the secret is decrypted only from what that statement answered, so nothing is revealed unless its
-event is durable. The outbox relay (outbox.py) publishes the events afterwards.
+event is durable. A reveal refused by the limits writes a `reveal_throttled` event in that same statement; one
+refused by policy (the caller's role) a `reveal_denied` event (`record_denied`, called by the gRPC edge). The
+outbox relay (clientvault/outbox.py) publishes the events afterwards.
 """
 
 import asyncio
@@ -16,11 +18,11 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import metrics, tracing
+from clientvault import metrics, outbox, tracing
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
 from clientvault.errors import Conflict, Gone, Invalid, NotFound, Unavailable
-from clientvault.events import AuditAction
+from clientvault.events import AuditAction, detail_text
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from services.vault import store
@@ -30,9 +32,9 @@ from services.vault.limits import RevealLimiter
 
 log = get_logger(__name__)
 
-# The actor of the events the vault writes on its own (the trash's purge): no user acted.
-VAULT_USER_ID = UUID(int=0)
-VAULT_USER_FULL_NAME = "ClientVault vault (trash retention)"
+# The actor of the events the vault writes on its own (the trash's purge): no user acted, so no user id and no
+# email (NULL and empty in the event, as auth's "operator (clientvault command)"); the name says who did it.
+PURGER_FULL_NAME = "vault (trash purge)"
 PURGE_BATCH = 500
 
 MAX_LABEL = 200
@@ -113,12 +115,15 @@ class Shredded:
     versions: int
     data_keys: int
 
-    def summary(self, generations: list[int]) -> str:
-        """The erasure event's label: "shredded: 3 credentials, 5 old versions, 2 data keys (generations 1, 2)"."""
-        keys = ", ".join(str(g) for g in generations) or "none"
-        return (
-            f"shredded: {self.credentials} credentials, {self.versions} old versions, "
-            f"{self.data_keys} data keys (generations {keys})"
+    def detail(self, generations: list[int]) -> str:
+        """The erasure event's detail: {"credentials":3,"data_keys":2,"generations":[1,2],"versions":5}."""
+        return detail_text(
+            {
+                "credentials": self.credentials,
+                "versions": self.versions,
+                "data_keys": self.data_keys,
+                "generations": generations,
+            }
         )
 
 
@@ -166,11 +171,6 @@ def _valid(changes: dict[str, str | None]) -> dict[str, str | None]:
         else:
             raise Invalid(f"{name} cannot be changed")
     return valid
-
-
-def _version_suffix(version: int | None) -> str:
-    """How an audit event's label names an old version (the event has no field of its own for it)."""
-    return "" if version is None else f" (version {version})"
 
 
 class Credentials:
@@ -291,8 +291,9 @@ class Credentials:
                 secret_changed_by_user_id=caller.user_id,
                 **values,
             )
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_CREATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
@@ -306,7 +307,7 @@ class Credentials:
         self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, version: int | None = None
     ) -> Revealed:
         """The current secret, or with `version` that old version of it (audited as `credential_version_reveal`,
-        the version named in the event's label: "Router (version 3)"). Both count against the reveal limits."""
+        the version named in the event's detail: {"version":3}). Both count against the reveal limits."""
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL
@@ -322,11 +323,13 @@ class Credentials:
                 limit_maxes=counting.maxes,
                 window_start=counting.window_start,
                 version=version,
-                label_suffix=_version_suffix(version),
+                detail=detail_text(None if version is None else {"version": version}),
+                throttled_action=AuditAction.REVEAL_THROTTLED,
                 **event,
             )
         if row.over:
             metrics.REVEALS_BY_OUTCOME["throttled"].inc()
+            self._outbox_written()
             raise self._limiter.refused(caller.user_id, counting)
         if row.id is None:
             metrics.REVEALS_BY_OUTCOME["not_found"].inc()
@@ -353,6 +356,23 @@ class Credentials:
             self._keys.release(dek)
         log.debug("credential.revealed", credential_id=str(row.id))  # the audit event is the record
         return Revealed(row.id, row.label, row.username, row.url, secret)
+
+    async def record_denied(
+        self, caller: Caller, meta: RequestContext, client_id: UUID | None, credential_id: UUID | None, reason: str
+    ) -> None:
+        """Records a reveal the policy refused (one statement, as the reveal is)."""
+        event = self._event(AuditAction.REVEAL_DENIED, caller, meta, datetime.now(UTC))
+        async with self._db.read() as conn:  # one statement in autocommit
+            await store.insert_denied(
+                conn,
+                now=event.pop("occurred_at"),
+                credential_id=credential_id,
+                client_id=client_id,
+                detail=detail_text({"reason": reason}),
+                **event,
+            )
+        self._outbox_written()
+        log.info("reveal.denied", user_id=str(caller.user_id), reason=reason)
 
     async def update_credential(
         self,
@@ -381,8 +401,9 @@ class Credentials:
             row = await store.update_credential(
                 conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
             )
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
@@ -422,8 +443,7 @@ class Credentials:
         lookup: ClientLookup,
     ) -> Credential:
         """Makes an old version the current secret again (as it was sealed: no key is needed), keeping the current
-        one as a version. Audited as `credential_update`, the label naming the version ("Router (version 3
-        restored)")."""
+        one as a version. Audited as `credential_update`, its detail naming the version: {"restored_version":3}."""
         await self._writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
@@ -444,11 +464,12 @@ class Credentials:
                 updated_by_user_id=caller.user_id,
                 **replacing,
             )
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
-                    AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id,
-                    credential_label=f"{row.label} (version {version} restored)", client_id=client_id,
+                    AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
+                    client_id=client_id, detail=detail_text({"restored_version": version}),
                 ),
             )  # fmt: skip
         self._outbox_written()
@@ -466,8 +487,9 @@ class Credentials:
             row = await store.trash_credential(conn, client_id, credential_id, now, caller.user_id)
             if row is None:
                 raise NotFound("credential not found")
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_DELETE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
@@ -486,8 +508,9 @@ class Credentials:
             row = await store.untrash_credential(conn, client_id, credential_id)
             if row is None:
                 raise NotFound("credential not found in the trash")
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
                     AuditAction.CREDENTIAL_RESTORE, caller, meta, now, credential_id=row.id, credential_label=row.label,
                     client_id=client_id,
@@ -501,8 +524,8 @@ class Credentials:
         self, caller: Caller, meta: RequestContext, client_id: UUID, confirm_name: str, describe: ClientDescription
     ) -> Shredded:
         """Crypto-shred: destroys every data key and sealed secret (current, old versions, in the trash) of an
-        archived client in one transaction, and writes one `client_shredded` event (the counts and the keys'
-        generations in its label: the event has no fields of its own for them). From then on the client's
+        archived client in one transaction, and writes one `client_shredded` event (no credential; the counts and
+        the keys' generations in its detail). From then on the client's
         credentials answer Gone. `confirm_name` must be the client's name, as the clients service has it."""
         state, name = await describe(client_id)
         if state is ClientState.UNKNOWN:
@@ -520,11 +543,12 @@ class Credentials:
                 raise Gone(SHREDDED)
             row, generations = done
             shredded = Shredded(row.shredded_at, row.credentials, row.versions, row.data_keys)
-            await store.insert_event(
+            await outbox.insert_event(
                 conn,
+                store.outbox,
                 **self._event(
-                    AuditAction.CLIENT_SHREDDED, caller, meta, now, credential_id=UUID(int=0),
-                    credential_label=shredded.summary(generations), client_id=client_id,
+                    AuditAction.CLIENT_SHREDDED, caller, meta, now, credential_id=None, credential_label="",
+                    client_id=client_id, detail=shredded.detail(generations),
                 ),
             )  # fmt: skip
         self._keys.forget(client_id)  # this process's cached keys; other replicas' expire (CLIENTVAULT_DEK_CACHE_TTL_S)
@@ -534,28 +558,31 @@ class Credentials:
 
     async def purge_trash(self, keep: timedelta) -> int:
         """Deletes for good the credentials in the trash for longer than `keep`, with their old versions: one
-        `credential_purge` event each, written by the vault itself (no user acted). How many it purged."""
+        `credential_purge` event each, written by the vault itself (no user acted: `PURGER_FULL_NAME`). How many it
+        purged."""
         purged = 0
         while True:
             now = datetime.now(UTC)
             async with self._db.begin() as conn:
                 rows = await store.purge_trashed(conn, now - keep, PURGE_BATCH)
-                await store.insert_events(
+                await outbox.insert_events(
                     conn,
+                    store.outbox,
                     [
                         {
                             "event_id": new_id(),
                             "action": AuditAction.CREDENTIAL_PURGE,
                             "occurred_at": now,
-                            "user_id": VAULT_USER_ID,
+                            "user_id": None,
                             "user_email": "",
-                            "user_full_name": VAULT_USER_FULL_NAME,
+                            "user_full_name": PURGER_FULL_NAME,
                             "credential_id": row.id,
                             "credential_label": row.label,
                             "client_id": row.client_id,
                             "ip": "",
                             "user_agent": "",
                             "request_id": "",
+                            "traceparent": None,  # no request: the purge loop starts no trace
                         }
                         for row in rows
                     ],

@@ -4,12 +4,12 @@ the same reveals (a per-process counter would multiply the limit by the number o
 Fixed windows of `reveal_window_s` seconds, aligned to the epoch: in one window a user may reveal at most
 `reveal_user_max` times and a client IP at most `reveal_ip_max` times; the next attempt is refused with
 `Retry-After` = the seconds left in the window. Every attempt counts, also one for a credential that does
-not exist, so guessing ids is limited as well. A refused attempt reveals nothing, so it has no audit event;
-it is logged. A limit of 0 turns that limit off. A call without a client IP (a service calling the vault
-directly, not through the gateway) is limited per user only.
+not exist, so guessing ids is limited as well. A refused attempt reveals nothing; it is audited as
+`reveal_throttled` (naming the limits exceeded) and logged. A limit of 0 turns that limit off. A call without
+a client IP (a service calling the vault directly, not through the gateway) is limited per user only.
 
 The counting is part of the reveal's one statement (store.REVEAL): no extra round trip, and a refused
-attempt stamps nothing and writes no event in the same breath.
+attempt stamps nothing and writes its `reveal_throttled` event in the same breath.
 """
 
 import asyncio

@@ -7,16 +7,19 @@ from uuid import UUID
 import grpc
 
 from clientvault import rpc
+from clientvault.context import Caller, RequestContext
 from clientvault.convert import from_timestamp, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
-from clientvault.ids import parse_id
+from clientvault.events import EventSigner
+from clientvault.ids import canonical_id, parse_id
 from clientvault.logging import get_logger
+from clientvault.outbox import Relay
 from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
-from services.vault import exposure
+from services.vault import exposure, store
 from services.vault.backlog import Backlog
 from services.vault.credentials import (
     FIELDS,
@@ -30,13 +33,13 @@ from services.vault.credentials import (
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
 from services.vault.limits import RevealLimiter
-from services.vault.outbox import Relay
 from services.vault.rotation import check_keys
 
 log = get_logger(__name__)
 
 VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
 PAGE_SIZE_DEFAULT = 50
+PRODUCER = "vault"  # of its audit events (clientvault/events.py PRODUCER_OF)
 
 
 def credential_to_proto(credential: Credential) -> pb.Credential:
@@ -137,6 +140,16 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             rpc.current_caller(), rpc.current_request(), client_id, credential_id
         )
         return revealed_to_proto(found)
+
+    async def reveal_denied(self, caller: Caller, request: pb.RevealCredentialRequest, meta: RequestContext) -> None:
+        """The policy refused `caller` a reveal (clientvault/rpc.py): the vault records it."""
+        await self._credentials.record_denied(
+            caller,
+            meta,
+            canonical_id(request.client_id),
+            canonical_id(request.credential_id),
+            f"role {caller.role} may not reveal",
+        )
 
     async def UpdateCredential(
         self, request: pb.UpdateCredentialRequest, context: grpc.aio.ServicerContext
@@ -279,10 +292,9 @@ async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
 
 
 async def main(settings: VaultSettings) -> None:
+    signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
     async with Service("vault", settings) as service:
-        relay = Relay(
-            service.db, settings.require_nats_url(), batch=settings.outbox_batch, sweep_s=settings.outbox_sweep_s
-        )
+        relay = Relay.of(service.db, store.outbox, signer, settings)
         service.on_close(relay.close)
         backlog = Backlog(service.db, settings.require_nats_url())
         service.on_close(backlog.close)
@@ -306,4 +318,5 @@ async def main(settings: VaultSettings) -> None:
             limiter.purge_forever(),
             backlog.watch_forever(),
             credentials.purge_trash_forever(timedelta(days=settings.trash_days), settings.trash_purge_interval_s),
+            on_forbidden={"Vault/RevealCredential": servicer.reveal_denied},
         )

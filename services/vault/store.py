@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import metadata as schema_metadata
+from clientvault.outbox import outbox_table
 
 metadata = schema_metadata("vault")
 
@@ -82,7 +83,7 @@ credentials = Table(
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
-# The secrets a credential had before its current one, sealed as they were (migration 0007): the newest
+# The secrets a credential had before its current one, sealed as they were (migration 0008): the newest
 # CLIENTVAULT_SECRET_VERSIONS of them. Sealed with the credential's id as associated data, like the current one.
 credential_versions = Table(
     "credential_versions",
@@ -101,7 +102,7 @@ credential_versions = Table(
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
 )
 
-# Who revealed which credential's current secret: the last time and how often (migration 0009), upserted by the
+# Who revealed which credential's current secret: the last time and how often (migration 0010), upserted by the
 # reveal's own statement. Old versions' reveals are not counted: they expose a secret that is no longer current.
 reveals = Table(
     "reveals",
@@ -117,7 +118,7 @@ reveals = Table(
     ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
 )
 
-# Clients crypto-shredded (migration 0010): their keys and secrets are gone; this row makes them answer 410.
+# Clients crypto-shredded (migration 0011): their keys and secrets are gone; this row makes them answer 410.
 shredded_clients = Table(
     "shredded_clients",
     metadata,
@@ -129,27 +130,9 @@ shredded_clients = Table(
     Column("data_keys", Integer, nullable=False),
 )
 
-# Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction.
-# The columns are the event's fields by the names they have everywhere (clientvault/events.py), plus sent_at.
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("event_id", Uuid, primary_key=True),  # Nats-Msg-Id
-    Column("action", Text, nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("user_id", Uuid, nullable=False),
-    Column("user_email", Text, nullable=False),
-    Column("user_full_name", Text, nullable=False),
-    Column("credential_id", Uuid, nullable=False),
-    Column("credential_label", Text, nullable=False),
-    Column("client_id", Uuid, nullable=False),
-    Column("ip", Text, nullable=False),
-    Column("user_agent", Text, nullable=False),
-    Column("request_id", Text, nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
-    Column("traceparent", Text),  # the request's trace, continued by the audit append (clientvault/tracing.py)
-    Index("ix_outbox_unsent", "occurred_at", postgresql_where=text("sent_at IS NULL")),
-)
+# Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction
+# (the kit's shape: clientvault/outbox.py).
+outbox = outbox_table(metadata)
 
 # Rotation jobs; an unfinished one is resumed by the next `clientvault vault rotate-key`.
 rotations = Table(
@@ -192,9 +175,10 @@ reveal_counts = Table(
 # The whole reveal in one statement (one round trip, one implicit transaction): count the attempt against
 # the caller's reveal limits (limits.py; keys user before IP, so two reveals never wait on each other),
 # and only if none is exceeded stamp the credential, insert its audit event and return the sealed secret
-# with its wrapped data key. One row always comes back: `over` > 0 means refused, a NULL id not found.
-# `version` NULL reveals the current secret (and records who saw it in `reveals`); a number reveals that old
-# version (not found if it is gone), and the event's label says which (`label_suffix`, e.g. " (version 3)").
+# with its wrapped data key; if one is exceeded, insert a `reveal_throttled` event instead (naming the limits
+# exceeded, and the credential's label if it exists). One row always comes back: `over` > 0 means refused, a
+# NULL id not found. `version` NULL reveals the current secret (and records who saw it in `reveals`); a number
+# reveals that old version (not found if it is gone), and the event's `detail` says which (`{"version":3}`).
 REVEAL = text(
     """
 WITH counted AS (
@@ -204,7 +188,8 @@ WITH counted AS (
     ON CONFLICT (key, window_start) DO UPDATE SET hits = c.hits + 1
     RETURNING c.key, c.hits
 ), over AS (
-    SELECT count(*) AS n
+    SELECT count(*) AS n,
+           jsonb_build_object('limits', coalesce(jsonb_agg(split_part(counted.key, ':', 1)), '[]'))::text AS detail
     FROM counted JOIN unnest(CAST(:limit_keys AS text[]), CAST(:limit_maxes AS int[])) AS l(key, max)
       ON l.key = counted.key
     WHERE counted.hits > l.max
@@ -220,10 +205,16 @@ WITH counted AS (
     FROM revealed r LEFT JOIN vault.credential_versions v ON v.credential_id = r.id AND v.version = :version
 ), audited AS (
     INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
-                              credential_id, credential_label, client_id, ip, user_agent, request_id, traceparent)
+                              credential_id, credential_label, client_id, ip, user_agent, request_id, detail,
+                              traceparent)
     SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name,
-           id, label || :label_suffix, client_id, :ip, :user_agent, :request_id, :traceparent
+           id, label, client_id, :ip, :user_agent, :request_id, :detail, :traceparent
     FROM revealed
+    UNION ALL
+    SELECT :event_id, :throttled_action, :now, :user_id, :user_email, :user_full_name, :credential_id,
+           coalesce((SELECT label FROM vault.credentials WHERE id = :credential_id AND client_id = :client_id), ''),
+           :client_id, :ip, :user_agent, :request_id, over.detail, :traceparent
+    FROM over WHERE over.n > 0
 ), exposed AS (
     INSERT INTO vault.reveals AS e (user_id, credential_id, client_id, last_revealed_at, reveal_count)
     SELECT :user_id, id, client_id, :now, 1 FROM revealed WHERE CAST(:version AS int) IS NULL
@@ -246,6 +237,29 @@ LEFT JOIN (sealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.
     bindparam("window_start", type_=DateTime(timezone=True)),
     bindparam("traceparent", type_=Text),
 )
+
+# A reveal refused by policy (the caller's role), recorded by the vault itself in one statement: the event names
+# the credential asked for, with its label when it exists (the ids are NULL when the request's were malformed).
+DENIED = text(
+    """
+INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
+                          credential_id, credential_label, client_id, ip, user_agent, request_id, detail, traceparent)
+SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name, :credential_id,
+       coalesce((SELECT label FROM vault.credentials WHERE id = :credential_id AND client_id = :client_id), ''),
+       :client_id, :ip, :user_agent, :request_id, :detail, :traceparent
+"""
+).bindparams(
+    bindparam("credential_id", type_=Uuid),
+    bindparam("client_id", type_=Uuid),
+    bindparam("event_id", type_=Uuid),
+    bindparam("user_id", type_=Uuid),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("traceparent", type_=Text),
+)
+
+
+async def insert_denied(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(DENIED, values)
 
 
 async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any]:
@@ -378,15 +392,6 @@ async def get_version(conn: AsyncConnection, credential_id: UUID, version: int) 
         credential_versions.c.credential_id == credential_id, credential_versions.c.version == version
     )
     return (await conn.execute(query)).one_or_none()
-
-
-async def insert_event(conn: AsyncConnection, **values: object) -> None:
-    await conn.execute(insert(outbox).values(**values))
-
-
-async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(insert(outbox), list(rows))
 
 
 # --- crypto-shred -----------------------------------------------------------------------------------
@@ -664,19 +669,7 @@ async def keys_on_version(conn: AsyncConnection, kek_version: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-# --- the outbox relay ---------------------------------------------------------------------------------
-
-
-async def unsent_events(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
-    """The oldest unsent events, locked; rows another relay holds are skipped, never waited for."""
-    query = (
-        select(outbox)
-        .where(outbox.c.sent_at.is_(None))
-        .order_by(outbox.c.occurred_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await conn.execute(query)).all())
+# --- the outbox's backlog (the relay's own queries are the kit's: clientvault/outbox.py) ----------------------
 
 
 async def unsent_backlog(conn: AsyncConnection) -> Row[Any]:
@@ -686,16 +679,6 @@ async def unsent_backlog(conn: AsyncConnection) -> Row[Any]:
     )
     row: Row[Any] = (await conn.execute(query)).one()
     return row
-
-
-async def mark_sent(conn: AsyncConnection, event_ids: Sequence[UUID], now: datetime) -> None:
-    await conn.execute(update(outbox).where(outbox.c.event_id.in_(list(event_ids))).values(sent_at=now))
-
-
-async def purge_sent(conn: AsyncConnection, before: datetime) -> None:
-    # A week of events can take longer than a request's statement timeout; nobody waits on this one.
-    await conn.execute(text("SET LOCAL statement_timeout = 0"))
-    await conn.execute(delete(outbox).where(outbox.c.sent_at < before))
 
 
 async def purge_reveal_counts(conn: AsyncConnection, before: datetime) -> None:

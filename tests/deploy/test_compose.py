@@ -22,6 +22,8 @@ REQUIRED_ENV = {
     "CLIENTVAULT_KEK_ACTIVE": "v1",
     "CLIENTVAULT_CONTEXT_KEY": "context-key",
     **{f"{service.upper()}_CONTEXT_VERIFY_KEY": f"{service}-context-key" for service in SERVICES},
+    **{f"{producer.upper()}_EVENT_SIGNING_KEY": f"{producer}-event-key" for producer in ("vault", "auth", "audit")},
+    "CLIENTVAULT_EVENT_PUBLIC_KEYS": "vault:public",
 }
 
 
@@ -151,6 +153,18 @@ def test_only_auth_holds_the_signing_key() -> None:
     assert holders == ["auth"]
     keks = [n for n, s in SERVICES_.items() if "CLIENTVAULT_KEKS" in s.get("environment", {})]
     assert keks == ["vault"]
+
+
+def test_each_producer_holds_only_its_own_event_signing_key_and_the_audit_service_trusts_the_public_halves() -> None:
+    environments = interpolate(COMPOSE, REQUIRED_ENV)["services"]
+
+    holders = {
+        name: service["environment"]["CLIENTVAULT_EVENT_SIGNING_KEY"]
+        for name, service in environments.items()
+        if "CLIENTVAULT_EVENT_SIGNING_KEY" in service.get("environment", {})
+    }
+    assert holders == {producer: f"{producer}-event-key" for producer in ("vault", "auth", "audit")}
+    assert environments["audit"]["environment"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == "vault:public"
 
 
 def test_the_gateway_holds_the_context_key_and_each_service_only_its_own_derived_key() -> None:

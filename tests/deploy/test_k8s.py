@@ -29,6 +29,10 @@ SECRETS = {
     "clientvault-nats": {f"{process}-url" for process in PROCESSES},  # one NATS user per process
     "clientvault-nats-operator": {"url"},  # the NATS operator, for the migration Job only
     "clientvault-token-signing": {"signing-key"},
+    # Each audit producer's event-signing key (by producer), and the public keys the audit side trusts
+    "clientvault-event-keys": {"vault", "auth", "audit", "public-keys"},
+    # The checkpoint key, for the audit checkpoint CronJob only, and its public half for verifying
+    "clientvault-audit-checkpoint": {"key", "public-keys"},
     # The gateway's request-context key, and each service's own key derived from it
     "clientvault-context": {f"{process}-key" for process in PROCESSES},
     "clientvault-vault-keys": {
@@ -61,8 +65,15 @@ def of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
+def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment's or Job's pod template, or that of a CronJob's Jobs."""
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
+
+
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    spec: dict[str, Any] = pod_template(workload)["spec"]
     return spec
 
 
@@ -72,7 +83,7 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def workloads(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for o in objects:
-        if o["kind"] in ("Deployment", "Job"):
+        if o["kind"] in ("Deployment", "Job", "CronJob"):
             yield o["metadata"]["name"], o
 
 
@@ -247,7 +258,7 @@ def test_who_holds_which_secret() -> None:
     readers: dict[str, dict[str, str]] = {}  # variable -> {component: the Secret key it reads}
     secret_keys: dict[str, dict[str, set[str]]] = {}  # Secret -> {component: the keys it reads}
     for _, workload in workloads(rendered("production") + job_files()):
-        process = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        process = pod_template(workload)["metadata"]["labels"]["app.kubernetes.io/component"]
         for variable, ref in secret_files(workload).items():
             readers.setdefault(variable, {})[process] = ref["key"]
             secret_keys.setdefault(ref["name"], {}).setdefault(process, set()).add(ref["key"])
@@ -256,6 +267,11 @@ def test_who_holds_which_secret() -> None:
     assert readers["CLIENTVAULT_CONTEXT_KEY"] == {"gateway": "gateway-key"}
     assert readers["CLIENTVAULT_CONTEXT_VERIFY_KEY"] == {service: f"{service}-key" for service in SERVICES}
     assert secret_keys["clientvault-context"] == {p: {f"{p}-key"} for p in PROCESSES}
+    # Each audit producer signs its events with its own key (the vault, auth, the audit service its reads); the audit
+    # service and the checkpoint job trust the public keys; only the checkpoint job signs checkpoints.
+    assert readers["CLIENTVAULT_EVENT_SIGNING_KEY"] == {"vault": "vault", "auth": "auth", "audit": "audit"}
+    assert readers["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == {"audit": "public-keys", "audit-checkpoint": "public-keys"}
+    assert readers["CLIENTVAULT_AUDIT_CHECKPOINT_KEY"] == {"audit-checkpoint": "key"}
     for variable in ("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_TRANSIT_TOKEN"):
         assert set(readers[variable]) == {"vault", "vault-rotate-key"}
     # Every verifier watches the revocation bucket, each as its own NATS user; the migration creates the stream and
@@ -263,7 +279,12 @@ def test_who_holds_which_secret() -> None:
     assert readers["NATS_URL"] == {**NATS_KEY, "migrate": "url"}, "each process its own NATS user"
     assert secret_keys["clientvault-nats-operator"] == {"migrate": {"url"}}
     assert secret_keys["clientvault-nats"] == {p: {key} for p, key in NATS_KEY.items()}, "and no one else's URL"
-    assert readers["DATABASE_URL"] == {**DATABASE_KEY, "migrate": "migrate-url", "vault-rotate-key": "vault-url"}
+    assert readers["DATABASE_URL"] == {
+        **DATABASE_KEY,
+        "migrate": "migrate-url",
+        "vault-rotate-key": "vault-url",
+        "audit-checkpoint": "audit-url",
+    }
     assert "gateway" not in readers["DATABASE_URL"], "the gateway has no database access"
 
 
@@ -322,7 +343,7 @@ def test_production_settings() -> None:
 
 # ---- network policies: the whole connection matrix ----
 
-COMPONENTS = (*PROCESSES, "migrate", "vault-rotate-key", "audit-verify")
+COMPONENTS = (*PROCESSES, "migrate", "vault-rotate-key", "audit-verify", "audit-checkpoint")
 GRPC_CALLS = {  # (caller, service) pairs the code makes
     ("gateway", "auth"),
     ("gateway", "clients"),
@@ -372,7 +393,7 @@ def test_only_the_gateway_takes_ingress_and_only_from_the_ingress_controller(nam
 def test_egress_to_dns_postgres_and_nats(name: str) -> None:
     policies = Policies(rendered(name))
     with_database = {c for c in COMPONENTS if policies.allowed(ours(c), POSTGRES, 5432)}
-    assert with_database == {*SERVICES, "migrate", "vault-rotate-key", "audit-verify"}
+    assert with_database == {*SERVICES, "migrate", "vault-rotate-key", "audit-verify", "audit-checkpoint"}
     with_nats = {c for c in COMPONENTS if policies.allowed(ours(c), NATS, 4222)}
     assert with_nats == {*PROCESSES, "migrate"}
     for component in COMPONENTS:

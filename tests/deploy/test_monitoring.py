@@ -22,6 +22,7 @@ from tests.deploy.test_k8s import (
     ours,
     pod_spec,
     rendered,
+    secret_files,
 )
 
 SCRAPER = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
@@ -162,8 +163,11 @@ def test_the_audit_verify_cronjob_runs_the_check_as_the_operator() -> None:
     template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
     (container,) = template["spec"]["containers"]
     assert container["args"] == ["audit", "verify"]
-    (database,) = container["env"]
-    assert database["valueFrom"]["secretKeyRef"] == {"name": "clientvault-database", "key": "migrate-url"}
+    assert secret_files(cronjob) == {
+        "DATABASE_URL": {"name": "clientvault-database", "key": "migrate-url"},
+        "CLIENTVAULT_EVENT_PUBLIC_KEYS": {"name": "clientvault-event-keys", "key": "public-keys"},
+    }
+    assert all("valueFrom" not in variable for variable in container["env"]), "no secret in the environment"
     assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "audit-verify"  # its egress policy
     assert "kube_job_status_failed" in next(
         r["expr"] for r in alert_rules() if r["alert"] == "ClientVaultAuditVerifyFailed"

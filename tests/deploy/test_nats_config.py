@@ -201,7 +201,7 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
     with pytest.raises(NoStreamResponseError):  # the relay logs outbox.stream_missing
         await vault.jetstream().publish("audit.vault.credential_reveal", b"event")
     await vault.close()
-    early = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10)  # type: ignore[arg-type]
+    early = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10, keys=None)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):  # audit.stream_missing
         await early._subscription()
     await early.close()
@@ -226,7 +226,7 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
     vault = await connect(url(nats_server, "vault"), allow_reconnect=False)
     ack = await vault.jetstream().publish("audit.vault.credential_reveal", b"event", headers={"Nats-Msg-Id": "e1"})
     await vault.close()
-    consumer = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10)  # type: ignore[arg-type]
+    consumer = Consumer(db=None, nats_url=url(nats_server, "audit"), batch=10, keys=None)  # type: ignore[arg-type]
     try:
         (msg,) = await (await consumer._subscription()).fetch(1, timeout=5)
         assert msg.metadata.sequence.stream == ack.seq

@@ -188,3 +188,24 @@ async def test_a_service_at_its_concurrency_bound_refuses_more_at_once_with_503(
     refused_at_once = [took for _, _, took in answers if took < 0.9]  # the others waited out the 1 s timeout
     assert len(refused_at_once) >= 5, sorted(took for _, _, took in answers)
     assert (await api.raw.get("/clients", headers=reader.headers)).status_code == 200
+
+
+async def test_a_throttled_reveal_is_audited_with_the_limit_it_hit(api: Api, secret_path: str) -> None:
+    ip = unique_ip()
+    greedy = await manager_at(api, ip)
+
+    statuses = [await reveal(api, greedy, secret_path, ip) for _ in range(USER_MAX + 1)]
+
+    assert statuses == [200] * USER_MAX + [429]
+    admin = await api.session("admin")
+    page = await wait_for_entries(api, admin, 1, action="reveal_throttled", actorUserId=await me(api, greedy))
+    assert page["total"] == 1
+    entry = page["items"][0]
+    client_id, credential_id = secret_path.split("/")[2::2]
+    assert (entry["credentialId"], entry["clientId"], entry["credential"]["label"]) == (
+        credential_id,
+        client_id,
+        "Router",
+    )
+    assert entry["detail"] == {"limits": ["user"]}
+    assert entry["ip"] == ip

@@ -13,7 +13,15 @@ import pytest
 
 from clientvault.convert import timestamp
 from clientvault.v1 import events_pb2
-from tests.audit_support import audit_logs, outbox_ids, stored_event_ids, wait_for_audit
+from tests.audit_support import (
+    audit_logs,
+    outbox_ids,
+    record_as_sent,
+    signed,
+    stored_event_ids,
+    vault_signer,
+    wait_for_audit,
+)
 from tests.system import Api, Session
 from tests.vault_support import create, new_client
 
@@ -165,9 +173,11 @@ async def test_duplicates_are_stored_once_and_malformed_messages_are_parked_with
     api: Api, admin: Session
 ) -> None:
     info = api.system.info()
-    duplicated, after = an_event(), an_event()
+    vault = vault_signer(api.system)
+    duplicated, after = signed(an_event(), vault), signed(an_event(), vault)
     unknown_action = an_event(action=99)
     bad_id = an_event(credential_id="nope")
+    await record_as_sent(info["database_url"], [duplicated, after])
     nc = await nats.connect(info["nats_url"])
     try:
         js = nc.jetstream()

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ops.embedded import _pg_bin
+from ops.embedded import pg_bin
 from tests.system import Api, Session, unique_ip
 from tests.vault_support import create, events_for, new_client
 
@@ -380,7 +380,7 @@ async def test_a_database_dump_and_the_logs_hold_no_plaintext_secret(
     dump = (
         await asyncio.to_thread(
             subprocess.run,
-            [str(_pg_bin() / "pg_dump"), "--dbname", api.system.info()["database_url"], "--format", "plain"],
+            [str(pg_bin() / "pg_dump"), "--dbname", api.system.info()["database_url"], "--format", "plain"],
             capture_output=True,
             check=True,
             timeout=120,

@@ -28,6 +28,7 @@ def serve_vault(system: System, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CLIENTVAULT_K")}
     base |= {"DATABASE_URL": system.info()["database_url"], "NATS_URL": system.info()["nats_url"]}
     base |= {"CLIENTVAULT_VAULT_ADDR": f"127.0.0.1:{free_port()}", "CLIENTVAULT_AUTH_ADDR": system.info_address("auth")}
+    base["CLIENTVAULT_EVENT_SIGNING_KEY"] = system.secrets()["vault_event_signing_key"]
     return subprocess.run(
         [sys.executable, "-m", "ops", "serve", "vault"],
         env=base | env,
@@ -43,6 +44,13 @@ def test_a_vault_without_a_kek_does_not_start(system: System) -> None:
 
     assert done.returncode == 2
     assert "vault: cannot start: no KEK: set CLIENTVAULT_KEKS" in done.stderr
+
+
+def test_a_vault_without_its_event_signing_key_does_not_start(system: System) -> None:
+    done = serve_vault(system, CLIENTVAULT_EVENT_SIGNING_KEY="")
+
+    assert done.returncode == 2
+    assert "vault: cannot start: CLIENTVAULT_EVENT_SIGNING_KEY is not set" in done.stderr
 
 
 def test_a_vault_with_a_wrong_kek_does_not_start(system: System) -> None:

@@ -50,10 +50,10 @@ async def test_three_updates_leave_three_versions_each_reveal_audited_and_one_re
     entries = await wait_for_entries(
         api, admin, 3, credentialId=credential_id, action="credential_version_reveal"
     )  # an auditor sees each old version's reveal, and which version it was
-    assert sorted(e["credential"]["label"] for e in entries["items"]) == [
-        "Core switch (version 1)",
-        "Core switch (version 2)",
-        "Core switch (version 3)",
+    assert sorted((e["detail"]["version"], e["credential"]["label"]) for e in entries["items"]) == [
+        (1, "Core switch"),
+        (2, "Core switch"),
+        (3, "Core switch"),
     ]
     assert {e["userId"] for e in entries["items"]} == {(await me(api, manager))}
 
@@ -61,6 +61,9 @@ async def test_three_updates_leave_three_versions_each_reveal_audited_and_one_re
 
     assert restored.status_code == 200, restored.text
     assert await revealed(api, manager, client_id, credential_id) == "first"
+    updates = await wait_for_entries(api, admin, 4, credentialId=credential_id, action="credential_update")
+    # Three secret changes, then the restore, which names the version it brought back.
+    assert [e.get("detail") for e in updates["items"]] == [{"restored_version": 1}, None, None, None]
     unknown = await api.raw.post(path(client_id, credential_id, "versions", "99", "reveal"), headers=manager.headers)
     assert (unknown.status_code, unknown.headers["content-type"]) == (404, PROBLEM)
     reader = sessions["read_only"]
@@ -209,4 +212,10 @@ async def test_a_shredded_client_answers_410_while_other_clients_secrets_still_r
     erasure = await wait_for_entries(api, admin, 1, clientId=client_id, action="client_shredded")
     [entry] = erasure["items"]
     assert entry["userId"] == await me(api, admin)
-    assert entry["credential"]["label"] == "shredded: 1 credentials, 1 old versions, 1 data keys (generations 1)"
+    assert (entry["credentialId"], entry["credential"], entry["clientId"]) == (None, None, client_id)
+    assert entry["detail"] == {"credentials": 1, "versions": 1, "data_keys": 1, "generations": [1]}
+
+    # Every lifecycle event of this file (old versions' reveals, restores, the trash, the shred) is signed by the
+    # vault and in its outbox as in the chain: verify checks every signature and compares both ways.
+    verified = api.system.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

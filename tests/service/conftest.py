@@ -21,9 +21,10 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from clientvault import logging, rpc
+from clientvault import ed25519, logging, rpc
 from clientvault.attestation import HEADER, Attester, ContextCheck, derive_key
 from clientvault.db import Database
+from clientvault.events import EventSigner
 from clientvault.ids import new_id
 from clientvault.policy import Role
 from clientvault.revocation import DenyList
@@ -209,13 +210,18 @@ async def vault(database_url: str, tokens: Tokens, clients: Service) -> AsyncIte
             yield served
 
 
+# The audit service's own event key: it signs the `audit_log_read` entries of the reads tests make.
+AUDIT_SIGNER = EventSigner("audit", ed25519.private_key(ed25519.generate(), "test"))
+
+
 @pytest.fixture(scope="session")
 async def audit(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
-    """The audit service's log; tests append to the chain as the consumer does (services.audit.chain)."""
+    """The audit service's log; tests append to the chain as the consumer does (services.audit.chain). Its reads
+    are signed with a key of its own."""
     from services.audit.server import AuditServicer
 
     def build(db: Database) -> Register:
-        return lambda server: audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(db), server)
+        return lambda server: audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(db, AUDIT_SIGNER), server)
 
     async with service(database_url, tokens, "audit", audit_pb2_grpc.AuditStub, build) as served:
         yield served

@@ -2,6 +2,7 @@
 old versions, the trash and its purge, who revealed what, and the crypto-shred of a client."""
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -67,13 +68,13 @@ async def reveal(vault: Service, client_id: str, credential_id: str, version: in
     return str((await vault.stub.RevealCredentialVersion(request_v, metadata=metadata)).secret)
 
 
-async def outbox(vault: Service, credential_id: str) -> list[tuple[str, str]]:
-    """(action, label) of the credential's audit events, oldest first."""
+async def outbox(vault: Service, credential_id: str) -> list[tuple[str, str, dict[str, object]]]:
+    """(action, label, detail) of the credential's audit events, oldest first."""
     rows = await vault.sql(
-        "SELECT action, credential_label FROM vault.outbox WHERE credential_id = %s ORDER BY occurred_at",
+        "SELECT action, credential_label, detail FROM vault.outbox WHERE credential_id = %s ORDER BY occurred_at",
         uuid.UUID(credential_id),
     )
-    return [(str(action), str(label)) for action, label in rows]
+    return [(str(action), str(label), json.loads(detail) if detail else {}) for action, label, detail in rows]
 
 
 async def test_three_updates_leave_three_versions_each_revealed_under_audit(vault: Service, clients: Service) -> None:
@@ -106,9 +107,9 @@ async def test_three_updates_leave_three_versions_each_revealed_under_audit(vaul
     assert await reveal(vault, client_id, credential_id) == "v4-secret"
     events = await outbox(vault, credential_id)
     assert [e for e in events if e[0] == "credential_version_reveal"] == [
-        ("credential_version_reveal", "Firewall (version 3)"),
-        ("credential_version_reveal", "Firewall (version 2)"),
-        ("credential_version_reveal", "Firewall (version 1)"),
+        ("credential_version_reveal", "Firewall", {"version": 3}),
+        ("credential_version_reveal", "Firewall", {"version": 2}),
+        ("credential_version_reveal", "Firewall", {"version": 1}),
     ]
 
 
@@ -131,7 +132,7 @@ async def test_restoring_a_version_brings_back_the_old_secret_and_keeps_the_curr
     assert [v.version for v in versions.items] == [2, 1]
     assert await reveal(vault, client_id, credential_id, 2) == "leaked"
     assert restored.secret_changed_at == restored.updated_at
-    assert (await outbox(vault, credential_id))[-3] == ("credential_update", "VPN (version 1 restored)")
+    assert (await outbox(vault, credential_id))[-3] == ("credential_update", "VPN", {"restored_version": 1})
 
 
 async def test_an_unknown_version_reveals_nothing_and_writes_no_event(vault: Service, clients: Service) -> None:
@@ -141,7 +142,7 @@ async def test_an_unknown_version_reveals_nothing_and_writes_no_event(vault: Ser
         await reveal(vault, client_id, credential_id, 1)
 
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
-    assert [action for action, _ in await outbox(vault, credential_id)] == ["credential_create"]
+    assert [action for action, *_ in await outbox(vault, credential_id)] == ["credential_create"]
 
 
 async def test_only_the_newest_versions_are_kept(vault: Service, clients: Service) -> None:
@@ -196,7 +197,7 @@ async def test_a_deleted_credential_disappears_and_an_admin_restores_it(vault: S
     assert await reveal(vault, client_id, credential_id) == "in-the-bin"
     assert credential_id in await listed(vault, client_id)
     assert credential_id not in await trash(vault, client_id)
-    actions = [action for action, _ in await outbox(vault, credential_id)]
+    actions = [action for action, *_ in await outbox(vault, credential_id)]
     assert actions == ["credential_create", "credential_delete", "credential_restore", "credential_reveal"]
 
 
@@ -239,11 +240,12 @@ async def test_the_vault_purges_the_trash_after_the_retention_with_the_versions(
     assert await vault.sql("SELECT 1 FROM vault.credentials WHERE id = %s", key) == []
     assert await vault.sql("SELECT 1 FROM vault.credential_versions WHERE credential_id = %s", key) == []
     purges = await vault.sql(
-        "SELECT user_id, user_full_name, credential_label, client_id FROM vault.outbox "
+        "SELECT user_id, user_email, user_full_name, credential_label, client_id FROM vault.outbox "
         "WHERE credential_id = %s AND action = 'credential_purge'",
         key,
     )
-    assert purges == [(uuid.UUID(int=0), "ClientVault vault (trash retention)", "Old printer", uuid.UUID(client_id))]
+    # No user acted: no user id and no email, the vault's purge named as the actor (as auth names an operator).
+    assert purges == [(None, "", "vault (trash purge)", "Old printer", uuid.UUID(client_id))]
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await vault.stub.RestoreCredential(
             vault_pb2.RestoreCredentialRequest(client_id=client_id, credential_id=credential_id),
@@ -381,7 +383,10 @@ async def test_a_shred_leaves_no_byte_of_the_clients_secrets_and_keys_and_spares
     assert gone(again.value)
     assert await reveal(vault, other_client, other) == "still-here"
     erasure = await vault.sql(
-        "SELECT credential_id, credential_label FROM vault.outbox WHERE client_id = %s AND action = 'client_shredded'",
+        "SELECT credential_id, credential_label, detail FROM vault.outbox "
+        "WHERE client_id = %s AND action = 'client_shredded'",
         uuid.UUID(doomed.id),
     )
-    assert erasure == [(uuid.UUID(int=0), "shredded: 3 credentials, 2 old versions, 1 data keys (generations 1)")]
+    assert [(credential, label, json.loads(detail)) for credential, label, detail in erasure] == [
+        (None, "", {"credentials": 3, "versions": 2, "data_keys": 1, "generations": [1]})
+    ]

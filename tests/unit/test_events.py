@@ -1,9 +1,13 @@
 """The AUDIT stream's contract (clientvault/events.py): one vocabulary, one name per field, one builder."""
 
 import dataclasses
+import uuid
 
-from clientvault import events
+import pytest
+
+from clientvault import ed25519, events
 from clientvault.convert import enum_name
+from clientvault.errors import Misconfigured
 from clientvault.v1 import events_pb2
 from services.audit.chain import Entry
 from services.audit.consumer import decode
@@ -20,27 +24,84 @@ def test_the_actions_are_the_protos() -> None:
 def test_a_field_has_one_name_from_the_outbox_through_the_proto_to_the_chain() -> None:
     proto = [f.name for f in events_pb2.AuditEvent.DESCRIPTOR.fields if not f.GetOptions().deprecated]
 
-    assert sorted(proto) == sorted(events.FIELDS)
-    assert [f.name for f in dataclasses.fields(Entry)] == list(events.FIELDS)
+    assert sorted(proto) == sorted(events.FIELDS + events.SIGNATURE_FIELDS)
+    assert [f.name for f in dataclasses.fields(Entry)] == list(events.FIELDS + events.SIGNATURE_FIELDS)
     relay_only = ("sent_at", "traceparent")  # the relay's bookkeeping, not the event's
     assert [c.name for c in outbox.columns if c.name not in relay_only] == list(events.FIELDS)
 
 
-def test_an_entry_survives_the_wire() -> None:
-    assert decode(events.audit_event(ENTRY).SerializeToString()) == ENTRY
+def test_an_entry_survives_the_wire_with_its_signature() -> None:
+    signer = events.EventSigner("vault", ed25519.private_key(ed25519.generate(), "test"))
+    signed = decode(signer.event(ENTRY).SerializeToString())
+
+    assert isinstance(signed, Entry)
+    assert dataclasses.replace(signed, key_id=None, signature=None) == ENTRY
+    assert signed.key_id == signer.key_id
+    assert events.TrustedKeys([signer.trusted_entry]).problem(signed, signer.key_id, signed.signature or b"") is None
 
 
-def test_an_event_published_before_the_rename_still_decodes() -> None:
-    legacy = events.audit_event(ENTRY)
-    legacy.ClearField("user_id")
-    legacy.ClearField("user_email")
-    legacy.ClearField("user_full_name")
-    legacy.actor.CopyFrom(
-        events_pb2.LegacyActor(user_id=str(ENTRY.user_id), email=ENTRY.user_email, full_name=ENTRY.user_full_name)
-    )
+def test_every_action_has_exactly_one_producer() -> None:
+    assert set(events.PRODUCER_OF) == set(events.ACTIONS)
+    assert events.PRODUCER_OF["sign_in"] == "auth"
+    assert events.PRODUCER_OF["reveal_denied"] == "vault"
+    assert events.PRODUCER_OF["audit_log_read"] == "audit"
 
-    assert decode(legacy.SerializeToString()) == ENTRY
+
+def test_every_outbox_has_the_kits_shape() -> None:
+    from services.auth.store import outbox as auth_outbox
+
+    assert [c.name for c in auth_outbox.columns] == [c.name for c in outbox.columns]
 
 
 def test_subjects_name_the_producer_and_the_action() -> None:
     assert events.subject("vault", events.AuditAction.CREDENTIAL_REVEAL) == "audit.vault.credential_reveal"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("action", "credential_delete"),
+        ("user_email", "ceo@example.com"),
+        ("ip", "198.51.100.66"),
+        ("credential_label", "other"),
+        ("request_id", "r2"),
+        ("user_id", uuid.uuid4()),
+        ("occurred_at", ENTRY.occurred_at.replace(microsecond=0)),
+        ("target_user_id", uuid.uuid4()),
+        ("target_user_email", "ceo@example.com"),
+        ("detail", '{"role":"admin"}'),
+        ("credential_id", None),
+    ],
+)
+def test_a_field_changed_after_signing_fails_the_signature(field: str, value: object) -> None:
+    signer = events.EventSigner("vault", ed25519.private_key(ed25519.generate(), "test"))
+    trusted = events.TrustedKeys([signer.trusted_entry])
+    signature = signer.signature(ENTRY)
+
+    assert trusted.problem(ENTRY, signer.key_id, signature) is None
+    changed = dataclasses.replace(ENTRY, **{field: value})  # type: ignore[arg-type]
+    assert trusted.problem(changed, signer.key_id, signature) == f"signature does not verify with key {signer.key_id}"
+
+
+def test_a_producer_signs_only_its_own_actions_and_under_its_own_subject() -> None:
+    signer = events.EventSigner("vault", ed25519.private_key(ed25519.generate(), "test"))
+    trusted = events.TrustedKeys([signer.trusted_entry])
+    signature = signer.signature(ENTRY)
+
+    assert trusted.problem(ENTRY, signer.key_id, signature, producer="auth") == (
+        f"published as auth but signed by vault's key {signer.key_id}"
+    )
+    assert trusted.problem(ENTRY, "", b"") == "unsigned"
+
+
+@pytest.mark.parametrize("entry", ["vault", "nobody:AAAA", "vault:not base64!", "vault:" + "A" * 8])
+def test_a_bad_trusted_key_setting_is_refused_with_its_reason(entry: str) -> None:
+    with pytest.raises(Misconfigured) as refused:
+        events.TrustedKeys.from_setting([entry])
+    assert "CLIENTVAULT_EVENT_PUBLIC_KEYS" in str(refused.value)
+    assert "AAAA" not in str(refused.value)
+
+
+def test_no_trusted_key_at_all_is_refused() -> None:
+    with pytest.raises(Misconfigured, match="CLIENTVAULT_EVENT_PUBLIC_KEYS is not set"):
+        events.TrustedKeys.from_setting([])

@@ -2,14 +2,21 @@
 
 from pathlib import Path
 
-from clientvault.settings import AuthSettings, GatewaySettings, Settings, VaultSettings
+from clientvault.settings import (
+    AuditSettings,
+    AuthSettings,
+    GatewaySettings,
+    OperatorSettings,
+    Settings,
+    VaultSettings,
+)
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme() -> None:
     names = set()
-    for model in (Settings, AuthSettings, GatewaySettings, VaultSettings):
+    for model in (Settings, AuthSettings, GatewaySettings, VaultSettings, AuditSettings, OperatorSettings):
         for name, field in model.model_fields.items():
             alias = field.validation_alias
             names.add(alias if isinstance(alias, str) else f"CLIENTVAULT_{name.upper()}")

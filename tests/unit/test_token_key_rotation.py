@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
+from clientvault.ed25519 import generate as generate_private_key
 from clientvault.errors import Unauthenticated
 from clientvault.policy import Role
 from clientvault.revocation import DenyList
 from clientvault.settings import AuthSettings
 from clientvault.tokens import TokenVerifier
-from services.auth.signing import TokenSigner, generate_private_key, load_previous_keys, load_private_key, public_half
+from services.auth.signing import TokenSigner, load_previous_keys, load_private_key, public_half
 from services.auth.users import User
 
 USER = User(uuid.uuid4(), "ada@example.com", "Ada", Role.MANAGER, datetime.now(UTC), None)

@@ -3,15 +3,15 @@ the reveal's own statement. The exposure report reads it ("what did this user se
 since?"), and rotation work when a user leaves can be built on it. It goes with its credential (a purge or a
 shred deletes it).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

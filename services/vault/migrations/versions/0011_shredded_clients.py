@@ -1,15 +1,15 @@
 """Clients whose data keys and sealed secrets were destroyed (crypto-shred): what the vault keeps of them is
 this row, so that their credentials answer 410 Gone from then on, with the counts the erasure event names.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -3,15 +3,15 @@ data key that sealed it: a foreign key to `client_keys`, like a credential's). A
 current secret (`secret_version`) and remembers who set it (`secret_changed_by_user_id`; rows written before
 this take `updated_by_user_id`, the last writer, which is the best we know).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """The trash: a deleted credential keeps its row (and its old versions) with `deleted_at` and who deleted it,
 until the vault purges it CLIENTVAULT_TRASH_DAYS later. The partial index serves that purge and the trash list.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -4,15 +4,15 @@ Rows written before it take their `updated_at`: the last time anything changed i
 secret changed then or earlier), so an exposure report errs towards listing a credential, never towards
 dropping one.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
