@@ -206,6 +206,35 @@ class Credentials:
             **about,
         }
 
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        action: AuditAction,
+        caller: Caller,
+        meta: RequestContext,
+        now: datetime,
+        *,
+        client_id: UUID,
+        credential: Row[Any] | None,
+        detail: str = "",
+    ) -> None:
+        """Writes one audit event to the vault's outbox in `conn`'s transaction (the kit's outbox,
+        clientvault/outbox.py): about `credential` (its id and label as they are now) or, None, the client alone."""
+        await outbox.insert_event(
+            conn,
+            store.outbox,
+            **self._event(
+                action,
+                caller,
+                meta,
+                now,
+                credential_id=None if credential is None else credential.id,
+                credential_label="" if credential is None else credential.label,
+                client_id=client_id,
+                detail=detail,
+            ),
+        )
+
     async def _writable(self, lookup: ClientLookup, client_id: UUID, missing: str) -> None:
         """A client's credentials change only while the client exists and is not archived (the contract: writes on
         an archived client are 409; on a shredded one, which is archived, 410). `missing` is the NotFound
@@ -291,14 +320,9 @@ class Credentials:
                 secret_changed_by_user_id=caller.user_id,
                 **values,
             )
-            await outbox.insert_event(
-                conn,
-                store.outbox,
-                **self._event(
-                    AuditAction.CREDENTIAL_CREATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
-                    client_id=client_id,
-                ),
-            )  # fmt: skip
+            await self._record(
+                conn, AuditAction.CREDENTIAL_CREATE, caller, meta, now, client_id=client_id, credential=row
+            )
         self._outbox_written()
         log.info("credential.created", credential_id=str(credential_id), client_id=str(client_id))
         return credential_id
@@ -401,14 +425,9 @@ class Credentials:
             row = await store.update_credential(
                 conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
             )
-            await outbox.insert_event(
-                conn,
-                store.outbox,
-                **self._event(
-                    AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
-                    client_id=client_id,
-                ),
-            )  # fmt: skip
+            await self._record(
+                conn, AuditAction.CREDENTIAL_UPDATE, caller, meta, now, client_id=client_id, credential=row
+            )
         self._outbox_written()
         log.info("credential.updated", credential_id=str(credential_id), fields=sorted(changes))
         return Credential.from_row(row)
@@ -464,14 +483,16 @@ class Credentials:
                 updated_by_user_id=caller.user_id,
                 **replacing,
             )
-            await outbox.insert_event(
+            await self._record(
                 conn,
-                store.outbox,
-                **self._event(
-                    AuditAction.CREDENTIAL_UPDATE, caller, meta, now, credential_id=row.id, credential_label=row.label,
-                    client_id=client_id, detail=detail_text({"restored_version": version}),
-                ),
-            )  # fmt: skip
+                AuditAction.CREDENTIAL_UPDATE,
+                caller,
+                meta,
+                now,
+                client_id=client_id,
+                credential=row,
+                detail=detail_text({"restored_version": version}),
+            )
         self._outbox_written()
         log.info("credential.version_restored", credential_id=str(credential_id), version=version)
         return Credential.from_row(row)
@@ -487,14 +508,9 @@ class Credentials:
             row = await store.trash_credential(conn, client_id, credential_id, now, caller.user_id)
             if row is None:
                 raise NotFound("credential not found")
-            await outbox.insert_event(
-                conn,
-                store.outbox,
-                **self._event(
-                    AuditAction.CREDENTIAL_DELETE, caller, meta, now, credential_id=row.id, credential_label=row.label,
-                    client_id=client_id,
-                ),
-            )  # fmt: skip
+            await self._record(
+                conn, AuditAction.CREDENTIAL_DELETE, caller, meta, now, client_id=client_id, credential=row
+            )
         self._outbox_written()
         log.info("credential.deleted", credential_id=str(credential_id))
 
@@ -508,14 +524,9 @@ class Credentials:
             row = await store.untrash_credential(conn, client_id, credential_id)
             if row is None:
                 raise NotFound("credential not found in the trash")
-            await outbox.insert_event(
-                conn,
-                store.outbox,
-                **self._event(
-                    AuditAction.CREDENTIAL_RESTORE, caller, meta, now, credential_id=row.id, credential_label=row.label,
-                    client_id=client_id,
-                ),
-            )  # fmt: skip
+            await self._record(
+                conn, AuditAction.CREDENTIAL_RESTORE, caller, meta, now, client_id=client_id, credential=row
+            )
         self._outbox_written()
         log.info("credential.restored", credential_id=str(credential_id))
         return Credential.from_row(row)
@@ -543,14 +554,16 @@ class Credentials:
                 raise Gone(SHREDDED)
             row, generations = done
             shredded = Shredded(row.shredded_at, row.credentials, row.versions, row.data_keys)
-            await outbox.insert_event(
+            await self._record(
                 conn,
-                store.outbox,
-                **self._event(
-                    AuditAction.CLIENT_SHREDDED, caller, meta, now, credential_id=None, credential_label="",
-                    client_id=client_id, detail=shredded.detail(generations),
-                ),
-            )  # fmt: skip
+                AuditAction.CLIENT_SHREDDED,
+                caller,
+                meta,
+                now,
+                client_id=client_id,
+                credential=None,
+                detail=shredded.detail(generations),
+            )
         self._keys.forget(client_id)  # this process's cached keys; other replicas' expire (CLIENTVAULT_DEK_CACHE_TTL_S)
         self._outbox_written()
         log.warning("client.shredded", client_id=str(client_id), credentials=row.credentials, data_keys=row.data_keys)
