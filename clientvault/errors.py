@@ -11,6 +11,11 @@ class DomainError(Exception):
 class NotFound(DomainError): ...
 
 
+class Gone(NotFound):
+    """It existed and was destroyed for good (a crypto-shredded client's credentials): 410, not 404. On gRPC a
+    NOT_FOUND with the trailer `gone: true` (clientvault/rpc.py), which the gateway answers as 410."""
+
+
 class AlreadyExists(DomainError): ...
 
 

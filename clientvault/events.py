@@ -19,7 +19,7 @@ imports another; what they share about an event lives here.
 
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -66,6 +66,10 @@ class AuditAction(StrEnum):
     USER_CREATED = "user_created"
     USER_UPDATED = "user_updated"
     AUDIT_LOG_READ = "audit_log_read"
+    CREDENTIAL_VERSION_REVEAL = "credential_version_reveal"
+    CREDENTIAL_RESTORE = "credential_restore"
+    CREDENTIAL_PURGE = "credential_purge"
+    CLIENT_SHREDDED = "client_shredded"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
@@ -77,6 +81,10 @@ VAULT_ACTIONS = (
     AuditAction.CREDENTIAL_DELETE,
     AuditAction.REVEAL_THROTTLED,
     AuditAction.REVEAL_DENIED,
+    AuditAction.CREDENTIAL_VERSION_REVEAL,
+    AuditAction.CREDENTIAL_RESTORE,
+    AuditAction.CREDENTIAL_PURGE,
+    AuditAction.CLIENT_SHREDDED,
 )
 AUDIT_ACTIONS = (AuditAction.AUDIT_LOG_READ,)
 # Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
@@ -171,6 +179,12 @@ def audit_event(facts: AuditFacts) -> pb.AuditEvent:
         target_user_email=facts.target_user_email,
         detail=facts.detail,
     )
+
+
+def detail_text(facts: Mapping[str, object] | None) -> str:
+    """An event's `detail` as its producer writes it: a JSON object's text, sorted keys, no whitespace ('' when
+    there is nothing to say). Never a secret."""
+    return json.dumps(dict(facts), sort_keys=True, separators=(",", ":"), default=str) if facts else ""
 
 
 # Versions of `canonical`: 1, the unsigned events chained before signing; 2, signed (the key id is encoded);

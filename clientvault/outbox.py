@@ -23,7 +23,7 @@ so defeats group commit on the reveal path.) While NATS is down it retries with 
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -80,6 +80,12 @@ def outbox_table(metadata: MetaData) -> Table:
 
 async def insert_event(conn: AsyncConnection, outbox: Table, **values: object) -> None:
     await conn.execute(insert(outbox).values(**values))
+
+
+async def insert_events(conn: AsyncConnection, outbox: Table, rows: Sequence[Mapping[str, object]]) -> None:
+    """Several events in one statement (rows with the same keys); nothing when there are none."""
+    if rows:
+        await conn.execute(insert(outbox), [dict(row) for row in rows])
 
 
 async def unsent_events(conn: AsyncConnection, outbox: Table, limit: int) -> list[Row[Any]]:

@@ -1,6 +1,6 @@
 """The one role policy: which roles may call which operation. Imported by the gateway and every service.
 
-Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. The 19 public routes of the
+Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. The 25 public routes of the
 contract each map to one operation; a unit test fails if an RPC or a route lacks its entry here.
 No role check is written anywhere else.
 """
@@ -38,6 +38,7 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/ListClients": ANYONE,  # GET /clients
         "Clients/CreateClient": STAFF,  # POST /clients
         "Clients/GetClient": ANYONE,  # GET /clients/{clientId}
+        "Clients/GetClients": ANYONE,  # internal: the gateway names the clients of a report
         "Clients/UpdateClient": STAFF,  # PATCH /clients/{clientId}
         "Clients/ArchiveClient": ADMIN,  # POST /clients/{clientId}/archive
         "Clients/ListTasks": ANYONE,  # GET /clients/{clientId}/tasks
@@ -50,6 +51,13 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Vault/RevealCredential": STAFF,  # GET /clients/{clientId}/credentials/{credentialId}
         "Vault/UpdateCredential": ANYONE,  # PATCH /clients/{clientId}/credentials/{credentialId}
         "Vault/DeleteCredential": ADMIN,  # DELETE /clients/{clientId}/credentials/{credentialId}
+        "Vault/ListDeletedCredentials": ADMIN,  # GET /clients/{clientId}/credentials?deleted=true
+        "Vault/RestoreCredential": ADMIN,  # POST /clients/{clientId}/credentials/{credentialId}/restore
+        "Vault/ListCredentialVersions": STAFF,  # GET .../credentials/{credentialId}/versions
+        "Vault/RevealCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/reveal
+        "Vault/RestoreCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/restore
+        "Vault/GetExposureReport": ADMIN,  # GET /reports/exposure
+        "Vault/ShredClient": ADMIN,  # POST /clients/{clientId}/shred
         # audit
         "Audit/ListEvents": ADMIN,  # GET /audit-logs
     }

@@ -208,6 +208,11 @@ class VaultSettings(Producer):
     reveal_user_max: int = Field(30, ge=0)
     reveal_ip_max: int = Field(120, ge=0)
     reveal_window_s: int = Field(60, ge=1, le=86_400)
+    # Old versions kept per credential when its secret changes (the newest ones); 0: none.
+    secret_versions: int = Field(10, ge=0, le=1000)
+    # The trash: a deleted credential is purged (with its versions) this many days later, looked for this often.
+    trash_days: float = Field(30.0, ge=0, le=36_500)
+    trash_purge_interval_s: float = Field(3600.0, gt=0, le=86_400)
 
 
 class AuditSettings(EventSigning):

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from clientvault import errors
 from clientvault.logging import get_logger
+from clientvault.rpc import GONE_TRAILER
 from gateway.strict_json import DUPLICATE_KEY
 
 log = get_logger(__name__)
@@ -30,6 +31,7 @@ HTTP = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 DOMAIN = {
+    errors.Gone: 410,  # before NotFound, its base
     errors.NotFound: 404,
     errors.AlreadyExists: 409,
     errors.Conflict: 409,
@@ -84,6 +86,8 @@ async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, grpc.aio.AioRpcError)
     trailers = {key: value for key, value in error.trailing_metadata() or () if isinstance(value, str)}
     status = HTTP.get(error.code(), 500)
+    if status == 404 and trailers.get(GONE_TRAILER) == "true":
+        status = 410  # destroyed for good (errors.Gone)
     if status == 429 and "retry-after" not in trailers:
         status = 503  # not a limit of ours (those say when to retry): a service at its concurrency bound
     if status >= 500:

@@ -72,6 +72,7 @@ Id = Annotated[UUID, BeforeValidator(_canonical)]
 ClientId = Annotated[str, Path(alias="clientId", description="The client's id.")]
 TaskId = Annotated[str, Path(alias="taskId", description="The task's id.")]
 CredentialId = Annotated[str, Path(alias="credentialId", description="The credential's id.")]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="An old version's number.")]
 
 
 class SignInIn(WireModel):
@@ -377,6 +378,8 @@ class CredentialOut(WireModel):
     url: str | None
     updated_at: DateTime
     last_accessed_at: DateTime | None
+    secret_changed_at: DateTime = Field(description="When the secret last changed; a label edit leaves it.")
+    deleted_at: DateTime | None = Field(description="In the trash since (only in the trash's list); else null.")
 
     @classmethod
     def from_proto(cls, credential: vault_pb2.Credential) -> "CredentialOut":
@@ -389,6 +392,24 @@ class CredentialOut(WireModel):
             last_accessed_at=(
                 from_timestamp(credential.last_accessed_at) if credential.HasField("last_accessed_at") else None
             ),
+            secret_changed_at=from_timestamp(credential.secret_changed_at),
+            deleted_at=from_timestamp(credential.deleted_at) if credential.HasField("deleted_at") else None,
+        )
+
+
+class VersionOut(WireModel):
+    """An old version of a credential's secret (never the secret): when it became current, and who set it."""
+
+    version: int
+    created_at: DateTime
+    created_by_user_id: str
+
+    @classmethod
+    def from_proto(cls, version: vault_pb2.CredentialVersion) -> "VersionOut":
+        return cls(
+            version=version.version,
+            created_at=from_timestamp(version.created_at),
+            created_by_user_id=version.created_by_user_id,
         )
 
 
@@ -398,6 +419,63 @@ class RevealedOut(WireModel):
     username: str | None
     url: str | None
     secret: str = Field(repr=False)
+
+
+class ShredIn(WireModel):
+    confirm_name: Annotated[
+        str,
+        Field(min_length=1, max_length=500, description="The client's name, to confirm."),
+        AfterValidator(_storable),
+    ]
+
+
+class ShredOut(WireModel):
+    """What a crypto-shred destroyed."""
+
+    shredded_at: DateTime
+    credentials: int
+    versions: int
+    data_keys: int
+
+    @classmethod
+    def from_proto(cls, reply: vault_pb2.ShredClientResponse) -> "ShredOut":
+        return cls(
+            shredded_at=from_timestamp(reply.shredded_at),
+            credentials=reply.credentials,
+            versions=reply.versions,
+            data_keys=reply.data_keys,
+        )
+
+
+# --- reports ------------------------------------------------------------------------------------------
+
+
+class ExposedOut(WireModel):
+    """A credential the user revealed whose secret nobody changed since their last reveal."""
+
+    credential_id: str
+    client_id: str
+    client_name: str = Field(description="The client's name now (from the clients service).")
+    label: str
+    last_revealed_at: DateTime
+    reveal_count: int
+    secret_changed_at: DateTime
+
+    @classmethod
+    def from_proto(cls, item: vault_pb2.ExposedCredential, client_name: str) -> "ExposedOut":
+        return cls(
+            credential_id=item.credential_id,
+            client_id=item.client_id,
+            client_name=client_name,
+            label=item.label,
+            last_revealed_at=from_timestamp(item.last_revealed_at),
+            reveal_count=item.reveal_count,
+            secret_changed_at=from_timestamp(item.secret_changed_at),
+        )
+
+
+class ExposurePage(Page[ExposedOut]):
+    """A page of the exposure report."""
 
 
 # --- audit log ----------------------------------------------------------------------------------------

@@ -374,8 +374,8 @@ def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR, output: OutputOptio
                 "key_provider": found.provider,
                 "active_kek": found.active,
                 "versions": [
-                    {"kek_version": version, "data_keys": keys, "secrets": sealed}
-                    for version, keys, sealed in found.versions
+                    {"kek_version": version, "data_keys": keys, "secrets": sealed, "old_versions": old}
+                    for version, keys, sealed, old in found.versions
                 ],
                 "secrets_on_old_keys": found.secrets_on_old_keys,
                 "secrets_without_key": found.secrets_without_key,
@@ -384,9 +384,10 @@ def vault_status(data_dir: DataDirOption = DEFAULT_DATA_DIR, output: OutputOptio
         )
     else:
         typer.echo(f"key provider: {found.provider}   active KEK: {found.active}")
-        typer.echo(f"{'KEK version':<12} {'data keys':>10} {'secrets':>10}")
-        for version, keys, sealed in found.versions:
-            typer.echo(f"{version + (' (active)' if version == found.active else ''):<12} {keys:>10} {sealed:>10}")
+        typer.echo(f"{'KEK version':<12} {'data keys':>10} {'secrets':>10} {'old versions':>13}")
+        for version, keys, sealed, old in found.versions:
+            name = version + (" (active)" if version == found.active else "")
+            typer.echo(f"{name:<12} {keys:>10} {sealed:>10} {old:>13}")
         typer.echo(f"secrets on an older data key of their client: {found.secrets_on_old_keys}")
         if found.unfinished:
             typer.echo(f"an interrupted rotation to {found.unfinished} waits: run `clientvault vault rotate-key`")

@@ -25,6 +25,7 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}"): ("Clients/GetClient", ANYONE),
     ("PATCH", "/clients/{clientId}"): ("Clients/UpdateClient", STAFF),
     ("POST", "/clients/{clientId}/archive"): ("Clients/ArchiveClient", ADMIN),
+    ("POST", "/clients/{clientId}/shred"): ("Vault/ShredClient", ADMIN),
     ("GET", "/clients/{clientId}/tasks"): ("Clients/ListTasks", ANYONE),
     ("POST", "/clients/{clientId}/tasks"): ("Clients/CreateTask", ANYONE),
     ("PATCH", "/clients/{clientId}/tasks/{taskId}"): ("Clients/UpdateTask", ANYONE),
@@ -34,7 +35,24 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/RevealCredential", STAFF),
     ("PATCH", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/UpdateCredential", ANYONE),
     ("DELETE", "/clients/{clientId}/credentials/{credentialId}"): ("Vault/DeleteCredential", ADMIN),
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/restore"): ("Vault/RestoreCredential", ADMIN),
+    ("GET", "/clients/{clientId}/credentials/{credentialId}/versions"): ("Vault/ListCredentialVersions", STAFF),
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/reveal"): (
+        "Vault/RevealCredentialVersion",
+        STAFF,
+    ),
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/restore"): (
+        "Vault/RestoreCredentialVersion",
+        STAFF,
+    ),
+    ("GET", "/reports/exposure"): ("Vault/GetExposureReport", ADMIN),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
+}
+
+# Routes whose query parameter switches them to another operation of the table (which the service checks
+# itself): route -> (the query that does it, the operation, its roles).
+QUERY_VARIANTS: dict[tuple[str, str], tuple[str, str, Rule]] = {
+    ("GET", "/clients/{clientId}/credentials"): ("deleted=true", "Vault/ListDeletedCredentials", ADMIN),
 }
 
 # Liveness, readiness and the services' health answer anyone (probes carry no token); they run no operation.

@@ -50,6 +50,11 @@ class ClientsStub:
                 request_serializer=clientvault_dot_v1_dot_clients__pb2.GetClientRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_clients__pb2.Client.FromString,
                 _registered_method=True)
+        self.GetClients = channel.unary_unary(
+                '/clientvault.v1.Clients/GetClients',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.GetClientsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.GetClientsResponse.FromString,
+                _registered_method=True)
         self.UpdateClient = channel.unary_unary(
                 '/clientvault.v1.Clients/UpdateClient',
                 request_serializer=clientvault_dot_v1_dot_clients__pb2.UpdateClientRequest.SerializeToString,
@@ -100,6 +105,14 @@ class ClientsServicer:
 
     def GetClient(self, request, context):
         """Also answers archived clients (with archived_at set); other services use it to check a client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClients(self, request, context):
+        """The given clients (archived ones too; unknown ids left out), at most 100: for the gateway to name the
+        clients of a report in one call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +172,11 @@ def add_ClientsServicer_to_server(servicer, server):
                     servicer.GetClient,
                     request_deserializer=clientvault_dot_v1_dot_clients__pb2.GetClientRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_clients__pb2.Client.SerializeToString,
+            ),
+            'GetClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClients,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.GetClientsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.GetClientsResponse.SerializeToString,
             ),
             'UpdateClient': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateClient,
@@ -273,6 +291,33 @@ class Clients:
             '/clientvault.v1.Clients/GetClient',
             clientvault_dot_v1_dot_clients__pb2.GetClientRequest.SerializeToString,
             clientvault_dot_v1_dot_clients__pb2.Client.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/GetClients',
+            clientvault_dot_v1_dot_clients__pb2.GetClientsRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.GetClientsResponse.FromString,
             options,
             channel_credentials,
             insecure,

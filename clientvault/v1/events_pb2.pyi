@@ -53,6 +53,20 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_USER_UPDATED: _AuditAction.ValueType  # 19
     AUDIT_ACTION_AUDIT_LOG_READ: _AuditAction.ValueType  # 20
     """audit: a read of the audit log itself"""
+    AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: _AuditAction.ValueType  # 21
+    """vault: the secret's lifecycle (docs/lifecycle.md)
+    An old version's reveal; detail names the version: {"version":3}.
+    """
+    AUDIT_ACTION_CREDENTIAL_RESTORE: _AuditAction.ValueType  # 22
+    """A credential brought back from the trash by an admin."""
+    AUDIT_ACTION_CREDENTIAL_PURGE: _AuditAction.ValueType  # 23
+    """A credential purged from the trash after its retention (with its old versions), by the vault itself: no
+    user (user_id and user_email empty), user_full_name "vault (trash purge)".
+    """
+    AUDIT_ACTION_CLIENT_SHREDDED: _AuditAction.ValueType  # 24
+    """A client crypto-shredded: credential_id empty; detail counts what was destroyed (credentials, old
+    versions, data keys) and names the data keys' generations.
+    """
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. Each producer publishes one AuditEvent per audited action to stream
@@ -86,6 +100,20 @@ AUDIT_ACTION_USER_CREATED: AuditAction.ValueType  # 18
 AUDIT_ACTION_USER_UPDATED: AuditAction.ValueType  # 19
 AUDIT_ACTION_AUDIT_LOG_READ: AuditAction.ValueType  # 20
 """audit: a read of the audit log itself"""
+AUDIT_ACTION_CREDENTIAL_VERSION_REVEAL: AuditAction.ValueType  # 21
+"""vault: the secret's lifecycle (docs/lifecycle.md)
+An old version's reveal; detail names the version: {"version":3}.
+"""
+AUDIT_ACTION_CREDENTIAL_RESTORE: AuditAction.ValueType  # 22
+"""A credential brought back from the trash by an admin."""
+AUDIT_ACTION_CREDENTIAL_PURGE: AuditAction.ValueType  # 23
+"""A credential purged from the trash after its retention (with its old versions), by the vault itself: no
+user (user_id and user_email empty), user_full_name "vault (trash purge)".
+"""
+AUDIT_ACTION_CLIENT_SHREDDED: AuditAction.ValueType  # 24
+"""A client crypto-shredded: credential_id empty; detail counts what was destroyed (credentials, old
+versions, data keys) and names the data keys' generations.
+"""
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

@@ -34,6 +34,8 @@ class Credential(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     LAST_ACCESSED_AT_FIELD_NUMBER: _builtins.int
+    SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_id: _builtins.str
     label: _builtins.str
@@ -45,6 +47,14 @@ class Credential(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_accessed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def secret_changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the secret last changed (create, a secret update, a restored version); a label edit leaves it."""
+
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp:
+        """Set for a credential in the trash (ListDeletedCredentials)."""
+
     def __init__(
         self,
         *,
@@ -56,17 +66,23 @@ class Credential(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         last_accessed_at: _timestamp_pb2.Timestamp | None = ...,
+        secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "last_accessed_at", b"last_accessed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "deleted_at", b"deleted_at", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__deleted_at: _TypeAlias = _typing.Literal["deleted_at"]  # noqa: Y015
+    _WhichOneofArgType__deleted_at: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at"]  # noqa: Y015
     _WhichOneofReturnType__last_accessed_at: _TypeAlias = _typing.Literal["last_accessed_at"]  # noqa: Y015
     _WhichOneofArgType__last_accessed_at: _TypeAlias = _typing.Literal["_last_accessed_at", b"_last_accessed_at"]  # noqa: Y015
     _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
     _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
     _WhichOneofReturnType__username: _TypeAlias = _typing.Literal["username"]  # noqa: Y015
     _WhichOneofArgType__username: _TypeAlias = _typing.Literal["_username", b"_username"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deleted_at) -> _WhichOneofReturnType__deleted_at | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__last_accessed_at) -> _WhichOneofReturnType__last_accessed_at | None: ...
     @_typing.overload
@@ -322,3 +338,299 @@ class DeleteCredentialResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteCredentialResponse: _TypeAlias = DeleteCredentialResponse  # noqa: Y015
+
+@_typing.final
+class CredentialVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_USER_ID_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    created_by_user_id: _builtins.str
+    """who set it"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """when it became the current secret"""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        created_by_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by_user_id", b"created_by_user_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CredentialVersion: _TypeAlias = CredentialVersion  # noqa: Y015
+
+@_typing.final
+class ListCredentialVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCredentialVersionsRequest: _TypeAlias = ListCredentialVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListCredentialVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CredentialVersion]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___CredentialVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCredentialVersionsResponse: _TypeAlias = ListCredentialVersionsResponse  # noqa: Y015
+
+@_typing.final
+class RevealCredentialVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevealCredentialVersionRequest: _TypeAlias = RevealCredentialVersionRequest  # noqa: Y015
+
+@_typing.final
+class RestoreCredentialVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreCredentialVersionRequest: _TypeAlias = RestoreCredentialVersionRequest  # noqa: Y015
+
+@_typing.final
+class RestoreCredentialRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreCredentialRequest: _TypeAlias = RestoreCredentialRequest  # noqa: Y015
+
+@_typing.final
+class GetExposureReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    page: _builtins.int
+    """1-based; 0 means 1"""
+    page_size: _builtins.int
+    """0 means 50; at most 100"""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """last revealed at or after it; unset: ever"""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_since", b"_since", "since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_since", b"_since", "page", b"page", "page_size", b"page_size", "since", b"since", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__since: _TypeAlias = _typing.Literal["since"]  # noqa: Y015
+    _WhichOneofArgType__since: _TypeAlias = _typing.Literal["_since", b"_since"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__since) -> _WhichOneofReturnType__since | None: ...
+
+Global___GetExposureReportRequest: _TypeAlias = GetExposureReportRequest  # noqa: Y015
+
+@_typing.final
+class ExposedCredential(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    LAST_REVEALED_AT_FIELD_NUMBER: _builtins.int
+    REVEAL_COUNT_FIELD_NUMBER: _builtins.int
+    SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
+    credential_id: _builtins.str
+    client_id: _builtins.str
+    label: _builtins.str
+    reveal_count: _builtins.int
+    @_builtins.property
+    def last_revealed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def secret_changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        credential_id: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        last_revealed_at: _timestamp_pb2.Timestamp | None = ...,
+        reveal_count: _builtins.int = ...,
+        secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_revealed_at", b"last_revealed_at", "secret_changed_at", b"secret_changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "label", b"label", "last_revealed_at", b"last_revealed_at", "reveal_count", b"reveal_count", "secret_changed_at", b"secret_changed_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExposedCredential: _TypeAlias = ExposedCredential  # noqa: Y015
+
+@_typing.final
+class GetExposureReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    page: _builtins.int
+    page_size: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExposedCredential]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ExposedCredential] | None = ...,
+        total: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "page", b"page", "page_size", b"page_size", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExposureReportResponse: _TypeAlias = GetExposureReportResponse  # noqa: Y015
+
+@_typing.final
+class ShredClientRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CONFIRM_NAME_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    confirm_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        confirm_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "confirm_name", b"confirm_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShredClientRequest: _TypeAlias = ShredClientRequest  # noqa: Y015
+
+@_typing.final
+class ShredClientResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHREDDED_AT_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    DATA_KEYS_FIELD_NUMBER: _builtins.int
+    credentials: _builtins.int
+    """destroyed, the trash's included"""
+    versions: _builtins.int
+    """old versions destroyed"""
+    data_keys: _builtins.int
+    @_builtins.property
+    def shredded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        shredded_at: _timestamp_pb2.Timestamp | None = ...,
+        credentials: _builtins.int = ...,
+        versions: _builtins.int = ...,
+        data_keys: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shredded_at", b"shredded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "data_keys", b"data_keys", "shredded_at", b"shredded_at", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShredClientResponse: _TypeAlias = ShredClientResponse  # noqa: Y015

@@ -61,6 +61,41 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.FromString,
                 _registered_method=True)
+        self.ListDeletedCredentials = channel.unary_unary(
+                '/clientvault.v1.Vault/ListDeletedCredentials',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsResponse.FromString,
+                _registered_method=True)
+        self.RestoreCredential = channel.unary_unary(
+                '/clientvault.v1.Vault/RestoreCredential',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+                _registered_method=True)
+        self.ListCredentialVersions = channel.unary_unary(
+                '/clientvault.v1.Vault/ListCredentialVersions',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsResponse.FromString,
+                _registered_method=True)
+        self.RevealCredentialVersion = channel.unary_unary(
+                '/clientvault.v1.Vault/RevealCredentialVersion',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.RevealCredentialVersionRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.RevealedCredential.FromString,
+                _registered_method=True)
+        self.RestoreCredentialVersion = channel.unary_unary(
+                '/clientvault.v1.Vault/RestoreCredentialVersion',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+                _registered_method=True)
+        self.GetExposureReport = channel.unary_unary(
+                '/clientvault.v1.Vault/GetExposureReport',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.FromString,
+                _registered_method=True)
+        self.ShredClient = channel.unary_unary(
+                '/clientvault.v1.Vault/ShredClient',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -96,7 +131,63 @@ class VaultServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCredential(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Moves the credential to the trash (it no longer lists or reveals) until the vault purges it
+        CLIENTVAULT_TRASH_DAYS later, with its old versions (credential_purge, written by the vault).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeletedCredentials(self, request, context):
+        """The client's trash: credentials with deleted_at set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreCredential(self, request, context):
+        """Brings a credential back from the trash (audited: credential_restore). NOT_FOUND if it is not there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCredentialVersions(self, request, context):
+        """The old versions an update of the secret kept (the newest CLIENTVAULT_SECRET_VERSIONS), newest first;
+        never a secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevealCredentialVersion(self, request, context):
+        """Decrypts an old version; audited (credential_version_reveal, the version in the event's detail).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreCredentialVersion(self, request, context):
+        """Makes an old version the current secret (the current one becomes a version); audited as an update.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExposureReport(self, request, context):
+        """Every credential a user revealed (since `since`) whose secret has not changed since their last reveal,
+        most recently revealed first. Client names are not the vault's: the gateway adds them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShredClient(self, request, context):
+        """Crypto-shred of an archived client (confirm_name must be its name: FAILED_PRECONDITION otherwise, and
+        for a client that is not archived): its data keys and every sealed secret and version are deleted in one
+        transaction, with one client_shredded event. From then on its credentials answer NOT_FOUND with the
+        trailer `gone: true` (HTTP 410).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -128,6 +219,41 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.DeleteCredential,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.SerializeToString,
+            ),
+            'ListDeletedCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeletedCredentials,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialsResponse.SerializeToString,
+            ),
+            'RestoreCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreCredential,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.Credential.SerializeToString,
+            ),
+            'ListCredentialVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCredentialVersions,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsResponse.SerializeToString,
+            ),
+            'RevealCredentialVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevealCredentialVersion,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.RevealCredentialVersionRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.RevealedCredential.SerializeToString,
+            ),
+            'RestoreCredentialVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreCredentialVersion,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.Credential.SerializeToString,
+            ),
+            'GetExposureReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExposureReport,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.SerializeToString,
+            ),
+            'ShredClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShredClient,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +393,195 @@ class Vault:
             '/clientvault.v1.Vault/DeleteCredential',
             clientvault_dot_v1_dot_vault__pb2.DeleteCredentialRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.DeleteCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeletedCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ListDeletedCredentials',
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialsRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/RestoreCredential',
+            clientvault_dot_v1_dot_vault__pb2.RestoreCredentialRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCredentialVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ListCredentialVersions',
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ListCredentialVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevealCredentialVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/RevealCredentialVersion',
+            clientvault_dot_v1_dot_vault__pb2.RevealCredentialVersionRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.RevealedCredential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreCredentialVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/RestoreCredentialVersion',
+            clientvault_dot_v1_dot_vault__pb2.RestoreCredentialVersionRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExposureReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/GetExposureReport',
+            clientvault_dot_v1_dot_vault__pb2.GetExposureReportRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.GetExposureReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShredClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ShredClient',
+            clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.FromString,
             options,
             channel_credentials,
             insecure,

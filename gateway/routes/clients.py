@@ -7,8 +7,20 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from clientvault import fields
 from clientvault.v1 import clients_pb2 as pb
+from clientvault.v1 import vault_pb2
 from gateway.calls import Call, operation
-from gateway.schemas import ClientId, ClientIn, ClientOut, ClientPage, ClientPatch, ClientStatus, number, to_fields
+from gateway.schemas import (
+    ClientId,
+    ClientIn,
+    ClientOut,
+    ClientPage,
+    ClientPatch,
+    ClientStatus,
+    ShredIn,
+    ShredOut,
+    number,
+    to_fields,
+)
 from gateway.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/clients", tags=["clients"], route_class=StrictJsonRoute)
@@ -64,3 +76,15 @@ async def archive_client(client_id: ClientId, call: Call) -> Response:
     Idempotent: archiving again keeps the first archivedAt."""
     await call.clients.ArchiveClient(pb.ArchiveClientRequest(client_id=client_id))
     return Response(status_code=204)
+
+
+@operation(router.post, "/{clientId}/shred", "Vault/ShredClient", errors=(404, 409, 410, 422))
+async def shred_client(client_id: ClientId, body: ShredIn, call: Call) -> ShredOut:
+    """Crypto-shred an archived client's secrets.
+
+    Destroys the client's data keys and every sealed secret and old version of it (the trash's too) in one
+    transaction, and writes one `client_shredded` audit entry (its `detail` counts what was destroyed).
+    From then on the client's credentials answer 410. 409 when the client is not archived or `confirmName` is
+    not its name; 410 when it was shredded already. What backups still hold: docs/lifecycle.md."""
+    request = vault_pb2.ShredClientRequest(client_id=client_id, confirm_name=body.confirm_name)
+    return ShredOut.from_proto(await call.vault.ShredClient(request))

@@ -1,6 +1,8 @@
 """A client's credentials: validate, call the vault, shape the reply. Reveals are never cached."""
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
@@ -13,22 +15,35 @@ from gateway.schemas import (
     CredentialOut,
     CredentialPatch,
     RevealedOut,
+    VersionNumber,
+    VersionOut,
     to_fields,
 )
 from gateway.strict_json import StrictJsonRoute
 
+# 410 on every route: the client was crypto-shredded (POST /clients/{clientId}/shred), its credentials are gone.
 router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"], route_class=StrictJsonRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@operation(router.get, "", "Vault/ListCredentials", errors=(404,))
-async def list_credentials(client_id: ClientId, call: Call) -> list[CredentialOut]:
-    """Metadata of a client's credentials (never the secret)."""
-    reply = await call.vault.ListCredentials(pb.ListCredentialsRequest(client_id=client_id))
+@operation(router.get, "", "Vault/ListCredentials", errors=(403, 404, 410, 422))
+async def list_credentials(
+    client_id: ClientId,
+    call: Call,
+    deleted: Annotated[
+        bool, Query(description="The trash instead (admin only: `Vault/ListDeletedCredentials`).")
+    ] = False,
+) -> list[CredentialOut]:
+    """Metadata of a client's credentials (never the secret).
+
+    With `deleted=true`, the client's trash (admin only, 403 otherwise: the vault checks the operation
+    `Vault/ListDeletedCredentials`), each with `deletedAt`; they are purged `CLIENTVAULT_TRASH_DAYS` after."""
+    request = pb.ListCredentialsRequest(client_id=client_id)
+    reply = await (call.vault.ListDeletedCredentials if deleted else call.vault.ListCredentials)(request)
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
-@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 413, 422))
+@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 410, 413, 422))
 async def create_credential(client_id: ClientId, body: CredentialIn, call: Call) -> CreatedOut:
     """Store a new credential, encrypted.
 
@@ -38,7 +53,7 @@ async def create_credential(client_id: ClientId, body: CredentialIn, call: Call)
     return CreatedOut(id=reply.id)
 
 
-@operation(router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 429))
+@operation(router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 410, 429))
 async def reveal_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
     """Reveal a credential's secret.
 
@@ -47,6 +62,12 @@ async def reveal_credential(client_id: ClientId, credential_id: CredentialId, ca
     found = await call.vault.RevealCredential(
         pb.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
     )
+    return revealed(found)
+
+
+def revealed(found: pb.RevealedCredential) -> JSONResponse:
+    """A revealed secret, never cached. The hot path: answered as is, without validating our own output again
+    (RevealedOut documents it)."""
     body = {
         "id": found.id,
         "label": found.label,
@@ -54,11 +75,10 @@ async def reveal_credential(client_id: ClientId, credential_id: CredentialId, ca
         "url": found.url if found.HasField("url") else None,
         "secret": found.secret,
     }
-    # The hot path: answered as is, without validating our own output again (RevealedOut documents it).
     return JSONResponse(body, headers=NO_STORE)
 
 
-@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 413, 422))
+@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 410, 413, 422))
 async def update_credential(
     client_id: ClientId, credential_id: CredentialId, body: CredentialPatch, call: Call
 ) -> CredentialOut:
@@ -71,10 +91,66 @@ async def update_credential(
     return CredentialOut.from_proto(await call.vault.UpdateCredential(request))
 
 
-@operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404,))
+@operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404, 410))
 async def delete_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> Response:
-    """Delete a credential.
+    """Move a credential to the trash.
 
-    Audited (`credential_delete`)."""
+    It no longer lists or reveals; an admin may restore it until it is purged `CLIENTVAULT_TRASH_DAYS` later
+    (with its old versions; `credential_purge`, written by the vault). Audited (`credential_delete`)."""
     await call.vault.DeleteCredential(pb.DeleteCredentialRequest(client_id=client_id, credential_id=credential_id))
     return Response(status_code=204)
+
+
+@operation(router.post, "/{credentialId}/restore", "Vault/RestoreCredential", errors=(404, 409, 410))
+async def restore_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> CredentialOut:
+    """Bring a credential back from the trash.
+
+    As it was, with its secret and old versions. Audited (`credential_restore`). 404 when it is not in the
+    trash; 409 when the client is archived."""
+    request = pb.RestoreCredentialRequest(client_id=client_id, credential_id=credential_id)
+    return CredentialOut.from_proto(await call.vault.RestoreCredential(request))
+
+
+@operation(router.get, "/{credentialId}/versions", "Vault/ListCredentialVersions", errors=(404, 410))
+async def list_credential_versions(client_id: ClientId, credential_id: CredentialId, call: Call) -> list[VersionOut]:
+    """The old versions of a credential's secret, newest first (never a secret).
+
+    An update of the secret keeps the one it replaces; the newest `CLIENTVAULT_SECRET_VERSIONS` are kept."""
+    request = pb.ListCredentialVersionsRequest(client_id=client_id, credential_id=credential_id)
+    return [VersionOut.from_proto(item) for item in (await call.vault.ListCredentialVersions(request)).items]
+
+
+@operation(
+    router.post,
+    "/{credentialId}/versions/{version}/reveal",
+    "Vault/RevealCredentialVersion",
+    response_model=RevealedOut,
+    errors=(404, 410, 422, 429),
+)
+async def reveal_credential_version(
+    client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
+) -> JSONResponse:
+    """Reveal an old version of a credential's secret.
+
+    Audited (`credential_version_reveal`; the entry's `detail` names the version, e.g. `{"version": 3}`).
+    `Cache-Control: no-store`. Counts against the reveal limits (429 with `Retry-After`)."""
+    request = pb.RevealCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
+    return revealed(await call.vault.RevealCredentialVersion(request))
+
+
+@operation(
+    router.post,
+    "/{credentialId}/versions/{version}/restore",
+    "Vault/RestoreCredentialVersion",
+    errors=(404, 409, 410, 422),
+)
+async def restore_credential_version(
+    client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
+) -> CredentialOut:
+    """Make an old version the current secret again.
+
+    The current secret becomes an old version in turn; `secretChangedAt` moves. Audited as an update
+    (`credential_update`, its `detail` naming the version: `{"restored_version": 3}`). 409 when the client is
+    archived."""
+    request = pb.RestoreCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
+    return CredentialOut.from_proto(await call.vault.RestoreCredentialVersion(request))

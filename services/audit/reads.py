@@ -4,14 +4,13 @@ and appends it through the same `chain.append` the consumer uses, with no outbox
 the chain itself, in one transaction). `audit verify` checks its signature like any other; the comparison with the
 producers' outboxes leaves producer `audit` out (ops/audit_gaps.py)."""
 
-import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from uuid import UUID
 
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
-from clientvault.events import AuditAction, EventSigner
+from clientvault.events import AuditAction, EventSigner, detail_text
 from clientvault.ids import new_id
 from services.audit import chain
 from services.audit.search import Filters
@@ -24,7 +23,7 @@ def detail_of(filters: Filters, page: int, page_size: int) -> str:
         for name, value in ((name, getattr(filters, name)) for name in Filters.__dataclass_fields__)
         if value is not None
     }
-    return json.dumps({"filters": given, "page": page, "page_size": page_size}, sort_keys=True, separators=(",", ":"))
+    return detail_text({"filters": given, "page": page, "page_size": page_size})
 
 
 async def record(

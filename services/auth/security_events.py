@@ -9,7 +9,6 @@ An event never carries a password, a token, a TOTP code or seed: `detail` says w
 role, disabled, name; a session id), never a secret.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import outbox, tracing
 from clientvault.context import Caller, RequestContext
-from clientvault.events import PRODUCER_OF, AuditAction
+from clientvault.events import PRODUCER_OF, AuditAction, detail_text
 from clientvault.ids import new_id
 from services.auth import store
 
@@ -95,7 +94,7 @@ async def record(
         request_id=context.request_id,
         target_user_id=None if target is None else target.user_id if isinstance(target, Caller) else target.id,
         target_user_email="" if target is None else target.email,
-        detail=json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), default=str) if detail else "",
+        detail=detail_text(detail),
         traceparent=tracing.traceparent(),  # the audit append continues this request's trace
     )
     return event_id

@@ -108,6 +108,14 @@ async def get_client(db: Database, client_id: UUID) -> Client:
     return Client.from_row(row)
 
 
+async def get_clients(db: Database, client_ids: list[UUID]) -> list[Client]:
+    """The clients of these ids that exist (archived ones too)."""
+    if len(client_ids) > fields.PAGE_SIZE_MAX:
+        raise Invalid(f"ask for at most {fields.PAGE_SIZE_MAX} clients at once", "ids")
+    async with db.read() as conn:
+        return [Client.from_row(row) for row in await store.get_clients(conn, client_ids)]
+
+
 async def update_client(db: Database, client_id: UUID, changes: dict[str, Any]) -> Client:
     checked = validate(changes)
     async with db.begin() as conn:

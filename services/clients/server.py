@@ -11,7 +11,7 @@ from clientvault import rpc
 from clientvault.convert import enum_name, enum_number, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
-from clientvault.ids import parse_id
+from clientvault.ids import canonical_id, parse_id
 from clientvault.service import Service
 from clientvault.settings import Settings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
@@ -118,6 +118,11 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
 
     async def GetClient(self, request: pb.GetClientRequest, context: Any) -> pb.Client:
         return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client")))
+
+    async def GetClients(self, request: pb.GetClientsRequest, context: Any) -> pb.GetClientsResponse:
+        ids = [client_id for text in request.ids if (client_id := canonical_id(text)) is not None]
+        found = await clients.get_clients(self._db, ids) if ids else []
+        return pb.GetClientsResponse(clients=[client_to_proto(client) for client in found])
 
     async def UpdateClient(self, request: pb.UpdateClientRequest, context: Any) -> pb.Client:
         client_id = parse_id(request.client_id, "client")

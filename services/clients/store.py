@@ -150,6 +150,11 @@ async def get_client(
     return (await conn.execute(query)).one_or_none()
 
 
+async def get_clients(conn: AsyncConnection, client_ids: list[UUID]) -> list[Row[Any]]:
+    query = select(*CLIENT_FIELDS).where(clients.c.id.in_(client_ids))
+    return list((await conn.execute(query)).all())
+
+
 async def insert_client(conn: AsyncConnection, **values: object) -> Row[Any]:
     row: Row[Any] = (await conn.execute(insert(clients).values(**values).returning(*CLIENT_FIELDS))).one()
     return row

@@ -86,6 +86,11 @@ class DataKeys:
         dek = new_dek()
         return dek, await self.provider.wrap(dek, dek_context(client_id, generation))
 
+    def forget(self, client_id: UUID) -> None:
+        """Drops (and zeroes) the client's cached keys: after a shred, nothing of them stays in this process."""
+        for slot in [slot for slot in self._cache if slot[0] == client_id]:
+            zero(self._cache.pop(slot)[1])
+
     def clear(self) -> None:
         for _, dek in self._cache.values():
             zero(dek)

@@ -4,8 +4,8 @@ Rotation runs online, in batches that each commit, so reveals go on and a crash 
 1. a new KEK version becomes active (env keyring file: a new key; transit: the Transit key rotates), and a
    row in `vault.rotations` records the job, so running the command again resumes it;
 2. every data key not on the active version is rewrapped (`SELECT … FOR UPDATE SKIP LOCKED`);
-3. with `--reencrypt`: each client gets a new data key, every secret is re-sealed under it, and data keys
-   that seal nothing any more are deleted.
+3. with `--reencrypt`: each client gets a new data key, every secret (current ones and kept old versions) is
+   re-sealed under it, and data keys that seal nothing any more are deleted.
 Old KEK versions keep decrypting throughout; remove one from the keyring only when `vault status` shows
 nothing on it.
 """
@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import Database
 from clientvault.ids import new_id
@@ -61,8 +62,8 @@ async def check_keys(db: Database, provider: KeyProvider) -> str:
 class Status:
     provider: str
     active: str
-    versions: list[tuple[str, int, int]]  # (KEK version, data keys, secrets under them)
-    secrets_on_old_keys: int
+    versions: list[tuple[str, int, int, int]]  # (KEK version, data keys, secrets and old versions under them)
+    secrets_on_old_keys: int  # current secrets and old versions alike
     secrets_without_key: int  # their data key is gone: they can never be decrypted (written before migration 0003)
     unfinished: str | None  # the KEK version of an interrupted rotation
 
@@ -70,8 +71,11 @@ class Status:
 async def status(db: Database, provider: KeyProvider) -> Status:
     active = await provider.active_version()
     async with db.read() as conn:
-        versions = [(row.kek_version, int(row.keys), int(row.secrets)) for row in await store.key_counts(conn)]
-        old = await store.count_on_old_keys(conn)
+        versions = [
+            (row.kek_version, int(row.keys), int(row.secrets), int(row.versions))
+            for row in await store.key_counts(conn)
+        ]
+        old = sum([await store.count_on_old_keys(conn, table) for table in store.SEALED])
         keyless = await store.count_without_key(conn)
         job = await _unfinished(conn)
     return Status(provider.name, active, versions, old, keyless, job["kek_version"] if job else None)
@@ -110,8 +114,8 @@ async def rotate(
         undecryptable = await reencrypt_secrets(db, keys, job["started_at"], batch, progress)
         if undecryptable:
             say(
-                f"warning: {len(undecryptable)} credentials do not decrypt under their own key (tampered or "
-                f"corrupt); they were left as they are: {', '.join(str(i) for i in undecryptable)}"
+                f"warning: {len(undecryptable)} secrets do not decrypt under their own key (tampered or "
+                f"corrupt); they were left as they are: {', '.join(undecryptable)}"
             )
     async with db.begin() as conn:
         await conn.execute(update(rotations).where(rotations.c.id == job["id"]).values(finished_at=datetime.now(UTC)))
@@ -156,11 +160,12 @@ def _context(client_id: UUID, generation: int) -> bytes:
 
 async def reencrypt_secrets(
     db: Database, keys: DataKeys, started_at: datetime, batch: int, progress: Progress
-) -> list[UUID]:
-    """New data keys for every client whose newest predates the job, then every secret re-sealed.
+) -> list[str]:
+    """New data keys for every client whose newest predates the job, then every secret re-sealed: the current
+    ones and the kept old versions.
 
-    Returns the credentials that do not decrypt under their own key (tampered or corrupt): they stay as
-    they are, on their old data key, for an operator to look at."""
+    Returns the secrets that do not decrypt under their own key (tampered or corrupt), as "credential <id>" or
+    "credential <id> version <n>": they stay as they are, on their old data key, for an operator to look at."""
     while True:
         async with db.begin() as conn:
             clients = await store.clients_with_keys_before(conn, started_at, batch)
@@ -181,45 +186,55 @@ async def reencrypt_secrets(
                     created_at=now,
                 )
     async with db.read() as conn:
-        total = await store.count_on_old_keys(conn)
-    done, undecryptable = 0, set[UUID]()
+        total = sum([await store.count_on_old_keys(conn, table) for table in store.SEALED])
+    done, undecryptable = 0, list[str]()
     progress("re-encrypt secrets", done, total)
-    while True:
-        async with db.begin() as conn:
-            rows = await store.credentials_on_old_keys(conn, batch, skip=undecryptable)
-            if not rows:
-                break
-            resealed = []
-            for row in rows:
-                old_key = await store.get_key(conn, row.client_id, row.key_generation)
-                new_key = await store.get_key(conn, row.client_id, row.newest_generation)
-                assert old_key is not None
-                assert new_key is not None
-                old = await keys.unwrap(
-                    row.client_id, old_key.generation, Wrapped(old_key.wrapped_key, old_key.kek_version)
-                )
-                try:
-                    secret = open_sealed(old, row.client_id, row.id, row.ciphertext, row.nonce)
-                except Undecryptable:
-                    undecryptable.add(row.id)  # tampered or corrupt: left as it is, and reported
-                    continue
-                finally:
-                    keys.release(old)
-                new = await keys.unwrap(
-                    row.client_id, new_key.generation, Wrapped(new_key.wrapped_key, new_key.kek_version)
-                )
-                try:
-                    ciphertext, nonce = seal(new, row.client_id, row.id, secret)
-                finally:
-                    keys.release(new)
-                resealed.append(
-                    {"b_id": row.id, "b_ciphertext": ciphertext, "b_nonce": nonce, "b_gen": row.newest_generation}
-                )
-            if resealed:
-                await store.reseal_credentials(conn, resealed)
-        done += len(rows)
-        progress("re-encrypt secrets", done, max(total, done))
+    for table in store.SEALED:
+        skip = set[tuple[Any, ...]]()
+        while True:
+            async with db.begin() as conn:
+                rows = await store.sealed_on_old_keys(conn, table, batch, skip=skip)
+                if not rows:
+                    break
+                resealed = []
+                for row in rows:
+                    sealed = await _resealed(conn, keys, row)
+                    key = store.row_key(table, row)
+                    if sealed is None:
+                        skip.add(key)  # tampered or corrupt: left as it is, and reported
+                        version = f" version {row.version}" if table is store.credential_versions else ""
+                        undecryptable.append(f"credential {row.sealed_for}{version}")
+                        continue
+                    ciphertext, nonce = sealed
+                    keyed = {f"b_key{n}": value for n, value in enumerate(key)}
+                    resealed.append(
+                        {**keyed, "b_ciphertext": ciphertext, "b_nonce": nonce, "b_gen": row.newest_generation}
+                    )
+                if resealed:
+                    await store.reseal(conn, table, resealed)
+            done += len(rows)
+            progress("re-encrypt secrets", done, max(total, done))
     async with db.begin() as conn:
         await store.delete_unused_old_keys(conn)
     keys.clear()
-    return sorted(undecryptable)
+    return undecryptable
+
+
+async def _resealed(conn: AsyncConnection, keys: DataKeys, row: Row[Any]) -> tuple[bytes, bytes] | None:
+    """The row's secret sealed anew under its client's newest data key; None if it does not decrypt."""
+    old_key = await store.get_key(conn, row.client_id, row.key_generation)
+    new_key = await store.get_key(conn, row.client_id, row.newest_generation)
+    assert old_key is not None
+    assert new_key is not None
+    old = await keys.unwrap(row.client_id, old_key.generation, Wrapped(old_key.wrapped_key, old_key.kek_version))
+    try:
+        secret = open_sealed(old, row.client_id, row.sealed_for, row.ciphertext, row.nonce)
+    except Undecryptable:
+        return None
+    finally:
+        keys.release(old)
+    new = await keys.unwrap(row.client_id, new_key.generation, Wrapped(new_key.wrapped_key, new_key.kek_version))
+    try:
+        return seal(new, row.client_id, row.sealed_for, secret)
+    finally:
+        keys.release(new)

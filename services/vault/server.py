@@ -1,6 +1,7 @@
 """The vault service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -8,7 +9,7 @@ import grpc
 
 from clientvault import rpc
 from clientvault.context import Caller, RequestContext
-from clientvault.convert import timestamp
+from clientvault.convert import from_timestamp, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
 from clientvault.events import EventSigner
@@ -19,9 +20,17 @@ from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
-from services.vault import store
+from services.vault import exposure, store
 from services.vault.backlog import Backlog
-from services.vault.credentials import FIELDS, ClientState, Credential, CredentialDraft, Credentials
+from services.vault.credentials import (
+    FIELDS,
+    ClientState,
+    Credential,
+    CredentialDraft,
+    Credentials,
+    Revealed,
+    Version,
+)
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
 from services.vault.limits import RevealLimiter
@@ -30,6 +39,7 @@ from services.vault.rotation import check_keys
 log = get_logger(__name__)
 
 VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
+PAGE_SIZE_DEFAULT = 50
 PRODUCER = "vault"  # of its audit events (clientvault/events.py PRODUCER_OF)
 MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 
@@ -43,14 +53,31 @@ def credential_to_proto(credential: Credential) -> pb.Credential:
         url=credential.url,
         created_at=timestamp(credential.created_at),
         updated_at=timestamp(credential.updated_at),
+        secret_changed_at=timestamp(credential.secret_changed_at),
     )
     if credential.last_accessed_at is not None:
         message.last_accessed_at.CopyFrom(timestamp(credential.last_accessed_at))
+    if credential.deleted_at is not None:
+        message.deleted_at.CopyFrom(timestamp(credential.deleted_at))
     return message
 
 
 def _optional(fields: pb.CredentialFields, name: str) -> str | None:
     return getattr(fields, name) if fields.HasField(name) else None  # type: ignore[arg-type]
+
+
+def version_to_proto(version: Version) -> pb.CredentialVersion:
+    return pb.CredentialVersion(
+        version=version.version,
+        created_at=timestamp(version.created_at),
+        created_by_user_id=str(version.created_by_user_id),
+    )
+
+
+def revealed_to_proto(found: Revealed) -> pb.RevealedCredential:
+    return pb.RevealedCredential(
+        id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
+    )
 
 
 class ClientsDirectory:
@@ -62,6 +89,10 @@ class ClientsDirectory:
 
     async def lookup(self, client_id: UUID) -> ClientState:
         """The client's state, asked as the caller of the RPC being served (the same token and deadline)."""
+        return (await self.describe(client_id))[0]
+
+    async def describe(self, client_id: UUID) -> tuple[ClientState, str]:
+        """The client's state and name, asked as the caller of the RPC being served."""
         try:
             client = await self._stub.GetClient(
                 clients_pb2.GetClientRequest(client_id=str(client_id)),
@@ -70,13 +101,14 @@ class ClientsDirectory:
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return ClientState.UNKNOWN
+                return ClientState.UNKNOWN, ""
             raise Unavailable("the clients service is unavailable") from None
-        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE
+        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE, client.name
 
 
 class VaultServicer(vault_pb2_grpc.VaultServicer):
-    def __init__(self, credentials: Credentials, clients: ClientsDirectory) -> None:
+    def __init__(self, db: Database, credentials: Credentials, clients: ClientsDirectory) -> None:
+        self._db = db
         self._credentials = credentials
         self._clients = clients
 
@@ -109,9 +141,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         found = await self._credentials.reveal_credential(
             rpc.current_caller(), rpc.current_request(), client_id, credential_id
         )
-        return pb.RevealedCredential(
-            id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
-        )
+        return revealed_to_proto(found)
 
     async def reveal_denied(self, caller: Caller, request: pb.RevealCredentialRequest, meta: RequestContext) -> None:
         """The policy refused `caller` a reveal (clientvault/rpc.py): the vault records it."""
@@ -152,6 +182,101 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         )
         return pb.DeleteCredentialResponse()
 
+    async def ListDeletedCredentials(
+        self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCredentialsResponse:
+        client_id = parse_id(request.client_id, "client")
+        found = await self._credentials.list_credentials(client_id, self._clients.lookup, trashed=True)
+        return pb.ListCredentialsResponse(items=[credential_to_proto(c) for c in found])
+
+    async def RestoreCredential(
+        self, request: pb.RestoreCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Credential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        restored = await self._credentials.restore_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, self._clients.lookup
+        )
+        return credential_to_proto(restored)
+
+    async def ListCredentialVersions(
+        self, request: pb.ListCredentialVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCredentialVersionsResponse:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        found = await self._credentials.list_versions(client_id, credential_id)
+        return pb.ListCredentialVersionsResponse(items=[version_to_proto(v) for v in found])
+
+    async def RevealCredentialVersion(
+        self, request: pb.RevealCredentialVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevealedCredential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        found = await self._credentials.reveal_credential(
+            rpc.current_caller(), rpc.current_request(), client_id, credential_id, request.version
+        )
+        return revealed_to_proto(found)
+
+    async def RestoreCredentialVersion(
+        self, request: pb.RestoreCredentialVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Credential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        restored = await self._credentials.restore_version(
+            rpc.current_caller(),
+            rpc.current_request(),
+            client_id,
+            credential_id,
+            request.version,
+            self._clients.lookup,
+        )
+        return credential_to_proto(restored)
+
+    async def GetExposureReport(
+        self, request: pb.GetExposureReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetExposureReportResponse:
+        since = from_timestamp(request.since) if request.HasField("since") else None
+        found = await exposure.exposure_report(
+            self._db,
+            parse_id(request.user_id, "user"),
+            since,
+            page=request.page or 1,
+            page_size=request.page_size or PAGE_SIZE_DEFAULT,
+        )
+        return pb.GetExposureReportResponse(
+            items=[
+                pb.ExposedCredential(
+                    credential_id=str(item.credential_id),
+                    client_id=str(item.client_id),
+                    label=item.label,
+                    last_revealed_at=timestamp(item.last_revealed_at),
+                    reveal_count=item.reveal_count,
+                    secret_changed_at=timestamp(item.secret_changed_at),
+                )
+                for item in found.items
+            ],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
+
+    async def ShredClient(
+        self, request: pb.ShredClientRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ShredClientResponse:
+        shredded = await self._credentials.shred_client(
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            request.confirm_name,
+            self._clients.describe,
+        )
+        return pb.ShredClientResponse(
+            shredded_at=timestamp(shredded.shredded_at),
+            credentials=shredded.credentials,
+            versions=shredded.versions,
+            data_keys=shredded.data_keys,
+        )
+
 
 async def open_keys(settings: VaultSettings, db: Database) -> KeyProvider:
     """The key provider, checked against the database: a missing or wrong key stops the process here."""
@@ -180,8 +305,10 @@ async def main(settings: VaultSettings) -> None:
         keys = DataKeys(provider, settings.dek_cache_ttl_s)
         service.on_close(keys.clear)
         limiter = RevealLimiter(service.db, settings)
+        credentials = Credentials(service.db, keys, relay.wake, limiter, versions_kept=settings.secret_versions)
         servicer = VaultServicer(
-            Credentials(service.db, keys, relay.wake, limiter),
+            service.db,
+            credentials,
             ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
         )
         await service.serve(
@@ -192,5 +319,6 @@ async def main(settings: VaultSettings) -> None:
             relay.purge_forever(),
             limiter.purge_forever(),
             backlog.watch_forever(),
+            credentials.purge_trash_forever(timedelta(days=settings.trash_days), settings.trash_purge_interval_s),
             on_forbidden={"Vault/RevealCredential": servicer.reveal_denied},
         )

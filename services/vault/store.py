@@ -24,6 +24,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,9 +72,62 @@ credentials = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_accessed_at", DateTime(timezone=True)),
+    Column("secret_changed_at", DateTime(timezone=True), nullable=False),  # not moved by a label edit (0006)
+    Column("secret_version", Integer, nullable=False),  # the current secret's number; older ones are versions
+    Column("secret_changed_by_user_id", Uuid, nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),  # in the trash since (0008); purged CLIENTVAULT_TRASH_DAYS later
+    Column("deleted_by_user_id", Uuid),
     Index(None, "client_id", "key_generation"),
+    Index("ix_credentials_deleted", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     # A secret never outlives the key that seals it (migration 0003).
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
+)
+
+# The secrets a credential had before its current one, sealed as they were (migration 0008): the newest
+# CLIENTVAULT_SECRET_VERSIONS of them. Sealed with the credential's id as associated data, like the current one.
+credential_versions = Table(
+    "credential_versions",
+    metadata,
+    Column("credential_id", Uuid, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("client_id", Uuid, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("key_generation", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),  # when it became the current secret
+    Column("created_by_user_id", Uuid, nullable=False),  # who set it
+    PrimaryKeyConstraint("credential_id", "version"),
+    Index(None, "client_id", "key_generation"),
+    ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
+    ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
+)
+
+# Who revealed which credential's current secret: the last time and how often (migration 0010), upserted by the
+# reveal's own statement. Old versions' reveals are not counted: they expose a secret that is no longer current.
+reveals = Table(
+    "reveals",
+    metadata,
+    Column("user_id", Uuid, nullable=False),
+    Column("credential_id", Uuid, nullable=False),
+    Column("client_id", Uuid, nullable=False),
+    Column("last_revealed_at", DateTime(timezone=True), nullable=False),
+    Column("reveal_count", Integer, nullable=False),
+    PrimaryKeyConstraint("user_id", "credential_id"),
+    Index("ix_reveals_user_id_last_revealed_at", "user_id", "last_revealed_at"),
+    Index(None, "credential_id"),  # the foreign key's cascade
+    ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
+)
+
+# Clients crypto-shredded (migration 0011): their keys and secrets are gone; this row makes them answer 410.
+shredded_clients = Table(
+    "shredded_clients",
+    metadata,
+    Column("client_id", Uuid, primary_key=True),
+    Column("shredded_at", DateTime(timezone=True), nullable=False),
+    Column("shredded_by_user_id", Uuid, nullable=False),
+    Column("credentials", Integer, nullable=False),
+    Column("versions", Integer, nullable=False),
+    Column("data_keys", Integer, nullable=False),
 )
 
 # Audit events waiting for (or done with) publication to JetStream; written in the operation's transaction
@@ -100,7 +154,11 @@ METADATA_COLUMNS = (
     credentials.c.created_at,
     credentials.c.updated_at,
     credentials.c.last_accessed_at,
+    credentials.c.secret_changed_at,
+    credentials.c.deleted_at,
 )
+LIVE = credentials.c.deleted_at.is_(None)
+TRASHED = credentials.c.deleted_at.is_not(None)
 
 # Reveal counters per key ("user:<id>", "ip:<address>") and fixed window (limits.py). UNLOGGED: no WAL per
 # reveal, and a database crash only empties the counters, which restarts every window.
@@ -119,7 +177,8 @@ reveal_counts = Table(
 # and only if none is exceeded stamp the credential, insert its audit event and return the sealed secret
 # with its wrapped data key; if one is exceeded, insert a `reveal_throttled` event instead (naming the limits
 # exceeded, and the credential's label if it exists). One row always comes back: `over` > 0 means refused, a
-# NULL id not found.
+# NULL id not found. `version` NULL reveals the current secret (and records who saw it in `reveals`); a number
+# reveals that old version (not found if it is gone), and the event's `detail` says which (`{"version":3}`).
 REVEAL = text(
     """
 WITH counted AS (
@@ -136,28 +195,40 @@ WITH counted AS (
     WHERE counted.hits > l.max
 ), revealed AS (
     UPDATE vault.credentials SET last_accessed_at = :now
-    WHERE id = :credential_id AND client_id = :client_id AND (SELECT n FROM over) = 0
+    WHERE id = :credential_id AND client_id = :client_id AND deleted_at IS NULL AND (SELECT n FROM over) = 0
+      AND (CAST(:version AS int) IS NULL OR EXISTS (
+          SELECT 1 FROM vault.credential_versions v WHERE v.credential_id = :credential_id AND v.version = :version))
     RETURNING id, client_id, label, username, url, ciphertext, nonce, key_generation
+), sealed AS (
+    SELECT r.id, r.client_id, r.label, r.username, r.url, coalesce(v.ciphertext, r.ciphertext) AS ciphertext,
+           coalesce(v.nonce, r.nonce) AS nonce, coalesce(v.key_generation, r.key_generation) AS key_generation
+    FROM revealed r LEFT JOIN vault.credential_versions v ON v.credential_id = r.id AND v.version = :version
 ), audited AS (
     INSERT INTO vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name,
                               credential_id, credential_label, client_id, ip, user_agent, request_id, detail,
                               traceparent)
     SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name,
-           id, label, client_id, :ip, :user_agent, :request_id, '', :traceparent
+           id, label, client_id, :ip, :user_agent, :request_id, :detail, :traceparent
     FROM revealed
     UNION ALL
     SELECT :event_id, :throttled_action, :now, :user_id, :user_email, :user_full_name, :credential_id,
            coalesce((SELECT label FROM vault.credentials WHERE id = :credential_id AND client_id = :client_id), ''),
            :client_id, :ip, :user_agent, :request_id, over.detail, :traceparent
     FROM over WHERE over.n > 0
+), exposed AS (
+    INSERT INTO vault.reveals AS e (user_id, credential_id, client_id, last_revealed_at, reveal_count)
+    SELECT :user_id, id, client_id, :now, 1 FROM revealed WHERE CAST(:version AS int) IS NULL
+    ON CONFLICT (user_id, credential_id)
+    DO UPDATE SET last_revealed_at = excluded.last_revealed_at, reveal_count = e.reveal_count + 1
 )
 SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
        r.key_generation, k.wrapped_key, k.kek_version
 FROM (SELECT 1) AS one
-LEFT JOIN (revealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.generation = r.key_generation)
+LEFT JOIN (sealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.generation = r.key_generation)
   ON true
 """
 ).bindparams(
+    bindparam("version", type_=Integer),
     bindparam("credential_id", type_=Uuid),
     bindparam("client_id", type_=Uuid),
     bindparam("event_id", type_=Uuid),
@@ -195,19 +266,22 @@ async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any]:
     return (await conn.execute(REVEAL, values)).one()
 
 
-async def list_credentials(conn: AsyncConnection, client_id: UUID) -> list[Row[Any]]:
-    query = select(*METADATA_COLUMNS).where(credentials.c.client_id == client_id).order_by(credentials.c.id)
+async def list_credentials(conn: AsyncConnection, client_id: UUID, *, trashed: bool = False) -> list[Row[Any]]:
+    """The client's live credentials, or with `trashed` those in its trash."""
+    query = (
+        select(*METADATA_COLUMNS)
+        .where(credentials.c.client_id == client_id, TRASHED if trashed else LIVE)
+        .order_by(credentials.c.id)
+    )
     return cast(list[Row[Any]], list((await conn.execute(query)).all()))
 
 
-async def get_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
-    """The credential with its sealed secret, locked for an update."""
-    query = (
-        select(credentials)
-        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id)
-        .with_for_update()
-    )
-    return (await conn.execute(query)).one_or_none()
+async def get_credential(
+    conn: AsyncConnection, client_id: UUID, credential_id: UUID, *, lock: bool = True
+) -> Row[Any] | None:
+    """The live credential with its sealed secret, locked for an update unless `lock` is false."""
+    query = select(credentials).where(credentials.c.id == credential_id, credentials.c.client_id == client_id, LIVE)
+    return (await conn.execute(query.with_for_update() if lock else query)).one_or_none()
 
 
 async def insert_credential(conn: AsyncConnection, **values: object) -> Row[Any]:
@@ -221,13 +295,183 @@ async def update_credential(conn: AsyncConnection, credential_id: UUID, **values
     return row
 
 
-async def delete_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+async def trash_credential(
+    conn: AsyncConnection, client_id: UUID, credential_id: UUID, now: datetime, user_id: UUID
+) -> Row[Any] | None:
+    """Moves a live credential to the trash; None if there is none."""
     query = (
-        delete(credentials)
-        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id)
+        update(credentials)
+        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id, LIVE)
+        .values(deleted_at=now, deleted_by_user_id=user_id)
         .returning(credentials.c.id, credentials.c.label)
     )
-    return cast(Row[Any] | None, (await conn.execute(query)).one_or_none())
+    return (await conn.execute(query)).one_or_none()
+
+
+async def untrash_credential(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+    """Brings a credential back from the trash; None if it is not there."""
+    query = (
+        update(credentials)
+        .where(credentials.c.id == credential_id, credentials.c.client_id == client_id, TRASHED)
+        .values(deleted_at=None, deleted_by_user_id=None)
+        .returning(*METADATA_COLUMNS)
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def purge_trashed(conn: AsyncConnection, before: datetime, limit: int) -> list[Row[Any]]:
+    """Deletes up to `limit` credentials in the trash since before `before`, with their old versions (the
+    foreign key cascades); rows another purger holds are skipped. The deleted (id, label, client_id)."""
+    doomed = (
+        select(credentials.c.id)
+        .where(TRASHED, credentials.c.deleted_at < before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    query = (
+        delete(credentials)
+        .where(credentials.c.id.in_(doomed))
+        .returning(credentials.c.id, credentials.c.label, credentials.c.client_id)
+    )
+    return cast(list[Row[Any]], list((await conn.execute(query)).all()))
+
+
+KEPT_COLUMNS = (
+    "credential_id",
+    "version",
+    "client_id",
+    "ciphertext",
+    "nonce",
+    "key_generation",
+    "created_at",
+    "created_by_user_id",
+)
+
+
+async def keep_version(conn: AsyncConnection, credential_id: UUID, keep: int) -> None:
+    """Keeps the credential's current secret as an old version (before it is replaced), then deletes all but the
+    newest `keep` old versions."""
+    current = select(
+        credentials.c.id,
+        credentials.c.secret_version,
+        credentials.c.client_id,
+        credentials.c.ciphertext,
+        credentials.c.nonce,
+        credentials.c.key_generation,
+        credentials.c.secret_changed_at,
+        credentials.c.secret_changed_by_user_id,
+    ).where(credentials.c.id == credential_id)
+    await conn.execute(insert(credential_versions).from_select(KEPT_COLUMNS, current))
+    newest = (
+        select(credential_versions.c.version)
+        .where(credential_versions.c.credential_id == credential_id)
+        .order_by(credential_versions.c.version.desc())
+        .limit(keep)
+    )
+    await conn.execute(
+        delete(credential_versions).where(
+            credential_versions.c.credential_id == credential_id, credential_versions.c.version.not_in(newest)
+        )
+    )
+
+
+async def list_versions(conn: AsyncConnection, credential_id: UUID) -> list[Row[Any]]:
+    query = (
+        select(
+            credential_versions.c.version, credential_versions.c.created_at, credential_versions.c.created_by_user_id
+        )
+        .where(credential_versions.c.credential_id == credential_id)
+        .order_by(credential_versions.c.version.desc())
+    )
+    return cast(list[Row[Any]], list((await conn.execute(query)).all()))
+
+
+async def get_version(conn: AsyncConnection, credential_id: UUID, version: int) -> Row[Any] | None:
+    query = select(credential_versions).where(
+        credential_versions.c.credential_id == credential_id, credential_versions.c.version == version
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+# --- crypto-shred -----------------------------------------------------------------------------------
+
+
+async def is_shredded(conn: AsyncConnection, client_id: UUID) -> bool:
+    query = select(shredded_clients.c.client_id).where(shredded_clients.c.client_id == client_id)
+    return (await conn.execute(query)).one_or_none() is not None
+
+
+async def shred(
+    conn: AsyncConnection, client_id: UUID, now: datetime, user_id: UUID
+) -> tuple[Row[Any], list[int]] | None:
+    """Deletes every data key and sealed secret of the client (old versions, who revealed them) and records the
+    shred: the recorded row (with the counts) and the deleted data keys' generations, or None if it was shredded
+    before. The client's keys are locked first, so a writer that holds one (sealing a new secret) is waited for
+    and its secret deleted too."""
+    locked = select(client_keys.c.generation).where(client_keys.c.client_id == client_id).with_for_update()
+    generations = sorted((await conn.execute(locked)).scalars())
+    credential_ids = select(credentials.c.id).where(credentials.c.client_id == client_id)
+    await conn.execute(delete(reveals).where(reveals.c.credential_id.in_(credential_ids)))
+    versions = await conn.execute(delete(credential_versions).where(credential_versions.c.client_id == client_id))
+    deleted = await conn.execute(delete(credentials).where(credentials.c.client_id == client_id))
+    await conn.execute(delete(client_keys).where(client_keys.c.client_id == client_id))
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    recorded = (
+        pg_insert(shredded_clients)
+        .values(
+            client_id=client_id,
+            shredded_at=now,
+            shredded_by_user_id=user_id,
+            credentials=deleted.rowcount,
+            versions=versions.rowcount,
+            data_keys=len(generations),
+        )
+        .on_conflict_do_nothing()
+        .returning(shredded_clients)
+    )
+    row = (await conn.execute(recorded)).one_or_none()
+    return None if row is None else (row, generations)
+
+
+# --- the exposure report ------------------------------------------------------------------------------
+
+
+def _exposed(user_id: UUID, since: datetime | None) -> Any:
+    """What a user revealed (since `since`) whose secret has not changed since their last reveal. Credentials in
+    the trash count too: deleting a vault entry changes no password."""
+    where = [reveals.c.user_id == user_id, credentials.c.secret_changed_at <= reveals.c.last_revealed_at]
+    if since is not None:
+        where.append(reveals.c.last_revealed_at >= since)
+    return reveals.join(credentials, credentials.c.id == reveals.c.credential_id), where
+
+
+async def exposure(
+    conn: AsyncConnection, user_id: UUID, since: datetime | None, limit: int, offset: int
+) -> tuple[list[Row[Any]], int]:
+    """A page of the exposure report, most recently revealed first, and the total."""
+    joined, where = _exposed(user_id, since)
+    query = (
+        select(
+            reveals.c.credential_id,
+            reveals.c.client_id,
+            credentials.c.label,
+            reveals.c.last_revealed_at,
+            reveals.c.reveal_count,
+            credentials.c.secret_changed_at,
+        )
+        .select_from(joined)
+        .where(*where)
+        .order_by(reveals.c.last_revealed_at.desc(), reveals.c.credential_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = cast(list[Row[Any]], list((await conn.execute(query)).all()))
+    if offset == 0 and len(rows) < limit:
+        return rows, len(rows)  # the first page holds them all
+    total = (await conn.execute(select(func.count()).select_from(joined).where(*where))).scalar_one()
+    return rows, int(total)
 
 
 # --- data keys ----------------------------------------------------------------------------------------
@@ -298,30 +542,51 @@ NEWEST_GENERATION = (
 )
 
 
-async def credentials_on_old_keys(conn: AsyncConnection, limit: int, skip: Collection[UUID] = ()) -> list[Row[Any]]:
-    """Credentials sealed under a data key older than their client's newest (but those in `skip`), locked,
-    skipping rows locked elsewhere."""
+# Every table of sealed secrets: the current ones and the old versions. Key rotation, re-encryption and
+# `vault status` treat them alike.
+SEALED = (credentials, credential_versions)
+
+
+def sealed_for(table: Table) -> Any:
+    """The column naming the credential a row's secret is sealed for (the associated data of its seal)."""
+    return table.c.id if table is credentials else table.c.credential_id
+
+
+def row_key(table: Table, row: Row[Any]) -> tuple[Any, ...]:
+    return tuple(getattr(row, column.name) for column in table.primary_key.columns)
+
+
+async def sealed_on_old_keys(
+    conn: AsyncConnection, table: Table, limit: int, skip: Collection[tuple[Any, ...]] = ()
+) -> list[Row[Any]]:
+    """Secrets of `table` sealed under a data key older than their client's newest (but those whose row key is
+    in `skip`), locked, skipping rows locked elsewhere; each with `sealed_for` and `newest_generation`."""
     query = (
-        select(credentials, NEWEST_GENERATION.c.generation.label("newest_generation"))
-        .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == credentials.c.client_id)
-        .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation, credentials.c.id.not_in(list(skip)))
+        select(table, sealed_for(table).label("sealed_for"), NEWEST_GENERATION.c.generation.label("newest_generation"))
+        .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == table.c.client_id)
+        .where(table.c.key_generation < NEWEST_GENERATION.c.generation)
         .limit(limit)
-        .with_for_update(of=credentials, skip_locked=True)
+        .with_for_update(of=table, skip_locked=True)
     )
+    if skip:
+        query = query.where(tuple_(*table.primary_key.columns).not_in(list(skip)))
     return list((await conn.execute(query)).all())
 
 
-async def reseal_credentials(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+async def reseal(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Sets each row's ciphertext, nonce and key generation (`b_ciphertext`, `b_nonce`, `b_gen`), the row named
+    by its key (`b_key0`, `b_key1`, ... in primary key order)."""
+    keys = [column == bindparam(f"b_key{n}") for n, column in enumerate(table.primary_key.columns)]
     query = (
-        update(credentials)
-        .where(credentials.c.id == bindparam("b_id"))
+        update(table)
+        .where(*keys)
         .values(ciphertext=bindparam("b_ciphertext"), nonce=bindparam("b_nonce"), key_generation=bindparam("b_gen"))
     )
     await conn.execute(query, list(rows))
 
 
 async def delete_unused_old_keys(conn: AsyncConnection) -> int:
-    """Deletes data keys that are not their client's newest and seal no credential any more.
+    """Deletes data keys that are not their client's newest and seal no secret (current or old version) any more.
 
     A key that a writer holds (`newest_key(lock=True)`, or the foreign key check of a credential it inserts) is
     skipped, not waited for: that writer may be about to commit a secret sealed with it."""
@@ -333,6 +598,8 @@ WITH unused AS (
   WHERE k.generation < (SELECT max(n.generation) FROM vault.client_keys n WHERE n.client_id = k.client_id)
     AND NOT EXISTS (SELECT 1 FROM vault.credentials c
                     WHERE c.client_id = k.client_id AND c.key_generation = k.generation)
+    AND NOT EXISTS (SELECT 1 FROM vault.credential_versions v
+                    WHERE v.client_id = k.client_id AND v.key_generation = k.generation)
   FOR UPDATE SKIP LOCKED
 )
 DELETE FROM vault.client_keys k USING unused u WHERE k.client_id = u.client_id AND k.generation = u.generation
@@ -343,24 +610,27 @@ DELETE FROM vault.client_keys k USING unused u WHERE k.client_id = u.client_id A
 
 
 async def key_counts(conn: AsyncConnection) -> list[Row[Any]]:
-    """(kek_version, data keys, secrets) per KEK version."""
+    """(kek_version, data keys, secrets, old versions) per KEK version."""
     query = text(
         """
-SELECT k.kek_version, count(DISTINCT (k.client_id, k.generation)) AS keys, count(c.id) AS secrets
+SELECT k.kek_version, count(*) AS keys, coalesce(sum(c.n), 0) AS secrets, coalesce(sum(v.n), 0) AS versions
 FROM vault.client_keys k
-LEFT JOIN vault.credentials c ON c.client_id = k.client_id AND c.key_generation = k.generation
+LEFT JOIN (SELECT client_id, key_generation, count(*) AS n FROM vault.credentials GROUP BY 1, 2) c
+  ON c.client_id = k.client_id AND c.key_generation = k.generation
+LEFT JOIN (SELECT client_id, key_generation, count(*) AS n FROM vault.credential_versions GROUP BY 1, 2) v
+  ON v.client_id = k.client_id AND v.key_generation = k.generation
 GROUP BY k.kek_version ORDER BY k.kek_version
 """
     )
     return list((await conn.execute(query)).all())
 
 
-async def count_on_old_keys(conn: AsyncConnection) -> int:
+async def count_on_old_keys(conn: AsyncConnection, table: Table = credentials) -> int:
     query = (
         select(func.count())
-        .select_from(credentials)
-        .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == credentials.c.client_id)
-        .where(credentials.c.key_generation < NEWEST_GENERATION.c.generation)
+        .select_from(table)
+        .join(NEWEST_GENERATION, NEWEST_GENERATION.c.client_id == table.c.client_id)
+        .where(table.c.key_generation < NEWEST_GENERATION.c.generation)
     )
     return int((await conn.execute(query)).scalar_one())
 

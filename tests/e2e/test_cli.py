@@ -114,7 +114,8 @@ def test_vault_status_as_json(system: System) -> None:
     status = json.loads(done.stdout)
     assert status["key_provider"] == "env"
     assert status["active_kek"] == "v1"  # the keyring `up` generated
-    assert all(set(version) == {"kek_version", "data_keys", "secrets"} for version in status["versions"])
+    fields = {"kek_version", "data_keys", "secrets", "old_versions"}
+    assert all(set(version) == fields for version in status["versions"])
     assert status["secrets_without_key"] == 0
 
 

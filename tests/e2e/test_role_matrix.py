@@ -29,7 +29,7 @@ from clientvault.v1 import audit_pb2, auth_pb2, clients_pb2, vault_pb2
 from gateway.app import create_app
 from gateway.calls import Call, operation
 from gateway.schemas import ClientId
-from tests.policy_support import Route, proto_methods, routes_of
+from tests.policy_support import QUERY_VARIANTS, Route, proto_methods, routes_of
 from tests.system import Api, Session, me, new_task, unique_ip
 from tests.vault_support import create, new_client
 
@@ -38,6 +38,7 @@ ROLES: tuple[Role | None, ...] = (*Role, None)  # None: no token at all
 # Whose account stands in where a case without a token still needs one (the body of a sign-in or refresh).
 STAND_IN = Role.READ_ONLY
 RPC_TIMEOUT_S = 5
+VERSION = 1  # the shared credential's old version (its secret is updated once)
 
 
 class Fresh(Enum):
@@ -47,6 +48,8 @@ class Fresh(Enum):
     CLIENT = "client"
     TASK = "task"
     CREDENTIAL = "credential"
+    TRASHED = "trashed"  # a credential in the trash, to restore
+    ARCHIVED = "archived"  # an archived client with a credential, to shred
 
 
 FRESH = {
@@ -55,6 +58,8 @@ FRESH = {
     "Clients/ArchiveClient": Fresh.CLIENT,
     "Clients/DeleteTask": Fresh.TASK,
     "Vault/DeleteCredential": Fresh.CREDENTIAL,
+    "Vault/RestoreCredential": Fresh.TRASHED,
+    "Vault/ShredClient": Fresh.ARCHIVED,
 }
 
 
@@ -67,9 +72,12 @@ class Ids:
     task_id: str
     credential_id: str
     user_id: str
+    client_name: str = ""  # the fresh archived client's, for a shred
 
     def path(self, route: Route) -> str:
-        return route.path.format(clientId=self.client_id, taskId=self.task_id, credentialId=self.credential_id)
+        return route.path.format(
+            clientId=self.client_id, taskId=self.task_id, credentialId=self.credential_id, version=VERSION
+        )
 
 
 # One valid body per gateway operation; the method and the path come from the app's route itself.
@@ -99,7 +107,17 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/RevealCredential": no_body,
     "Vault/UpdateCredential": lambda _: {"label": "Matrix, relabelled"},
     "Vault/DeleteCredential": no_body,
+    "Vault/RestoreCredential": no_body,
+    "Vault/ListCredentialVersions": no_body,
+    "Vault/RevealCredentialVersion": no_body,
+    "Vault/RestoreCredentialVersion": no_body,
+    "Vault/GetExposureReport": no_body,
+    "Vault/ShredClient": lambda ids: {"confirmName": ids.client_name},
     "Audit/ListEvents": no_body,
+}
+# The query a route needs besides its path, where it has a required one.
+GATEWAY_QUERIES: Mapping[str, Callable[[Ids], dict[str, str]]] = {
+    "Vault/GetExposureReport": lambda ids: {"userId": ids.user_id},
 }
 
 # One valid request message per RPC, internal ones included.
@@ -118,6 +136,7 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         client=clients_pb2.ClientFields(name=f"Matrix {uuid.uuid4()}")
     ),
     "Clients/GetClient": lambda ids: clients_pb2.GetClientRequest(client_id=ids.client_id),
+    "Clients/GetClients": lambda ids: clients_pb2.GetClientsRequest(ids=[ids.client_id]),
     "Clients/UpdateClient": lambda ids: clients_pb2.UpdateClientRequest(
         client_id=ids.client_id,
         client=clients_pb2.ClientFields(notes="changed by the role matrix"),
@@ -150,6 +169,23 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
     ),
     "Vault/DeleteCredential": lambda ids: vault_pb2.DeleteCredentialRequest(
         client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/ListDeletedCredentials": lambda ids: vault_pb2.ListCredentialsRequest(client_id=ids.client_id),
+    "Vault/RestoreCredential": lambda ids: vault_pb2.RestoreCredentialRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/ListCredentialVersions": lambda ids: vault_pb2.ListCredentialVersionsRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/RevealCredentialVersion": lambda ids: vault_pb2.RevealCredentialVersionRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id, version=VERSION
+    ),
+    "Vault/RestoreCredentialVersion": lambda ids: vault_pb2.RestoreCredentialVersionRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id, version=VERSION
+    ),
+    "Vault/GetExposureReport": lambda ids: vault_pb2.GetExposureReportRequest(user_id=ids.user_id),
+    "Vault/ShredClient": lambda ids: vault_pb2.ShredClientRequest(
+        client_id=ids.client_id, confirm_name=ids.client_name
     ),
     "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
 }
@@ -255,6 +291,10 @@ class World:
         client_id = await new_client(api, admin)
         task_id = (await new_task(api, admin, client_id))["id"]
         credential_id = await create(api, admin, client_id, label="Matrix", secret="matrix-secret")
+        changed = await api.raw.patch(
+            f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers, json={"secret": "matrix-2"}
+        )
+        assert changed.status_code == 200, changed.text  # the old secret is version 1
         return cls(api, sessions, Ids(admin, client_id, task_id, credential_id, await me(api, admin)))
 
     async def ids_for(self, operation: str, role: Role | None) -> Ids:
@@ -263,15 +303,28 @@ class World:
         admin, client_id = self.sessions[Role.ADMIN], self.shared.client_id
         if fresh is Fresh.SESSION:  # the same account signed in again: no new user for every case
             session = await self.api.sign_in(session.account, ip=unique_ip())
+        client_name = ""
         if fresh is Fresh.CLIENT:
             client_id = await new_client(self.api, admin)
+        if fresh is Fresh.ARCHIVED:
+            client_name = f"Matrix shred {uuid.uuid4()}"
+            made = await self.api.raw.post("/clients", headers=admin.headers, json={"name": client_name})
+            client_id = made.json()["id"]
+            await create(self.api, admin, client_id, label="Shredded", secret="shredded")
+            archived = await self.api.raw.post(f"/clients/{client_id}/archive", headers=admin.headers)
+            assert archived.status_code == 204, archived.text
         task_id = (await new_task(self.api, admin, client_id))["id"] if fresh is Fresh.TASK else self.shared.task_id
         credential_id = (
             await create(self.api, admin, client_id, label="Doomed", secret="doomed")
-            if fresh is Fresh.CREDENTIAL
+            if fresh in (Fresh.CREDENTIAL, Fresh.TRASHED)
             else self.shared.credential_id
         )
-        return Ids(session, client_id, task_id, credential_id, self.shared.user_id)
+        if fresh is Fresh.TRASHED:
+            trashed = await self.api.raw.delete(
+                f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers
+            )
+            assert trashed.status_code == 204, trashed.text
+        return Ids(session, client_id, task_id, credential_id, self.shared.user_id, client_name)
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +345,10 @@ async def test_gateway(api: Api, world: World, route: Route, role: Role | None) 
     # Each request from an IP of its own: the per-IP throttles of sign-in and reveal never add up here.
     headers = {"X-Forwarded-For": unique_ip(), **(ids.session.headers if role else {})}
 
-    r = await api.raw.request(route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), headers=headers)
+    query = GATEWAY_QUERIES[operation](ids) if operation in GATEWAY_QUERIES else None
+    r = await api.raw.request(
+        route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), params=query, headers=headers
+    )
 
     outcome = expected(operation, role)
     said = f"{route} ({operation}) as {role or 'no token'}: {r.status_code} {r.text[:300]}"
@@ -305,6 +361,31 @@ async def test_gateway(api: Api, world: World, route: Route, role: Role | None) 
     else:
         assert r.status_code == 403, said
         assert r.json()["status"] == 403, said
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation", "role"),
+    [
+        pytest.param(method, f"{path}?{query}", operation, role, id=case_id(operation, role))
+        for (method, path), (query, operation, _) in QUERY_VARIANTS.items()
+        for role in ROLES
+    ],
+)
+async def test_gateway_query_variant(
+    api: Api, world: World, method: str, path: str, operation: str, role: Role | None
+) -> None:
+    ids = await world.ids_for(operation, role)
+    headers = {"X-Forwarded-For": unique_ip(), **(ids.session.headers if role else {})}
+
+    r = await api.raw.request(method, path.format(clientId=ids.client_id), headers=headers)
+
+    outcome = expected(operation, role)
+    said = f"{method} {path} ({operation}) as {role or 'no token'}: {r.status_code} {r.text[:300]}"
+    if outcome is Outcome.ALLOWED:
+        assert r.status_code == 200, said
+        return
+    assert r.headers["content-type"] == PROBLEM, said
+    assert r.status_code == (401 if outcome is Outcome.UNAUTHENTICATED else 403), said
 
 
 @pytest.fixture(scope="module")

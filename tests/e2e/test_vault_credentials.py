@@ -16,6 +16,7 @@ from tests.vault_support import create, events_for, new_client
 
 PROBLEM = "application/problem+json"
 ROLES = ("admin", "manager", "read_only")
+METADATA = {"id", "label", "username", "url", "updatedAt", "lastAccessedAt", "secretChangedAt", "deletedAt"}
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ async def test_list_answers_metadata_only_and_reveal_sets_last_accessed(
     after = (await api.raw.get(path(client_id), headers=reader.headers)).json()
 
     assert [item["id"] for item in before] == [first, second]
-    assert set(before[0]) == {"id", "label", "username", "url", "updatedAt", "lastAccessedAt"}
+    assert set(before[0]) == METADATA
     assert before[0]["label"] == "Router"
     assert before[0]["url"] == "https://192.0.2.1"
     assert before[0]["lastAccessedAt"] is None
@@ -84,7 +85,7 @@ async def test_update_changes_the_named_fields_and_the_secret(
 
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"id", "label", "username", "url", "updatedAt", "lastAccessedAt"}
+    assert set(body) == METADATA
     assert (body["label"], body["username"], body["url"]) == ("Mail 2", "bob", None)
     revealed = (await api.raw.get(path(client_id, credential_id), headers=admin.headers)).json()
     assert revealed == {"id": credential_id, "label": "Mail 2", "username": "bob", "url": None, "secret": "nëw"}

@@ -129,6 +129,11 @@ async def test_transit_round_trip_rotation_and_reencryption(transit_system: Syst
         admin = await api.sign_in(Account(*transit_system.admin, role="admin"))
         client_id = await new_client(api, admin)
         ids = [await create(api, admin, client_id, label=f"T{n}", secret=f"transit-секрет-{n}") for n in range(5)]
+        first = f"/clients/{client_id}/credentials/{ids[0]}"
+        assert (await api.raw.patch(first, headers=admin.headers, json={"secret": "transit-старый"})).status_code == 200
+        assert (
+            await api.raw.patch(first, headers=admin.headers, json={"secret": "transit-секрет-0"})
+        ).status_code == 200
 
         async def all_reveal() -> None:
             for n, credential_id in enumerate(ids):
@@ -152,5 +157,11 @@ async def test_transit_round_trip_rotation_and_reencryption(transit_system: Syst
         status = transit_system.cli("vault", "status")
         assert "key provider: transit   active KEK: transit:v3" in status.stdout
         assert [line.split() for line in status.stdout.splitlines() if line.startswith("transit:")] == [
-            ["transit:v3", "(active)", "1", "5"]
+            ["transit:v3", "(active)", "1", "5", "2"]  # a data key, 5 secrets and 2 old versions of the first
         ]
+        # --reencrypt re-sealed the old versions too, under the new data key, and they still open.
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            generations = await (await conn.execute("SELECT key_generation FROM vault.credential_versions")).fetchall()
+        assert generations == [(2,), (2,)]
+        old = await api.raw.post(f"{first}/versions/2/reveal", headers=admin.headers)
+        assert old.json()["secret"] == "transit-старый"

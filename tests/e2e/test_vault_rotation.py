@@ -42,7 +42,7 @@ async def seed(system: System, owner: uuid.UUID) -> dict[uuid.UUID, tuple[uuid.U
             credential_id, secret = new_id(), f"seeded-{n}-{uuid.uuid4().hex}-ключ-🔑"
             ciphertext, nonce = seal(dek, client_id, credential_id, secret)
             credential_rows.append(
-                (credential_id, client_id, f"Seed {n}", ciphertext, nonce, 1, owner, owner, now, now)
+                (credential_id, client_id, f"Seed {n}", ciphertext, nonce, 1, owner, owner, now, now, now, 1, owner)
             )
             secrets[credential_id] = (client_id, secret)
     keys.close()
@@ -55,7 +55,8 @@ async def seed(system: System, owner: uuid.UUID) -> dict[uuid.UUID, tuple[uuid.U
                     await copy.write_row(row)
             async with cur.copy(
                 "COPY vault.credentials (id, client_id, label, ciphertext, nonce, key_generation, created_by_user_id, "
-                "updated_by_user_id, created_at, updated_at) FROM STDIN"
+                "updated_by_user_id, created_at, updated_at, secret_changed_at, secret_version, "
+                "secret_changed_by_user_id) FROM STDIN"
             ) as copy:
                 for row in credential_rows:
                     await copy.write_row(row)

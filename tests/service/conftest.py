@@ -199,6 +199,7 @@ async def vault(database_url: str, tokens: Tokens, clients: Service) -> AsyncIte
 
         def build(db: Database) -> Register:
             servicer = VaultServicer(
+                db,
                 Credentials(db, DataKeys(keys, 0), lambda: None, RevealLimiter(db, settings)),
                 ClientsDirectory(clients_pb2_grpc.ClientsStub(to_clients), 5),
             )

@@ -141,3 +141,25 @@ async def test_unfiltered_total_counts_live_clients_exactly(clients: Service) ->
 
     assert after.total == before + 2
     assert after.items[0].id == made[2].id
+
+
+async def test_get_clients_names_the_known_ones_archived_too_in_one_call(clients: Service) -> None:
+    live, archived = await new_client(clients, "Live one"), await new_client(clients, "Archived one")
+    await clients.stub.ArchiveClient(
+        pb.ArchiveClientRequest(client_id=archived.id), metadata=clients.tokens.metadata("admin")
+    )
+    asked = [live.id, archived.id, str(uuid.uuid4()), "not-an-id", live.id.upper()]
+
+    found = await clients.stub.GetClients(
+        pb.GetClientsRequest(ids=asked), metadata=clients.tokens.metadata("read_only")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await clients.stub.GetClients(
+            pb.GetClientsRequest(ids=[str(uuid.uuid4()) for _ in range(101)]),
+            metadata=clients.tokens.metadata("read_only"),
+        )
+
+    assert sorted((c.id, c.name) for c in found.clients) == sorted(
+        [(live.id, "Live one"), (archived.id, "Archived one")]
+    )
+    assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT

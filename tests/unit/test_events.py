@@ -1,6 +1,7 @@
 """The AUDIT stream's contract (clientvault/events.py): one vocabulary, one name per field, one builder."""
 
 import dataclasses
+import json
 import uuid
 
 import pytest
@@ -45,6 +46,41 @@ def test_every_action_has_exactly_one_producer() -> None:
     assert events.PRODUCER_OF["sign_in"] == "auth"
     assert events.PRODUCER_OF["reveal_denied"] == "vault"
     assert events.PRODUCER_OF["audit_log_read"] == "audit"
+
+
+LIFECYCLE_ACTIONS = ("credential_version_reveal", "credential_restore", "credential_purge", "client_shredded")
+
+
+def test_the_secret_lifecycles_actions_are_the_vaults_numbered_after_the_others() -> None:
+    numbers = {
+        enum_name(events_pb2.AuditAction.DESCRIPTOR, v.number): v.number
+        for v in events_pb2.AuditAction.DESCRIPTOR.values
+    }
+
+    assert [numbers[action] for action in LIFECYCLE_ACTIONS] == [21, 22, 23, 24]
+    assert (numbers["credential_delete"], numbers["audit_log_read"]) == (4, 20)  # numbers already sent never move
+    assert {events.PRODUCER_OF[action] for action in LIFECYCLE_ACTIONS} == {"vault"}
+
+
+def test_a_purge_by_no_user_and_a_shred_of_no_credential_verify_under_the_vaults_key_alone() -> None:
+    vault, auth = (events.EventSigner(p, ed25519.private_key(ed25519.generate(), "test")) for p in ("vault", "auth"))
+    trusted = events.TrustedKeys([vault.trusted_entry, auth.trusted_entry])
+    purge = dataclasses.replace(
+        ENTRY, action="credential_purge", user_id=None, user_email="", user_full_name="vault (trash purge)"
+    )
+    shred = dataclasses.replace(
+        ENTRY,
+        action="client_shredded",
+        credential_id=None,
+        credential_label="",
+        detail=events.detail_text({"credentials": 3, "versions": 2, "data_keys": 1, "generations": [1]}),
+    )
+
+    for entry in (purge, shred):
+        assert json.loads(events.canonical(entry, vault.key_id))["v"] == events.SUBJECT_VERSION
+        assert trusted.problem(entry, vault.key_id, vault.signature(entry)) is None
+        assert trusted.problem(entry, auth.key_id, auth.signature(entry)) == f"auth may not sign {entry.action} events"
+    assert shred.detail == '{"credentials":3,"data_keys":1,"generations":[1],"versions":2}'
 
 
 def test_every_outbox_has_the_kits_shape() -> None:

@@ -5,12 +5,14 @@ import pytest
 from clientvault.policy import POLICY, Role, allows
 from clientvault.settings import GatewaySettings
 from gateway.app import create_app
-from tests.policy_support import CATALOGUE, proto_methods, routes_of
+from tests.policy_support import CATALOGUE, QUERY_VARIANTS, proto_methods, routes_of
 
 
-def test_the_catalogue_has_nineteen_routes_each_in_the_policy_with_its_roles() -> None:
-    assert len(CATALOGUE) == 19
+def test_the_catalogue_has_its_routes_each_in_the_policy_with_its_roles() -> None:
+    assert len(CATALOGUE) == 25
     for operation, roles in CATALOGUE.values():
+        assert POLICY[operation] == roles, operation
+    for _, operation, roles in QUERY_VARIANTS.values():
         assert POLICY[operation] == roles, operation
 
 
