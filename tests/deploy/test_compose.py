@@ -18,6 +18,7 @@ REQUIRED_ENV = {
     "POSTGRES_PASSWORD": "pg-password",
     **{nats_password_variable(user): f"p-{user}" for user in NATS_USERS},
     "CLIENTVAULT_TOKEN_SIGNING_KEY": "signing-key",
+    "CLIENTVAULT_MFA_KEY": "mfa-key",
     "CLIENTVAULT_KEKS": "v1:kek",
     "CLIENTVAULT_KEK_ACTIVE": "v1",
     "CLIENTVAULT_CONTEXT_KEY": "context-key",
