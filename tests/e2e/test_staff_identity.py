@@ -4,6 +4,7 @@ own where managers must use a second factor to reveal (CLIENTVAULT_MFA_REQUIRED_
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pyotp
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
+from tests.audit_support import wait_for_entries
 from tests.e2e.test_auth import wait_for_status
 from tests.system import HIGH_REVEAL_LIMITS, Account, Api, Session, System, running, unique_ip
 from tests.vault_support import create, new_client
@@ -296,3 +298,46 @@ async def test_a_password_change_ends_every_other_session(api: Api) -> None:
     await wait_for_status(api, elsewhere, 401)
     assert (await api.raw.post("/auth/refresh", json={"refreshToken": elsewhere.refresh_token})).status_code == 401
     assert (await api.raw.get("/users/me", headers=here.headers)).status_code == 200
+
+
+async def test_each_staff_identity_action_is_in_the_audit_log_once_without_a_secret(api: Api) -> None:
+    admin = await api.session("admin")
+    admin_id = (await api.raw.get("/users/me", headers=admin.headers)).json()["id"]
+    email = f"audited-{uuid.uuid4().hex[:8]}@example.com"
+    created = (
+        await api.raw.post("/users", headers=admin.headers, json={"email": email, "fullName": "A", "role": "manager"})
+    ).json()
+    user_id, temporary = created["id"], created["temporaryPassword"]
+    first = as_session(email, temporary, await sign_in(api, email, temporary))
+    change = {"currentPassword": temporary, "newPassword": STRONG}
+    assert (await api.raw.post("/users/me/password", headers=first.headers, json=change)).status_code == 204
+    user = as_session(
+        email, STRONG, (await api.raw.post("/auth/refresh", json={"refreshToken": first.refresh_token})).json()
+    )
+    seed = (await api.raw.post("/users/me/mfa/totp", headers=user.headers)).json()["secret"]
+    code = pyotp.TOTP(seed).now()
+    recovery = (await api.raw.post("/users/me/mfa/totp/confirm", headers=user.headers, json={"code": code})).json()
+    wrong_status, _ = await with_code(api, email, STRONG, "000000" if code != "000000" else "111111")
+    assert wrong_status == 401
+    assert (await api.raw.delete(f"/users/{user_id}/mfa", headers=admin.headers)).status_code == 204
+    assert (
+        await api.raw.patch(f"/users/{user_id}", headers=admin.headers, json={"role": "read_only"})
+    ).status_code == 200
+    assert (await api.raw.post(f"/users/{user_id}/reset-password", headers=admin.headers)).status_code == 200
+    expected = Counter(
+        user_created=1, sign_in=1, password_changed=1, mfa_enrolled=1, mfa_failed=1, mfa_disabled=1, user_updated=1,
+        password_reset=1,
+    )  # fmt: skip
+
+    page = await wait_for_entries(api, admin, sum(expected.values()), pageSize=100, targetUserId=user_id)
+
+    assert Counter(entry["action"] for entry in page["items"]) == expected
+    by_action = {entry["action"]: entry for entry in page["items"]}
+    for action in ("user_created", "mfa_disabled", "user_updated", "password_reset"):
+        assert by_action[action]["userId"] == admin_id, action
+    for action in ("password_changed", "mfa_enrolled"):
+        assert by_action[action]["userId"] == user_id, action
+    assert by_action["user_updated"]["detail"] == {"role": {"from": "manager", "to": "read_only"}}
+    assert by_action["user_created"]["detail"]["temporary_password"] is True
+    for secret in (temporary, STRONG, seed, code, *recovery["recoveryCodes"]):
+        assert secret not in str(page)
