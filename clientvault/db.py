@@ -29,6 +29,12 @@ def metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING)
 
 
+def like_pattern(term: str) -> str:
+    """A substring pattern for LIKE in which %, _ and \\ from the caller match themselves."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def sqlalchemy_url(url: str) -> str:
     """`postgresql://…` as operators write it, with the psycopg 3 driver named for SQLAlchemy."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):

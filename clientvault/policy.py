@@ -1,14 +1,17 @@
 """The one role policy: which roles may call which operation. Imported by the gateway and every service.
 
-Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. The 25 public routes of the
-contract each map to one operation; a unit test fails if an RPC or a route lacks its entry here.
+Operations are keyed "<Service>/<Rpc>" after the gRPC methods in protos/. Each public route maps to one
+operation; a unit test fails if an RPC or a route lacks its entry here.
 No role check is written anywhere else.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from clientvault.tokens import Caller
 
 
 class Role(StrEnum):
@@ -28,12 +31,26 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
     {
         # auth: POST /auth/sign-in, POST /auth/refresh, POST /auth/sign-out, GET /users/me
         "Auth/SignIn": PUBLIC,
+        "Auth/CompleteMfa": PUBLIC,  # POST /auth/mfa; the mfaToken in the body is the credential
         "Auth/Refresh": PUBLIC,  # the refresh token in the body is the credential
         "Auth/SignOut": ANYONE,
         "Auth/GetMe": ANYONE,
         "Auth/GetPublicKeys": PUBLIC,  # verifiers fetch the token keys; they are public by nature
         "Auth/GetUsers": ANYONE,  # internal: a service checks that a user id exists
-        "Auth/ListUsers": ADMIN,  # internal: administration tools
+        # staff identity: the caller's own account (any role) and every account (admin)
+        "Auth/ChangePassword": ANYONE,  # POST /users/me/password
+        "Auth/ListSessions": ANYONE,  # GET /users/me/sessions
+        "Auth/RevokeSession": ANYONE,  # DELETE /users/me/sessions/{sessionId}
+        "Auth/StartTotp": ANYONE,  # POST /users/me/mfa/totp
+        "Auth/ConfirmTotp": ANYONE,  # POST /users/me/mfa/totp/confirm
+        "Auth/DisableMfa": ANYONE,  # DELETE /users/me/mfa
+        "Auth/ListUsers": ADMIN,  # GET /users
+        "Auth/CreateUser": ADMIN,  # POST /users
+        "Auth/GetUser": ADMIN,  # GET /users/{userId}
+        "Auth/UpdateUser": ADMIN,  # PATCH /users/{userId}
+        "Auth/ResetPassword": ADMIN,  # POST /users/{userId}/reset-password
+        "Auth/RevokeUserSessions": ADMIN,  # DELETE /users/{userId}/sessions
+        "Auth/ResetMfa": ADMIN,  # DELETE /users/{userId}/mfa
         # clients and tasks
         "Clients/ListClients": ANYONE,  # GET /clients
         "Clients/CreateClient": STAFF,  # POST /clients
@@ -70,6 +87,10 @@ REFUSED_BY_SERVICE: Final = frozenset({"Vault/RevealCredential"})
 
 # Sign-out stays idempotent: a validly signed, unexpired token of an already revoked session is accepted.
 ACCEPTS_REVOKED_TOKEN: Final = frozenset({"Auth/SignOut"})
+# All a token of a temporary password may do (its `pwd_change` claim): choose a new password, or sign out.
+DURING_PASSWORD_CHANGE: Final = frozenset({"Auth/ChangePassword", "Auth/SignOut"})
+# What the roles of CLIENTVAULT_MFA_REQUIRED_ROLES may do only with a second factor (`otp` in the token's `amr`).
+NEEDS_MFA: Final = frozenset({"Vault/RevealCredential"})
 
 
 def rule_for(operation: str) -> Rule:
@@ -84,3 +105,15 @@ def is_public(operation: str) -> bool:
 def allows(operation: str, role: Role) -> bool:
     rule = rule_for(operation)
     return rule == PUBLIC or role in rule
+
+
+def refusal(operation: str, caller: "Caller", mfa_required_roles: Collection[Role]) -> str | None:
+    """Why the caller may not call a (non-public) operation, or None. The gateway and every service's edge
+    ask this, so a direct call to a service is refused alike."""
+    if not allows(operation, caller.role):
+        return "your role does not allow this operation"
+    if caller.password_change_required and operation not in DURING_PASSWORD_CHANGE:
+        return "password change required"
+    if operation in NEEDS_MFA and caller.role in mfa_required_roles and "otp" not in caller.amr:
+        return "mfa required"
+    return None

@@ -23,6 +23,7 @@ from clientvault import errors, metrics, policy
 from clientvault.attestation import INNOCENT, ContextCheck
 from clientvault.context import NO_REQUEST, RequestContext
 from clientvault.logging import get_logger
+from clientvault.policy import Role
 from clientvault.settings import Settings
 from clientvault.tokens import Caller, TokenVerifier, bearer_token
 
@@ -115,11 +116,16 @@ def _status_of(error: errors.DomainError) -> grpc.StatusCode:
 
 class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(
-        self, verifier: TokenVerifier, context: ContextCheck, on_forbidden: Mapping[str, OnForbidden] | None = None
+        self,
+        verifier: TokenVerifier,
+        context: ContextCheck,
+        on_forbidden: Mapping[str, OnForbidden] | None = None,
+        mfa_required_roles: Sequence[Role] = (),
     ) -> None:
         self._verifier = verifier
         self._context = context
         self._on_forbidden = on_forbidden or {}
+        self._mfa_required_roles = frozenset(mfa_required_roles)
         self._guarded: dict[str, Any] = {}  # method -> wrapped handler, built once per method
 
     async def intercept_service(
@@ -202,14 +208,15 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         caller = await self._verifier.verify(
             bearer_token(authorization), accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN
         )
-        if not policy.allows(operation, caller.role):
+        refused = policy.refusal(operation, caller, self._mfa_required_roles)
+        if refused:
             on_forbidden = self._on_forbidden.get(operation)
             if on_forbidden is not None:
                 try:
                     await on_forbidden(caller, request, meta)
                 except Exception:
                     log.exception("rpc.refusal_not_recorded")
-            raise errors.Forbidden("your role does not allow this operation")
+            raise errors.Forbidden(refused)
         return caller
 
 
@@ -236,7 +243,7 @@ async def serve(
     loaded; the `background` jobs start once `ready` has returned. If `ready` raises, the server stops and the
     error ends the process."""
     server = grpc.aio.server(
-        interceptors=[Edge(verifier, context, on_forbidden)],
+        interceptors=[Edge(verifier, context, on_forbidden, settings.mfa_required_roles)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )

@@ -25,6 +25,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from clientvault.policy import Role
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -44,6 +46,7 @@ def _split_networks(value: object) -> object:
 
 # A list field read from one comma-separated environment variable (NoDecode: not parsed as JSON first).
 CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+Roles = Annotated[list[Role], NoDecode, BeforeValidator(_split_commas)]
 Networks = Annotated[list[IPv4Network | IPv6Network], NoDecode, BeforeValidator(_split_networks)]
 
 
@@ -140,6 +143,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     # Traces go here over OTLP/HTTP (clientvault/tracing.py); unset: no tracing at all.
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # Roles that may reveal (policy.NEEDS_MFA) only with a second factor; every service's edge checks it.
+    mfa_required_roles: Roles = []
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -179,6 +184,8 @@ class AuthSettings(Producer):
     sign_in_ip_max_failures: int = Field(30, ge=1)
     sign_in_ip_window_s: int = Field(60, ge=1)
     max_sessions_per_user: int = Field(20, ge=1, le=1000)  # a sign-in beyond it ends the least recently used
+    # base64 of 32 bytes: seals each user's TOTP seed at rest (AES-256-GCM); unset: MFA cannot be enrolled.
+    mfa_key: SecretStr | None = None
 
 
 class GatewaySettings(Settings):

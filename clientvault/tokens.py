@@ -42,6 +42,9 @@ class Caller:
     session_id: UUID
     issued_at: int
     expires_at: int
+    amr: tuple[str, ...] = ("pwd",)  # how the user signed in (RFC 8176): ("pwd",) or ("pwd", "otp")
+    auth_time: int = 0  # when they signed in (a refresh keeps it)
+    password_change_required: bool = False  # signed in with a temporary password (policy.DURING_PASSWORD_CHANGE)
 
 
 class TokenVerifier:
@@ -152,6 +155,10 @@ def _caller(claims: dict[str, Any]) -> Caller:
         session_id=UUID(claims["sid"]),
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
+        # Tokens signed before these claims existed: a password, at issue time, no temporary password.
+        amr=tuple(str(method) for method in claims.get("amr", ["pwd"])),
+        auth_time=int(claims.get("auth_time", claims["iat"])),
+        password_change_required=claims.get("pwd_change") is True,
     )
 
 

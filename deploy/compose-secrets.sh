@@ -32,6 +32,7 @@ for user in operator gateway auth clients vault audit; do
   put "nats_${user}_url" "nats://$user:$password@nats:4222"
 done
 put token_signing_key "$(key)"  # 32 random bytes are an Ed25519 private key
+put mfa_key "$(key)"  # seals the users' TOTP seeds (back it up with the database)
 put keks "v1:$(key)"            # CLIENTVAULT_KEK_ACTIVE=v1 (.env)
 # The gateway's request-context key, and each service's own key derived from it.
 context_key=$(key)

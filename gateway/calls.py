@@ -178,8 +178,9 @@ def requires(operation: str) -> Any:
         token = bearer_token(request.headers.get("authorization"))
         caller = await verifier.verify(token, accept_revoked=operation in policy.ACCEPTS_REVOKED_TOKEN)
         structlog.contextvars.bind_contextvars(user_id=str(caller.user_id))
-        if not policy.allows(operation, caller.role) and operation not in policy.REFUSED_BY_SERVICE:
-            raise Forbidden("your role does not allow this operation")
+        refused = policy.refusal(operation, caller, settings.mfa_required_roles)
+        if refused and operation not in policy.REFUSED_BY_SERVICE:  # those the service refuses, and records
+            raise Forbidden(refused)
         metadata = (*metadata_of(request, settings), ("authorization", f"Bearer {token}"))
         return Call(caller, request.app.state.services, metadata, settings.rpc_timeout_s)
 
@@ -205,11 +206,13 @@ def operation(
     """Declares `route(path)` (e.g. `router.post, ""`) as the operation `name` of the policy table: its
     parameter typed `Call` is checked against the policy and carries the RPCs' metadata and deadline. The
     OpenAPI document gets the docstring's first line as the summary, the roles and the rest of it as the
-    description, the errors the policy implies (401 without a token, 403 for a role it leaves out) besides
+    description, the errors the policy implies (401 without a token, 403 for a role it leaves out or a token
+    that may only change its temporary password) besides
     `errors`, `security: []` when public, and the operationId."""
     check = requires(name)
     rule = policy.POLICY[name]
-    implied = () if rule == policy.PUBLIC else (401,) if rule == policy.ANYONE else (401, 403)
+    # Any token may be refused with 403: a role the rule leaves out, or a temporary password's (policy.refusal).
+    implied = () if rule == policy.PUBLIC else (401, 403)
     roles = "Public." if rule == policy.PUBLIC else "Roles: " + ", ".join(sorted(rule)) + "."
     declared: dict[str, Any] = {"operation_id": operation_id(name), "responses": documented(*errors, *implied)}
     if rule == policy.PUBLIC:

@@ -100,6 +100,7 @@ ROLE_FROM_PROTO = {
     auth_pb2.ROLE_MANAGER: Role.MANAGER,
     auth_pb2.ROLE_READ_ONLY: Role.READ_ONLY,
 }
+ROLE_TO_PROTO = {role: number for number, role in ROLE_FROM_PROTO.items()}
 
 
 class UserOut(WireModel):
@@ -569,3 +570,148 @@ class ServicesOut(WireModel):
 
     status: Literal["ok"]
     services: dict[str, Literal["serving", "unavailable"]]
+
+
+# --- staff identity ------------------------------------------------------------------------------
+
+
+class MfaMethod(StrEnum):
+    TOTP = "totp"
+    RECOVERY_CODE = "recoveryCode"
+
+
+class MfaChallengeOut(WireModel):
+    """A sign-in of a user with MFA: no tokens yet; send a code with the mfaToken to POST /auth/mfa."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    methods: list[MfaMethod]
+
+
+class MfaIn(WireModel):
+    mfa_token: str = Field(min_length=1, max_length=512)
+    code: str = Field(min_length=1, max_length=64, description="A 6-digit TOTP code or a recovery code.")
+
+
+Password = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(lambda v: _storable(v))]
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1024,
+        description="12 to 1024 characters, not the email, not easy to guess (zxcvbn score at least 3).",
+    ),
+    AfterValidator(lambda v: _storable(v)),
+]
+Code = Annotated[str, Field(min_length=1, max_length=64)]
+UserId = Annotated[str, Path(alias="userId", description="The user's id.")]
+SessionId = Annotated[str, Path(alias="sessionId", description="The session's id.")]
+
+
+class AccountOut(WireModel):
+    """A user as an admin sees it."""
+
+    id: str
+    email: str
+    full_name: str
+    role: Role
+    created_at: DateTime
+    disabled: bool
+    mfa_enabled: bool
+    password_change_required: bool
+
+    @classmethod
+    def from_proto(cls, user: auth_pb2.User) -> Self:
+        return cls(
+            id=user.id,
+            email=user.email,
+            full_name=user.full_name,
+            role=ROLE_FROM_PROTO[user.role],
+            created_at=from_timestamp(user.created_at),
+            disabled=user.disabled,
+            mfa_enabled=user.mfa_enabled,
+            password_change_required=user.password_change_required,
+        )
+
+
+class CreatedUserOut(AccountOut):
+    """The new user; `temporaryPassword` (shown this once) when no password was given."""
+
+    temporary_password: str | None
+
+
+class UserIn(WireModel):
+    email: str = Field(min_length=1, max_length=fields.EMAIL_MAX, json_schema_extra=EMAIL)
+    full_name: str = Field(min_length=1, max_length=fields.NAME_MAX)
+    role: Role
+    password: NewPassword | NotNull = None
+
+
+class UserPatch(WireModel):
+    """Any of `fullName`, `role`, `disabled` (none may be null)."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    full_name: Annotated[str, Field(min_length=1, max_length=fields.NAME_MAX)] | NotNull = None
+    role: Role | NotNull = None
+    disabled: bool | NotNull = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> "UserPatch":
+        if not self.model_fields_set:
+            raise ValueError("name at least one of fullName, role, disabled")
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{to_camel(name)} cannot be null")
+        return self
+
+
+class TemporaryPasswordOut(WireModel):
+    temporary_password: str
+
+
+class PasswordChangeIn(WireModel):
+    current_password: Password
+    new_password: NewPassword
+
+
+class SessionOut(WireModel):
+    id: str
+    created_at: DateTime
+    last_used_at: DateTime
+    ip: str
+    user_agent: str
+    current: bool
+
+    @classmethod
+    def from_proto(cls, session: auth_pb2.Session) -> Self:
+        return cls(
+            id=session.id,
+            created_at=from_timestamp(session.created_at),
+            last_used_at=from_timestamp(session.last_used_at),
+            ip=session.ip,
+            user_agent=session.user_agent,
+            current=session.current,
+        )
+
+
+class TotpEnrolmentOut(WireModel):
+    secret: str = Field(description="Base32, for typing into an authenticator app.")
+    otpauth_uri: str = Field(description="The same as an otpauth:// URI, for a QR code.")
+
+
+class CodeIn(WireModel):
+    code: Code
+
+
+class RecoveryCodesOut(WireModel):
+    recovery_codes: list[str] = Field(description="Ten one-time codes, shown this once: keep them safe.")
+
+
+class MfaOffIn(WireModel):
+    password: Password
+    code: Code
+
+
+class UserPage(Page[AccountOut]):
+    """A page of users."""

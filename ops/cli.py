@@ -270,12 +270,13 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR, output: OutputOption 
                     "role": u.role.value,
                     "created_at": u.created_at.isoformat(),
                     "disabled_at": u.disabled_at.isoformat() if u.disabled_at else None,
+                    "mfa_enabled": u.mfa_enabled,
                 }
                 for u in users
             ]
         )
         return
-    columns = ("id", "email", "full name", "role", "created", "state")
+    columns = ("id", "email", "full name", "role", "created", "state", "mfa")
     rows = [
         (
             str(u.id),
@@ -284,6 +285,7 @@ def users_list(data_dir: DataDirOption = DEFAULT_DATA_DIR, output: OutputOption 
             u.role.value,
             u.created_at.isoformat(),
             "disabled" if u.disabled_at else "active",
+            "totp" if u.mfa_enabled else "off",
         )
         for u in users
     ]
@@ -308,15 +310,15 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     Console(width=max(console.width, natural), height=console.height).print(table)  # both, or a dumb terminal is 80
 
 
-def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
-    from services.auth import admin
-
+def _revoking(data_dir: Path) -> tuple[Target, str]:
+    """The system, and its NATS URL: a command that ends sessions must reach every running verifier."""
     target = _system(data_dir)
     if target.nats_url is None:
-        raise fail("NATS_URL is not set: disabling must reach every running verifier", Code.USAGE)
-    change = admin.disable if disabled else admin.enable
-    user, broadcast = target.run(change(target.database_url, target.nats_url, email))
-    typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
+        raise fail("NATS_URL is not set: ending sessions must reach every running verifier", Code.USAGE)
+    return target, target.nats_url
+
+
+def _unless_broadcast(broadcast: bool) -> None:
     if not broadcast:
         typer.echo(
             "warning: NATS did not take the revocation: the user cannot sign in or refresh, but access tokens "
@@ -324,6 +326,16 @@ def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
             err=True,
         )
         raise typer.Exit(Code.UNAVAILABLE)
+
+
+def _set_disabled(email: str, data_dir: Path, *, disabled: bool) -> None:
+    from services.auth import admin
+
+    target, nats_url = _revoking(data_dir)
+    change = admin.disable if disabled else admin.enable
+    user, broadcast = target.run(change(target.database_url, nats_url, email))
+    typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}")
+    _unless_broadcast(broadcast)
 
 
 @users_app.command("disable")
@@ -336,6 +348,42 @@ def users_disable(email: Annotated[str, typer.Option()], data_dir: DataDirOption
 def users_enable(email: Annotated[str, typer.Option()], data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     """Enable a disabled user again (they sign in anew)."""
     _set_disabled(email, data_dir, disabled=False)
+
+
+@users_app.command("set-role")
+def users_set_role(
+    email: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="admin, manager or read_only.")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Change a user's role; their sessions end (the last active admin stays admin)."""
+    from services.auth import admin
+
+    target, nats_url = _revoking(data_dir)
+    user, broadcast = target.run(admin.set_role(target.database_url, nats_url, email, role))
+    typer.echo(f"{user.email} is now {user.role.value}")
+    _unless_broadcast(broadcast)
+
+
+@users_app.command("reset-password")
+def users_reset_password(email: Annotated[str, typer.Option()], data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Give a user a one-time temporary password (printed once; changed at next sign-in); their sessions end."""
+    from services.auth import admin
+
+    target, nats_url = _revoking(data_dir)
+    temporary, broadcast = target.run(admin.reset_password(target.database_url, nats_url, email))
+    typer.echo(f"temporary password for {email}: {temporary}")
+    _unless_broadcast(broadcast)
+
+
+@users_app.command("mfa-reset")
+def users_mfa_reset(email: Annotated[str, typer.Option()], data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Turn a user's MFA off (a lost device): they sign in with the password and may enrol again."""
+    from services.auth import admin
+
+    target = _system(data_dir)
+    target.run(admin.mfa_reset(target.database_url, email))
+    typer.echo(f"MFA is off for {email}")
 
 
 def _vault_settings(data_dir: Path) -> "VaultSettings":

@@ -94,6 +94,7 @@ class DataDir:
             # Each audit producer's event-signing key (only that producer gets it) and the checkpoint key.
             **{f"{producer}_event_signing_key": ed25519.generate for producer in set(PRODUCER_OF.values())},
             "audit_checkpoint_key": ed25519.generate,
+            "mfa_key": new_context_key,  # auth's: seals TOTP seeds (base64 of 32 random bytes, like the context key)
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
             # A PostgreSQL login per service (ops/supervisor.py), as in production.

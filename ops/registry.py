@@ -60,7 +60,12 @@ PROCESSES: tuple[Process, ...] = (
         AuthSettings,
         "services.auth.server",
         schema="auth",
-        secrets=("CLIENTVAULT_TOKEN_SIGNING_KEY", "CLIENTVAULT_EVENT_SIGNING_KEY", CONTEXT_VERIFY_KEY),
+        secrets=(
+            "CLIENTVAULT_TOKEN_SIGNING_KEY",
+            "CLIENTVAULT_EVENT_SIGNING_KEY",
+            "CLIENTVAULT_MFA_KEY",
+            CONTEXT_VERIFY_KEY,
+        ),
     ),
     Process("clients", Settings, "services.clients.server", schema="clients", secrets=(CONTEXT_VERIFY_KEY,)),
     Process(

@@ -380,7 +380,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         "CLIENTVAULT_GATEWAY_PORT": str(port),
     }
     vault_env = _vault_keys(data, given)
-    own_signing_key = AuthSettings().token_signing_key is not None
+    own_auth_keys = AuthSettings()  # exported, or as a *_FILE: those win over the data dir's
+    own_signing_key = own_auth_keys.token_signing_key is not None
     exported_context_key = GatewaySettings().context_key  # exported, or as a *_FILE
     context_key = exported_context_key.get_secret_value() if exported_context_key else keys["context_key"]
     # Each producer signs audit events with its own key; the audit service trusts exactly their public halves.
@@ -391,6 +392,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         child_env = dict(env, NATS_URL=nats_urls.get(name, nats_url), CLIENTVAULT_METRICS_PORT=str(metrics_ports[name]))
         if name == "auth" and not own_signing_key:
             child_env["CLIENTVAULT_TOKEN_SIGNING_KEY"] = keys["token_signing_key"]  # only auth holds it
+        if name == "auth" and own_auth_keys.mfa_key is None:
+            child_env["CLIENTVAULT_MFA_KEY"] = keys["mfa_key"]
         if name == "vault":
             child_env |= vault_env
         if process is GATEWAY:

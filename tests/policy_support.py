@@ -14,7 +14,7 @@ from google.protobuf.descriptor import MethodDescriptor
 import clientvault.v1
 from clientvault.policy import ADMIN, ANYONE, PUBLIC, STAFF, Rule
 
-# The contract's route catalogue (spec/API.md): route -> (operation, roles).
+# The contract's route catalogue (spec/API.md, and issue 15's staff identity routes): route -> (operation, roles).
 CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("POST", "/auth/sign-in"): ("Auth/SignIn", PUBLIC),
     ("POST", "/auth/refresh"): ("Auth/Refresh", PUBLIC),
@@ -47,6 +47,21 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ),
     ("GET", "/reports/exposure"): ("Vault/GetExposureReport", ADMIN),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
+    # Staff identity (issue 15): the caller's own account, and every account for admins.
+    ("POST", "/auth/mfa"): ("Auth/CompleteMfa", PUBLIC),
+    ("POST", "/users/me/password"): ("Auth/ChangePassword", ANYONE),
+    ("GET", "/users/me/sessions"): ("Auth/ListSessions", ANYONE),
+    ("DELETE", "/users/me/sessions/{sessionId}"): ("Auth/RevokeSession", ANYONE),
+    ("POST", "/users/me/mfa/totp"): ("Auth/StartTotp", ANYONE),
+    ("POST", "/users/me/mfa/totp/confirm"): ("Auth/ConfirmTotp", ANYONE),
+    ("DELETE", "/users/me/mfa"): ("Auth/DisableMfa", ANYONE),
+    ("GET", "/users"): ("Auth/ListUsers", ADMIN),
+    ("POST", "/users"): ("Auth/CreateUser", ADMIN),
+    ("GET", "/users/{userId}"): ("Auth/GetUser", ADMIN),
+    ("PATCH", "/users/{userId}"): ("Auth/UpdateUser", ADMIN),
+    ("POST", "/users/{userId}/reset-password"): ("Auth/ResetPassword", ADMIN),
+    ("DELETE", "/users/{userId}/sessions"): ("Auth/RevokeUserSessions", ADMIN),
+    ("DELETE", "/users/{userId}/mfa"): ("Auth/ResetMfa", ADMIN),
 }
 
 # Routes whose query parameter switches them to another operation of the table (which the service checks

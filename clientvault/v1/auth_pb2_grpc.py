@@ -39,6 +39,11 @@ class AuthStub:
         self.SignIn = channel.unary_unary(
                 '/clientvault.v1.Auth/SignIn',
                 request_serializer=clientvault_dot_v1_dot_auth__pb2.SignInRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.SignInResponse.FromString,
+                _registered_method=True)
+        self.CompleteMfa = channel.unary_unary(
+                '/clientvault.v1.Auth/CompleteMfa',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.CompleteMfaRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_auth__pb2.TokenPair.FromString,
                 _registered_method=True)
         self.Refresh = channel.unary_unary(
@@ -71,6 +76,66 @@ class AuthStub:
                 request_serializer=clientvault_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/clientvault.v1.Auth/CreateUser',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/clientvault.v1.Auth/GetUser',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/clientvault.v1.Auth/UpdateUser',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/clientvault.v1.Auth/ResetPassword',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.TemporaryPassword.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/clientvault.v1.Auth/ChangePassword',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/clientvault.v1.Auth/ListSessions',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSession = channel.unary_unary(
+                '/clientvault.v1.Auth/RevokeSession',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.RevokeSessionResponse.FromString,
+                _registered_method=True)
+        self.RevokeUserSessions = channel.unary_unary(
+                '/clientvault.v1.Auth/RevokeUserSessions',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.RevokeUserSessionsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.RevokeUserSessionsResponse.FromString,
+                _registered_method=True)
+        self.StartTotp = channel.unary_unary(
+                '/clientvault.v1.Auth/StartTotp',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.StartTotpRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.TotpEnrolment.FromString,
+                _registered_method=True)
+        self.ConfirmTotp = channel.unary_unary(
+                '/clientvault.v1.Auth/ConfirmTotp',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.ConfirmTotpRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.RecoveryCodes.FromString,
+                _registered_method=True)
+        self.DisableMfa = channel.unary_unary(
+                '/clientvault.v1.Auth/DisableMfa',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.DisableMfaRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.DisableMfaResponse.FromString,
+                _registered_method=True)
+        self.ResetMfa = channel.unary_unary(
+                '/clientvault.v1.Auth/ResetMfa',
+                request_serializer=clientvault_dot_v1_dot_auth__pb2.ResetMfaRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_auth__pb2.ResetMfaResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServicer:
@@ -79,7 +144,16 @@ class AuthServicer:
     """
 
     def SignIn(self, request, context):
-        """Exchanges an email and password for a token pair. Public; throttled per email and per IP.
+        """Exchanges an email and password for a token pair, or for an MFA challenge when the user enrolled a
+        second factor. Public; throttled per email and per IP.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteMfa(self, request, context):
+        """Answers an MFA challenge (the mfa_token from SignIn) with a TOTP or recovery code for a token pair.
+        Public: the mfa_token is the credential (5 minutes, single use); wrong codes count as failed sign-ins.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,7 +195,91 @@ class AuthServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUsers(self, request, context):
-        """Every account with its role and state. Admin only; for administration tools (no public route yet).
+        """A page of accounts with their role and state, newest first, filtered. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """Creates an account; without a password it gets a one-time temporary one it must change. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Renames, changes the role of, disables or enables an account. A role change or disabling ends the
+        user's sessions. The last active admin can be neither demoted nor disabled. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Gives the user a one-time temporary password (to change at next sign-in) and ends their sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """The caller's own password change; ends every other session of the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """The caller's live sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSession(self, request, context):
+        """Ends one of the caller's own sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeUserSessions(self, request, context):
+        """Ends every session of a user. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartTotp(self, request, context):
+        """Starts (or restarts) the caller's TOTP enrolment: a new secret, pending until confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotp(self, request, context):
+        """Confirms the pending TOTP enrolment with a code: MFA is on, and ten one-time recovery codes are shown once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableMfa(self, request, context):
+        """Turns the caller's MFA off; needs the password and a current code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetMfa(self, request, context):
+        """Turns a user's MFA off (a lost device). Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,6 +291,11 @@ def add_AuthServicer_to_server(servicer, server):
             'SignIn': grpc.unary_unary_rpc_method_handler(
                     servicer.SignIn,
                     request_deserializer=clientvault_dot_v1_dot_auth__pb2.SignInRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.SignInResponse.SerializeToString,
+            ),
+            'CompleteMfa': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteMfa,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.CompleteMfaRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_auth__pb2.TokenPair.SerializeToString,
             ),
             'Refresh': grpc.unary_unary_rpc_method_handler(
@@ -165,6 +328,66 @@ def add_AuthServicer_to_server(servicer, server):
                     request_deserializer=clientvault_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
             ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.CreateUserRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.GetUserRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.UpdateUserRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.TemporaryPassword.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSession,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.RevokeSessionRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.RevokeSessionResponse.SerializeToString,
+            ),
+            'RevokeUserSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeUserSessions,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.RevokeUserSessionsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.RevokeUserSessionsResponse.SerializeToString,
+            ),
+            'StartTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTotp,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.StartTotpRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.TotpEnrolment.SerializeToString,
+            ),
+            'ConfirmTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotp,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.ConfirmTotpRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.RecoveryCodes.SerializeToString,
+            ),
+            'DisableMfa': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableMfa,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.DisableMfaRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.DisableMfaResponse.SerializeToString,
+            ),
+            'ResetMfa': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetMfa,
+                    request_deserializer=clientvault_dot_v1_dot_auth__pb2.ResetMfaRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_auth__pb2.ResetMfaResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'clientvault.v1.Auth', rpc_method_handlers)
@@ -194,6 +417,33 @@ class Auth:
             target,
             '/clientvault.v1.Auth/SignIn',
             clientvault_dot_v1_dot_auth__pb2.SignInRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.SignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteMfa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/CompleteMfa',
+            clientvault_dot_v1_dot_auth__pb2.CompleteMfaRequest.SerializeToString,
             clientvault_dot_v1_dot_auth__pb2.TokenPair.FromString,
             options,
             channel_credentials,
@@ -357,6 +607,330 @@ class Auth:
             '/clientvault.v1.Auth/ListUsers',
             clientvault_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             clientvault_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/CreateUser',
+            clientvault_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/GetUser',
+            clientvault_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/UpdateUser',
+            clientvault_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/ResetPassword',
+            clientvault_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.TemporaryPassword.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/ChangePassword',
+            clientvault_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/ListSessions',
+            clientvault_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/RevokeSession',
+            clientvault_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.RevokeSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeUserSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/RevokeUserSessions',
+            clientvault_dot_v1_dot_auth__pb2.RevokeUserSessionsRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.RevokeUserSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/StartTotp',
+            clientvault_dot_v1_dot_auth__pb2.StartTotpRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.TotpEnrolment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/ConfirmTotp',
+            clientvault_dot_v1_dot_auth__pb2.ConfirmTotpRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.RecoveryCodes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableMfa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/DisableMfa',
+            clientvault_dot_v1_dot_auth__pb2.DisableMfaRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.DisableMfaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetMfa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Auth/ResetMfa',
+            clientvault_dot_v1_dot_auth__pb2.ResetMfaRequest.SerializeToString,
+            clientvault_dot_v1_dot_auth__pb2.ResetMfaResponse.FromString,
             options,
             channel_credentials,
             insecure,

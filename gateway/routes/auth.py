@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from clientvault.v1 import auth_pb2 as pb
 from gateway.calls import Call, operation
-from gateway.schemas import RefreshIn, SignInIn, TokenPairOut, UserOut
+from gateway.schemas import MfaChallengeOut, MfaIn, MfaMethod, RefreshIn, SignInIn, TokenPairOut, UserOut
 from gateway.strict_json import StrictJsonRoute
 
 router = APIRouter(tags=["auth"], route_class=StrictJsonRoute)
@@ -20,11 +20,28 @@ def not_stored(response: Response, pair: Any) -> TokenPairOut:
 
 
 @operation(router.post, "/auth/sign-in", "Auth/SignIn", errors=(401, 422, 429))
-async def sign_in(body: SignInIn, response: Response, call: Call) -> TokenPairOut:
+async def sign_in(body: SignInIn, response: Response, call: Call) -> TokenPairOut | MfaChallengeOut:
     """Exchange email and password for a token pair.
 
-    Throttled per email and per IP (429 with Retry-After)."""
-    return not_stored(response, await call.auth.SignIn(pb.SignInRequest(email=body.email, password=body.password)))
+    A user with MFA gets `{mfaRequired: true, mfaToken, methods}` instead, to send with a code to
+    POST /auth/mfa. Throttled per email and per IP (429 with Retry-After)."""
+    reply = await call.auth.SignIn(pb.SignInRequest(email=body.email, password=body.password))
+    if reply.HasField("mfa"):
+        response.headers.update(NO_STORE)
+        methods = [MfaMethod(method) for method in reply.mfa.methods]
+        return MfaChallengeOut(mfa_token=reply.mfa.mfa_token, methods=methods)
+    return not_stored(response, reply.tokens)
+
+
+@operation(router.post, "/auth/mfa", "Auth/CompleteMfa", errors=(401, 422, 429))
+async def complete_mfa(body: MfaIn, response: Response, call: Call) -> TokenPairOut:
+    """Answer a sign-in's MFA challenge with a code for a token pair.
+
+    `code` is a 6-digit TOTP code (each accepted once) or an unused recovery code. The mfaToken lives 5
+    minutes and works once; a wrong code counts as a failed sign-in (429 with Retry-After past the limit)."""
+    return not_stored(
+        response, await call.auth.CompleteMfa(pb.CompleteMfaRequest(mfa_token=body.mfa_token, code=body.code))
+    )
 
 
 @operation(router.post, "/auth/refresh", "Auth/Refresh", errors=(401, 422))

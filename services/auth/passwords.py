@@ -1,4 +1,6 @@
-"""Password hashing (argon2id, argon2-cffi's RFC 9106 defaults) and the password rule.
+"""Password hashing (argon2id, argon2-cffi's RFC 9106 defaults) and the password rules: 12 to 1024
+characters, not the email, and not guessable (zxcvbn's score of at least 3: common passwords, words, names,
+dates, keyboard patterns and what is made of the email all count as guessable).
 
 Hashing takes tens of milliseconds and memory, so it runs in a worker thread, off the event loop.
 """
@@ -7,26 +9,36 @@ import asyncio
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 from clientvault.errors import Invalid
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # hashing cost grows with length; a cap keeps a request from becoming a DoS
+MIN_SCORE = 3  # zxcvbn: "safely unguessable: moderate protection from offline slow-hash scenario"
+# zxcvbn's matching is quadratic in the length; what makes a password guessable shows in its first 72 characters.
+SCORED_LENGTH = 72
 
 _hasher = PasswordHasher()
 # Verified when the email is unknown, so that answer takes as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("clientvault-timing-equaliser")
 
 
-def check_strength(password: str) -> None:
+def check_strength(password: str, email: str, field: str = "password") -> None:
+    """Refuses a password that breaks a rule, naming the rule (a 422 on the `password` field)."""
     if not password.strip():
-        raise Invalid("password is empty")
+        raise Invalid("password is empty", field)
     if len(password) < MIN_LENGTH:
-        raise Invalid(f"password is too short: use at least {MIN_LENGTH} characters")
+        raise Invalid(f"password is too short: use at least {MIN_LENGTH} characters", field)
     if len(password) > MAX_LENGTH:
-        raise Invalid(f"password is too long: use at most {MAX_LENGTH} characters")
-    if len(set(password)) < 5:
-        raise Invalid("password is too weak: use more different characters")
+        raise Invalid(f"password is too long: use at most {MAX_LENGTH} characters", field)
+    if password.strip().lower() == email.strip().lower():
+        raise Invalid("password must not be the email address", field)
+    name = email.partition("@")[0]
+    scored = zxcvbn(password[:SCORED_LENGTH], user_inputs=[email, name], max_length=SCORED_LENGTH)
+    if scored["score"] < MIN_SCORE:
+        hint = scored["feedback"]["warning"] or "add more words or characters"
+        raise Invalid(f"password is too easy to guess (strength {scored['score']} of 4, at least 3): {hint}", field)
 
 
 async def hash_password(password: str) -> str:

@@ -67,9 +67,11 @@ class TokenSigner:
         self._audience = audience
         self.ttl_s = ttl_s
 
-    def sign(self, user: User, session_id: UUID) -> str:
+    def sign(self, user: User, session_id: UUID, *, mfa: bool = False, auth_time: int | None = None) -> str:
+        """An access token for the user's session: `amr` says whether a second factor was used at sign-in,
+        `auth_time` when that was (a refresh keeps it), `pwd_change` marks a temporary password."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "sub": str(user.id),
             "sid": str(session_id),
             "role": user.role.value,
@@ -80,7 +82,11 @@ class TokenSigner:
             "iat": now,
             "exp": now + self.ttl_s,
             "jti": str(new_id()),
+            "amr": ["pwd", "otp"] if mfa else ["pwd"],
+            "auth_time": now if auth_time is None else auth_time,
         }
+        if user.password_change_required:
+            claims["pwd_change"] = True
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:

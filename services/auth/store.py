@@ -6,6 +6,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -26,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault.db import like_pattern
 from clientvault.db import metadata as schema_metadata
 from clientvault.outbox import outbox_table
 
@@ -41,6 +44,12 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("disabled_at", DateTime(timezone=True)),
+    # A temporary password (created or reset by an admin): its tokens may only change it (policy.py).
+    Column("password_change_required", Boolean, nullable=False, server_default=false()),
+    Column("totp_sealed", LargeBinary),  # the TOTP seed, AES-256-GCM (services/auth/mfa.py); set once confirmed
+    Column("totp_pending_sealed", LargeBinary),  # an enrolment not confirmed yet
+    Column("mfa_enabled_at", DateTime(timezone=True)),
+    Column("totp_last_step", BigInteger),  # the time step of the last accepted code: no code counts twice
     CheckConstraint("role in ('admin', 'manager', 'read_only')", name="role"),
 )
 
@@ -53,6 +62,9 @@ sessions = Table(
     Column("last_used_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),  # the absolute end
     Column("revoked_at", DateTime(timezone=True)),
+    Column("ip", Text, nullable=False, server_default=""),  # of the sign-in, as the gateway vouched for it
+    Column("user_agent", Text, nullable=False, server_default=""),
+    Column("mfa", Boolean, nullable=False, server_default=false()),  # signed in with a second factor
 )
 
 refresh_tokens = Table(
@@ -62,6 +74,23 @@ refresh_tokens = Table(
     Column("session_id", Uuid, nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),  # set when rotated; presenting it again is a reuse
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("code_hash", LargeBinary, primary_key=True),  # SHA-256 of a random 80-bit code
+    Column("user_id", Uuid, nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True)),
+)
+
+mfa_challenges = Table(
+    "mfa_challenges",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),  # SHA-256 of the opaque mfaToken
+    Column("user_id", Uuid, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True)),
 )
 
 sign_in_failures = Table(
@@ -98,6 +127,94 @@ async def get_users(conn: AsyncConnection, user_ids: list[UUID]) -> list[Row[Any
 
 async def list_users(conn: AsyncConnection) -> list[Row[Any]]:
     return list((await conn.execute(select(users).order_by(users.c.created_at))).all())
+
+
+async def find_users(
+    conn: AsyncConnection, *, term: str, role: str | None, disabled: bool | None, limit: int, offset: int
+) -> tuple[list[Row[Any]], int]:
+    """A page of users, newest first, and how many match in all."""
+    conditions: list[Any] = []
+    if term:
+        pattern = func.lower(like_pattern(term))
+        conditions.append(or_(users.c.email.like(pattern), func.lower(users.c.full_name).like(pattern)))
+    if role is not None:
+        conditions.append(users.c.role == role)
+    if disabled is not None:
+        conditions.append(users.c.disabled_at.is_not(None) if disabled else users.c.disabled_at.is_(None))
+    page = select(users).where(*conditions).order_by(users.c.created_at.desc(), users.c.id.desc())
+    rows = list((await conn.execute(page.limit(limit).offset(offset))).all())
+    total = (await conn.execute(select(func.count()).select_from(users).where(*conditions))).scalar_one()
+    return rows, int(total)
+
+
+async def lock_user(conn: AsyncConnection, user_id: UUID) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.id == user_id).with_for_update())).one_or_none()
+
+
+async def lock_active_admins(conn: AsyncConnection) -> list[UUID]:
+    """The active admins' ids, locked: two admins demoting each other at once cannot leave none."""
+    query = select(users.c.id).where(users.c.role == "admin", users.c.disabled_at.is_(None)).with_for_update()
+    return list((await conn.execute(query)).scalars())
+
+
+async def update_user(conn: AsyncConnection, user_id: UUID, **values: object) -> Row[Any]:
+    row: Row[Any] = (
+        await conn.execute(update(users).where(users.c.id == user_id).values(**values).returning(users))
+    ).one()
+    return row
+
+
+async def replace_recovery_codes(conn: AsyncConnection, user_id: UUID, code_hashes: list[bytes]) -> None:
+    await conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+    if code_hashes:
+        await conn.execute(insert(recovery_codes), [{"code_hash": h, "user_id": user_id} for h in code_hashes])
+
+
+async def use_recovery_code(conn: AsyncConnection, user_id: UUID, code_hash: bytes, now: datetime) -> bool:
+    """Marks an unused recovery code of the user used; False when there is none such."""
+    result = await conn.execute(
+        update(recovery_codes)
+        .where(
+            recovery_codes.c.code_hash == code_hash,
+            recovery_codes.c.user_id == user_id,
+            recovery_codes.c.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def insert_mfa_challenge(conn: AsyncConnection, **values: object) -> None:
+    await conn.execute(insert(mfa_challenges).values(**values))
+
+
+async def get_mfa_challenge(conn: AsyncConnection, token_hash: bytes) -> Row[Any] | None:
+    """The challenge, locked, so that one mfaToken cannot be answered twice at once."""
+    query = select(mfa_challenges).where(mfa_challenges.c.token_hash == token_hash).with_for_update()
+    return (await conn.execute(query)).one_or_none()
+
+
+async def use_mfa_challenge(conn: AsyncConnection, token_hash: bytes, now: datetime) -> None:
+    await conn.execute(update(mfa_challenges).where(mfa_challenges.c.token_hash == token_hash).values(used_at=now))
+
+
+def _live(user_id: UUID, now: datetime, idle_since: datetime) -> list[Any]:
+    """A session of the user neither revoked, nor past its end, nor idle since `idle_since`."""
+    return [
+        sessions.c.user_id == user_id,
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > now,
+        sessions.c.last_used_at > idle_since,
+    ]
+
+
+async def live_sessions(conn: AsyncConnection, user_id: UUID, now: datetime, idle_since: datetime) -> list[Row[Any]]:
+    query = (
+        select(sessions)
+        .where(*_live(user_id, now, idle_since))
+        .order_by(sessions.c.last_used_at.desc(), sessions.c.id.desc())
+    )
+    return list((await conn.execute(query)).all())
 
 
 async def count_users(conn: AsyncConnection) -> int:
@@ -139,12 +256,7 @@ async def end_sessions_beyond(
     so two sign-ins of one user at once cannot both keep the same sessions."""
     live = (
         select(sessions.c.id)
-        .where(
-            sessions.c.user_id == user_id,
-            sessions.c.revoked_at.is_(None),
-            sessions.c.expires_at > now,
-            sessions.c.last_used_at > idle_since,
-        )
+        .where(*_live(user_id, now, idle_since))
         .order_by(sessions.c.last_used_at.desc(), sessions.c.id.desc())
         .offset(keep)
         .with_for_update()
@@ -155,10 +267,14 @@ async def end_sessions_beyond(
     return ended
 
 
-async def revoke_user_sessions(conn: AsyncConnection, user_id: UUID, now: datetime) -> None:
-    await conn.execute(
-        update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
-    )
+async def revoke_user_sessions(
+    conn: AsyncConnection, user_id: UUID, now: datetime, *, keep: UUID | None = None
+) -> list[UUID]:
+    """Revokes the user's live sessions (but `keep`); their ids."""
+    query = update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(sessions.c.id != keep)
+    return list((await conn.execute(query.values(revoked_at=now).returning(sessions.c.id))).scalars())
 
 
 async def insert_refresh_token(conn: AsyncConnection, **values: object) -> None:
@@ -174,6 +290,8 @@ async def get_refresh_token(conn: AsyncConnection, token_hash: bytes) -> Row[Any
             sessions.c.last_used_at,
             sessions.c.expires_at,
             sessions.c.revoked_at,
+            sessions.c.created_at.label("session_created_at"),
+            sessions.c.mfa.label("session_mfa"),
             users,
         )
         .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
@@ -189,8 +307,9 @@ async def mark_refresh_token_used(conn: AsyncConnection, token_hash: bytes, now:
 
 
 async def purge(conn: AsyncConnection, *, failures_before: datetime, sessions_ended_before: datetime) -> None:
-    """Deletes sign-in failures out of every window and sessions (with their tokens) long over."""
+    """Deletes sign-in failures out of every window, MFA challenges and sessions (with their tokens) long over."""
     await conn.execute(delete(sign_in_failures).where(sign_in_failures.c.failed_at < failures_before))
+    await conn.execute(delete(mfa_challenges).where(mfa_challenges.c.expires_at < sessions_ended_before))
     ended = select(sessions.c.id).where(
         or_(sessions.c.expires_at < sessions_ended_before, sessions.c.revoked_at < sessions_ended_before)
     )

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault.db import like_pattern
 from clientvault.db import metadata as schema_metadata
 
 metadata = schema_metadata("clients")
@@ -92,12 +93,6 @@ tasks = Table(
     CheckConstraint("priority in ('low', 'medium', 'high')", name="priority"),
     Index(None, "client_id", "created_at", "id"),
 )
-
-
-def like_pattern(term: str) -> str:
-    """A substring pattern in which %, _ and \\ from the caller match themselves."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _live_clients(term: str | None, status: str | None) -> list[Any]:

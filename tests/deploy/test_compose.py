@@ -215,6 +215,7 @@ def test_addresses_and_listeners() -> None:
 
 def test_only_auth_holds_the_signing_key_and_only_the_vault_the_keks() -> None:
     assert holders("CLIENTVAULT_TOKEN_SIGNING_KEY") == {"auth": "token_signing_key"}
+    assert holders("CLIENTVAULT_MFA_KEY") == {"auth": "mfa_key"}
     assert holders("CLIENTVAULT_KEKS") == {"vault": "keks"}
 
 

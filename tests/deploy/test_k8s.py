@@ -35,6 +35,7 @@ SECRETS = {
     "clientvault-event-keys": {"vault", "auth", "audit", "public-keys"},
     # The checkpoint key, for the audit checkpoint CronJob only, and its public half for verifying
     "clientvault-audit-checkpoint": {"key", "public-keys"},
+    "clientvault-mfa": {"mfa-key"},
     # The gateway's request-context key, and each service's own key derived from it
     "clientvault-context": {f"{process}-key" for process in PROCESSES},
     "clientvault-vault-keys": {

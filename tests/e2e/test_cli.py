@@ -51,7 +51,7 @@ def test_duplicate_email_is_refused(system: System) -> None:
         ("root", "a-long-enough-password", "unknown role 'root': use one of admin, manager, read_only"),
         ("manager", "", "password is empty"),
         ("manager", "short", "password is too short: use at least 12 characters"),
-        ("manager", "aaaaaaaaaaaaaaaa", "password is too weak"),
+        ("manager", "aaaaaaaaaaaaaaaa", "password is too easy to guess"),
     ],
 )
 def test_bad_input_is_a_clear_error(system: System, role: str, password: str, message: str) -> None:
@@ -104,7 +104,7 @@ def test_users_list_as_json(system: System) -> None:
     assert listed[email]["role"] == "manager"
     assert listed[email]["disabled_at"] is None
     assert uuid.UUID(listed[email]["id"])
-    assert set(listed[email]) == {"id", "email", "full_name", "role", "created_at", "disabled_at"}
+    assert set(listed[email]) == {"id", "email", "full_name", "role", "created_at", "disabled_at", "mfa_enabled"}
 
 
 def test_vault_status_as_json(system: System) -> None:
@@ -235,3 +235,26 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # the terminal's other end is closed and everything was read
         return b""
+
+
+def test_set_role_reset_password_and_mfa_reset(system: System) -> None:
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    assert create(system, email)[0] == 0
+
+    promoted = system.cli("users", "set-role", "--email", email, "--role", "admin")
+    reset = system.cli("users", "reset-password", "--email", email)
+    mfa = system.cli("users", "mfa-reset", "--email", email)
+    listed = system.cli("users", "list")
+    unknown = system.cli("users", "set-role", "--email", email, "--role", "root")
+
+    assert (promoted.returncode, promoted.stdout) == (0, f"{email} is now admin\n")
+    assert reset.returncode == 0
+    assert reset.stdout.startswith(f"temporary password for {email}: ")
+    temporary = reset.stdout.rsplit(": ", 1)[1].strip()
+    assert len(temporary) == 24
+    assert temporary not in reset.stderr  # printed once, never logged
+    assert (mfa.returncode, mfa.stdout) == (0, f"MFA is off for {email}\n")
+    [row] = [line.split("\t") for line in listed.stdout.splitlines() if email in line]
+    assert row[3:] == ["admin", row[4], "active", "off"]
+    assert unknown.returncode == 1
+    assert "unknown role 'root'" in unknown.stderr

@@ -8,6 +8,7 @@ for real and a refused one is refused for its role alone, never for a bad reques
 each service's own address, bypassing the gateway, to prove that every service enforces the table itself.
 """
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from enum import Enum
 from typing import Any
 
 import grpc
+import jwt
+import pyotp
 import pytest
 from fastapi import Depends
 from google.protobuf.descriptor import MethodDescriptor
@@ -39,6 +42,7 @@ ROLES: tuple[Role | None, ...] = (*Role, None)  # None: no token at all
 STAND_IN = Role.READ_ONLY
 RPC_TIMEOUT_S = 5
 VERSION = 1  # the shared credential's old version (its secret is updated once)
+NEW_PASSWORD = "plum orbit ferry cactus 42"  # a test account's, chosen by the matrix
 
 
 class Fresh(Enum):
@@ -50,11 +54,22 @@ class Fresh(Enum):
     CREDENTIAL = "credential"
     TRASHED = "trashed"  # a credential in the trash, to restore
     ARCHIVED = "archived"  # an archived client with a credential, to shred
+    ACCOUNT = "account"  # a password change ends the user's other sessions: a new account of the role
+    TARGET = "target"  # a reset or a revocation of all sessions ends them: a new user to act on
+    ENROLLING = "enrolling"  # a new account of the role with a TOTP enrolment pending
+    ENROLLED = "enrolled"  # a new account of the role with TOTP on, and an MFA challenge of its sign-in
 
 
 FRESH = {
     "Auth/SignOut": Fresh.SESSION,
     "Auth/Refresh": Fresh.SESSION,
+    "Auth/RevokeSession": Fresh.SESSION,
+    "Auth/ChangePassword": Fresh.ACCOUNT,
+    "Auth/ResetPassword": Fresh.TARGET,
+    "Auth/RevokeUserSessions": Fresh.TARGET,
+    "Auth/ConfirmTotp": Fresh.ENROLLING,
+    "Auth/DisableMfa": Fresh.ENROLLED,
+    "Auth/CompleteMfa": Fresh.ENROLLED,
     "Clients/ArchiveClient": Fresh.CLIENT,
     "Clients/DeleteTask": Fresh.TASK,
     "Vault/DeleteCredential": Fresh.CREDENTIAL,
@@ -71,13 +86,28 @@ class Ids:
     client_id: str
     task_id: str
     credential_id: str
-    user_id: str
+    user_id: str  # the user an admin's operation acts on
     client_name: str = ""  # the fresh archived client's, for a shred
+    seed: str = ""  # the TOTP seed of the session's account (ENROLLING, ENROLLED)
+    mfa_token: str = ""  # a sign-in's MFA challenge of that account (ENROLLED)
+
+    @property
+    def session_id(self) -> str:
+        return str(jwt.decode(self.session.access_token, options={"verify_signature": False})["sid"])
 
     def path(self, route: Route) -> str:
         return route.path.format(
-            clientId=self.client_id, taskId=self.task_id, credentialId=self.credential_id, version=VERSION
+            clientId=self.client_id,
+            taskId=self.task_id,
+            credentialId=self.credential_id,
+            version=VERSION,
+            userId=self.user_id,
+            sessionId=self.session_id,
         )
+
+    def next_code(self) -> str:
+        """A TOTP code not used yet (the confirmation used the current step's)."""
+        return pyotp.TOTP(self.seed).at(time.time() + 30)
 
 
 # One valid body per gateway operation; the method and the path come from the app's route itself.
@@ -114,6 +144,24 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/GetExposureReport": no_body,
     "Vault/ShredClient": lambda ids: {"confirmName": ids.client_name},
     "Audit/ListEvents": no_body,
+    "Auth/CompleteMfa": lambda ids: {"mfaToken": ids.mfa_token, "code": ids.next_code()},
+    "Auth/ChangePassword": lambda ids: {"currentPassword": ids.session.account.password, "newPassword": NEW_PASSWORD},
+    "Auth/ListSessions": no_body,
+    "Auth/RevokeSession": no_body,
+    "Auth/StartTotp": no_body,
+    "Auth/ConfirmTotp": lambda ids: {"code": pyotp.TOTP(ids.seed).now()},
+    "Auth/DisableMfa": lambda ids: {"password": ids.session.account.password, "code": ids.next_code()},
+    "Auth/ListUsers": no_body,
+    "Auth/CreateUser": lambda _: {
+        "email": f"matrix-{uuid.uuid4().hex}@example.com",
+        "fullName": "M",
+        "role": "read_only",
+    },
+    "Auth/GetUser": no_body,
+    "Auth/UpdateUser": lambda _: {"fullName": "Renamed by the role matrix"},
+    "Auth/ResetPassword": no_body,
+    "Auth/RevokeUserSessions": no_body,
+    "Auth/ResetMfa": no_body,
 }
 # The query a route needs besides its path, where it has a required one.
 GATEWAY_QUERIES: Mapping[str, Callable[[Ids], dict[str, str]]] = {
@@ -188,6 +236,27 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         client_id=ids.client_id, confirm_name=ids.client_name
     ),
     "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
+    "Auth/CompleteMfa": lambda ids: auth_pb2.CompleteMfaRequest(mfa_token=ids.mfa_token, code=ids.next_code()),
+    "Auth/ChangePassword": lambda ids: auth_pb2.ChangePasswordRequest(
+        current_password=ids.session.account.password, new_password=NEW_PASSWORD
+    ),
+    "Auth/ListSessions": lambda _: auth_pb2.ListSessionsRequest(),
+    "Auth/RevokeSession": lambda ids: auth_pb2.RevokeSessionRequest(session_id=ids.session_id),
+    "Auth/StartTotp": lambda _: auth_pb2.StartTotpRequest(),
+    "Auth/ConfirmTotp": lambda ids: auth_pb2.ConfirmTotpRequest(code=pyotp.TOTP(ids.seed).now()),
+    "Auth/DisableMfa": lambda ids: auth_pb2.DisableMfaRequest(
+        password=ids.session.account.password, code=ids.next_code()
+    ),
+    "Auth/CreateUser": lambda _: auth_pb2.CreateUserRequest(
+        email=f"matrix-{uuid.uuid4().hex}@example.com", full_name="M", role=auth_pb2.ROLE_READ_ONLY
+    ),
+    "Auth/GetUser": lambda ids: auth_pb2.GetUserRequest(user_id=ids.user_id),
+    "Auth/UpdateUser": lambda ids: auth_pb2.UpdateUserRequest(
+        user_id=ids.user_id, full_name="Renamed by the role matrix"
+    ),
+    "Auth/ResetPassword": lambda ids: auth_pb2.ResetPasswordRequest(user_id=ids.user_id),
+    "Auth/RevokeUserSessions": lambda ids: auth_pb2.RevokeUserSessionsRequest(user_id=ids.user_id),
+    "Auth/ResetMfa": lambda ids: auth_pb2.ResetMfaRequest(user_id=ids.user_id),
 }
 
 
@@ -248,7 +317,7 @@ def test_the_checker_names_a_route_without_requires_an_unknown_operation_and_a_m
     @app.get("/clients/{clientId}/export")
     async def export(client_id: ClientId) -> None: ...  # no operation: the gateway would let anyone through
 
-    @operation(app.get, "/users", "Auth/ListUsers")
+    @operation(app.get, "/users", "Auth/GetUsers")
     async def users(call: Call) -> None:  # in the table, no body builder
         """Every user."""
 
@@ -263,7 +332,7 @@ def test_the_checker_names_a_route_without_requires_an_unknown_operation_and_a_m
 
     assert gaps == [
         "GET /clients/{clientId}/export: declares no operation (declare it with `@operation(...)`): no role is checked",
-        "GET /users: operation Auth/ListUsers has no request builder in tests/e2e/test_role_matrix.py",
+        "GET /users: operation Auth/GetUsers has no request builder in tests/e2e/test_role_matrix.py",
         "DELETE /clients: operation Clients/DropDatabase has no entry in clientvault/policy.py (open to nobody)",
         "DELETE /clients: operation Clients/DropDatabase has no request builder in tests/e2e/test_role_matrix.py",
     ]
@@ -324,7 +393,28 @@ class World:
                 f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers
             )
             assert trashed.status_code == 204, trashed.text
-        return Ids(session, client_id, task_id, credential_id, self.shared.user_id, client_name)
+        user_id, seed, mfa_token = self.shared.user_id, "", ""
+        if fresh is Fresh.ACCOUNT:
+            session = await self.api.session(session.account.role)
+        if fresh is Fresh.TARGET:
+            user_id = await me(self.api, await self.api.session())
+        if fresh in (Fresh.ENROLLING, Fresh.ENROLLED):
+            session = await self.api.session(session.account.role)
+            started = await self.api.raw.post("/users/me/mfa/totp", headers=session.headers)
+            seed = started.json()["secret"]
+        if fresh is Fresh.ENROLLED:
+            confirm = {"code": pyotp.TOTP(seed).now()}
+            assert (
+                await self.api.raw.post("/users/me/mfa/totp/confirm", headers=session.headers, json=confirm)
+            ).is_success
+            account = session.account
+            signed = await self.api.raw.post(
+                "/auth/sign-in",
+                json={"email": account.email, "password": account.password},
+                headers={"X-Forwarded-For": unique_ip()},
+            )
+            mfa_token = signed.json()["mfaToken"]
+        return Ids(session, client_id, task_id, credential_id, user_id, client_name, seed, mfa_token)
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,11 @@ async def test_every_auth_action_appears_with_actor_target_ip_and_user_agent(api
     operator = {"userId": None, "user": {"fullName": "operator (clientvault command)", "email": ""}, "ip": ""}
     for entry in found["user_created"] + found["user_updated"]:
         assert {key: entry[key] for key in operator} == operator
-    assert found["user_created"][0]["detail"] == {"role": "manager", "full_name": "Sec Test"}
+    assert found["user_created"][0]["detail"] == {
+        "role": "manager",
+        "full_name": "Sec Test",
+        "temporary_password": False,
+    }
     assert [e["detail"] for e in found["user_updated"]] == [  # newest first
         {"disabled": {"from": True, "to": False}},
         {"disabled": {"from": False, "to": True}},

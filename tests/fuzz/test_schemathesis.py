@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import requests
 import schemathesis
@@ -92,6 +93,12 @@ async def target(
         ]
     archivable = [{"clientId": await new_client(api, admin)}]
     user_id = await me(api, session)
+    # Users and sessions to act on that are not the fuzzing session's own (a reset or role change of its user, or
+    # the end of its session, would revoke the token the rest of the run is sent with).
+    for _ in range(2):
+        seeds.append({"userId": await me(api, await api.session())})
+        second = await api.sign_in(session.account, ip=ip)  # another session of the fuzzing user
+        seeds.append({"sessionId": str(jwt.decode(second.access_token, options={"verify_signature": False})["sid"])})
     spare = await api.new_account(role)
     found = Target(role, api.system.url, ip, session.access_token, user_id, spare, seeds, archivable)
     found.http.hooks["response"].append(found.count)
@@ -121,7 +128,9 @@ def fuzz_schema(target: Target) -> OpenApiSchema:
         real = [{**path, **{name: seed[name] for name in ids}} for seed in seeds if ids <= seed.keys()]
         choices = [st.sampled_from(real), st.just(path)]
         if len(path) > 1:
-            choices.append(st.sampled_from([{**path, "clientId": seed["clientId"]} for seed in seeds]))
+            choices.append(
+                st.sampled_from([{**path, "clientId": seed["clientId"]} for seed in seeds if "clientId" in seed])
+            )
         return st.one_of(choices)
 
     @schema.hook

@@ -8,6 +8,7 @@ empty.
 """
 
 import asyncio
+import base64
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ import grpc
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import SecretStr
 
 from clientvault import ed25519, logging, rpc
 from clientvault.attestation import HEADER, Attester, ContextCheck, derive_key
@@ -150,14 +152,22 @@ async def auth(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
     no test here revokes."""
     from clientvault.revocation import Revoker
     from clientvault.settings import AuthSettings
+    from services.auth.factors import Factors
+    from services.auth.mfa import Sealer
     from services.auth.server import AuthServicer
     from services.auth.sessions import Sessions
 
-    settings = AuthSettings(sign_in_email_max_failures=SIGN_IN_EMAIL_MAX, sign_in_ip_max_failures=SIGN_IN_IP_MAX)
+    settings = AuthSettings(
+        sign_in_email_max_failures=SIGN_IN_EMAIL_MAX,
+        sign_in_ip_max_failures=SIGN_IN_IP_MAX,
+        mfa_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
+    )
     revoker = Revoker("nats://127.0.0.1:9")
 
     def build(db: Database) -> Register:
-        servicer = AuthServicer(db, Sessions(db, tokens.signer, revoker, settings), tokens.signer)
+        factors = Factors(db, Sealer(settings.mfa_key))
+        sessions = Sessions(db, tokens.signer, revoker, settings, factors)
+        servicer = AuthServicer(db, sessions, tokens.signer, factors, revoker)
         return lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server)
 
     try:

@@ -22,12 +22,13 @@ async def new_account(auth: Service, role: str = "read_only") -> Account:
 
 
 async def sign_in(auth: Service, email: str, password: str, ip: str) -> pb.TokenPair:
-    pair: pb.TokenPair = await auth.stub.SignIn(
+    reply: pb.SignInResponse = await auth.stub.SignIn(
         pb.SignInRequest(email=email, password=password),
         metadata=auth.vouched("SignIn", [("x-client-ip", ip)]),
         timeout=10,
     )
-    return pair
+    assert reply.HasField("tokens"), reply
+    return reply.tokens
 
 
 async def sign_in_status(auth: Service, email: str, password: str, ip: str) -> grpc.StatusCode:
@@ -72,7 +73,7 @@ async def test_the_service_refuses_a_role_the_policy_does_not_allow_and_a_missin
 
     assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    assert reader.email in {user.email for user in listed.users}
+    assert reader.email in {user.email for user in listed.items}
 
 
 async def test_unknown_emails_are_throttled_the_same_way(auth: Service) -> None:
