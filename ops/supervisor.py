@@ -45,10 +45,19 @@ def say(message: str) -> None:
     print(f"clientvault: {message}", flush=True)
 
 
+# Ports this `up` has handed out or been given: a port is free only until something binds it, and the kernel may
+# offer a released port again at once (a NATS server on the gateway's port was seen), so none is handed out twice.
+_TAKEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
 
 
 def _die_with_parent(sig: int) -> None:
@@ -336,6 +345,7 @@ def _check_port_free(host: str, port: int) -> None:
 async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, admin_email: str) -> None:
     started = time.monotonic()
     _check_port_free(host, port)
+    _TAKEN.add(port)
     keys = data.secrets()
     given = VaultSettings()  # what the operator exported (as a variable or a *_FILE), DATABASE_URL and NATS_URL too
     database_url = given.database_url
