@@ -644,7 +644,13 @@ class UserIn(WireModel):
     email: str = Field(min_length=1, max_length=fields.EMAIL_MAX, json_schema_extra=EMAIL)
     full_name: str = Field(min_length=1, max_length=fields.NAME_MAX)
     role: Role
-    password: NewPassword | NotNull = None
+    password: NewPassword | NotNull = None  # left out: a temporary password is made; null is no password at all
+
+    @model_validator(mode="after")
+    def _password_not_null(self) -> "UserIn":
+        if "password" in self.model_fields_set and self.password is None:
+            raise ValueError("password cannot be null: leave it out for a temporary one")
+        return self
 
 
 class UserPatch(WireModel):
