@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar, get_args
 from uuid import UUID
 
 from fastapi import Path
@@ -21,7 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -45,6 +47,19 @@ class WireModel(BaseModel):
         frozen=True,
         json_schema_serialization_defaults_required=True,
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        """A field typed `… | NotNull` may be left out (its default) but not sent as null: 422 naming it."""
+        if value is None and info.field_name and _not_nullable(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{to_camel(info.field_name)} cannot be null: leave it out instead")
+        return value
+
+
+def _not_nullable(annotation: object) -> bool:
+    """Whether a field's type is `… | NotNull`: its None is the default only, absent from the schema."""
+    return NotNull in get_args(annotation)
 
 
 def _rfc3339(value: datetime) -> str:
@@ -128,7 +143,8 @@ STORED: dict[str, Any] = {"pattern": fields.NO_NUL}
 EMAIL: dict[str, Any] = {"format": "email", **STORED}
 PHONE: dict[str, Any] = {"pattern": fields.PHONE}
 
-# A PATCH field that may be left out but not sent as null: the model's default, absent from the schema.
+# A field that may be left out but not sent as null: the model's default, absent from the schema (WireModel refuses
+# an explicit null with a 422 naming the field).
 NotNull = SkipJsonSchema[None]
 
 # The enums' values are the proto enums' value names without their prefix, lower case (tests/unit/test_openapi.py).
@@ -362,9 +378,6 @@ class CredentialPatch(WireModel):
     def _something_to_change(self) -> "CredentialPatch":
         if not self.model_fields_set:
             raise ValueError("name at least one of label, username, url, secret")
-        for name in ("label", "secret"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
         return self
 
 
@@ -644,13 +657,7 @@ class UserIn(WireModel):
     email: str = Field(min_length=1, max_length=fields.EMAIL_MAX, json_schema_extra=EMAIL)
     full_name: str = Field(min_length=1, max_length=fields.NAME_MAX)
     role: Role
-    password: NewPassword | NotNull = None  # left out: a temporary password is made; null is no password at all
-
-    @model_validator(mode="after")
-    def _password_not_null(self) -> "UserIn":
-        if "password" in self.model_fields_set and self.password is None:
-            raise ValueError("password cannot be null: leave it out for a temporary one")
-        return self
+    password: NewPassword | NotNull = None  # left out: a temporary password is made
 
 
 class UserPatch(WireModel):
@@ -666,9 +673,6 @@ class UserPatch(WireModel):
     def _something_to_change(self) -> "UserPatch":
         if not self.model_fields_set:
             raise ValueError("name at least one of fullName, role, disabled")
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{to_camel(name)} cannot be null")
         return self
 
 
