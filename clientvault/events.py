@@ -310,13 +310,20 @@ class TrustedKeys:
         if not keys.by_id:
             raise Misconfigured(
                 "CLIENTVAULT_EVENT_PUBLIC_KEYS is not set: list each audit producer's public key as producer:base64 "
-                "(`clientvault event-key public` prints it), or every event would be refused"
+                "(`clientvault public-key --producer NAME` prints it), or every event would be refused"
             )
         return keys
 
-    def problem(self, facts: AuditFacts, key_id: str, signature: bytes, producer: str | None = None) -> str | None:
+    def problem(
+        self,
+        facts: AuditFacts,
+        key_id: str,
+        signature: bytes,
+        producer: str | None = None,
+        encoded: bytes | None = None,
+    ) -> str | None:
         """Why an event's signature does not prove it (None: it does). `producer`: whom the event claims to come
-        from (its subject), when known."""
+        from (its subject), when known; `encoded`: `canonical(facts, key_id)` when the caller has it already."""
         if not key_id or not signature:
             return "unsigned"
         trusted = self.by_id.get(key_id)
@@ -327,7 +334,7 @@ class TrustedKeys:
         if PRODUCER_OF.get(facts.action) != trusted.producer:
             return f"{trusted.producer} may not sign {facts.action} events"
         try:
-            trusted.public_key.verify(signature, canonical(facts, key_id))
+            trusted.public_key.verify(signature, encoded if encoded is not None else canonical(facts, key_id))
         except InvalidSignature:
             return f"signature does not verify with key {key_id}"
         return None

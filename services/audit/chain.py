@@ -57,7 +57,11 @@ class Entry:
 
 
 def link(prev_hash: bytes, entry: Entry) -> bytes:
-    return hashlib.sha256(prev_hash + canonical(entry, entry.key_id) + (entry.signature or b"")).digest()
+    return _linked(prev_hash, canonical(entry, entry.key_id), entry.signature)
+
+
+def _linked(prev_hash: bytes, encoded: bytes, signature: bytes | None) -> bytes:
+    return hashlib.sha256(prev_hash + encoded + (signature or b"")).digest()
 
 
 def entry_of(row: Any) -> Entry:
@@ -158,7 +162,11 @@ async def verify(
         async with db.read() as conn:
             rows = await store.chain_rows(conn, expected - 1, batch)
             for row in rows:
-                broken = await _check(conn, row, expected, prev) or _check_signature(row, keys, signing_began)
+                entry = entry_of(row)
+                encoded = canonical(entry, entry.key_id)  # hashed and signed alike: encoded once per entry
+                broken = await _check(conn, row, encoded, expected, prev) or _check_signature(
+                    entry, row.seq, encoded, keys, signing_began
+                )
                 if broken is not None:
                     return Verified(count, expected - 1, prev, broken)
                 expected, prev, count = row.seq + 1, row.hash, count + 1
@@ -168,11 +176,11 @@ async def verify(
             return Verified(count, expected - 1, prev, None)
 
 
-async def _check(conn: AsyncConnection, row: Any, expected: int, prev: bytes) -> Broken | None:
+async def _check(conn: AsyncConnection, row: Any, encoded: bytes, expected: int, prev: bytes) -> Broken | None:
     if row.seq != expected:
         missing = f"{expected}" if row.seq == expected + 1 else f"{expected}..{row.seq - 1}"
         return Broken(expected, None, "removed", f"entries {missing} are missing before entry {row.seq}")
-    if link(row.prev_hash, entry_of(row)) != row.hash:
+    if _linked(row.prev_hash, encoded, row.signature) != row.hash:
         return Broken(row.seq, row.event_id, "changed", "its content does not match its hash")
     if row.prev_hash != prev:
         later = await store.seq_of_hash(conn, row.prev_hash)
@@ -184,13 +192,13 @@ async def _check(conn: AsyncConnection, row: Any, expected: int, prev: bytes) ->
     return None
 
 
-def _check_signature(row: Any, keys: TrustedKeys, signing_began: bool) -> Broken | None:
-    if row.signature is None:
+def _check_signature(entry: Entry, seq: int, encoded: bytes, keys: TrustedKeys, signing_began: bool) -> Broken | None:
+    if entry.signature is None:
         if not signing_began:
             return None  # chained before events were signed
-        return Broken(row.seq, row.event_id, "forged", "it is unsigned, but entries before it are signed")
-    problem = keys.problem(row, row.key_id, row.signature)
-    return None if problem is None else Broken(row.seq, row.event_id, "forged", problem)
+        return Broken(seq, entry.event_id, "forged", "it is unsigned, but entries before it are signed")
+    problem = keys.problem(entry, entry.key_id or "", entry.signature, encoded=encoded)
+    return None if problem is None else Broken(seq, entry.event_id, "forged", problem)
 
 
 async def check_head(db: Database, seq: int, digest: bytes, verified: Verified) -> str | None:
