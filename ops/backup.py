@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from clientvault import ed25519
 from ops import checkpoints
-from ops.datadir import DataDir
+from ops.datadir import DataDir, write_private
 from ops.embedded import pg_bin
 
 FORMAT = 1
@@ -81,12 +81,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
 def create(
     database_url: str,
     out: Path,
@@ -110,7 +104,7 @@ def create(
     _tool("pg_dump", "--format=custom", f"--file={out / DATABASE}", url=database_url)
     if secrets is not None:
         step("secrets")
-        _private(out / SECRETS, json.dumps(secrets, indent=2))
+        write_private(out / SECRETS, json.dumps(secrets, indent=2), exclusive=True)
     files = {
         path.relative_to(out).as_posix(): _sha256(path)
         for path in sorted(out.rglob("*"))
@@ -122,7 +116,7 @@ def create(
         "audit_head": {"seq": head[0], "hash": head[1].hex()},
         "files": files,
     }
-    _private(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_private(out / MANIFEST, json.dumps(manifest, indent=2) + "\n", exclusive=True)
     return Made(out, head[0], files)
 
 
@@ -158,7 +152,7 @@ def restore_secrets(source: Path, manifest: dict[str, Any], secrets_file: Path |
     for needed in ("postgres_password", "vault_keks"):
         if needed not in values:
             raise BackupError(f"{path} has no {needed}: not the secrets.json of a data dir of `clientvault up`")
-    _private(data.secrets_file, json.dumps(values, indent=2))
+    write_private(data.secrets_file, json.dumps(values, indent=2), exclusive=True)
     return values
 
 

@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from clientvault.events import EventSigner
 
 
+def write_private(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Writes a file only its owner may read (mode 0600 from its creation, never briefly wider); `exclusive`:
+    refuses to replace a file that exists (FileExistsError)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    with os.fdopen(os.open(path, flags, 0o600), "w") as out:
+        out.write(text)
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -105,9 +113,7 @@ class DataDir:
         missing = {name: make() for name, make in wanted.items() if name not in values}
         if missing:
             values |= missing
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(values, out, indent=2)
+            write_private(path, json.dumps(values, indent=2))
         os.chmod(path, 0o600)
         return values
 
@@ -135,15 +141,11 @@ class DataDir:
         if "vault_keks" in values:
             return False
         values |= {"vault_keks": "v1:" + base64.b64encode(secrets.token_bytes(32)).decode(), "vault_kek_active": "v1"}
-        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(values, out, indent=2)
+        write_private(self.secrets_file, json.dumps(values, indent=2))
         return True
 
     def write_system(self, info: dict[str, Any]) -> None:
-        fd = os.open(self.system_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(info, out, indent=2)
+        write_private(self.system_file, json.dumps(info, indent=2))
 
     def read_system(self) -> dict[str, Any] | None:
         """What a running `up` recorded; None when no `up` holds this data dir."""
