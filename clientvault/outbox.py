@@ -30,7 +30,22 @@ from uuid import UUID
 
 from nats.aio.client import Client as NATS
 from nats.js.errors import NoStreamResponseError
-from sqlalchemy import Column, DateTime, Index, MetaData, Row, Table, Text, Uuid, delete, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    Uuid,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import events, metrics, retrying, tracing
@@ -98,6 +113,15 @@ async def unsent_events(conn: AsyncConnection, outbox: Table, limit: int) -> lis
         .with_for_update(skip_locked=True)
     )
     return list((await conn.execute(query)).all())
+
+
+async def unsent_backlog(conn: AsyncConnection, outbox: Table) -> Row[Any]:
+    """How many events wait for the relay (`unsent`), and when the oldest of them happened (`oldest`, or None)."""
+    query = select(func.count().label("unsent"), func.min(outbox.c.occurred_at).label("oldest")).where(
+        outbox.c.sent_at.is_(None)
+    )
+    row: Row[Any] = (await conn.execute(query)).one()
+    return row
 
 
 async def mark_sent(conn: AsyncConnection, outbox: Table, event_ids: Sequence[UUID], now: datetime) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 
-from clientvault import events, metrics, retrying
+from clientvault import events, metrics, outbox, retrying
 from clientvault.db import Database
 from clientvault.nats_access import AUDIT_DURABLE
 from services.vault import store
@@ -36,7 +36,7 @@ class Backlog:
 
     async def measure(self) -> None:
         async with self._db.read() as conn:
-            backlog = await store.unsent_backlog(conn)
+            backlog = await outbox.unsent_backlog(conn, store.outbox)
         metrics.OUTBOX_UNSENT.set(backlog.unsent)
         age = 0.0 if backlog.oldest is None else (datetime.now(UTC) - backlog.oldest).total_seconds()
         metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))

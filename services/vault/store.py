@@ -669,17 +669,5 @@ async def keys_on_version(conn: AsyncConnection, kek_version: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-# --- the outbox's backlog (the relay's own queries are the kit's: clientvault/outbox.py) ----------------------
-
-
-async def unsent_backlog(conn: AsyncConnection) -> Row[Any]:
-    """How many events wait for the relay (`unsent`), and when the oldest of them happened (`oldest`, or None)."""
-    query = select(func.count().label("unsent"), func.min(outbox.c.occurred_at).label("oldest")).where(
-        outbox.c.sent_at.is_(None)
-    )
-    row: Row[Any] = (await conn.execute(query)).one()
-    return row
-
-
 async def purge_reveal_counts(conn: AsyncConnection, before: datetime) -> None:
     await conn.execute(delete(reveal_counts).where(reveal_counts.c.window_start < before))
