@@ -143,8 +143,9 @@ def _message(error: dict[str, Any]) -> str:
         return "unknown field"
     if error["type"] == "json_invalid":
         return DUPLICATE_KEY if error.get("ctx", {}).get("error") == DUPLICATE_KEY else NOT_JSON
-    if error["type"] == "value_error":  # what our validator said, without pydantic's "Value error, " before it
-        return str(error["ctx"]["error"])
+    said = error.get("ctx", {}).get("error")  # what our validator raised, without pydantic's "Value error, " before it
+    if error["type"] == "value_error" and said is not None:
+        return str(said)
     return str(error["msg"])
 
 
