@@ -190,14 +190,27 @@ async def restore(source: Path, data_dir: Path, secrets_file: Path | None, step:
     try:
         step("secrets")
         values = restore_secrets(source, manifest, secrets_file, data)
-        step("database")
-        supervisor = Supervisor(data)
         try:
-            database_url = await start_embedded_postgres(supervisor, values["postgres_password"])
-            await asyncio.to_thread(load, database_url, source)
-        finally:
-            await supervisor.stop_all()
-        step("checkpoints")
-        return copy_checkpoints(source, data)
+            step("database")
+            supervisor = Supervisor(data)
+            try:
+                database_url = await start_embedded_postgres(supervisor, values["postgres_password"])
+                await asyncio.to_thread(load, database_url, source)
+            finally:
+                await supervisor.stop_all()
+            step("checkpoints")
+            return copy_checkpoints(source, data)
+        except BaseException:
+            # What this restore wrote goes again, so that the same command can be run once the cause is mended:
+            # a half-loaded cluster beside the secrets would be refused as "already holds a system".
+            forget_partial_restore(data)
+            raise
     finally:
         lock.close()
+
+
+def forget_partial_restore(data: DataDir) -> None:
+    """Removes the secrets and the cluster a failed restore wrote (the data dir held neither before it). Copied
+    checkpoints stay: a second run copies over them, and they are never a reason to refuse it."""
+    data.secrets_file.unlink(missing_ok=True)
+    shutil.rmtree(data.postgres, ignore_errors=True)

@@ -2,6 +2,7 @@
 audit entries, restore it into a new data dir, start it, and find every secret revealing and the audit chain
 holding the head it had at the backup."""
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -90,3 +91,31 @@ def test_a_backup_into_a_directory_that_holds_files_is_refused(system: System, t
     assert done.returncode == 1
     assert "is not empty" in done.stderr
     assert (tmp_path / "something").read_text() == "mine"
+
+
+def test_a_restore_that_fails_while_loading_leaves_nothing_and_can_be_run_again(system: System, tmp_path: Path) -> None:
+    backup, restored = tmp_path / "backup", tmp_path / "restored"
+    assert system.cli("backup", "--out", str(backup), "--include-secrets").returncode == 0
+    # A backup whose roles script PostgreSQL refuses, with checksums that match (as one written by a broken tool):
+    # the load fails after the secrets are in place.
+    roles = backup / "roles.sql"
+    intact = roles.read_bytes()
+    roles.write_text("CREATE ROLE this is not sql;\n")
+    manifest_path = backup / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    original = manifest["files"]["roles.sql"]
+    manifest["files"]["roles.sql"] = hashlib.sha256(roles.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+
+    failed = restore(system, backup, restored)
+
+    assert failed.returncode == 1, failed.stderr
+    assert not (restored / "secrets.json").exists()
+    assert not (restored / "postgres" / "PG_VERSION").exists()
+
+    roles.write_bytes(intact)
+    manifest["files"]["roles.sql"] = original
+    manifest_path.write_text(json.dumps(manifest))
+    again = restore(system, backup, restored)
+    assert again.returncode == 0, again.stderr
+    assert (restored / "secrets.json").exists()
