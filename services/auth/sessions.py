@@ -111,6 +111,15 @@ class Sessions:
             await self._record_alone(AuditAction.SIGN_IN_FAILED, email, context, {"reason": reason})
             log.info("session.sign_in_failed", known_user=row is not None)
             raise Unauthenticated(WRONG_CREDENTIALS)
+        expires = row.temporary_password_expires_at
+        if row.password_change_required and expires is not None and now >= expires:
+            metrics.SIGN_INS_BY_OUTCOME["failed"].inc()
+            await self._record_alone(
+                AuditAction.SIGN_IN_FAILED, email, context, {"reason": "temporary password expired"}
+            )
+            log.info("session.sign_in_failed", known_user=True)
+            # Said only to whoever typed the right temporary password: the account exists, and they were given it.
+            raise Unauthenticated("the temporary password has expired: ask an admin for a new one")
         user = User.from_row(row)
         if needs_rehash(row.password_hash):
             new_hash = await hash_password(password)
@@ -300,7 +309,13 @@ class Sessions:
         async with self._proven(caller, current, "current_password", context):
             new_hash = await hash_password(new)
             async with self._db.begin() as conn:
-                await store.update_user(conn, caller.user_id, password_hash=new_hash, password_change_required=False)
+                await store.update_user(
+                    conn,
+                    caller.user_id,
+                    password_hash=new_hash,
+                    password_change_required=False,
+                    temporary_password_expires_at=None,
+                )
                 ended = await store.revoke_user_sessions(conn, caller.user_id, now, keep=caller.session_id)
                 detail = {"sessions_ended": len(ended)}
                 actor = Actor.of(caller)

@@ -46,6 +46,7 @@ users = Table(
     Column("disabled_at", DateTime(timezone=True)),
     # A temporary password (created or reset by an admin): its tokens may only change it (policy.py).
     Column("password_change_required", Boolean, nullable=False, server_default=false()),
+    Column("temporary_password_expires_at", DateTime(timezone=True)),  # after it the temporary password is refused
     Column("totp_sealed", LargeBinary),  # the TOTP seed, AES-256-GCM (services/auth/mfa.py); set once confirmed
     Column("totp_pending_sealed", LargeBinary),  # an enrolment not confirmed yet
     Column("mfa_enabled_at", DateTime(timezone=True)),

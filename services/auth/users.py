@@ -4,7 +4,7 @@ session), and an admin's password reset."""
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -79,6 +79,11 @@ def _valid_name(full_name: str) -> str:
     return name
 
 
+# How long a temporary password signs in: long enough to hand over, short enough that one left in a mail or a
+# ticket stops working by itself (an admin resets it again).
+TEMPORARY_PASSWORD_TTL = timedelta(hours=72)
+
+
 def temporary_password() -> str:
     """A one-time password an admin hands over (24 characters, 144 random bits); it must be changed at once."""
     return secrets.token_urlsafe(18)
@@ -100,14 +105,16 @@ async def create_user(
     if password is not None:
         check_strength(password, values["email"])
     password_hash = await hash_password(password if password is not None else temporary or "")
+    now = datetime.now(UTC)
     try:
         async with db.begin() as conn:
             row = await store.insert_user(
                 conn,
                 id=new_id(),
                 password_hash=password_hash,
-                created_at=datetime.now(UTC),
+                created_at=now,
                 password_change_required=temporary is not None,
+                temporary_password_expires_at=now + TEMPORARY_PASSWORD_TTL if temporary is not None else None,
                 **values,
             )
             detail = {"role": row.role, "full_name": row.full_name, "temporary_password": temporary is not None}
@@ -251,7 +258,13 @@ async def reset_password(
     async with db.begin() as conn:
         if await store.lock_user(conn, user_id) is None:
             raise NotFound("user not found")
-        row = await store.update_user(conn, user_id, password_hash=password_hash, password_change_required=True)
+        row = await store.update_user(
+            conn,
+            user_id,
+            password_hash=password_hash,
+            password_change_required=True,
+            temporary_password_expires_at=now + TEMPORARY_PASSWORD_TTL,
+        )
         ended = await store.revoke_user_sessions(conn, user_id, now)
         detail = {"sessions_ended": len(ended)}
         target = User.from_row(row)

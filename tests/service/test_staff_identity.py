@@ -157,6 +157,35 @@ async def test_a_temporary_password_only_lets_its_user_change_it(auth: Service) 
     assert not me.password_change_required  # type: ignore[attr-defined]
 
 
+async def test_a_temporary_password_left_unused_past_its_time_no_longer_signs_in(auth: Service) -> None:
+    admin = await new_account(auth, "admin")
+    admin_token = (await sign_in(auth, admin.email, admin.password, unique_ip())).access_token
+    email = f"late-{uuid.uuid4().hex[:8]}@example.com"
+    created = await call(
+        auth,
+        "CreateUser",
+        pb.CreateUserRequest(email=email, full_name="Late Starter", role=pb.ROLE_MANAGER),
+        admin_token,
+    )
+    temporary = created.temporary_password  # type: ignore[attr-defined]
+    [(expires_at, set_at)] = await auth.sql(
+        "SELECT temporary_password_expires_at, created_at FROM auth.users WHERE email = %s", email
+    )
+    # Three days later (the clock of the row moved back: the sign-in reads the real one).
+    await auth.sql(
+        "UPDATE auth.users SET temporary_password_expires_at = now() - interval '1 second' WHERE email = %s", email
+    )
+
+    code, message = await refused(auth, "SignIn", pb.SignInRequest(email=email, password=temporary))
+    reset = await call(auth, "ResetPassword", pb.ResetPasswordRequest(user_id=created.user.id), admin_token)  # type: ignore[attr-defined]
+    again = await sign_in(auth, email, reset.temporary_password, unique_ip())  # type: ignore[attr-defined]
+
+    assert (expires_at - set_at).total_seconds() == pytest.approx(72 * 3600, abs=60)
+    assert code is grpc.StatusCode.UNAUTHENTICATED
+    assert message == "the temporary password has expired: ask an admin for a new one"
+    assert again.access_token
+
+
 async def test_the_last_active_admin_can_be_neither_demoted_nor_disabled(auth: Service) -> None:
     admin = await new_account(auth, "admin")
     token = (await sign_in(auth, admin.email, admin.password, unique_ip())).access_token
