@@ -57,6 +57,13 @@ SIGN_INS = Counter(
     registry=None,
 )
 
+# --- every producer of audit events (vault, auth) -------------------------------------------------------------
+OUTBOX_PUBLISHED = Counter(
+    "clientvault_outbox_published_total",
+    "Audit events this process's outbox relay published to JetStream (acknowledged).",
+    registry=None,
+)
+
 # --- vault ----------------------------------------------------------------------------------------------------
 REVEALS = Counter(
     "clientvault_vault_reveals_total",
@@ -72,11 +79,6 @@ OUTBOX_UNSENT = Gauge(
 OUTBOX_OLDEST_AGE = Gauge(
     "clientvault_vault_outbox_oldest_unsent_age_seconds",
     "Age of the oldest unsent outbox event (0: none waiting).",
-    registry=None,
-)
-OUTBOX_PUBLISHED = Counter(
-    "clientvault_vault_outbox_published_total",
-    "Audit events the relay published to JetStream (acknowledged).",
     registry=None,
 )
 AUDIT_CONSUMER_PENDING = Gauge(
@@ -131,7 +133,7 @@ def watch_pool(pool: QueuePool) -> None:
 SERVICE = (RPC_SERVED, DB_POOL_TIMEOUTS, REVOCATION_LAG)  # every service's (and its pool's: `watch_pool`)
 OF_PROCESS = {
     "gateway": (HTTP_REQUESTS, REVOCATION_LAG),
-    "auth": (*SERVICE, SIGN_INS),
+    "auth": (*SERVICE, SIGN_INS, OUTBOX_PUBLISHED),
     "clients": SERVICE,
     "vault": (*SERVICE, REVEALS, OUTBOX_UNSENT, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED, AUDIT_CONSUMER_PENDING),
     "audit": (*SERVICE, AUDIT_DEAD_LETTERS, CHAIN_LENGTH, CHAIN_LAST_APPEND),

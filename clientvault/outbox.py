@@ -219,7 +219,7 @@ class Relay:
             )
             await mark_sent(conn, self._outbox, [row.event_id for row in rows], datetime.now(UTC))
         self.published += len(rows)
-        metrics.OUTBOX_PUBLISHED.inc(len(rows))  # exported by the vault's process (clientvault/metrics.py)
+        metrics.OUTBOX_PUBLISHED.inc(len(rows))
         duplicates = sum(1 for ack in acks if ack.duplicate)
         log.debug("outbox.published", events=len(rows), duplicates=duplicates)
         return len(rows)

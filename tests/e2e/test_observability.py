@@ -192,6 +192,11 @@ async def test_every_process_serves_its_metrics_and_the_domain_metrics_move(api:
     chain = urls["audit"]
     await until(lambda: value(scrape(chain), "clientvault_audit_chain_length") >= 2, "the chain grows")
     assert value(scrape(chain), "clientvault_audit_chain_last_append_timestamp_seconds") > 0
+    # The failed sign-in is a security event of auth's outbox: auth's relay counts what it published.
+    published = "clientvault_outbox_published_total"
+    await until(
+        lambda: value(scrape(urls["auth"]), published) > value(before["auth"], published), "auth's relay counts"
+    )
     # No label names a user, an email, a client or a credential: only templates, methods, codes, outcomes.
     for samples in after.values():
         for (_name, labels), _value in samples.items():
@@ -221,7 +226,7 @@ async def test_a_frozen_audit_process_shows_as_consumer_lag_then_catches_up(api:
     client_id = await new_client(api, admin)
     credential_id = await create(api, admin, client_id, label="lag", secret="s3cret-lag")
     audit_pid = api.system.pids()["audit"]
-    published_before = value(scrape(vault_metrics), "clientvault_vault_outbox_published_total")
+    published_before = value(scrape(vault_metrics), "clientvault_outbox_published_total")
 
     with frozen(audit_pid):
         for _ in range(5):
@@ -232,7 +237,7 @@ async def test_a_frozen_audit_process_shows_as_consumer_lag_then_catches_up(api:
         )
         # The relay published them (the publish rate moved); they wait in the stream, not in the outbox.
         await until(
-            lambda: value(scrape(vault_metrics), "clientvault_vault_outbox_published_total") - published_before >= 5,
+            lambda: value(scrape(vault_metrics), "clientvault_outbox_published_total") - published_before >= 5,
             "the relay counts what it published",
         )
     await until(lambda: value(scrape(vault_metrics), "clientvault_audit_consumer_pending") == 0, "the lag drains")
