@@ -23,17 +23,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 
 from clientvault import ed25519
-from clientvault.convert import enum_number, timestamp
+from clientvault.convert import enum_name, enum_number, from_timestamp, timestamp
 from clientvault.errors import Misconfigured
 from clientvault.logging import get_logger, log_nats_error
 from clientvault.v1 import events_pb2 as pb
@@ -351,6 +355,129 @@ def producer_of_subject(name: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] == "audit" else None
 
 
+# --- receiving: what the audit consumer and the vault's leavers consumer (services/vault/leavers.py) both do --------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One audit event as received and stored: the actor and the subject (a credential, a user) as they were when
+    it happened; an id that names nothing is None. The audit chain stores these (services/audit/chain.py)."""
+
+    event_id: UUID
+    action: str
+    occurred_at: datetime
+    user_id: UUID | None
+    user_email: str
+    user_full_name: str
+    credential_id: UUID | None
+    credential_label: str
+    client_id: UUID | None
+    ip: str
+    user_agent: str
+    request_id: str
+    target_user_id: UUID | None = None
+    target_user_email: str = ""
+    detail: str = ""
+    key_id: str | None = None  # None (and no signature): chained unsigned, before events were signed
+    signature: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Why a message is no event to act on (its bytes, its subject or its signature)."""
+
+    reason: str
+
+
+def decode(data: bytes) -> Event | Malformed:
+    """An AuditEvent's bytes → an event (its signature not checked yet), or why it cannot be one."""
+    try:
+        event = pb.AuditEvent.FromString(data)
+    except DecodeError:
+        return Malformed("not an AuditEvent (undecodable protobuf)")
+    action = enum_name(pb.AuditAction.DESCRIPTOR, event.action)
+    if action not in ACTIONS:
+        return Malformed(f"unknown action {event.action}")
+    if not event.HasField("occurred_at"):
+        return Malformed("no occurred_at")
+    try:
+        event_id = UUID(event.event_id)
+    except ValueError:
+        return Malformed("event_id is not a UUID")
+    ids: dict[str, UUID | None] = {}
+    for name in ("user_id", "credential_id", "client_id", "target_user_id"):
+        value = getattr(event, name)
+        try:
+            ids[name] = UUID(value) if value else None  # empty: the event has no such subject
+        except ValueError:
+            return Malformed(f"{name} is not a UUID")
+    try:
+        occurred_at = from_timestamp(event.occurred_at)
+    except (ValueError, OverflowError):
+        return Malformed("occurred_at is out of range")
+    texts = (
+        event.user_email,
+        event.user_full_name,
+        event.credential_label,
+        event.ip,
+        event.user_agent,
+        event.target_user_email,
+        event.detail,
+    )
+    if any("\x00" in text for text in (*texts, event.request_id, event.key_id)):
+        return Malformed("a text field contains NUL")  # PostgreSQL text cannot hold it: it would fail the batch
+    if event.detail and not _is_json_object(event.detail):
+        return Malformed("detail is not a JSON object")
+    return Event(
+        action=action,
+        occurred_at=occurred_at,
+        user_email=event.user_email,
+        user_full_name=event.user_full_name,
+        credential_label=event.credential_label,
+        ip=event.ip,
+        user_agent=event.user_agent,
+        request_id=event.request_id,
+        target_user_email=event.target_user_email,
+        detail=event.detail,
+        key_id=event.key_id or None,
+        signature=event.signature or None,
+        event_id=event_id,
+        **ids,
+    )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def verified(name: str, data: bytes, keys: TrustedKeys) -> Event | Malformed:
+    """A message on subject `name` → the event it proves, or why it proves none: malformed, on a subject that does
+    not name its action, or not signed by a key trusted for the producer its subject names."""
+    decoded = decode(data)
+    if isinstance(decoded, Malformed):
+        return decoded
+    producer = producer_of_subject(name)
+    if producer is None or name != subject(producer, decoded.action):
+        return Malformed(f"subject {name} does not name its action {decoded.action}")
+    problem = keys.problem(decoded, decoded.key_id or "", decoded.signature or b"", producer)
+    return decoded if problem is None else Malformed(problem)
+
+
+def delivery_problem(msg: Msg, durable: str) -> str | None:
+    """Why a message is not a JetStream delivery of the `AUDIT` stream to the durable consumer `durable` (None: it
+    is one): something published straight to a consumer's inbox has no place in the stream."""
+    try:
+        metadata = msg.metadata
+    except NatsError:
+        return "not a JetStream delivery"
+    if metadata.stream != STREAM or metadata.consumer != durable:
+        return f"a delivery of {metadata.stream}/{metadata.consumer}, not {STREAM}/{durable}"
+    return None
+
+
 async def connect(nats_url: str) -> NATS:
     """A connection for a producer or the consumer, as the URL's user with its own inbox prefix
     (clientvault/nats_access.py). It neither creates nor looks up the stream (that user may not: the operator
@@ -368,6 +495,56 @@ async def disconnect(nc: NATS | None) -> None:
     if nc is not None and not nc.is_closed:
         with contextlib.suppress(OSError, NatsError, TimeoutError):
             await nc.close()
+
+
+class PullConsumer:
+    """A durable pull consumer of the `AUDIT` stream, as a process's NATS user may have one (clientvault/nats_access.py
+    names each one's durable and filter): it connects as the URL's user and binds to the consumer, or creates it
+    with `config`, on first use; `reset` drops a connection that may be broken (the retry loop's,
+    clientvault/retrying.py), and the next use connects anew. `name` prefixes its log events."""
+
+    def __init__(self, nats_url: str, *, name: str, durable: str, subject: str, config: ConsumerConfig) -> None:
+        self._nats_url = nats_url
+        self._name = name
+        self._durable = durable
+        self._subject = subject
+        self._config = config
+        self._nc: NATS | None = None
+        self._sub: Any = None
+
+    async def subscription(self) -> Any:
+        if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
+            await self.reset()
+            self._nc = await connect(self._nats_url)
+            try:
+                self._sub = await self._nc.jetstream().pull_subscribe(
+                    self._subject, durable=self._durable, stream=STREAM, config=self._config
+                )
+            except NotFoundError:  # no stream AUDIT: the operator creates it (this user may not); retried
+                from clientvault.nats_access import BOOTSTRAP_HINT
+
+                log.error(f"{self._name}.stream_missing", stream=STREAM, fix=BOOTSTRAP_HINT)
+                raise
+            log.info(f"{self._name}.consuming", stream=STREAM, durable=self._durable, subject=self._subject)
+        return self._sub
+
+    async def fetch(self, batch: int, wait_s: float) -> "list[Msg]":
+        """Up to `batch` messages, waiting at most `wait_s` for the first ([] when none came)."""
+        sub = await self.subscription()
+        try:
+            msgs: list[Msg] = await sub.fetch(batch, timeout=wait_s)
+        except (NatsTimeoutError, TimeoutError):
+            return []
+        return msgs
+
+    async def flush(self) -> None:
+        """Sends what is buffered (acks) and waits for the server to have it."""
+        if self._nc is not None:
+            await self._nc.flush(timeout=5)
+
+    async def reset(self) -> None:
+        nc, self._nc, self._sub = self._nc, None, None
+        await disconnect(nc)
 
 
 def stream_config(*, replicas: int, max_age_s: float, max_bytes: int | None) -> StreamConfig:

@@ -14,6 +14,9 @@ process can read another's deliveries or learn the audit consumer's reply inbox.
 - the vault publishes its audit events (`audit.vault.>`), nothing else on the `AUDIT` stream, and reads the
   audit consumer's info (its lag, for the vault's metrics: services/vault/backlog.py);
 - the audit service alone creates (if missing), inspects, pulls from and acknowledges its durable consumer;
+- the vault alone does the same with its own durable consumer `vault-leavers`, created only with the filter
+  `audit.auth.user_updated` (a user disabled becomes rotation tasks: services/vault/leavers.py), so it reads no
+  other event;
 - nobody creates, updates, deletes, purges or sources a stream: the operator user does that, once, before the
   processes start (ops/jetstream.py: `clientvault up` and `clientvault migrate`).
 The operator user (the CLI, the migration step) may do anything.
@@ -31,6 +34,8 @@ from clientvault import events
 OPERATOR = "operator"
 AUDIT_STREAM = events.STREAM
 AUDIT_DURABLE = "audit"  # the audit service's durable pull consumer on AUDIT_STREAM
+LEAVERS_DURABLE = "vault-leavers"  # the vault's, of auth's user_updated events only
+LEAVERS_SUBJECT = events.subject("auth", events.AuditAction.USER_UPDATED)
 BUCKET = "CLIENTVAULT_REVOCATIONS"  # the revocation bucket (clientvault/revocation.py)
 KV_STREAM = f"KV_{BUCKET}"  # the stream behind it
 # What a process logs when the stream or bucket it binds to is missing (it may not create it).
@@ -61,7 +66,15 @@ PERMISSIONS: dict[str, Permissions] = {
     "gateway": _allowed("gateway"),
     "auth": _allowed("auth", f"$KV.{BUCKET}.>", events.subject("auth", ">")),
     "clients": _allowed("clients"),
-    "vault": _allowed("vault", events.subject("vault", ">"), f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}"),
+    "vault": _allowed(
+        "vault",
+        events.subject("vault", ">"),
+        f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}",
+        f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{LEAVERS_DURABLE}",
+        f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}.{LEAVERS_DURABLE}.{LEAVERS_SUBJECT}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.{LEAVERS_DURABLE}",
+        f"$JS.ACK.{AUDIT_STREAM}.{LEAVERS_DURABLE}.>",
+    ),
     "audit": _allowed(
         "audit",
         f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}",

@@ -18,12 +18,19 @@ class Role(StrEnum):
     ADMIN = "admin"
     MANAGER = "manager"
     READ_ONLY = "read_only"
+    # A service identity, not a person's: the vault's account that turns a leaver's exposed credentials into
+    # rotation tasks (services/vault/leavers.py). The operator issues it (`clientvault up`, `clientvault migrate`
+    # with CLIENTVAULT_ROTATION_TASKS_PASSWORD); it may call exactly Clients/CreateTask (docs/security.md).
+    ROTATION_TASKS = "rotation_tasks"
 
 
 PUBLIC: Final = "public"  # no access token needed (sign-in, refresh, public keys)
 Rule = frozenset[Role] | Literal["public"]
 
-ANYONE: Final = frozenset(Role)
+# The roles of people (the staff's accounts); a service role is in no group, only in the rows that name it.
+PEOPLE: Final = frozenset({Role.ADMIN, Role.MANAGER, Role.READ_ONLY})
+SERVICE_ROLES: Final = frozenset(Role) - PEOPLE  # issued by the operator, never given through the API
+ANYONE: Final = PEOPLE  # any signed-in person
 STAFF: Final = frozenset({Role.ADMIN, Role.MANAGER})
 ADMIN: Final = frozenset({Role.ADMIN})
 
@@ -59,7 +66,8 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/UpdateClient": STAFF,  # PATCH /clients/{clientId}
         "Clients/ArchiveClient": ADMIN,  # POST /clients/{clientId}/archive
         "Clients/ListTasks": ANYONE,  # GET /clients/{clientId}/tasks
-        "Clients/CreateTask": ANYONE,  # POST /clients/{clientId}/tasks
+        # POST /clients/{clientId}/tasks; and the vault's rotation work when a user leaves (services/vault/leavers.py)
+        "Clients/CreateTask": ANYONE | {Role.ROTATION_TASKS},
         "Clients/UpdateTask": ANYONE,  # PATCH /clients/{clientId}/tasks/{taskId}
         "Clients/DeleteTask": STAFF,  # DELETE /clients/{clientId}/tasks/{taskId}
         # vault

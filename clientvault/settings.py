@@ -199,7 +199,17 @@ class GatewaySettings(Settings):
     context_key: SecretStr | None = None
 
 
-class VaultSettings(Producer):
+class RotationIdentity(Settings):
+    """The service identity of rotation work on leave (docs/security.md, "The rotation-tasks identity"): an auth
+    account of role `rotation_tasks`, which may call Clients/CreateTask and nothing else. The operator issues it
+    with this password (`clientvault up` generates one; `clientvault migrate` issues it when the password is set);
+    the vault signs in with it."""
+
+    rotation_tasks_email: str = "rotation-tasks@clientvault.internal"
+    rotation_tasks_password: SecretStr | None = None  # unset: no rotation tasks on leave (the vault says so once)
+
+
+class VaultSettings(Producer, RotationIdentity):
     """The vault's key provider and outbox relay. See README.md ("Vault") for the keyring format."""
 
     key_provider: Literal["env", "transit"] = "env"
@@ -220,6 +230,9 @@ class VaultSettings(Producer):
     # The trash: a deleted credential is purged (with its versions) this many days later, looked for this often.
     trash_days: float = Field(30.0, ge=0, le=36_500)
     trash_purge_interval_s: float = Field(3600.0, gt=0, le=86_400)
+    # The public keys the vault trusts for the events it acts on ("producer:base64,…", as the audit service's):
+    # auth's, for a user disabled (services/vault/leavers.py). Without auth's key no rotation task is made.
+    event_public_keys: CommaSeparated = []
 
 
 class AuditSettings(EventSigning):
@@ -240,6 +253,10 @@ class JetStreamSettings(Settings):
     audit_stream_max_age_s: int = Field(30 * 86_400, ge=3600)
     # The stream's size cap (unset: none); when it is full, new events wait in the vault's outbox.
     audit_stream_max_bytes: int | None = Field(None, ge=1024 * 1024)
+
+
+class MigrateSettings(JetStreamSettings, RotationIdentity):
+    """`clientvault migrate`: the schemas, the JetStream bootstrap, and the rotation-tasks identity's issuance."""
 
 
 class OperatorSettings(AuditSettings):

@@ -114,6 +114,7 @@ ROLE_FROM_PROTO = {
     auth_pb2.ROLE_ADMIN: Role.ADMIN,
     auth_pb2.ROLE_MANAGER: Role.MANAGER,
     auth_pb2.ROLE_READ_ONLY: Role.READ_ONLY,
+    auth_pb2.ROLE_ROTATION_TASKS: Role.ROTATION_TASKS,  # the service identity, listed among the users
 }
 ROLE_TO_PROTO = {role: number for number, role in ROLE_FROM_PROTO.items()}
 

@@ -145,14 +145,21 @@ def serve(name: Annotated[str, typer.Argument(help="gateway, auth, clients, vaul
 def migrate() -> None:
     """Apply every service's schema migrations to DATABASE_URL and, when NATS_URL (the operator's) is set, create
     the AUDIT stream and the revocation bucket, or bring them to CLIENTVAULT_NATS_REPLICAS and the stream's
-    limits (the deployment's migration job)."""
-    from clientvault.settings import JetStreamSettings
+    limits (the deployment's migration job). With CLIENTVAULT_ROTATION_TASKS_PASSWORD set, also issue the vault's
+    rotation-tasks identity with that password (docs/security.md)."""
+    from clientvault.settings import MigrateSettings
     from ops.migrate import upgrade_all
 
-    config = _settings(JetStreamSettings)
+    config = _settings(MigrateSettings)
     target = Target(config.require_database_url(), config.nats_url)
     target.call(lambda: upgrade_all(target.database_url))
     typer.echo("migrations applied")
+    if config.rotation_tasks_password is not None:
+        from services.auth.admin import issue_rotation_identity
+
+        password = config.rotation_tasks_password.get_secret_value()
+        issued = issue_rotation_identity(target.database_url, email=config.rotation_tasks_email, password=password)
+        typer.echo(f"rotation-tasks identity in place: {target.run(issued).email}")
     if target.nats_url:
         from ops.jetstream import bootstrap
 

@@ -1,7 +1,8 @@
 """The layout of a data dir and what `up` records in it for operator commands and fault tests.
 
 <data-dir>/secrets.json      generated keys and passwords (0600); never logged: the token and event signing keys,
-                             the audit checkpoint key, the KEK keyring, database and NATS passwords
+                             the audit checkpoint key, the KEK keyring, database and NATS passwords, the
+                             rotation-tasks identity's password
 <data-dir>/postgres/         embedded PostgreSQL cluster
 <data-dir>/nats/             embedded nats-server config and JetStream store
 <data-dir>/logs/<name>.log   output of every process `up` started
@@ -105,6 +106,8 @@ class DataDir:
             "mfa_key": new_context_key,  # auth's: seals TOTP seeds (base64 of 32 random bytes, like the context key)
             "postgres_password": lambda: secrets.token_urlsafe(24),
             "nats_token": lambda: secrets.token_urlsafe(24),
+            # The vault's rotation-tasks identity (an auth account that may only create tasks: docs/security.md).
+            "rotation_tasks_password": lambda: secrets.token_urlsafe(24),
             # A PostgreSQL login per service (ops/supervisor.py), as in production.
             **{f"{service.name}_db_password": lambda: secrets.token_urlsafe(24) for service in SERVICES},
             # One NATS user per process (ops/embedded.py); nats_token is the operator's.

@@ -78,6 +78,7 @@ PROCESSES: tuple[Process, ...] = (
             "CLIENTVAULT_KEK_FILE",
             "CLIENTVAULT_TRANSIT_TOKEN",
             "CLIENTVAULT_EVENT_SIGNING_KEY",
+            "CLIENTVAULT_ROTATION_TASKS_PASSWORD",
             CONTEXT_VERIFY_KEY,
         ),
     ),

@@ -368,10 +368,17 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     await bootstrap(nats_url, JetStreamSettings())
 
     from ops.migrate import upgrade_all
-    from services.auth.admin import create_first_admin
+    from services.auth.admin import create_first_admin, issue_rotation_identity
 
     await asyncio.to_thread(upgrade_all, database_url)
     admin_password = await create_first_admin(database_url, admin_email)
+    # The vault's rotation-tasks identity, with the exported password or the data dir's (docs/security.md).
+    rotation_password = (
+        given.rotation_tasks_password.get_secret_value()
+        if given.rotation_tasks_password
+        else keys["rotation_tasks_password"]
+    )
+    await issue_rotation_identity(database_url, email=given.rotation_tasks_email, password=rotation_password)
     # With an external database every service uses the operator's DATABASE_URL as given (deploy/README.md, 3.2).
     service_urls = (
         await _service_logins(database_url, {s.name: keys[f"{s.name}_db_password"] for s in SERVICES})
@@ -406,6 +413,9 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             child_env["CLIENTVAULT_MFA_KEY"] = keys["mfa_key"]
         if name == "vault":
             child_env |= vault_env
+            child_env["CLIENTVAULT_ROTATION_TASKS_PASSWORD"] = rotation_password
+            # Only auth's key: the vault acts on auth's "user disabled" events and on nobody else's.
+            child_env["CLIENTVAULT_EVENT_PUBLIC_KEYS"] = signers["auth"].trusted_entry
         if process is GATEWAY:
             child_env[CONTEXT_KEY] = context_key
         else:  # only its own key: it cannot vouch for calls to another service

@@ -9,10 +9,9 @@ from typing import Any
 import psycopg
 
 from clientvault import ed25519
-from clientvault.events import EventSigner
+from clientvault.events import EventSigner, decode
 from clientvault.v1 import events_pb2
 from services.audit.chain import Entry
-from services.audit.consumer import decode
 from tests.system import Api, Session, System
 
 

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from google.protobuf.descriptor import MethodDescriptor
 
 import clientvault.v1
-from clientvault.policy import ADMIN, ANYONE, PUBLIC, STAFF, Rule
+from clientvault.policy import ADMIN, ANYONE, PUBLIC, STAFF, Role, Rule
 
 # The contract's route catalogue (spec/API.md, and issue 15's staff identity routes): route -> (operation, roles).
 CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
@@ -27,7 +27,7 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("POST", "/clients/{clientId}/archive"): ("Clients/ArchiveClient", ADMIN),
     ("POST", "/clients/{clientId}/shred"): ("Vault/ShredClient", ADMIN),
     ("GET", "/clients/{clientId}/tasks"): ("Clients/ListTasks", ANYONE),
-    ("POST", "/clients/{clientId}/tasks"): ("Clients/CreateTask", ANYONE),
+    ("POST", "/clients/{clientId}/tasks"): ("Clients/CreateTask", ANYONE | {Role.ROTATION_TASKS}),
     ("PATCH", "/clients/{clientId}/tasks/{taskId}"): ("Clients/UpdateTask", ANYONE),
     ("DELETE", "/clients/{clientId}/tasks/{taskId}"): ("Clients/DeleteTask", STAFF),
     ("GET", "/clients/{clientId}/credentials"): ("Vault/ListCredentials", ANYONE),

@@ -252,9 +252,14 @@ class Api:
 async def create_account(db: Database, account: Account) -> None:
     """A user who can sign in, made with the auth service's own code (validation, argon2id) in its database."""
     from clientvault.context import NO_REQUEST
+    from clientvault.policy import SERVICE_ROLES, Role
     from services.auth.security_events import OPERATOR
-    from services.auth.users import create_user
+    from services.auth.users import create_user, issue_service_account
 
+    if account.role in SERVICE_ROLES:  # issued as the operator issues one, never created through the API
+        await issue_service_account(db, role=Role(account.role), email=account.email,
+                                    full_name=f"Test {account.role}", password=account.password)  # fmt: skip
+        return
     await create_user(db, email=account.email, full_name=f"Test {account.role}", role=account.role,
                       password=account.password, actor=OPERATOR, context=NO_REQUEST)  # fmt: skip
 

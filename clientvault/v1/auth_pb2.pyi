@@ -30,6 +30,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_ADMIN: _Role.ValueType  # 1
     ROLE_MANAGER: _Role.ValueType  # 2
     ROLE_READ_ONLY: _Role.ValueType  # 3
+    ROLE_ROTATION_TASKS: _Role.ValueType  # 4
+    """A service identity (the vault's rotation work on leave): may call Clients/CreateTask only; issued by the operator."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper): ...
 
@@ -37,6 +39,8 @@ ROLE_UNSPECIFIED: Role.ValueType  # 0
 ROLE_ADMIN: Role.ValueType  # 1
 ROLE_MANAGER: Role.ValueType  # 2
 ROLE_READ_ONLY: Role.ValueType  # 3
+ROLE_ROTATION_TASKS: Role.ValueType  # 4
+"""A service identity (the vault's rotation work on leave): may call Clients/CreateTask only; issued by the operator."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 @_typing.final

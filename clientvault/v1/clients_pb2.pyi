@@ -588,7 +588,16 @@ class CreateTaskRequest(_message.Message):
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
+    ORIGIN_KEY_FIELD_NUMBER: _builtins.int
+    ASSIGN_TO_OWNER_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
+    origin_key: _builtins.str
+    """Idempotency: a task the same caller already created in this client with this key is answered instead of a
+    new one (e.g. `leaver:<userId>:<credentialId>:<lastRevealedAt>`, the vault's rotation work on leave).
+    Empty: none. At most 200 characters.
+    """
+    assign_to_owner: _builtins.bool
+    """Assign the task to the client's owner (the clients service knows who it is); not with task.assignee_user_id."""
     @_builtins.property
     def task(self) -> Global___TaskFields: ...
     def __init__(
@@ -596,10 +605,12 @@ class CreateTaskRequest(_message.Message):
         *,
         client_id: _builtins.str = ...,
         task: Global___TaskFields | None = ...,
+        origin_key: _builtins.str = ...,
+        assign_to_owner: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_to_owner", b"assign_to_owner", "client_id", b"client_id", "origin_key", b"origin_key", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

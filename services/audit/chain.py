@@ -18,7 +18,6 @@ under it, so two appenders never fork the chain, and no row is ever updated.
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -26,34 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import metrics
 from clientvault.db import Database
-from clientvault.events import TrustedKeys, canonical
+from clientvault.events import Event, TrustedKeys, canonical
 from services.audit import store
 
 GENESIS = bytes(32)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One audited event as stored: the actor and the subject (a credential, a user) as they were when it happened;
-    an id that names nothing is None."""
-
-    event_id: UUID
-    action: str
-    occurred_at: datetime
-    user_id: UUID | None
-    user_email: str
-    user_full_name: str
-    credential_id: UUID | None
-    credential_label: str
-    client_id: UUID | None
-    ip: str
-    user_agent: str
-    request_id: str
-    target_user_id: UUID | None = None
-    target_user_email: str = ""
-    detail: str = ""
-    key_id: str | None = None  # None (and no signature): chained unsigned, before events were signed
-    signature: bytes | None = None
+# One audited event as stored (the kit's `Event`: the consumer decodes deliveries into it, clientvault/events.py).
+Entry = Event
 
 
 def link(prev_hash: bytes, entry: Entry) -> bytes:

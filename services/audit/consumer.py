@@ -12,25 +12,16 @@ While NATS or PostgreSQL is down it retries with backoff
 (clientvault/retrying.py). The stream and the event are the kit's contract (clientvault/events.py).
 """
 
-import json
-from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
-from google.protobuf.message import DecodeError
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from clientvault import events, metrics, retrying, tracing
-from clientvault.convert import enum_name, from_timestamp
 from clientvault.db import Database
+from clientvault.events import Malformed
 from clientvault.logging import get_logger
-from clientvault.nats_access import AUDIT_DURABLE, BOOTSTRAP_HINT
-from clientvault.v1 import events_pb2 as pb
+from clientvault.nats_access import AUDIT_DURABLE
 from services.audit import chain
 
 log = get_logger(__name__)
@@ -40,97 +31,9 @@ FETCH_WAIT_S = 1.0
 ACK_WAIT_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    reason: str
-
-
-def decode(data: bytes) -> chain.Entry | Malformed:
-    """An AuditEvent's bytes → an entry (its signature not checked yet), or why it cannot be one."""
-    try:
-        event = pb.AuditEvent.FromString(data)
-    except DecodeError:
-        return Malformed("not an AuditEvent (undecodable protobuf)")
-    action = enum_name(pb.AuditAction.DESCRIPTOR, event.action)
-    if action not in events.ACTIONS:
-        return Malformed(f"unknown action {event.action}")
-    if not event.HasField("occurred_at"):
-        return Malformed("no occurred_at")
-    try:
-        event_id = UUID(event.event_id)
-    except ValueError:
-        return Malformed("event_id is not a UUID")
-    ids: dict[str, UUID | None] = {}
-    for name in ("user_id", "credential_id", "client_id", "target_user_id"):
-        value = getattr(event, name)
-        try:
-            ids[name] = UUID(value) if value else None  # empty: the event has no such subject
-        except ValueError:
-            return Malformed(f"{name} is not a UUID")
-    try:
-        occurred_at = from_timestamp(event.occurred_at)
-    except (ValueError, OverflowError):
-        return Malformed("occurred_at is out of range")
-    texts = (
-        event.user_email,
-        event.user_full_name,
-        event.credential_label,
-        event.ip,
-        event.user_agent,
-        event.target_user_email,
-        event.detail,
-    )
-    if any("\x00" in text for text in (*texts, event.request_id, event.key_id)):
-        return Malformed("a text field contains NUL")  # PostgreSQL text cannot hold it: it would fail the batch
-    if event.detail and not _is_json_object(event.detail):
-        return Malformed("detail is not a JSON object")
-    return chain.Entry(
-        action=action,
-        occurred_at=occurred_at,
-        user_email=event.user_email,
-        user_full_name=event.user_full_name,
-        credential_label=event.credential_label,
-        ip=event.ip,
-        user_agent=event.user_agent,
-        request_id=event.request_id,
-        target_user_email=event.target_user_email,
-        detail=event.detail,
-        key_id=event.key_id or None,
-        signature=event.signature or None,
-        event_id=event_id,
-        **ids,
-    )
-
-
-def _is_json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
-
-
 def delivery_problem(msg: Msg) -> str | None:
     """Why a message is not a JetStream delivery of the `AUDIT` stream to this consumer (None: it is one)."""
-    try:
-        metadata = msg.metadata
-    except NatsError:
-        return "not a JetStream delivery"
-    if metadata.stream != events.STREAM or metadata.consumer != DURABLE:
-        return f"a delivery of {metadata.stream}/{metadata.consumer}, not {events.STREAM}/{DURABLE}"
-    return None
-
-
-def check(msg: Msg, keys: events.TrustedKeys) -> chain.Entry | Malformed:
-    """A delivered message → the entry to chain, or why it must be parked: malformed, on a subject that does not
-    name its action, or not signed by a key trusted for the producer its subject names."""
-    decoded = decode(msg.data)
-    if isinstance(decoded, Malformed):
-        return decoded
-    producer = events.producer_of_subject(msg.subject)
-    if producer is None or msg.subject != events.subject(producer, decoded.action):
-        return Malformed(f"subject {msg.subject} does not name its action {decoded.action}")
-    problem = keys.problem(decoded, decoded.key_id or "", decoded.signature or b"", producer)
-    return decoded if problem is None else Malformed(problem)
+    return events.delivery_problem(msg, DURABLE)
 
 
 def dead_letter(msg: Msg, reason: str) -> dict[str, Any]:
@@ -147,52 +50,37 @@ class Consumer:
     def __init__(self, db: Database, nats_url: str, *, batch: int, keys: events.TrustedKeys) -> None:
         self._db = db
         self._keys = keys
-        self._nats_url = nats_url
         self._batch = batch
-        self._nc: NATS | None = None
-        self._sub: Any = None
+        self._pull = events.PullConsumer(
+            nats_url,
+            name="audit",
+            durable=DURABLE,
+            subject=events.SUBJECTS[0],
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=ACK_WAIT_S,
+                max_ack_pending=20 * batch,
+            ),
+        )
         self._measured = False  # the chain's length, read once; each append then sets it
 
     async def run(self) -> None:
         await retrying.forever(
-            self.consume_batch, outage="audit.consume_paused", failure="audit.consume_failed", reset=self._disconnect
+            self.consume_batch, outage="audit.consume_paused", failure="audit.consume_failed", reset=self._pull.reset
         )
 
     async def _subscription(self) -> Any:
-        if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
-            await self._disconnect()
-            self._nc = await events.connect(self._nats_url)
-            try:
-                self._sub = await self._nc.jetstream().pull_subscribe(
-                    events.SUBJECTS[0],
-                    durable=DURABLE,
-                    stream=events.STREAM,
-                    config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT,
-                        deliver_policy=DeliverPolicy.ALL,
-                        ack_wait=ACK_WAIT_S,
-                        max_ack_pending=20 * self._batch,
-                    ),
-                )
-            except NotFoundError:  # no stream AUDIT: the operator creates it (this user may not); retried
-                log.error("audit.stream_missing", stream=events.STREAM, fix=BOOTSTRAP_HINT)
-                raise
-            log.info("audit.consuming", stream=events.STREAM, durable=DURABLE)
-        return self._sub
-
-    async def _disconnect(self) -> None:
-        nc, self._nc, self._sub = self._nc, None, None
-        await events.disconnect(nc)
+        return await self._pull.subscription()
 
     async def consume_batch(self) -> int:
         """Fetches, stores and acknowledges one batch; the number of messages it handled."""
-        sub = await self._subscription()
+        await self._pull.subscription()
         if not self._measured:
             metrics.CHAIN_LENGTH.set(await chain.length(self._db))
             self._measured = True
-        try:
-            msgs: list[Msg] = await sub.fetch(self._batch, timeout=FETCH_WAIT_S)
-        except (NatsTimeout, TimeoutError):  # nothing to consume within FETCH_WAIT_S
+        msgs = await self._pull.fetch(self._batch, FETCH_WAIT_S)
+        if not msgs:  # nothing to consume within FETCH_WAIT_S
             return 0
         entries, parked, delivered = [], [], []
         for msg in msgs:
@@ -201,7 +89,7 @@ class Consumer:
                 log.warning("audit.not_a_delivery", subject=msg.subject, reason=not_delivered)
                 continue
             delivered.append(msg)
-            checked = check(msg, self._keys)
+            checked = events.verified(msg.subject, msg.data, self._keys)
             if isinstance(checked, Malformed):
                 parked.append(dead_letter(msg, checked.reason))
             else:
@@ -213,12 +101,12 @@ class Consumer:
         # an ack lost on the way only causes a redelivery, which the unique event id absorbs.
         for msg in delivered:
             await msg.ack()
-        if delivered and self._nc is not None:
-            await self._nc.flush(timeout=5)
+        if delivered:
+            await self._pull.flush()
         for letter in parked:
             log.warning("audit.parked", stream_seq=letter["stream_seq"], reason=letter["reason"])
         log.debug("audit.stored", events=appended.stored, duplicates=appended.duplicates, parked=appended.parked)
         return len(msgs)
 
     async def close(self) -> None:
-        await self._disconnect()
+        await self._pull.reset()

@@ -10,6 +10,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from clientvault.db import Database
+from clientvault.policy import Role
 from clientvault.revocation import Revoker
 from services.auth import signing, users
 from services.auth.factors import Factors
@@ -22,6 +23,7 @@ __all__ = [
     "create_user",
     "disable",
     "enable",
+    "issue_rotation_identity",
     "list_users",
     "mfa_reset",
     "public_key_of",
@@ -44,6 +46,15 @@ async def create_first_admin(database_url: str, email: str) -> str | None:
         password = secrets.token_urlsafe(18)
         await users.create_user(db, email=email, full_name="Administrator", role="admin", password=password)
         return password
+
+
+async def issue_rotation_identity(database_url: str, *, email: str, password: str) -> User:
+    """The vault's rotation-tasks identity (role `rotation_tasks`: Clients/CreateTask only), created or given this
+    password; idempotent (`clientvault up` at each start, `clientvault migrate`)."""
+    async with Database(database_url, pool_size=1) as db:
+        return await users.issue_service_account(
+            db, role=Role.ROTATION_TASKS, email=email, full_name="Rotation tasks (vault)", password=password
+        )
 
 
 async def list_users(database_url: str) -> list[User]:

@@ -32,7 +32,12 @@ log = get_logger(__name__)
 AUTH = pb.DESCRIPTOR.services_by_name["Auth"]
 PRODUCER = "auth"  # of its security events (clientvault/events.py PRODUCER_OF)
 MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
-ROLE_TO_PROTO = {Role.ADMIN: pb.ROLE_ADMIN, Role.MANAGER: pb.ROLE_MANAGER, Role.READ_ONLY: pb.ROLE_READ_ONLY}
+ROLE_TO_PROTO = {
+    Role.ADMIN: pb.ROLE_ADMIN,
+    Role.MANAGER: pb.ROLE_MANAGER,
+    Role.READ_ONLY: pb.ROLE_READ_ONLY,
+    Role.ROTATION_TASKS: pb.ROLE_ROTATION_TASKS,
+}
 MAX_EMAIL = 320
 MAX_TOKEN = 512
 MAX_PASSWORD = 1024

@@ -51,7 +51,7 @@ users = Table(
     Column("totp_pending_sealed", LargeBinary),  # an enrolment not confirmed yet
     Column("mfa_enabled_at", DateTime(timezone=True)),
     Column("totp_last_step", BigInteger),  # the time step of the last accepted code: no code counts twice
-    CheckConstraint("role in ('admin', 'manager', 'read_only')", name="role"),
+    CheckConstraint("role in ('admin', 'manager', 'read_only', 'rotation_tasks')", name="role"),  # migration 0005
 )
 
 sessions = Table(

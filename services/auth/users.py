@@ -19,10 +19,10 @@ from clientvault.errors import AlreadyExists, Conflict, Invalid, NotFound
 from clientvault.events import AuditAction
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
-from clientvault.policy import Role
+from clientvault.policy import PEOPLE, SERVICE_ROLES, Role
 from clientvault.revocation import Revoker
 from services.auth import store
-from services.auth.passwords import check_strength, hash_password
+from services.auth.passwords import check_strength, hash_password, verify_password
 from services.auth.security_events import OPERATOR, Actor, record
 
 log = get_logger(__name__)
@@ -66,10 +66,18 @@ def _valid_email(email: str) -> str:
 
 
 def _valid_role(role: str) -> Role:
+    """A person's role: a service role is issued by the operator (`issue_service_account`), never given."""
     try:
-        return Role(role)
+        valid = Role(role)
     except ValueError:
-        raise Invalid(f"unknown role {role!r}: use one of {', '.join(r.value for r in Role)}") from None
+        valid = None
+    if valid in SERVICE_ROLES:
+        raise Invalid(
+            f"{role} is a service identity's role: the operator issues its account (docs/security.md)", "role"
+        )
+    if valid is None:
+        raise Invalid(f"unknown role {role!r}: use one of {', '.join(sorted(PEOPLE))}") from None
+    return valid
 
 
 def _valid_name(full_name: str) -> str:
@@ -101,6 +109,12 @@ async def create_user(
 ) -> tuple[User, str | None]:
     """A new account and, without `password`, its temporary password (to change at first sign-in)."""
     values = {"email": _valid_email(email), "full_name": _valid_name(full_name), "role": _valid_role(role).value}
+    return await _insert_user(db, values, password, actor=actor, context=context)
+
+
+async def _insert_user(
+    db: Database, values: dict[str, str], password: str | None, *, actor: Actor, context: RequestContext
+) -> tuple[User, str | None]:
     temporary = temporary_password() if password is None else None
     if password is not None:
         check_strength(password, values["email"])
@@ -124,6 +138,45 @@ async def create_user(
         raise AlreadyExists(f"a user with email {values['email']} already exists") from None
     log.info("user.created", user_id=str(row.id), role=row.role)
     return User.from_row(row), temporary
+
+
+async def issue_service_account(db: Database, *, role: Role, email: str, full_name: str, password: str) -> User:
+    """The operator's issuance of a service identity (`clientvault up`, `clientvault migrate`): the account of
+    `role` (a service role) with this email, created, or given this password when it has another (its sessions
+    end). Idempotent; it does not enable an account an admin disabled (that is the identity's off switch)."""
+    if role not in SERVICE_ROLES:
+        raise ValueError(f"{role} is not a service role")
+    email = _valid_email(email)
+    check_strength(password, email)
+    async with db.read() as conn:
+        row = await store.get_user_by_email(conn, email)
+    if row is None:
+        values = {"email": email, "full_name": _valid_name(full_name), "role": role.value}
+        try:
+            user, _ = await _insert_user(db, values, password, actor=OPERATOR, context=NO_REQUEST)
+            return user
+        except AlreadyExists:  # issued at the same moment by another command: take that one
+            async with db.read() as conn:
+                row = await store.get_user_by_email(conn, email)
+    if row is None or row.role != role.value:
+        raise Conflict(f"{email} is not a {role} account: give the service identity an email of its own")
+    if await verify_password(row.password_hash, password):
+        return User.from_row(row)
+    password_hash = await hash_password(password)
+    now = datetime.now(UTC)
+    async with db.begin() as conn:
+        row = await store.update_user(
+            conn,
+            row.id,
+            password_hash=password_hash,
+            password_change_required=False,
+            temporary_password_expires_at=None,
+        )
+        await store.revoke_user_sessions(conn, row.id, now)
+        target = User.from_row(row)
+        await record(conn, AuditAction.PASSWORD_CHANGED, actor=OPERATOR, target=target, context=NO_REQUEST)
+    log.info("user.service_identity_reissued", user_id=str(row.id), role=row.role)
+    return User.from_row(row)
 
 
 async def get_user(db: Database, user_id: UUID) -> User:
@@ -193,6 +246,8 @@ async def update_user(
         values: dict[str, object] = {}
         if full_name is not None and _valid_name(full_name) != row.full_name:
             values["full_name"] = _valid_name(full_name)
+        if role is not None and role != row.role and row.role in SERVICE_ROLES:
+            raise Invalid("a service identity keeps its role: disable it, or issue another account", "role")
         if role is not None and _valid_role(role).value != row.role:
             values["role"] = _valid_role(role).value
         if disabled is not None and disabled != (row.disabled_at is not None):

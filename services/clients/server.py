@@ -148,7 +148,15 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> pb.Task:
         client_id = parse_id(request.client_id, "client")
         values = fields_of(request.task, given(request.task))
-        task = await tasks.create_task(self._db, rpc.current_caller(), client_id, values, self._user_exists)
+        task = await tasks.create_task(
+            self._db,
+            rpc.current_caller(),
+            client_id,
+            values,
+            self._user_exists,
+            origin_key=request.origin_key,
+            assign_to_owner=request.assign_to_owner,
+        )
         return task_to_proto(task)
 
     async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Any) -> pb.Task:

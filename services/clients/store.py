@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     and_,
     delete,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import like_pattern
@@ -89,9 +91,11 @@ tasks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    Column("origin_key", Text),  # what made the task, unique per client and creator (migration 0003); NULL: none
     CheckConstraint("status in ('todo', 'in_progress', 'done')", name="status"),
     CheckConstraint("priority in ('low', 'medium', 'high')", name="priority"),
     Index(None, "client_id", "created_at", "id"),
+    UniqueConstraint("client_id", "created_by_user_id", "origin_key"),
 )
 
 
@@ -186,6 +190,23 @@ async def get_task(conn: AsyncConnection, client_id: UUID, task_id: UUID, *, loc
 
 async def insert_task(conn: AsyncConnection, **values: object) -> Row[Any]:
     row: Row[Any] = (await conn.execute(insert(tasks).values(**values).returning(tasks))).one()
+    return row
+
+
+async def insert_task_once(
+    conn: AsyncConnection, *, client_id: UUID, created_by_user_id: UUID, origin_key: str, **values: object
+) -> Row[Any]:
+    """The task with this origin key that this creator made in this client: inserted now, or the one made before
+    (a concurrent insert of the same key waits on the unique index, then finds it)."""
+    key = {"client_id": client_id, "created_by_user_id": created_by_user_id, "origin_key": origin_key}
+    inserted: Row[Any] | None = (
+        await conn.execute(
+            pg_insert(tasks).values(**key, **values).on_conflict_do_nothing(index_elements=list(key)).returning(tasks)
+        )
+    ).one_or_none()
+    if inserted is not None:
+        return inserted
+    row: Row[Any] = (await conn.execute(select(tasks).filter_by(**key))).one()
     return row
 
 

@@ -1,5 +1,10 @@
 """Tasks of a client: the rules. A task is always addressed under its client; under any other it does
-not exist. An archived client is read-only: its tasks can be listed but not created, changed or deleted."""
+not exist. An archived client is read-only: its tasks can be listed but not created, changed or deleted.
+
+A create may name an origin key (what made the task: the vault's rotation work on leave names
+`leaver:<userId>:<credentialId>:<lastRevealedAt>`): the same caller creating with the same key in the same client
+gets the task made the first time, unchanged, so a retried or redelivered create adds nothing. It may also ask for
+the client's owner as the assignee, whom the caller need not know."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ TaskStatus = Literal["todo", "in_progress", "done"]
 TaskPriority = Literal["low", "medium", "high"]
 WRITABLE = ("title", "description", "status", "priority", "due_date", "assignee_user_id")
 UserExists = Callable[[UUID], Awaitable[bool]]  # asks the auth service
+ORIGIN_KEY_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,7 @@ class Task:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    origin_key: str | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Task":
@@ -81,13 +88,22 @@ async def _assignee(value: str | UUID | None, user_exists: UserExists) -> UUID |
     return user_id
 
 
-async def _writable_client(conn: AsyncConnection, client_id: UUID) -> None:
-    """The client exists and is not archived; the row stays share-locked so it cannot be archived meanwhile."""
+async def _writable_client(conn: AsyncConnection, client_id: UUID) -> Row[Any]:
+    """The client, which exists and is not archived; the row stays share-locked so it cannot be archived meanwhile."""
     client = await store.get_client(conn, client_id, share=True)
     if client is None:
         raise NotFound("client not found")
     if client.archived_at is not None:
         raise ClientArchived
+    return client
+
+
+def _origin_key(value: str) -> str | None:
+    if not value:
+        return None
+    if len(value) > ORIGIN_KEY_MAX or not value.isprintable():
+        raise Invalid(f"originKey must be 1 to {ORIGIN_KEY_MAX} printable characters", "origin_key")
+    return value
 
 
 def _completion(
@@ -99,24 +115,40 @@ def _completion(
 
 
 async def create_task(
-    db: Database, caller: Caller, client_id: UUID, values: dict[str, Any], user_exists: UserExists
+    db: Database,
+    caller: Caller,
+    client_id: UUID,
+    values: dict[str, Any],
+    user_exists: UserExists,
+    *,
+    origin_key: str = "",
+    assign_to_owner: bool = False,
 ) -> Task:
+    """A new task, or (an `origin_key` this caller used in this client before) the one made then."""
+    if assign_to_owner and values.get("assignee_user_id") is not None:
+        raise Invalid("assigneeUserId and assignToOwner exclude each other", "assignee_user_id")
+    key = _origin_key(origin_key)
     checked = await validate({"status": "todo", "priority": "medium", **values}, user_exists)
     if "title" not in checked:
         raise Invalid("title is required", "title")
     now = datetime.now(UTC)
     async with db.begin() as conn:
-        await _writable_client(conn, client_id)
-        row = await store.insert_task(
-            conn,
+        client = await _writable_client(conn, client_id)
+        if assign_to_owner:
+            checked["assignee_user_id"] = client.owner_user_id
+        made = dict(
             id=new_id(),
-            client_id=client_id,
-            created_by_user_id=caller.user_id,
             created_at=now,
             updated_at=now,
             completed_at=_completion(None, checked["status"], None, now),
             **checked,
         )
+        if key is None:
+            row = await store.insert_task(conn, client_id=client_id, created_by_user_id=caller.user_id, **made)
+        else:
+            row = await store.insert_task_once(
+                conn, client_id=client_id, created_by_user_id=caller.user_id, origin_key=key, **made
+            )
     return Task.from_row(row)
 
 

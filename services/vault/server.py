@@ -1,24 +1,26 @@
 """The vault service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
 import grpc
+from pydantic import SecretStr
 
 from clientvault import rpc
 from clientvault.context import Caller, RequestContext
 from clientvault.convert import from_timestamp, timestamp
 from clientvault.db import Database
-from clientvault.errors import Invalid, Unavailable
-from clientvault.events import EventSigner
+from clientvault.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from clientvault.events import EventSigner, TrustedKeys
 from clientvault.ids import canonical_id, parse_id
 from clientvault.logging import get_logger
 from clientvault.outbox import Relay
 from clientvault.service import Service
 from clientvault.settings import VaultSettings
-from clientvault.v1 import clients_pb2, clients_pb2_grpc, vault_pb2_grpc
+from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
 from services.vault import exposure, store
 from services.vault.backlog import Backlog
@@ -33,6 +35,7 @@ from services.vault.credentials import (
 )
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
+from services.vault.leavers import Leavers, RotationTask
 from services.vault.limits import RevealLimiter
 from services.vault.rotation import check_keys
 
@@ -104,6 +107,105 @@ class ClientsDirectory:
                 return ClientState.UNKNOWN, ""
             raise Unavailable("the clients service is unavailable") from None
         return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE, client.name
+
+
+class RotationTaskSink:
+    """Creates rotation tasks (leavers.py) through Clients/CreateTask as the rotation-tasks identity: it signs in
+    to auth with the identity's password (Auth/SignIn, public) and keeps the access token until shortly before it
+    expires. That token's role may call Clients/CreateTask and nothing else (clientvault/policy.py)."""
+
+    def __init__(
+        self,
+        auth: auth_pb2_grpc.AuthStub,
+        clients: clients_pb2_grpc.ClientsStub,
+        email: str,
+        password: SecretStr,
+        timeout_s: float,
+    ) -> None:
+        self._auth = auth
+        self._clients = clients
+        self._email = email
+        self._password = password
+        self._timeout_s = timeout_s
+        self._token = ""
+        self._renew_at = 0.0
+
+    async def _signed_in(self) -> str:
+        if self._token and time.monotonic() < self._renew_at:
+            return self._token
+        try:
+            reply = await self._auth.SignIn(
+                auth_pb2.SignInRequest(email=self._email, password=self._password.get_secret_value()),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise Forbidden(
+                    f"the rotation-tasks identity {self._email} cannot sign in: {error.details()}"
+                ) from None
+            raise Unavailable("the auth service is unavailable") from None
+        if not reply.HasField("tokens"):
+            raise Forbidden(f"the rotation-tasks identity {self._email} has MFA on: turn it off (mfa-reset)")
+        self._token = reply.tokens.access_token
+        self._renew_at = time.monotonic() + max(reply.tokens.expires_in - 60, 0)
+        return self._token
+
+    async def create(self, task: RotationTask) -> None:
+        request = clients_pb2.CreateTaskRequest(
+            client_id=str(task.client_id),
+            task=clients_pb2.TaskFields(
+                title=task.title, description=task.description, priority=clients_pb2.TASK_PRIORITY_HIGH
+            ),
+            origin_key=task.origin_key,
+            assign_to_owner=True,
+        )
+        for attempt in (1, 2):  # a token revoked or expired early: sign in once more
+            metadata = (("authorization", f"Bearer {await self._signed_in()}"),)
+            try:
+                await self._clients.CreateTask(request, metadata=metadata, timeout=self._timeout_s)
+                return
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.UNAUTHENTICATED and attempt == 1:
+                    self._token = ""
+                    continue
+                if code == grpc.StatusCode.NOT_FOUND:
+                    raise NotFound(error.details() or "client not found") from None
+                if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
+                    raise Conflict(error.details() or "the task was refused") from None
+                if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    raise Forbidden(
+                        f"the clients service refused the rotation-tasks identity: {error.details()}"
+                    ) from None
+                raise Unavailable("the clients service is unavailable") from None
+
+
+def leavers_of(settings: VaultSettings, service: Service) -> Leavers | None:
+    """The rotation work on leave, when it is configured: the identity's password and auth's public key (each
+    missing one is said once, and the vault runs without it)."""
+    missing = [
+        name
+        for name, given in (
+            ("CLIENTVAULT_ROTATION_TASKS_PASSWORD", settings.rotation_tasks_password is not None),
+            (
+                "CLIENTVAULT_EVENT_PUBLIC_KEYS (auth's key)",
+                any(e.startswith("auth:") for e in settings.event_public_keys),
+            ),
+        )
+        if not given
+    ]
+    if missing or settings.rotation_tasks_password is None:
+        log.warning("leavers.off", missing=missing, effect="no rotation tasks are made when a user is disabled")
+        return None
+    sink = RotationTaskSink(
+        auth_pb2_grpc.AuthStub(service.channel("auth")),
+        clients_pb2_grpc.ClientsStub(service.channel("clients")),
+        settings.rotation_tasks_email,
+        settings.rotation_tasks_password,
+        settings.rpc_timeout_s,
+    )
+    keys = TrustedKeys.from_setting(settings.event_public_keys)
+    return Leavers(service.db, settings.require_nats_url(), keys, sink)
 
 
 class VaultServicer(vault_pb2_grpc.VaultServicer):
@@ -311,10 +413,16 @@ async def main(settings: VaultSettings) -> None:
             credentials,
             ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
         )
+        leavers = leavers_of(settings, service)
+        jobs = []
+        if leavers is not None:
+            service.on_close(leavers.close)
+            jobs.append(leavers.run())
         await service.serve(
             vault_pb2_grpc.add_VaultServicer_to_server,
             servicer,
             VAULT,
+            *jobs,
             relay.run(),
             relay.purge_forever(),
             limiter.purge_forever(),

@@ -112,6 +112,7 @@ reveals = Table(
     Column("client_id", Uuid, nullable=False),
     Column("last_revealed_at", DateTime(timezone=True), nullable=False),
     Column("reveal_count", Integer, nullable=False),
+    Column("user_full_name", Text, nullable=False, server_default=""),  # at the last reveal (migration 0012)
     PrimaryKeyConstraint("user_id", "credential_id"),
     Index("ix_reveals_user_id_last_revealed_at", "user_id", "last_revealed_at"),
     Index(None, "credential_id"),  # the foreign key's cascade
@@ -216,10 +217,11 @@ WITH counted AS (
            :client_id, :ip, :user_agent, :request_id, over.detail, :traceparent
     FROM over WHERE over.n > 0
 ), exposed AS (
-    INSERT INTO vault.reveals AS e (user_id, credential_id, client_id, last_revealed_at, reveal_count)
-    SELECT :user_id, id, client_id, :now, 1 FROM revealed WHERE CAST(:version AS int) IS NULL
+    INSERT INTO vault.reveals AS e (user_id, credential_id, client_id, last_revealed_at, reveal_count, user_full_name)
+    SELECT :user_id, id, client_id, :now, 1, :user_full_name FROM revealed WHERE CAST(:version AS int) IS NULL
     ON CONFLICT (user_id, credential_id)
-    DO UPDATE SET last_revealed_at = excluded.last_revealed_at, reveal_count = e.reveal_count + 1
+    DO UPDATE SET last_revealed_at = excluded.last_revealed_at, reveal_count = e.reveal_count + 1,
+                  user_full_name = excluded.user_full_name
 )
 SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
        r.key_generation, k.wrapped_key, k.kek_version
@@ -447,20 +449,35 @@ def _exposed(user_id: UUID, since: datetime | None) -> Any:
     return reveals.join(credentials, credentials.c.id == reveals.c.credential_id), where
 
 
+EXPOSED_COLUMNS = (
+    reveals.c.credential_id,
+    reveals.c.client_id,
+    credentials.c.label,
+    reveals.c.last_revealed_at,
+    reveals.c.reveal_count,
+)
+
+
+async def leaver_exposure(conn: AsyncConnection, user_id: UUID) -> list[Row[Any]]:
+    """Everything the user revealed that nobody changed since (the exposure report, ever, all of it) with the
+    user's name at each reveal: what becomes rotation tasks when they leave (leavers.py)."""
+    joined, where = _exposed(user_id, None)
+    query = (
+        select(*EXPOSED_COLUMNS, reveals.c.user_full_name)
+        .select_from(joined)
+        .where(*where)
+        .order_by(reveals.c.last_revealed_at.desc(), reveals.c.credential_id)
+    )
+    return cast(list[Row[Any]], list((await conn.execute(query)).all()))
+
+
 async def exposure(
     conn: AsyncConnection, user_id: UUID, since: datetime | None, limit: int, offset: int
 ) -> tuple[list[Row[Any]], int]:
     """A page of the exposure report, most recently revealed first, and the total."""
     joined, where = _exposed(user_id, since)
     query = (
-        select(
-            reveals.c.credential_id,
-            reveals.c.client_id,
-            credentials.c.label,
-            reveals.c.last_revealed_at,
-            reveals.c.reveal_count,
-            credentials.c.secret_changed_at,
-        )
+        select(*EXPOSED_COLUMNS, credentials.c.secret_changed_at)
         .select_from(joined)
         .where(*where)
         .order_by(reveals.c.last_revealed_at.desc(), reveals.c.credential_id)

@@ -17,16 +17,29 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.api import DiscardPolicy, StreamInfo
-from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DiscardPolicy, StreamInfo
+from nats.js.errors import APIError, BucketNotFoundError, NoStreamResponseError, NotFoundError
 
-from clientvault.nats_access import AUDIT_DURABLE, AUDIT_STREAM, BUCKET, KV_STREAM, PERMISSIONS, connect, inbox_prefix
+from clientvault.events import PullConsumer
+from clientvault.nats_access import (
+    AUDIT_DURABLE,
+    AUDIT_STREAM,
+    BUCKET,
+    KV_STREAM,
+    LEAVERS_DURABLE,
+    LEAVERS_SUBJECT,
+    PERMISSIONS,
+    connect,
+    inbox_prefix,
+)
 from clientvault.revocation import DenyList, Revoker
 from clientvault.settings import JetStreamSettings
 from ops.embedded import NATS_OPERATOR, nats_authorization_from_environment, nats_password_variable
 from ops.jetstream import BootstrapRefused, bootstrap
 from ops.supervisor import free_port
 from services.audit.consumer import Consumer
+from services.vault.leavers import Leavers
 from tests.deploy.compose import COMPOSE, interpolate
 from tests.deploy.files import DEPLOY, PROCESSES, tool
 
@@ -253,6 +266,54 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
     finally:
         await operator.close()
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
+
+
+async def test_the_vault_reads_auth_user_updated_events_through_its_own_consumer_and_nothing_else(
+    nats_server: tuple[int, dict[str, str]],
+) -> None:
+    """Rotation work on leave (services/vault/leavers.py): the vault creates and pulls its durable `vault-leavers`
+    with exactly the filter `audit.auth.user_updated`; the same durable on every event, or another durable, is
+    refused, so the vault's user cannot read the rest of the audit stream."""
+    await bootstrap(url(nats_server, NATS_OPERATOR), JetStreamSettings())
+    auth = await connect(url(nats_server, "auth"), allow_reconnect=False)
+    try:
+        disabled = await auth.jetstream().publish(LEAVERS_SUBJECT, b"disabled", headers={"Nats-Msg-Id": "u1"})
+        await auth.jetstream().publish("audit.auth.sign_in", b"sign-in", headers={"Nats-Msg-Id": "s1"})
+    finally:
+        await auth.close()
+    leavers = Leavers(db=None, nats_url=url(nats_server, "vault"), keys=None, sink=None)  # type: ignore[arg-type]
+    everything = PullConsumer(
+        url(nats_server, "vault"), name="t", durable="vault-everything", subject="audit.>", config=ConsumerConfig()
+    )
+    widened = PullConsumer(
+        url(nats_server, "vault"), name="t", durable=LEAVERS_DURABLE, subject="audit.>", config=ConsumerConfig()
+    )
+    try:
+        # Made after the two were published (it starts at new events): a third one is what it gets.
+        assert await leavers._pull.fetch(10, 0.5) == []
+        auth = await connect(url(nats_server, "auth"), allow_reconnect=False)
+        try:
+            await auth.jetstream().publish(LEAVERS_SUBJECT, b"disabled again", headers={"Nats-Msg-Id": "u2"})
+        finally:
+            await auth.close()
+        (msg,) = await leavers._pull.fetch(10, 5)
+        assert (msg.subject, msg.data, msg.metadata.sequence.stream > disabled.seq) == (
+            LEAVERS_SUBJECT,
+            b"disabled again",
+            True,
+        )
+        await msg.ack_sync()
+        operator = await nats.connect(url(nats_server, NATS_OPERATOR))
+        try:  # gone (an operator's clean-up): the vault may make it again only as it was
+            await operator.jetstream().delete_consumer(AUDIT_STREAM, LEAVERS_DURABLE)
+        finally:
+            await operator.close()
+        for refused in (everything, widened):
+            with pytest.raises((TimeoutError, NatsTimeoutError, NotFoundError, APIError)):
+                await refused.fetch(10, 1)
+    finally:
+        for consumer in (leavers._pull, everything, widened):
+            await consumer.reset()
 
 
 DAY_S = 86_400

@@ -5,9 +5,9 @@ import uuid
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from clientvault.events import Malformed, decode
 from clientvault.v1 import events_pb2
 from services.audit.chain import Entry
-from services.audit.consumer import Malformed, decode
 
 
 def an_event() -> events_pb2.AuditEvent:

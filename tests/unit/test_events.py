@@ -9,9 +9,9 @@ import pytest
 from clientvault import ed25519, events
 from clientvault.convert import enum_name
 from clientvault.errors import Misconfigured
+from clientvault.events import decode
 from clientvault.v1 import events_pb2
 from services.audit.chain import Entry
-from services.audit.consumer import decode
 from services.vault.store import outbox
 from tests.unit.test_audit_chain import ENTRY
 
