@@ -49,6 +49,8 @@ for producer in vault auth audit; do
   public_keys="$public_keys${public_keys:+,}$(printf %s "$event_key" | $clientvault public-key --producer "$producer")"
 done
 put event_public_keys "$public_keys"
+# The vault's rotation-tasks identity (issued by the migration with it; the vault signs in with it).
+put rotation_tasks_password "$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
 
 # The containers' user (10001) reads them through read-only bind mounts; the directory (0700) keeps everyone else
 # on this host out.

@@ -223,12 +223,21 @@ def test_each_producer_holds_only_its_own_event_signing_key_and_the_audit_servic
     written: Path,
 ) -> None:
     assert holders("CLIENTVAULT_EVENT_SIGNING_KEY") == {p: f"{p}_event_signing_key" for p in PRODUCERS}
-    assert holders("CLIENTVAULT_EVENT_PUBLIC_KEYS") == {"audit": "event_public_keys"}
+    # The vault too: it acts on auth's "user disabled" events only when auth's key signed them.
+    assert holders("CLIENTVAULT_EVENT_PUBLIC_KEYS") == {"audit": "event_public_keys", "vault": "event_public_keys"}
     public_halves = [
         f"{p}:{ed25519.encode_public(ed25519.private_key(secret(written, f'{p}_event_signing_key'), p).public_key())}"
         for p in PRODUCERS
     ]
     assert secret(written, "event_public_keys") == ",".join(public_halves)
+
+
+def test_only_the_migration_and_the_vault_hold_the_rotation_tasks_password(written: Path) -> None:
+    assert holders("CLIENTVAULT_ROTATION_TASKS_PASSWORD") == {
+        "migrate": "rotation_tasks_password",
+        "vault": "rotation_tasks_password",
+    }
+    assert len(secret(written, "rotation_tasks_password")) >= 32
 
 
 def test_the_gateway_holds_the_context_key_and_each_service_only_its_own_derived_key(written: Path) -> None:

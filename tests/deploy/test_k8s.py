@@ -36,6 +36,8 @@ SECRETS = {
     # The checkpoint key, for the audit checkpoint CronJob only, and its public half for verifying
     "clientvault-audit-checkpoint": {"key", "public-keys"},
     "clientvault-mfa": {"mfa-key"},
+    # The vault's rotation-tasks identity's password: the migration issues the account, the vault signs in with it
+    "clientvault-rotation-tasks": {"password"},
     # The gateway's request-context key, and each service's own key derived from it
     "clientvault-context": {f"{process}-key" for process in PROCESSES},
     "clientvault-vault-keys": {
@@ -281,7 +283,13 @@ def test_who_holds_which_secret() -> None:
     # Each audit producer signs its events with its own key (the vault, auth, the audit service its reads); the audit
     # service and the checkpoint job trust the public keys; only the checkpoint job signs checkpoints.
     assert readers["CLIENTVAULT_EVENT_SIGNING_KEY"] == {"vault": "vault", "auth": "auth", "audit": "audit"}
-    assert readers["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == {"audit": "public-keys", "audit-checkpoint": "public-keys"}
+    # The vault too: it acts on auth's "user disabled" events only when auth's key signed them.
+    assert readers["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == {
+        "audit": "public-keys",
+        "audit-checkpoint": "public-keys",
+        "vault": "public-keys",
+    }
+    assert readers["CLIENTVAULT_ROTATION_TASKS_PASSWORD"] == {"vault": "password", "migrate": "password"}
     assert readers["CLIENTVAULT_AUDIT_CHECKPOINT_KEY"] == {"audit-checkpoint": "key"}
     for variable in ("CLIENTVAULT_KEKS", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_TRANSIT_TOKEN"):
         assert set(readers[variable]) == {"vault", "vault-rotate-key"}

@@ -399,15 +399,19 @@ class World:
         if fresh is Fresh.TARGET:
             user_id = await me(self.api, await self.api.session())
         if fresh in (Fresh.ENROLLING, Fresh.ENROLLED):
-            session = await self.api.session(session.account.role)
-            started = await self.api.raw.post("/users/me/mfa/totp", headers=session.headers)
+            # A service identity may not enrol (its calls are refused by role): a person's account enrols, and the
+            # identity's own session sends the call.
+            person = session.account.role not in policy.SERVICE_ROLES
+            enrolling = await self.api.session(session.account.role if person else STAND_IN.value)
+            session = enrolling if person else session
+            started = await self.api.raw.post("/users/me/mfa/totp", headers=enrolling.headers)
             seed = started.json()["secret"]
         if fresh is Fresh.ENROLLED:
             confirm = {"code": pyotp.TOTP(seed).now()}
             assert (
-                await self.api.raw.post("/users/me/mfa/totp/confirm", headers=session.headers, json=confirm)
+                await self.api.raw.post("/users/me/mfa/totp/confirm", headers=enrolling.headers, json=confirm)
             ).is_success
-            account = session.account
+            account = enrolling.account
             signed = await self.api.raw.post(
                 "/auth/sign-in",
                 json={"email": account.email, "password": account.password},
