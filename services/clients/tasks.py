@@ -1,7 +1,7 @@
 """Tasks of a client: the rules. A task is always addressed under its client; under any other it does
 not exist. An archived client is read-only: its tasks can be listed but not created, changed or deleted."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, get_args
@@ -10,9 +10,10 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import fields
+from clientvault import fields, idempotency
 from clientvault.db import Database
 from clientvault.errors import Invalid, NotFound
+from clientvault.idempotency import Once, Replay
 from clientvault.ids import canonical_id, new_id
 from clientvault.tokens import Caller
 from services.clients import rules, store
@@ -38,6 +39,7 @@ class Task:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    revision: int  # the ETag; +1 on every change
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Task":
@@ -99,13 +101,26 @@ def _completion(
 
 
 async def create_task(
-    db: Database, caller: Caller, client_id: UUID, values: dict[str, Any], user_exists: UserExists
-) -> Task:
+    db: Database,
+    caller: Caller,
+    client_id: UUID,
+    values: dict[str, Any],
+    user_exists: UserExists,
+    once: Once | None = None,
+) -> Task | Replay:
+    """The new task; with `once` (an idempotency key), the first reply again when the key was used already (even
+    if the client was archived since)."""
+    now = datetime.now(UTC)
+    if once is not None:
+        async with db.read() as conn:
+            if replay := await idempotency.stored(conn, store.idempotency_keys, once, now):
+                return replay
     checked = await validate({"status": "todo", "priority": "medium", **values}, user_exists)
     if "title" not in checked:
         raise Invalid("title is required", "title")
-    now = datetime.now(UTC)
     async with db.begin() as conn:
+        if once is not None and (replay := await idempotency.claim(conn, store.idempotency_keys, once, now)):
+            return replay
         await _writable_client(conn, client_id)
         row = await store.insert_task(
             conn,
@@ -117,12 +132,30 @@ async def create_task(
             completed_at=_completion(None, checked["status"], None, now),
             **checked,
         )
+        task = Task.from_row(row)
+        if once is not None:
+            await idempotency.remember(conn, store.idempotency_keys, once, task)
+    return task
+
+
+async def get_task(db: Database, client_id: UUID, task_id: UUID) -> Task:
+    async with db.read() as conn:
+        row = await store.get_task(conn, client_id, task_id)
+    if row is None:
+        raise NotFound("task not found")
     return Task.from_row(row)
 
 
 async def update_task(
-    db: Database, client_id: UUID, task_id: UUID, changes: dict[str, Any], user_exists: UserExists
+    db: Database,
+    client_id: UUID,
+    task_id: UUID,
+    changes: dict[str, Any],
+    user_exists: UserExists,
+    if_revision: Collection[int] = (),
 ) -> Task:
+    """Changes the task; with `if_revision` (If-Match) only while it is at one of those revisions, else
+    PreconditionFailed."""
     checked = await validate(changes, user_exists)
     now = datetime.now(UTC)
     async with db.begin() as conn:
@@ -130,10 +163,15 @@ async def update_task(
         if row is None:
             raise NotFound("task not found")
         await _writable_client(conn, client_id)
+        rules.unchanged(row, if_revision, "task")
         if checked:
             status = checked.get("status", row.status)
             completed_at = _completion(row.status, status, row.completed_at, now)
-            row = await store.update_task(conn, task_id, updated_at=now, completed_at=completed_at, **checked)
+            row = await store.update_task(
+                conn, task_id, if_revision=if_revision, updated_at=now, completed_at=completed_at, **checked
+            )
+            if row is None:
+                raise rules.changed("task")
     return Task.from_row(row)
 
 
