@@ -9,7 +9,7 @@ an If-Match of nothing else answers 412.
 
 import re
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Response
 
@@ -40,6 +40,18 @@ IdempotencyKey = Annotated[
         "Keys are yours alone: another user's equal key is another key.",
     ),
 ]
+
+
+ETAG_HEADER = {
+    "description": 'The revision as a strong entity tag, e.g. `"3"`: send it as `If-Match` to edit safely.',
+    "required": True,
+    "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
+}
+
+
+def with_etag(status: int) -> dict[str, Any]:
+    """`openapi_extra` of a route whose `status` answer carries an ETag."""
+    return {"responses": {str(status): {"headers": {"ETag": ETAG_HEADER}}}}
 
 
 def etag(revision: int) -> str:

@@ -9,7 +9,7 @@ from clientvault import fields
 from clientvault.v1 import clients_pb2 as pb
 from clientvault.v1 import vault_pb2
 from gateway.calls import Call, operation
-from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged
+from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged, with_etag
 from gateway.schemas import (
     ClientId,
     ClientIn,
@@ -45,7 +45,7 @@ async def list_clients(
     return ClientPage.of(await call.clients.ListClients(request), ClientOut.from_proto)
 
 
-@operation(router.post, "", "Clients/CreateClient", status_code=201, errors=(422,))
+@operation(router.post, "", "Clients/CreateClient", status_code=201, errors=(422,), openapi_extra=with_etag(201))
 async def create_client(
     body: ClientIn, call: Call, response: Response, idempotency_key: IdempotencyKey = None
 ) -> ClientOut:
@@ -58,7 +58,7 @@ async def create_client(
     return _tagged(response, await call.clients.CreateClient(request))
 
 
-@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,))
+@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,), openapi_extra=with_etag(200))
 async def get_client(client_id: ClientId, call: Call, response: Response) -> ClientOut:
     """A client, archived or not.
 
@@ -66,7 +66,9 @@ async def get_client(client_id: ClientId, call: Call, response: Response) -> Cli
     return _tagged(response, await call.clients.GetClient(pb.GetClientRequest(client_id=client_id)))
 
 
-@operation(router.patch, "/{clientId}", "Clients/UpdateClient", errors=(404, 409, 412, 422))
+@operation(
+    router.patch, "/{clientId}", "Clients/UpdateClient", errors=(404, 409, 412, 422), openapi_extra=with_etag(200)
+)
 async def update_client(
     client_id: ClientId, body: ClientPatch, call: Call, response: Response, if_match_header: IfMatch = None
 ) -> ClientOut:

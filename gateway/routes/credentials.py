@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
 from gateway.calls import Call, operation
-from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged
+from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged, with_etag
 from gateway.schemas import (
     ClientId,
     CreatedOut,
@@ -44,7 +44,14 @@ async def list_credentials(
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
-@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 410, 413, 422))
+@operation(
+    router.post,
+    "",
+    "Vault/CreateCredential",
+    status_code=201,
+    errors=(404, 409, 410, 413, 422),
+    openapi_extra=with_etag(201),
+)
 async def create_credential(
     client_id: ClientId, body: CredentialIn, call: Call, response: Response, idempotency_key: IdempotencyKey = None
 ) -> CreatedOut:
@@ -85,7 +92,9 @@ def revealed(found: pb.RevealedCredential) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@operation(router.get, "/{credentialId}/metadata", "Vault/GetCredential", errors=(404, 410))
+@operation(
+    router.get, "/{credentialId}/metadata", "Vault/GetCredential", errors=(404, 410), openapi_extra=with_etag(200)
+)
 async def get_credential(
     client_id: ClientId, credential_id: CredentialId, call: Call, response: Response
 ) -> CredentialOut:
@@ -98,7 +107,13 @@ async def get_credential(
     return CredentialOut.from_proto(found)
 
 
-@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 410, 412, 413, 422))
+@operation(
+    router.patch,
+    "/{credentialId}",
+    "Vault/UpdateCredential",
+    errors=(404, 410, 412, 413, 422),
+    openapi_extra=with_etag(200),
+)
 async def update_credential(
     client_id: ClientId,
     credential_id: CredentialId,

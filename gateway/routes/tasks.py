@@ -5,7 +5,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from clientvault.v1 import clients_pb2 as pb
 from gateway.calls import Call, operation
-from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged
+from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged, with_etag
 from gateway.routes.clients import PageNumber, PageSize
 from gateway.schemas import ClientId, TaskId, TaskIn, TaskOut, TaskPage, TaskPatch, TaskStatus, number, to_fields
 from gateway.strict_json import StrictJsonRoute
@@ -23,7 +23,7 @@ async def list_tasks(
     return TaskPage.of(await call.clients.ListTasks(request), TaskOut.from_proto)
 
 
-@operation(router.post, "", "Clients/CreateTask", status_code=201, errors=(404, 409, 422))
+@operation(router.post, "", "Clients/CreateTask", status_code=201, errors=(404, 409, 422), openapi_extra=with_etag(201))
 async def create_task(
     client_id: ClientId, body: TaskIn, call: Call, response: Response, idempotency_key: IdempotencyKey = None
 ) -> TaskOut:
@@ -37,7 +37,7 @@ async def create_task(
     return _tagged(response, await call.clients.CreateTask(request))
 
 
-@operation(router.get, "/{taskId}", "Clients/GetTask", errors=(404,))
+@operation(router.get, "/{taskId}", "Clients/GetTask", errors=(404,), openapi_extra=with_etag(200))
 async def get_task(client_id: ClientId, task_id: TaskId, call: Call, response: Response) -> TaskOut:
     """A task of the client.
 
@@ -45,7 +45,7 @@ async def get_task(client_id: ClientId, task_id: TaskId, call: Call, response: R
     return _tagged(response, await call.clients.GetTask(pb.GetTaskRequest(client_id=client_id, task_id=task_id)))
 
 
-@operation(router.patch, "/{taskId}", "Clients/UpdateTask", errors=(404, 409, 412, 422))
+@operation(router.patch, "/{taskId}", "Clients/UpdateTask", errors=(404, 409, 412, 422), openapi_extra=with_etag(200))
 async def update_task(
     client_id: ClientId,
     task_id: TaskId,

@@ -10,10 +10,16 @@ from gateway.schemas import GeneratedPasswordOut, GeneratePasswordIn
 from gateway.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/tools", tags=["tools"], route_class=StrictJsonRoute)
+NOT_CACHED = {"required": True, "schema": {"type": "string", "const": "no-store"}}
 
 
 @operation(
-    router.post, "/generate-password", "Vault/GeneratePassword", response_model=GeneratedPasswordOut, errors=(422,)
+    router.post,
+    "/generate-password",
+    "Vault/GeneratePassword",
+    response_model=GeneratedPasswordOut,
+    errors=(422,),
+    openapi_extra={"responses": {"200": {"headers": {"Cache-Control": NOT_CACHED}}}},
 )
 async def generate_password(body: GeneratePasswordIn, call: Call) -> JSONResponse:
     """Generate a password or a passphrase.
