@@ -132,12 +132,15 @@ def _named(field: str | None) -> str:
 
 
 def _field(error: dict[str, Any]) -> str:
-    """'pageSize' for a query parameter, 'email' for a body field, 'body' for the body as a whole. The wire
-    models are flat, so what pydantic puts after the name is the inside of a type (a union member such as
-    `literal['low','medium','high']`, `function-after[...]`), which means nothing to a caller."""
+    """'pageSize' for a query parameter, 'email' for a body field, 'idempotencyKey' for a header, 'body' for the
+    body as a whole. The wire models are flat, so what pydantic puts after the name is the inside of a type (a
+    union member such as `literal['low','medium','high']`, `function-after[...]`), which means nothing to a
+    caller."""
     if error["type"] == "json_invalid":
         return "body"
     location = error["loc"]
+    if location[0] == "header" and len(location) > 1:  # Idempotency-Key -> idempotencyKey, as the services name it
+        return to_camel(str(location[1]).lower().replace("-", "_"))
     return str(location[1] if len(location) > 1 else location[0])
 
 

@@ -371,4 +371,4 @@ async def test_a_malformed_key_is_422(api: Api, sessions: dict[str, Session], ke
     r = await api.raw.post("/clients", headers=[*headers, (b"Idempotency-Key", key.encode())], json={"name": "K"})
 
     assert r.status_code == 422, r.text
-    assert r.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert r.json()["errors"][0]["field"] == "idempotencyKey"  # as the service names it when it refuses a key
