@@ -22,6 +22,11 @@ class AlreadyExists(DomainError): ...
 class Conflict(DomainError): ...
 
 
+class PreconditionFailed(Conflict):
+    """An edit made on a condition (`If-Match`: the revision the caller last read) that no longer holds: 412,
+    not 409. On gRPC a FAILED_PRECONDITION with the trailer `precondition-failed: true` (clientvault/rpc.py)."""
+
+
 class Forbidden(DomainError): ...
 
 

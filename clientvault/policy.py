@@ -70,6 +70,7 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/CreateTask": ANYONE | {Role.ROTATION_TASKS},
         "Clients/UpdateTask": ANYONE,  # PATCH /clients/{clientId}/tasks/{taskId}
         "Clients/DeleteTask": STAFF,  # DELETE /clients/{clientId}/tasks/{taskId}
+        "Clients/GetTask": ANYONE,  # GET /clients/{clientId}/tasks/{taskId}
         # vault
         "Vault/ListCredentials": ANYONE,  # GET /clients/{clientId}/credentials
         "Vault/CreateCredential": ANYONE,  # POST /clients/{clientId}/credentials
@@ -83,6 +84,8 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Vault/RestoreCredentialVersion": STAFF,  # POST .../credentials/{credentialId}/versions/{version}/restore
         "Vault/GetExposureReport": ADMIN,  # GET /reports/exposure
         "Vault/ShredClient": ADMIN,  # POST /clients/{clientId}/shred
+        "Vault/GetCredential": ANYONE,  # GET /clients/{clientId}/credentials/{credentialId}/metadata
+        "Vault/GeneratePassword": ANYONE,  # POST /tools/generate-password
         # audit
         "Audit/ListEvents": ADMIN,  # GET /audit-logs
     }

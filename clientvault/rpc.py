@@ -41,6 +41,7 @@ STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.DataLoss: grpc.StatusCode.DATA_LOSS,
 }
 GONE_TRAILER = "gone"  # NOT_FOUND of something destroyed for good (errors.Gone): HTTP 410
+PRECONDITION_TRAILER = "precondition-failed"  # FAILED_PRECONDITION of an If-Match (errors.PreconditionFailed): 412
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # A service's own calls to another carry the caller's token and (as a claim, for the logs) the request id;
 # only the gateway can vouch for a client IP or user agent (clientvault/attestation.py).
@@ -192,6 +193,8 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 trailers = (("invalid-field", refusal.field),)
             elif isinstance(refusal, errors.Gone):
                 trailers = ((GONE_TRAILER, "true"),)
+            elif isinstance(refusal, errors.PreconditionFailed):
+                trailers = ((PRECONDITION_TRAILER, "true"),)
             await context.abort(code, str(refusal), trailing_metadata=trailers)
 
         return grpc.unary_unary_rpc_method_handler(

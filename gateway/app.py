@@ -18,7 +18,7 @@ from clientvault.verification import verifier_for
 from gateway import errors, openapi
 from gateway.calls import Methods, Services
 from gateway.middleware import RequestContext
-from gateway.routes import audit, auth, clients, credentials, reports, tasks, users
+from gateway.routes import audit, auth, clients, credentials, reports, tasks, tools, users
 from gateway.schemas import ServicesOut, StatusOut
 
 log = get_logger(__name__)
@@ -78,15 +78,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    for routes in (auth, users, clients, tasks, credentials, reports, audit):
+    for routes in (auth, users, clients, tasks, credentials, reports, audit, tools):
         app.include_router(routes.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "If-Match", "Idempotency-Key"],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag"],
         )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     tracing.instrument_app(app)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from clientvault import errors
 from clientvault.logging import get_logger
-from clientvault.rpc import GONE_TRAILER
+from clientvault.rpc import GONE_TRAILER, PRECONDITION_TRAILER
 from gateway.strict_json import DUPLICATE_KEY
 
 log = get_logger(__name__)
@@ -32,6 +32,7 @@ HTTP = {
 }
 DOMAIN = {
     errors.Gone: 410,  # before NotFound, its base
+    errors.PreconditionFailed: 412,  # before Conflict, its base
     errors.NotFound: 404,
     errors.AlreadyExists: 409,
     errors.Conflict: 409,
@@ -88,6 +89,8 @@ async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
     status = HTTP.get(error.code(), 500)
     if status == 404 and trailers.get(GONE_TRAILER) == "true":
         status = 410  # destroyed for good (errors.Gone)
+    if status == 409 and trailers.get(PRECONDITION_TRAILER) == "true":
+        status = 412  # an If-Match that no longer holds (errors.PreconditionFailed)
     if status == 429 and "retry-after" not in trailers:
         status = 503  # not a limit of ours (those say when to retry): a service at its concurrency bound
     if status >= 500:
@@ -129,12 +132,15 @@ def _named(field: str | None) -> str:
 
 
 def _field(error: dict[str, Any]) -> str:
-    """'pageSize' for a query parameter, 'email' for a body field, 'body' for the body as a whole. The wire
-    models are flat, so what pydantic puts after the name is the inside of a type (a union member such as
-    `literal['low','medium','high']`, `function-after[...]`), which means nothing to a caller."""
+    """'pageSize' for a query parameter, 'email' for a body field, 'idempotencyKey' for a header, 'body' for the
+    body as a whole. The wire models are flat, so what pydantic puts after the name is the inside of a type (a
+    union member such as `literal['low','medium','high']`, `function-after[...]`), which means nothing to a
+    caller."""
     if error["type"] == "json_invalid":
         return "body"
     location = error["loc"]
+    if location[0] == "header" and len(location) > 1:  # Idempotency-Key -> idempotencyKey, as the services name it
+        return to_camel(str(location[1]).lower().replace("-", "_"))
     return str(location[1] if len(location) > 1 else location[0])
 
 

@@ -726,3 +726,26 @@ class MfaOffIn(WireModel):
 
 class UserPage(Page[AccountOut]):
     """A page of users."""
+
+
+class GeneratePasswordIn(WireModel):
+    """Characters (`length`, `symbols`) or a passphrase (`words`), not both; all optional."""
+
+    length: Annotated[int, Field(ge=8, le=128, description="Characters, 8 to 128 (default 20).")] | NotNull = None
+    symbols: Annotated[bool, Field(description="Punctuation too (default true).")] | NotNull = None
+    words: Annotated[int, Field(ge=3, le=12, description="A passphrase of this many words, 3 to 12.")] | NotNull = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "GeneratePasswordIn":
+        if self.words is not None and (self.length is not None or self.symbols is not None):
+            raise ValueError("words makes a passphrase: give it alone, without length or symbols")
+        return self
+
+
+class GeneratedPasswordOut(WireModel):
+    password: str
+    entropy_bits: float = Field(description="Of how it was drawn (alphabet or word list, and length).")
+
+    @classmethod
+    def from_proto(cls, message: vault_pb2.GeneratePasswordResponse) -> Self:
+        return cls(password=message.password, entropy_bits=message.entropy_bits)

@@ -62,6 +62,10 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("POST", "/users/{userId}/reset-password"): ("Auth/ResetPassword", ADMIN),
     ("DELETE", "/users/{userId}/sessions"): ("Auth/RevokeUserSessions", ADMIN),
     ("DELETE", "/users/{userId}/mfa"): ("Auth/ResetMfa", ADMIN),
+    # Everyday credential tools (issue 18): ETags to read, and the password generator.
+    ("GET", "/clients/{clientId}/tasks/{taskId}"): ("Clients/GetTask", ANYONE),
+    ("GET", "/clients/{clientId}/credentials/{credentialId}/metadata"): ("Vault/GetCredential", ANYONE),
+    ("POST", "/tools/generate-password"): ("Vault/GeneratePassword", ANYONE),
 }
 
 # Routes whose query parameter switches them to another operation of the table (which the service checks

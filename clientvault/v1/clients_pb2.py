@@ -26,57 +26,59 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lientvault/v1/clients.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x03\n\x06\x43lient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x07\x63ompany\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05phone\x18\x05 \x01(\tH\x02\x88\x01\x01\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.clientvault.v1.ClientStatus\x12\x12\n\x05notes\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x15\n\rowner_user_id\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0b\x61rchived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x04\x88\x01\x01\x42\n\n\x08_companyB\x08\n\x06_emailB\x08\n\x06_phoneB\x08\n\x06_notesB\x0e\n\x0c_archived_at\"\xc6\x01\n\x0c\x43lientFields\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x07\x63ompany\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05phone\x18\x04 \x01(\tH\x02\x88\x01\x01\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.clientvault.v1.ClientStatus\x12\x12\n\x05notes\x18\x06 \x01(\tH\x03\x88\x01\x01\x42\n\n\x08_companyB\x08\n\x06_emailB\x08\n\x06_phoneB\x08\n\x06_notes\"n\n\x12ListClientsRequest\x12\t\n\x01q\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.clientvault.v1.ClientStatus\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"l\n\x13ListClientsResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.clientvault.v1.Client\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"C\n\x13\x43reateClientRequest\x12,\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1c.clientvault.v1.ClientFields\"%\n\x10GetClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\" \n\x11GetClientsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"=\n\x12GetClientsResponse\x12\'\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x16.clientvault.v1.Client\"\x87\x01\n\x13UpdateClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12,\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1c.clientvault.v1.ClientFields\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\")\n\x14\x41rchiveClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"\x17\n\x15\x41rchiveClientResponse\"\xd6\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x00\x88\x01\x01\x12*\n\x06status\x18\x05 \x01(\x0e\x32\x1a.clientvault.v1.TaskStatus\x12.\n\x08priority\x18\x06 \x01(\x0e\x32\x1c.clientvault.v1.TaskPriority\x12\x15\n\x08\x64ue_date\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x61ssignee_user_id\x18\x08 \x01(\tH\x02\x88\x01\x01\x12\x1a\n\x12\x63reated_by_user_id\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0c\x63ompleted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x03\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x0b\n\t_due_dateB\x13\n\x11_assignee_user_idB\x0f\n\r_completed_at\"\xf9\x01\n\nTaskFields\x12\r\n\x05title\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.clientvault.v1.TaskStatus\x12.\n\x08priority\x18\x04 \x01(\x0e\x32\x1c.clientvault.v1.TaskPriority\x12\x15\n\x08\x64ue_date\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x61ssignee_user_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x0b\n\t_due_dateB\x13\n\x11_assignee_user_id\"r\n\x10ListTasksRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.clientvault.v1.TaskStatus\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"h\n\x11ListTasksResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.clientvault.v1.Task\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"}\n\x11\x43reateTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12(\n\x04task\x18\x02 \x01(\x0b\x32\x1a.clientvault.v1.TaskFields\x12\x12\n\norigin_key\x18\x03 \x01(\t\x12\x17\n\x0f\x61ssign_to_owner\x18\x04 \x01(\x08\"\x92\x01\n\x11UpdateTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12(\n\x04task\x18\x03 \x01(\x0b\x32\x1a.clientvault.v1.TaskFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"7\n\x11\x44\x65leteTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteTaskResponse*\x97\x01\n\x0c\x43lientStatus\x12\x1d\n\x19\x43LIENT_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43LIENT_STATUS_LEAD\x10\x01\x12\x18\n\x14\x43LIENT_STATUS_ACTIVE\x10\x02\x12\x1a\n\x16\x43LIENT_STATUS_INACTIVE\x10\x03\x12\x1a\n\x16\x43LIENT_STATUS_ARCHIVED\x10\x04*r\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_STATUS_TODO\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x14\n\x10TASK_STATUS_DONE\x10\x03*v\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x32\xaa\x06\n\x07\x43lients\x12V\n\x0bListClients\x12\".clientvault.v1.ListClientsRequest\x1a#.clientvault.v1.ListClientsResponse\x12K\n\x0c\x43reateClient\x12#.clientvault.v1.CreateClientRequest\x1a\x16.clientvault.v1.Client\x12\x45\n\tGetClient\x12 .clientvault.v1.GetClientRequest\x1a\x16.clientvault.v1.Client\x12S\n\nGetClients\x12!.clientvault.v1.GetClientsRequest\x1a\".clientvault.v1.GetClientsResponse\x12K\n\x0cUpdateClient\x12#.clientvault.v1.UpdateClientRequest\x1a\x16.clientvault.v1.Client\x12\\\n\rArchiveClient\x12$.clientvault.v1.ArchiveClientRequest\x1a%.clientvault.v1.ArchiveClientResponse\x12P\n\tListTasks\x12 .clientvault.v1.ListTasksRequest\x1a!.clientvault.v1.ListTasksResponse\x12\x45\n\nCreateTask\x12!.clientvault.v1.CreateTaskRequest\x1a\x14.clientvault.v1.Task\x12\x45\n\nUpdateTask\x12!.clientvault.v1.UpdateTaskRequest\x1a\x14.clientvault.v1.Task\x12S\n\nDeleteTask\x12!.clientvault.v1.DeleteTaskRequest\x1a\".clientvault.v1.DeleteTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lientvault/v1/clients.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x03\n\x06\x43lient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x07\x63ompany\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05phone\x18\x05 \x01(\tH\x02\x88\x01\x01\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.clientvault.v1.ClientStatus\x12\x12\n\x05notes\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x15\n\rowner_user_id\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0b\x61rchived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x04\x88\x01\x01\x12\x10\n\x08revision\x18\x0c \x01(\x03\x42\n\n\x08_companyB\x08\n\x06_emailB\x08\n\x06_phoneB\x08\n\x06_notesB\x0e\n\x0c_archived_at\"\xc6\x01\n\x0c\x43lientFields\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x07\x63ompany\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x12\n\x05phone\x18\x04 \x01(\tH\x02\x88\x01\x01\x12,\n\x06status\x18\x05 \x01(\x0e\x32\x1c.clientvault.v1.ClientStatus\x12\x12\n\x05notes\x18\x06 \x01(\tH\x03\x88\x01\x01\x42\n\n\x08_companyB\x08\n\x06_emailB\x08\n\x06_phoneB\x08\n\x06_notes\"n\n\x12ListClientsRequest\x12\t\n\x01q\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.clientvault.v1.ClientStatus\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"l\n\x13ListClientsResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.clientvault.v1.Client\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"\\\n\x13\x43reateClientRequest\x12,\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x1c.clientvault.v1.ClientFields\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"%\n\x10GetClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\" \n\x11GetClientsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"=\n\x12GetClientsResponse\x12\'\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x16.clientvault.v1.Client\"\xa3\x01\n\x13UpdateClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12,\n\x06\x63lient\x18\x02 \x01(\x0b\x32\x1c.clientvault.v1.ClientFields\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1a\n\x12if_match_revisions\x18\x04 \x03(\x03\")\n\x14\x41rchiveClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"\x17\n\x15\x41rchiveClientResponse\"\xe8\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x00\x88\x01\x01\x12*\n\x06status\x18\x05 \x01(\x0e\x32\x1a.clientvault.v1.TaskStatus\x12.\n\x08priority\x18\x06 \x01(\x0e\x32\x1c.clientvault.v1.TaskPriority\x12\x15\n\x08\x64ue_date\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x61ssignee_user_id\x18\x08 \x01(\tH\x02\x88\x01\x01\x12\x1a\n\x12\x63reated_by_user_id\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0c\x63ompleted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x03\x88\x01\x01\x12\x10\n\x08revision\x18\r \x01(\x03\x42\x0e\n\x0c_descriptionB\x0b\n\t_due_dateB\x13\n\x11_assignee_user_idB\x0f\n\r_completed_at\"\xf9\x01\n\nTaskFields\x12\r\n\x05title\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.clientvault.v1.TaskStatus\x12.\n\x08priority\x18\x04 \x01(\x0e\x32\x1c.clientvault.v1.TaskPriority\x12\x15\n\x08\x64ue_date\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x61ssignee_user_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_descriptionB\x0b\n\t_due_dateB\x13\n\x11_assignee_user_id\"r\n\x10ListTasksRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.clientvault.v1.TaskStatus\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"h\n\x11ListTasksResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.clientvault.v1.Task\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"\x96\x01\n\x11\x43reateTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12(\n\x04task\x18\x02 \x01(\x0b\x32\x1a.clientvault.v1.TaskFields\x12\x12\n\norigin_key\x18\x03 \x01(\t\x12\x17\n\x0f\x61ssign_to_owner\x18\x04 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"\xae\x01\n\x11UpdateTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12(\n\x04task\x18\x03 \x01(\x0b\x32\x1a.clientvault.v1.TaskFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1a\n\x12if_match_revisions\x18\x05 \x03(\x03\"7\n\x11\x44\x65leteTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteTaskResponse\"4\n\x0eGetTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t*\x97\x01\n\x0c\x43lientStatus\x12\x1d\n\x19\x43LIENT_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43LIENT_STATUS_LEAD\x10\x01\x12\x18\n\x14\x43LIENT_STATUS_ACTIVE\x10\x02\x12\x1a\n\x16\x43LIENT_STATUS_INACTIVE\x10\x03\x12\x1a\n\x16\x43LIENT_STATUS_ARCHIVED\x10\x04*r\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_STATUS_TODO\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x14\n\x10TASK_STATUS_DONE\x10\x03*v\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x32\xeb\x06\n\x07\x43lients\x12V\n\x0bListClients\x12\".clientvault.v1.ListClientsRequest\x1a#.clientvault.v1.ListClientsResponse\x12K\n\x0c\x43reateClient\x12#.clientvault.v1.CreateClientRequest\x1a\x16.clientvault.v1.Client\x12\x45\n\tGetClient\x12 .clientvault.v1.GetClientRequest\x1a\x16.clientvault.v1.Client\x12S\n\nGetClients\x12!.clientvault.v1.GetClientsRequest\x1a\".clientvault.v1.GetClientsResponse\x12K\n\x0cUpdateClient\x12#.clientvault.v1.UpdateClientRequest\x1a\x16.clientvault.v1.Client\x12\\\n\rArchiveClient\x12$.clientvault.v1.ArchiveClientRequest\x1a%.clientvault.v1.ArchiveClientResponse\x12P\n\tListTasks\x12 .clientvault.v1.ListTasksRequest\x1a!.clientvault.v1.ListTasksResponse\x12\x45\n\nCreateTask\x12!.clientvault.v1.CreateTaskRequest\x1a\x14.clientvault.v1.Task\x12\x45\n\nUpdateTask\x12!.clientvault.v1.UpdateTaskRequest\x1a\x14.clientvault.v1.Task\x12S\n\nDeleteTask\x12!.clientvault.v1.DeleteTaskRequest\x1a\".clientvault.v1.DeleteTaskResponse\x12?\n\x07GetTask\x12\x1e.clientvault.v1.GetTaskRequest\x1a\x14.clientvault.v1.Taskb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clientvault.v1.clients_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLIENTSTATUS']._serialized_start=2648
-  _globals['_CLIENTSTATUS']._serialized_end=2799
-  _globals['_TASKSTATUS']._serialized_start=2801
-  _globals['_TASKSTATUS']._serialized_end=2915
-  _globals['_TASKPRIORITY']._serialized_start=2917
-  _globals['_TASKPRIORITY']._serialized_end=3035
+  _globals['_CLIENTSTATUS']._serialized_start=2845
+  _globals['_CLIENTSTATUS']._serialized_end=2996
+  _globals['_TASKSTATUS']._serialized_start=2998
+  _globals['_TASKSTATUS']._serialized_end=3112
+  _globals['_TASKPRIORITY']._serialized_start=3114
+  _globals['_TASKPRIORITY']._serialized_end=3232
   _globals['_CLIENT']._serialized_start=116
-  _globals['_CLIENT']._serialized_end=509
-  _globals['_CLIENTFIELDS']._serialized_start=512
-  _globals['_CLIENTFIELDS']._serialized_end=710
-  _globals['_LISTCLIENTSREQUEST']._serialized_start=712
-  _globals['_LISTCLIENTSREQUEST']._serialized_end=822
-  _globals['_LISTCLIENTSRESPONSE']._serialized_start=824
-  _globals['_LISTCLIENTSRESPONSE']._serialized_end=932
-  _globals['_CREATECLIENTREQUEST']._serialized_start=934
-  _globals['_CREATECLIENTREQUEST']._serialized_end=1001
-  _globals['_GETCLIENTREQUEST']._serialized_start=1003
-  _globals['_GETCLIENTREQUEST']._serialized_end=1040
-  _globals['_GETCLIENTSREQUEST']._serialized_start=1042
-  _globals['_GETCLIENTSREQUEST']._serialized_end=1074
-  _globals['_GETCLIENTSRESPONSE']._serialized_start=1076
-  _globals['_GETCLIENTSRESPONSE']._serialized_end=1137
-  _globals['_UPDATECLIENTREQUEST']._serialized_start=1140
-  _globals['_UPDATECLIENTREQUEST']._serialized_end=1275
-  _globals['_ARCHIVECLIENTREQUEST']._serialized_start=1277
-  _globals['_ARCHIVECLIENTREQUEST']._serialized_end=1318
-  _globals['_ARCHIVECLIENTRESPONSE']._serialized_start=1320
-  _globals['_ARCHIVECLIENTRESPONSE']._serialized_end=1343
-  _globals['_TASK']._serialized_start=1346
-  _globals['_TASK']._serialized_end=1816
-  _globals['_TASKFIELDS']._serialized_start=1819
-  _globals['_TASKFIELDS']._serialized_end=2068
-  _globals['_LISTTASKSREQUEST']._serialized_start=2070
-  _globals['_LISTTASKSREQUEST']._serialized_end=2184
-  _globals['_LISTTASKSRESPONSE']._serialized_start=2186
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2290
-  _globals['_CREATETASKREQUEST']._serialized_start=2292
-  _globals['_CREATETASKREQUEST']._serialized_end=2417
-  _globals['_UPDATETASKREQUEST']._serialized_start=2420
-  _globals['_UPDATETASKREQUEST']._serialized_end=2566
-  _globals['_DELETETASKREQUEST']._serialized_start=2568
-  _globals['_DELETETASKREQUEST']._serialized_end=2623
-  _globals['_DELETETASKRESPONSE']._serialized_start=2625
-  _globals['_DELETETASKRESPONSE']._serialized_end=2645
-  _globals['_CLIENTS']._serialized_start=3038
-  _globals['_CLIENTS']._serialized_end=3848
+  _globals['_CLIENT']._serialized_end=527
+  _globals['_CLIENTFIELDS']._serialized_start=530
+  _globals['_CLIENTFIELDS']._serialized_end=728
+  _globals['_LISTCLIENTSREQUEST']._serialized_start=730
+  _globals['_LISTCLIENTSREQUEST']._serialized_end=840
+  _globals['_LISTCLIENTSRESPONSE']._serialized_start=842
+  _globals['_LISTCLIENTSRESPONSE']._serialized_end=950
+  _globals['_CREATECLIENTREQUEST']._serialized_start=952
+  _globals['_CREATECLIENTREQUEST']._serialized_end=1044
+  _globals['_GETCLIENTREQUEST']._serialized_start=1046
+  _globals['_GETCLIENTREQUEST']._serialized_end=1083
+  _globals['_GETCLIENTSREQUEST']._serialized_start=1085
+  _globals['_GETCLIENTSREQUEST']._serialized_end=1117
+  _globals['_GETCLIENTSRESPONSE']._serialized_start=1119
+  _globals['_GETCLIENTSRESPONSE']._serialized_end=1180
+  _globals['_UPDATECLIENTREQUEST']._serialized_start=1183
+  _globals['_UPDATECLIENTREQUEST']._serialized_end=1346
+  _globals['_ARCHIVECLIENTREQUEST']._serialized_start=1348
+  _globals['_ARCHIVECLIENTREQUEST']._serialized_end=1389
+  _globals['_ARCHIVECLIENTRESPONSE']._serialized_start=1391
+  _globals['_ARCHIVECLIENTRESPONSE']._serialized_end=1414
+  _globals['_TASK']._serialized_start=1417
+  _globals['_TASK']._serialized_end=1905
+  _globals['_TASKFIELDS']._serialized_start=1908
+  _globals['_TASKFIELDS']._serialized_end=2157
+  _globals['_LISTTASKSREQUEST']._serialized_start=2159
+  _globals['_LISTTASKSREQUEST']._serialized_end=2273
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2275
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2379
+  _globals['_CREATETASKREQUEST']._serialized_start=2382
+  _globals['_CREATETASKREQUEST']._serialized_end=2532
+  _globals['_UPDATETASKREQUEST']._serialized_start=2535
+  _globals['_UPDATETASKREQUEST']._serialized_end=2709
+  _globals['_DELETETASKREQUEST']._serialized_start=2711
+  _globals['_DELETETASKREQUEST']._serialized_end=2766
+  _globals['_DELETETASKRESPONSE']._serialized_start=2768
+  _globals['_DELETETASKRESPONSE']._serialized_end=2788
+  _globals['_GETTASKREQUEST']._serialized_start=2790
+  _globals['_GETTASKREQUEST']._serialized_end=2842
+  _globals['_CLIENTS']._serialized_start=3235
+  _globals['_CLIENTS']._serialized_end=4110
 # @@protoc_insertion_point(module_scope)

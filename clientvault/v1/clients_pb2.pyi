@@ -33,7 +33,14 @@ class _ClientStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClientSt
     CLIENT_STATUS_INACTIVE: _ClientStatus.ValueType  # 3
     CLIENT_STATUS_ARCHIVED: _ClientStatus.ValueType  # 4
 
-class ClientStatus(_ClientStatus, metaclass=_ClientStatusEnumTypeWrapper): ...
+class ClientStatus(_ClientStatus, metaclass=_ClientStatusEnumTypeWrapper):
+    """Safe concurrent edits. A client's and a task's `revision` starts at 1 and grows by one with every change;
+    the gateway answers it as the ETag. An update with `if_match_revisions` changes the row only while its
+    revision is one of them (checked and set in one UPDATE): FAILED_PRECONDITION with the trailer
+    `precondition-failed: true` (HTTP 412) otherwise.
+    A create with `idempotency_key` answers again what the first create with that key of the same caller
+    answered, for 24 hours, and creates nothing more; the same key with another request is INVALID_ARGUMENT.
+    """
 
 CLIENT_STATUS_UNSPECIFIED: ClientStatus.ValueType  # 0
 CLIENT_STATUS_LEAD: ClientStatus.ValueType  # 1
@@ -95,6 +102,7 @@ class Client(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ARCHIVED_AT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     company: _builtins.str
@@ -103,6 +111,7 @@ class Client(_message.Message):
     status: Global___ClientStatus.ValueType
     notes: _builtins.str
     owner_user_id: _builtins.str
+    revision: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -123,10 +132,11 @@ class Client(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         archived_at: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "notes", b"notes", "phone", b"phone", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "id", b"id", "name", b"name", "notes", b"notes", "owner_user_id", b"owner_user_id", "phone", b"phone", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "id", b"id", "name", b"name", "notes", b"notes", "owner_user_id", b"owner_user_id", "phone", b"phone", "revision", b"revision", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__archived_at: _TypeAlias = _typing.Literal["archived_at"]  # noqa: Y015
     _WhichOneofArgType__archived_at: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at"]  # noqa: Y015
@@ -269,16 +279,20 @@ class CreateClientRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENT_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """empty: none"""
     @_builtins.property
     def client(self) -> Global___ClientFields: ...
     def __init__(
         self,
         *,
         client: Global___ClientFields | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["client", b"client"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "idempotency_key", b"idempotency_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,21 +364,27 @@ class UpdateClientRequest(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    IF_MATCH_REVISIONS_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     @_builtins.property
     def client(self) -> Global___ClientFields: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    @_builtins.property
+    def if_match_revisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """empty: no condition"""
+
     def __init__(
         self,
         *,
         client_id: _builtins.str = ...,
         client: Global___ClientFields | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        if_match_revisions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "client_id", b"client_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "client_id", b"client_id", "if_match_revisions", b"if_match_revisions", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,6 +440,7 @@ class Task(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_id: _builtins.str
     title: _builtins.str
@@ -430,6 +451,7 @@ class Task(_message.Message):
     """YYYY-MM-DD"""
     assignee_user_id: _builtins.str
     created_by_user_id: _builtins.str
+    revision: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -451,10 +473,11 @@ class Task(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_assignee_user_id", b"_assignee_user_id", "_completed_at", b"_completed_at", "_description", b"_description", "_due_date", b"_due_date", "assignee_user_id", b"assignee_user_id", "completed_at", b"completed_at", "created_at", b"created_at", "description", b"description", "due_date", b"due_date", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assignee_user_id", b"_assignee_user_id", "_completed_at", b"_completed_at", "_description", b"_description", "_due_date", b"_due_date", "assignee_user_id", b"assignee_user_id", "client_id", b"client_id", "completed_at", b"completed_at", "created_at", b"created_at", "created_by_user_id", b"created_by_user_id", "description", b"description", "due_date", b"due_date", "id", b"id", "priority", b"priority", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assignee_user_id", b"_assignee_user_id", "_completed_at", b"_completed_at", "_description", b"_description", "_due_date", b"_due_date", "assignee_user_id", b"assignee_user_id", "client_id", b"client_id", "completed_at", b"completed_at", "created_at", b"created_at", "created_by_user_id", b"created_by_user_id", "description", b"description", "due_date", b"due_date", "id", b"id", "priority", b"priority", "revision", b"revision", "status", b"status", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__assignee_user_id: _TypeAlias = _typing.Literal["assignee_user_id"]  # noqa: Y015
     _WhichOneofArgType__assignee_user_id: _TypeAlias = _typing.Literal["_assignee_user_id", b"_assignee_user_id"]  # noqa: Y015
@@ -590,6 +613,7 @@ class CreateTaskRequest(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     ORIGIN_KEY_FIELD_NUMBER: _builtins.int
     ASSIGN_TO_OWNER_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     origin_key: _builtins.str
     """Idempotency: a task the same caller already created in this client with this key is answered instead of a
@@ -598,6 +622,8 @@ class CreateTaskRequest(_message.Message):
     """
     assign_to_owner: _builtins.bool
     """Assign the task to the client's owner (the clients service knows who it is); not with task.assignee_user_id."""
+    idempotency_key: _builtins.str
+    """empty: none"""
     @_builtins.property
     def task(self) -> Global___TaskFields: ...
     def __init__(
@@ -607,10 +633,11 @@ class CreateTaskRequest(_message.Message):
         task: Global___TaskFields | None = ...,
         origin_key: _builtins.str = ...,
         assign_to_owner: _builtins.bool = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_to_owner", b"assign_to_owner", "client_id", b"client_id", "origin_key", b"origin_key", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_to_owner", b"assign_to_owner", "client_id", b"client_id", "idempotency_key", b"idempotency_key", "origin_key", b"origin_key", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -624,12 +651,17 @@ class UpdateTaskRequest(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    IF_MATCH_REVISIONS_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     task_id: _builtins.str
     @_builtins.property
     def task(self) -> Global___TaskFields: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    @_builtins.property
+    def if_match_revisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """empty: no condition"""
+
     def __init__(
         self,
         *,
@@ -637,10 +669,11 @@ class UpdateTaskRequest(_message.Message):
         task_id: _builtins.str = ...,
         task: Global___TaskFields | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        if_match_revisions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "task", b"task", "task_id", b"task_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "if_match_revisions", b"if_match_revisions", "task", b"task", "task_id", b"task_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -682,3 +715,25 @@ class DeleteTaskResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteTaskResponse: _TypeAlias = DeleteTaskResponse  # noqa: Y015
+
+@_typing.final
+class GetTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    task_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTaskRequest: _TypeAlias = GetTaskRequest  # noqa: Y015

@@ -85,6 +85,11 @@ class ClientsStub:
                 request_serializer=clientvault_dot_v1_dot_clients__pb2.DeleteTaskRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_clients__pb2.DeleteTaskResponse.FromString,
                 _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/clientvault.v1.Clients/GetTask',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.Task.FromString,
+                _registered_method=True)
 
 
 class ClientsServicer:
@@ -155,6 +160,13 @@ class ClientsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTask(self, request, context):
+        """One task of the client (NOT_FOUND under any other client).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +219,11 @@ def add_ClientsServicer_to_server(servicer, server):
                     servicer.DeleteTask,
                     request_deserializer=clientvault_dot_v1_dot_clients__pb2.DeleteTaskRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_clients__pb2.DeleteTaskResponse.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.GetTaskRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.Task.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +497,33 @@ class Clients:
             '/clientvault.v1.Clients/DeleteTask',
             clientvault_dot_v1_dot_clients__pb2.DeleteTaskRequest.SerializeToString,
             clientvault_dot_v1_dot_clients__pb2.DeleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/GetTask',
+            clientvault_dot_v1_dot_clients__pb2.GetTaskRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.Task.FromString,
             options,
             channel_credentials,
             insecure,

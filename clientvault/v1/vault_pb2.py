@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/vault.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x03\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x15\n\x08username\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x05 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10last_accessed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x35\n\x11secret_changed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\ndeleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x03\x88\x01\x01\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x13\n\x11_last_accessed_atB\r\n\x0b_deleted_at\"o\n\x10\x43redentialFields\x12\r\n\x05label\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x04 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"+\n\x16ListCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"D\n\x17ListCredentialsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.Credential\"b\n\x17\x43reateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x34\n\ncredential\x18\x02 \x01(\x0b\x32 .clientvault.v1.CredentialFields\"&\n\x18\x43reateCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x17RevealCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"}\n\x12RevealedCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x15\n\x08username\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x05 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"\xaa\x01\n\x17UpdateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x34\n\ncredential\x18\x03 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x17\x44\x65leteCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteCredentialResponse\"p\n\x11\x43redentialVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63reated_by_user_id\x18\x03 \x01(\t\"I\n\x1dListCredentialVersionsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"R\n\x1eListCredentialVersionsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.CredentialVersion\"[\n\x1eRevealCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\\\n\x1fRestoreCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"D\n\x18RestoreCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x86\x01\n\x18GetExposureReportRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x42\x08\n\x06_since\"\xcf\x01\n\x11\x45xposedCredential\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x34\n\x10last_revealed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creveal_count\x18\x05 \x01(\x05\x12\x35\n\x11secret_changed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x19GetExposureReportResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.ExposedCredential\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"=\n\x12ShredClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63onfirm_name\x18\x02 \x01(\t\"\x80\x01\n\x13ShredClientResponse\x12/\n\x0bshredded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63redentials\x18\x02 \x01(\x05\x12\x10\n\x08versions\x18\x03 \x01(\x05\x12\x11\n\tdata_keys\x18\x04 \x01(\x05\x32\xcc\t\n\x05Vault\x12\x62\n\x0fListCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12\x65\n\x10\x43reateCredential\x12\'.clientvault.v1.CreateCredentialRequest\x1a(.clientvault.v1.CreateCredentialResponse\x12_\n\x10RevealCredential\x12\'.clientvault.v1.RevealCredentialRequest\x1a\".clientvault.v1.RevealedCredential\x12W\n\x10UpdateCredential\x12\'.clientvault.v1.UpdateCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10\x44\x65leteCredential\x12\'.clientvault.v1.DeleteCredentialRequest\x1a(.clientvault.v1.DeleteCredentialResponse\x12i\n\x16ListDeletedCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12Y\n\x11RestoreCredential\x12(.clientvault.v1.RestoreCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12w\n\x16ListCredentialVersions\x12-.clientvault.v1.ListCredentialVersionsRequest\x1a..clientvault.v1.ListCredentialVersionsResponse\x12m\n\x17RevealCredentialVersion\x12..clientvault.v1.RevealCredentialVersionRequest\x1a\".clientvault.v1.RevealedCredential\x12g\n\x18RestoreCredentialVersion\x12/.clientvault.v1.RestoreCredentialVersionRequest\x1a\x1a.clientvault.v1.Credential\x12h\n\x11GetExposureReport\x12(.clientvault.v1.GetExposureReportRequest\x1a).clientvault.v1.GetExposureReportResponse\x12V\n\x0bShredClient\x12\".clientvault.v1.ShredClientRequest\x1a#.clientvault.v1.ShredClientResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/vault.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x03\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x15\n\x08username\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x05 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10last_accessed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x35\n\x11secret_changed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\ndeleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x03\x88\x01\x01\x12\x10\n\x08revision\x18\x0b \x01(\x03\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x13\n\x11_last_accessed_atB\r\n\x0b_deleted_at\"o\n\x10\x43redentialFields\x12\r\n\x05label\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x04 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"+\n\x16ListCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"D\n\x17ListCredentialsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.Credential\"{\n\x17\x43reateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x34\n\ncredential\x18\x02 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"8\n\x18\x43reateCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"C\n\x17RevealCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"}\n\x12RevealedCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x15\n\x08username\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x05 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"\xc6\x01\n\x17UpdateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x34\n\ncredential\x18\x03 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1a\n\x12if_match_revisions\x18\x05 \x03(\x03\"C\n\x17\x44\x65leteCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteCredentialResponse\"p\n\x11\x43redentialVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63reated_by_user_id\x18\x03 \x01(\t\"I\n\x1dListCredentialVersionsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"R\n\x1eListCredentialVersionsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.CredentialVersion\"[\n\x1eRevealCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\\\n\x1fRestoreCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"D\n\x18RestoreCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x86\x01\n\x18GetExposureReportRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x42\x08\n\x06_since\"\xcf\x01\n\x11\x45xposedCredential\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x34\n\x10last_revealed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creveal_count\x18\x05 \x01(\x05\x12\x35\n\x11secret_changed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x19GetExposureReportResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.ExposedCredential\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"=\n\x12ShredClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63onfirm_name\x18\x02 \x01(\t\"\x80\x01\n\x13ShredClientResponse\x12/\n\x0bshredded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63redentials\x18\x02 \x01(\x05\x12\x10\n\x08versions\x18\x03 \x01(\x05\x12\x11\n\tdata_keys\x18\x04 \x01(\x05\"@\n\x14GetCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"y\n\x17GeneratePasswordRequest\x12\x13\n\x06length\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07symbols\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x12\n\x05words\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\t\n\x07_lengthB\n\n\x08_symbolsB\x08\n\x06_words\"B\n\x18GeneratePasswordResponse\x12\x10\n\x08password\x18\x01 \x01(\t\x12\x14\n\x0c\x65ntropy_bits\x18\x02 \x01(\x01\x32\x86\x0b\n\x05Vault\x12\x62\n\x0fListCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12\x65\n\x10\x43reateCredential\x12\'.clientvault.v1.CreateCredentialRequest\x1a(.clientvault.v1.CreateCredentialResponse\x12_\n\x10RevealCredential\x12\'.clientvault.v1.RevealCredentialRequest\x1a\".clientvault.v1.RevealedCredential\x12W\n\x10UpdateCredential\x12\'.clientvault.v1.UpdateCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10\x44\x65leteCredential\x12\'.clientvault.v1.DeleteCredentialRequest\x1a(.clientvault.v1.DeleteCredentialResponse\x12i\n\x16ListDeletedCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12Y\n\x11RestoreCredential\x12(.clientvault.v1.RestoreCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12w\n\x16ListCredentialVersions\x12-.clientvault.v1.ListCredentialVersionsRequest\x1a..clientvault.v1.ListCredentialVersionsResponse\x12m\n\x17RevealCredentialVersion\x12..clientvault.v1.RevealCredentialVersionRequest\x1a\".clientvault.v1.RevealedCredential\x12g\n\x18RestoreCredentialVersion\x12/.clientvault.v1.RestoreCredentialVersionRequest\x1a\x1a.clientvault.v1.Credential\x12h\n\x11GetExposureReport\x12(.clientvault.v1.GetExposureReportRequest\x1a).clientvault.v1.GetExposureReportResponse\x12V\n\x0bShredClient\x12\".clientvault.v1.ShredClientRequest\x1a#.clientvault.v1.ShredClientResponse\x12Q\n\rGetCredential\x12$.clientvault.v1.GetCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10GeneratePassword\x12\'.clientvault.v1.GeneratePasswordRequest\x1a(.clientvault.v1.GeneratePasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,49 +34,55 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clientvault.v1.vault_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREDENTIAL']._serialized_start=114
-  _globals['_CREDENTIAL']._serialized_end=533
-  _globals['_CREDENTIALFIELDS']._serialized_start=535
-  _globals['_CREDENTIALFIELDS']._serialized_end=646
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=648
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=691
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=693
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=761
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=763
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=861
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=863
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=901
-  _globals['_REVEALCREDENTIALREQUEST']._serialized_start=903
-  _globals['_REVEALCREDENTIALREQUEST']._serialized_end=970
-  _globals['_REVEALEDCREDENTIAL']._serialized_start=972
-  _globals['_REVEALEDCREDENTIAL']._serialized_end=1097
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1100
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1270
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1272
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1339
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1341
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1367
-  _globals['_CREDENTIALVERSION']._serialized_start=1369
-  _globals['_CREDENTIALVERSION']._serialized_end=1481
-  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_start=1483
-  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_end=1556
-  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_start=1558
-  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_end=1640
-  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_start=1642
-  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_end=1733
-  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_start=1735
-  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_end=1827
-  _globals['_RESTORECREDENTIALREQUEST']._serialized_start=1829
-  _globals['_RESTORECREDENTIALREQUEST']._serialized_end=1897
-  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_start=1900
-  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_end=2034
-  _globals['_EXPOSEDCREDENTIAL']._serialized_start=2037
-  _globals['_EXPOSEDCREDENTIAL']._serialized_end=2244
-  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_start=2246
-  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_end=2371
-  _globals['_SHREDCLIENTREQUEST']._serialized_start=2373
-  _globals['_SHREDCLIENTREQUEST']._serialized_end=2434
-  _globals['_SHREDCLIENTRESPONSE']._serialized_start=2437
-  _globals['_SHREDCLIENTRESPONSE']._serialized_end=2565
-  _globals['_VAULT']._serialized_start=2568
-  _globals['_VAULT']._serialized_end=3796
+  _globals['_CREDENTIAL']._serialized_end=551
+  _globals['_CREDENTIALFIELDS']._serialized_start=553
+  _globals['_CREDENTIALFIELDS']._serialized_end=664
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=666
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=709
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=711
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=779
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=781
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=904
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=906
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=962
+  _globals['_REVEALCREDENTIALREQUEST']._serialized_start=964
+  _globals['_REVEALCREDENTIALREQUEST']._serialized_end=1031
+  _globals['_REVEALEDCREDENTIAL']._serialized_start=1033
+  _globals['_REVEALEDCREDENTIAL']._serialized_end=1158
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1161
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1359
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1361
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1428
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1430
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1456
+  _globals['_CREDENTIALVERSION']._serialized_start=1458
+  _globals['_CREDENTIALVERSION']._serialized_end=1570
+  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_start=1572
+  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_end=1645
+  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_start=1647
+  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_end=1729
+  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_start=1731
+  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_end=1822
+  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_start=1824
+  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_end=1916
+  _globals['_RESTORECREDENTIALREQUEST']._serialized_start=1918
+  _globals['_RESTORECREDENTIALREQUEST']._serialized_end=1986
+  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_start=1989
+  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_end=2123
+  _globals['_EXPOSEDCREDENTIAL']._serialized_start=2126
+  _globals['_EXPOSEDCREDENTIAL']._serialized_end=2333
+  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_start=2335
+  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_end=2460
+  _globals['_SHREDCLIENTREQUEST']._serialized_start=2462
+  _globals['_SHREDCLIENTREQUEST']._serialized_end=2523
+  _globals['_SHREDCLIENTRESPONSE']._serialized_start=2526
+  _globals['_SHREDCLIENTRESPONSE']._serialized_end=2654
+  _globals['_GETCREDENTIALREQUEST']._serialized_start=2656
+  _globals['_GETCREDENTIALREQUEST']._serialized_end=2720
+  _globals['_GENERATEPASSWORDREQUEST']._serialized_start=2722
+  _globals['_GENERATEPASSWORDREQUEST']._serialized_end=2843
+  _globals['_GENERATEPASSWORDRESPONSE']._serialized_start=2845
+  _globals['_GENERATEPASSWORDRESPONSE']._serialized_end=2911
+  _globals['_VAULT']._serialized_start=2914
+  _globals['_VAULT']._serialized_end=4328
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,13 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Credential(_message.Message):
-    """A credential's metadata: everything but the secret."""
+    """Safe concurrent edits, as in clients.proto: a credential's `revision` grows by one with every change of its
+    label, username, url or secret (a reveal leaves it); UpdateCredential with `if_match_revisions` checks and
+    sets it in one UPDATE (FAILED_PRECONDITION with the trailer `precondition-failed: true` otherwise), and
+    CreateCredential with `idempotency_key` answers the first create's reply again, with no second audit event.
+
+    A credential's metadata: everything but the secret.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -36,11 +42,13 @@ class Credential(_message.Message):
     LAST_ACCESSED_AT_FIELD_NUMBER: _builtins.int
     SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
     DELETED_AT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_id: _builtins.str
     label: _builtins.str
     username: _builtins.str
     url: _builtins.str
+    revision: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -68,10 +76,11 @@ class Credential(_message.Message):
         last_accessed_at: _timestamp_pb2.Timestamp | None = ...,
         secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "deleted_at", b"deleted_at", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "revision", b"revision", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__deleted_at: _TypeAlias = _typing.Literal["deleted_at"]  # noqa: Y015
     _WhichOneofArgType__deleted_at: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at"]  # noqa: Y015
@@ -176,7 +185,10 @@ class CreateCredentialRequest(_message.Message):
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
+    idempotency_key: _builtins.str
+    """empty: none"""
     @_builtins.property
     def credential(self) -> Global___CredentialFields: ...
     def __init__(
@@ -184,10 +196,11 @@ class CreateCredentialRequest(_message.Message):
         *,
         client_id: _builtins.str = ...,
         credential: Global___CredentialFields | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential", b"credential"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential", b"credential", "idempotency_key", b"idempotency_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -198,15 +211,18 @@ class CreateCredentialResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    revision: _builtins.int
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,12 +296,17 @@ class UpdateCredentialRequest(_message.Message):
     CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    IF_MATCH_REVISIONS_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     credential_id: _builtins.str
     @_builtins.property
     def credential(self) -> Global___CredentialFields: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    @_builtins.property
+    def if_match_revisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """empty: no condition"""
+
     def __init__(
         self,
         *,
@@ -293,10 +314,11 @@ class UpdateCredentialRequest(_message.Message):
         credential_id: _builtins.str = ...,
         credential: Global___CredentialFields | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        if_match_revisions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential", b"credential", "credential_id", b"credential_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential", b"credential", "credential_id", b"credential_id", "if_match_revisions", b"if_match_revisions", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -634,3 +656,87 @@ class ShredClientResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShredClientResponse: _TypeAlias = ShredClientResponse  # noqa: Y015
+
+@_typing.final
+class GetCredentialRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCredentialRequest: _TypeAlias = GetCredentialRequest  # noqa: Y015
+
+@_typing.final
+class GeneratePasswordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LENGTH_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    WORDS_FIELD_NUMBER: _builtins.int
+    length: _builtins.int
+    """characters, 8..128 (unset: 20); not with words"""
+    symbols: _builtins.bool
+    """characters: punctuation too (unset: true); not with words"""
+    words: _builtins.int
+    """a passphrase of this many words, 3..12"""
+    def __init__(
+        self,
+        *,
+        length: _builtins.int | None = ...,
+        symbols: _builtins.bool | None = ...,
+        words: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_length", b"_length", "_symbols", b"_symbols", "_words", b"_words", "length", b"length", "symbols", b"symbols", "words", b"words"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_length", b"_length", "_symbols", b"_symbols", "_words", b"_words", "length", b"length", "symbols", b"symbols", "words", b"words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__length: _TypeAlias = _typing.Literal["length"]  # noqa: Y015
+    _WhichOneofArgType__length: _TypeAlias = _typing.Literal["_length", b"_length"]  # noqa: Y015
+    _WhichOneofReturnType__symbols: _TypeAlias = _typing.Literal["symbols"]  # noqa: Y015
+    _WhichOneofArgType__symbols: _TypeAlias = _typing.Literal["_symbols", b"_symbols"]  # noqa: Y015
+    _WhichOneofReturnType__words: _TypeAlias = _typing.Literal["words"]  # noqa: Y015
+    _WhichOneofArgType__words: _TypeAlias = _typing.Literal["_words", b"_words"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__length) -> _WhichOneofReturnType__length | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__symbols) -> _WhichOneofReturnType__symbols | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__words) -> _WhichOneofReturnType__words | None: ...
+
+Global___GeneratePasswordRequest: _TypeAlias = GeneratePasswordRequest  # noqa: Y015
+
+@_typing.final
+class GeneratePasswordResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    ENTROPY_BITS_FIELD_NUMBER: _builtins.int
+    password: _builtins.str
+    entropy_bits: _builtins.float
+    """of how it was drawn, not an estimate of the text"""
+    def __init__(
+        self,
+        *,
+        password: _builtins.str = ...,
+        entropy_bits: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entropy_bits", b"entropy_bits", "password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeneratePasswordResponse: _TypeAlias = GeneratePasswordResponse  # noqa: Y015

@@ -96,6 +96,16 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.FromString,
                 _registered_method=True)
+        self.GetCredential = channel.unary_unary(
+                '/clientvault.v1.Vault/GetCredential',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.GetCredentialRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+                _registered_method=True)
+        self.GeneratePassword = channel.unary_unary(
+                '/clientvault.v1.Vault/GeneratePassword',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -192,6 +202,21 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCredential(self, request, context):
+        """A live credential's metadata (never the secret); not audited, like the list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GeneratePassword(self, request, context):
+        """A random password (characters from `secrets`) or passphrase (words of the EFF long word list); stored
+        nowhere, logged nowhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +279,16 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.ShredClient,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.SerializeToString,
+            ),
+            'GetCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredential,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.GetCredentialRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.Credential.SerializeToString,
+            ),
+            'GeneratePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.GeneratePassword,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +617,60 @@ class Vault:
             '/clientvault.v1.Vault/ShredClient',
             clientvault_dot_v1_dot_vault__pb2.ShredClientRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.ShredClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/GetCredential',
+            clientvault_dot_v1_dot_vault__pb2.GetCredentialRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.Credential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GeneratePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/GeneratePassword',
+            clientvault_dot_v1_dot_vault__pb2.GeneratePasswordRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.GeneratePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ from clientvault import fields
 from clientvault.v1 import clients_pb2 as pb
 from clientvault.v1 import vault_pb2
 from gateway.calls import Call, operation
+from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged, with_etag
 from gateway.schemas import (
     ClientId,
     ClientIn,
@@ -44,29 +45,50 @@ async def list_clients(
     return ClientPage.of(await call.clients.ListClients(request), ClientOut.from_proto)
 
 
-@operation(router.post, "", "Clients/CreateClient", status_code=201, errors=(422,))
-async def create_client(body: ClientIn, call: Call) -> ClientOut:
+@operation(router.post, "", "Clients/CreateClient", status_code=201, errors=(422,), openapi_extra=with_etag(201))
+async def create_client(
+    body: ClientIn, call: Call, response: Response, idempotency_key: IdempotencyKey = None
+) -> ClientOut:
     """Create a client.
 
-    The caller becomes its owner; status defaults to active."""
+    The caller becomes its owner; status defaults to active. With an `Idempotency-Key`, a retry answers the
+    first response again and creates nothing (another body under the same key: 422). The ETag is its revision."""
     client, _ = to_fields(body, pb.ClientFields())
-    return ClientOut.from_proto(await call.clients.CreateClient(pb.CreateClientRequest(client=client)))
+    request = pb.CreateClientRequest(client=client, idempotency_key=idempotency_key or "")
+    return _tagged(response, await call.clients.CreateClient(request))
 
 
-@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,))
-async def get_client(client_id: ClientId, call: Call) -> ClientOut:
-    """A client, archived or not."""
-    return ClientOut.from_proto(await call.clients.GetClient(pb.GetClientRequest(client_id=client_id)))
+@operation(router.get, "/{clientId}", "Clients/GetClient", errors=(404,), openapi_extra=with_etag(200))
+async def get_client(client_id: ClientId, call: Call, response: Response) -> ClientOut:
+    """A client, archived or not.
+
+    With an `ETag`: send it back as `If-Match` on PATCH to change the client only if nobody changed it since."""
+    return _tagged(response, await call.clients.GetClient(pb.GetClientRequest(client_id=client_id)))
 
 
-@operation(router.patch, "/{clientId}", "Clients/UpdateClient", errors=(404, 409, 422))
-async def update_client(client_id: ClientId, body: ClientPatch, call: Call) -> ClientOut:
+@operation(
+    router.patch, "/{clientId}", "Clients/UpdateClient", errors=(404, 409, 412, 422), openapi_extra=with_etag(200)
+)
+async def update_client(
+    client_id: ClientId, body: ClientPatch, call: Call, response: Response, if_match_header: IfMatch = None
+) -> ClientOut:
     """Change some fields of a client.
 
-    An archived client cannot change (409)."""
+    An archived client cannot change (409). With `If-Match`, only if the client still has that ETag (412
+    otherwise, and nothing changes); the answer carries the new ETag."""
     client, sent = to_fields(body, pb.ClientFields())
-    request = pb.UpdateClientRequest(client_id=client_id, client=client, update_mask=FieldMask(paths=sent))
-    return ClientOut.from_proto(await call.clients.UpdateClient(request))
+    request = pb.UpdateClientRequest(
+        client_id=client_id,
+        client=client,
+        update_mask=FieldMask(paths=sent),
+        if_match_revisions=if_match(if_match_header),
+    )
+    return _tagged(response, await call.clients.UpdateClient(request))
+
+
+def _tagged(response: Response, client: pb.Client) -> ClientOut:
+    tagged(response, client.revision)
+    return ClientOut.from_proto(client)
 
 
 @operation(router.post, "/{clientId}/archive", "Clients/ArchiveClient", status_code=204, errors=(404,))

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
 from gateway.calls import Call, operation
+from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged, with_etag
 from gateway.schemas import (
     ClientId,
     CreatedOut,
@@ -43,13 +44,26 @@ async def list_credentials(
     return [CredentialOut.from_proto(item) for item in reply.items]
 
 
-@operation(router.post, "", "Vault/CreateCredential", status_code=201, errors=(404, 409, 410, 413, 422))
-async def create_credential(client_id: ClientId, body: CredentialIn, call: Call) -> CreatedOut:
+@operation(
+    router.post,
+    "",
+    "Vault/CreateCredential",
+    status_code=201,
+    errors=(404, 409, 410, 413, 422),
+    openapi_extra=with_etag(201),
+)
+async def create_credential(
+    client_id: ClientId, body: CredentialIn, call: Call, response: Response, idempotency_key: IdempotencyKey = None
+) -> CreatedOut:
     """Store a new credential, encrypted.
 
-    Audited (`credential_create`). 409 when the client is archived."""
+    Audited (`credential_create`). 409 when the client is archived. With an `Idempotency-Key`, a retry answers the
+    first response again and creates nothing, with no second audit event (another body under the same key:
+    422). The ETag is its revision."""
     fields = pb.CredentialFields(label=body.label, username=body.username, url=body.url, secret=body.secret)
-    reply = await call.vault.CreateCredential(pb.CreateCredentialRequest(client_id=client_id, credential=fields))
+    request = pb.CreateCredentialRequest(client_id=client_id, credential=fields, idempotency_key=idempotency_key or "")
+    reply = await call.vault.CreateCredential(request)
+    tagged(response, reply.revision)
     return CreatedOut(id=reply.id)
 
 
@@ -78,17 +92,51 @@ def revealed(found: pb.RevealedCredential) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@operation(router.patch, "/{credentialId}", "Vault/UpdateCredential", errors=(404, 410, 413, 422))
+@operation(
+    router.get, "/{credentialId}/metadata", "Vault/GetCredential", errors=(404, 410), openapi_extra=with_etag(200)
+)
+async def get_credential(
+    client_id: ClientId, credential_id: CredentialId, call: Call, response: Response
+) -> CredentialOut:
+    """A credential's metadata (never the secret).
+
+    Not audited, as the list is not. With an `ETag` (its revision; a reveal does not move it): send it back as
+    `If-Match` on PATCH. (`GET .../credentials/{credentialId}` is the audited reveal.)"""
+    found = await call.vault.GetCredential(pb.GetCredentialRequest(client_id=client_id, credential_id=credential_id))
+    tagged(response, found.revision)
+    return CredentialOut.from_proto(found)
+
+
+@operation(
+    router.patch,
+    "/{credentialId}",
+    "Vault/UpdateCredential",
+    errors=(404, 410, 412, 413, 422),
+    openapi_extra=with_etag(200),
+)
 async def update_credential(
-    client_id: ClientId, credential_id: CredentialId, body: CredentialPatch, call: Call
+    client_id: ClientId,
+    credential_id: CredentialId,
+    body: CredentialPatch,
+    call: Call,
+    response: Response,
+    if_match_header: IfMatch = None,
 ) -> CredentialOut:
     """Change a credential's label, username, url or secret.
 
-    Audited (`credential_update`)."""
+    Audited (`credential_update`). With `If-Match`, only if the credential still has that ETag (412 otherwise:
+    nothing changes and nothing is audited); the answer carries the new ETag."""
     credential, sent = to_fields(body, pb.CredentialFields())
-    request = pb.UpdateCredentialRequest(client_id=client_id, credential_id=credential_id, credential=credential)
+    request = pb.UpdateCredentialRequest(
+        client_id=client_id,
+        credential_id=credential_id,
+        credential=credential,
+        if_match_revisions=if_match(if_match_header),
+    )
     request.update_mask.paths.extend(sent)
-    return CredentialOut.from_proto(await call.vault.UpdateCredential(request))
+    updated = await call.vault.UpdateCredential(request)
+    tagged(response, updated.revision)
+    return CredentialOut.from_proto(updated)
 
 
 @operation(router.delete, "/{credentialId}", "Vault/DeleteCredential", status_code=204, errors=(404, 410))

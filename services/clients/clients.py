@@ -3,6 +3,7 @@
 import asyncio
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -11,9 +12,10 @@ from uuid import UUID
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row
 
-from clientvault import fields
+from clientvault import fields, idempotency
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.idempotency import Once, Replay
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.tokens import Caller
@@ -40,6 +42,7 @@ class Client:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    revision: int  # the ETag; +1 on every change
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Client":
@@ -87,17 +90,25 @@ def _email(value: str | None) -> str | None:
         raise Invalid(f"email is not valid: {error}", "email") from None
 
 
-async def create_client(db: Database, caller: Caller, values: dict[str, Any]) -> Client:
+async def create_client(
+    db: Database, caller: Caller, values: dict[str, Any], once: Once | None = None
+) -> Client | Replay:
+    """The new client; with `once` (an idempotency key), the first reply again when the key was used already."""
     checked = validate({"status": "active", **values})
     if "name" not in checked:
         raise Invalid("name is required", "name")
     now = datetime.now(UTC)
     async with db.begin() as conn:
+        if once is not None and (replay := await idempotency.claim(conn, store.idempotency_keys, once, now)):
+            return replay
         row = await store.insert_client(
             conn, id=new_id(), owner_user_id=caller.user_id, created_at=now, updated_at=now, **checked
         )
+        client = Client.from_row(row)
+        if once is not None:
+            await idempotency.remember(conn, store.idempotency_keys, once, client)
     log.info("client.created", client_id=str(row.id))
-    return Client.from_row(row)
+    return client
 
 
 async def get_client(db: Database, client_id: UUID) -> Client:
@@ -116,7 +127,11 @@ async def get_clients(db: Database, client_ids: list[UUID]) -> list[Client]:
         return [Client.from_row(row) for row in await store.get_clients(conn, client_ids)]
 
 
-async def update_client(db: Database, client_id: UUID, changes: dict[str, Any]) -> Client:
+async def update_client(
+    db: Database, client_id: UUID, changes: dict[str, Any], if_revision: Collection[int] = ()
+) -> Client:
+    """Changes the client; with `if_revision` (If-Match) only while it is at one of those revisions, else
+    PreconditionFailed."""
     checked = validate(changes)
     async with db.begin() as conn:
         row = await store.get_client(conn, client_id, lock=True)
@@ -124,8 +139,13 @@ async def update_client(db: Database, client_id: UUID, changes: dict[str, Any]) 
             raise NotFound("client not found")
         if row.archived_at is not None:
             raise ClientArchived
+        rules.unchanged(row, if_revision, "client")
         if checked:
-            row = await store.update_client(conn, client_id, updated_at=datetime.now(UTC), **checked)
+            row = await store.update_client(
+                conn, client_id, if_revision=if_revision, updated_at=datetime.now(UTC), **checked
+            )
+            if row is None:
+                raise rules.changed("client")
     return Client.from_row(row)
 
 

@@ -1,11 +1,12 @@
-"""Checks shared by the client and task rules: text that can be stored, pages that make sense."""
+"""Checks shared by the client and task rules: text that can be stored, pages that make sense, an edit made on a
+revision that still holds."""
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from clientvault import fields
-from clientvault.errors import Invalid
+from clientvault.errors import Invalid, PreconditionFailed
 
 T = TypeVar("T")
 
@@ -47,3 +48,14 @@ def page(page: int, page_size: int) -> tuple[int, int]:
     if not 1 <= page_size <= fields.PAGE_SIZE_MAX:
         raise Invalid(f"pageSize must be between 1 and {fields.PAGE_SIZE_MAX}", "page_size")
     return page_size, (page - 1) * page_size
+
+
+def changed(thing: str) -> PreconditionFailed:
+    return PreconditionFailed(f"the {thing} was changed since it was read (If-Match): read it again and retry")
+
+
+def unchanged(row: Any, if_revision: Collection[int], thing: str) -> None:
+    """An edit on condition (`if_revision`, from If-Match) goes on only while the row, locked, is at one of those
+    revisions; the update then checks it again in its own statement."""
+    if if_revision and row.revision not in if_revision:
+        raise changed(thing)

@@ -7,10 +7,11 @@ from uuid import UUID
 import grpc
 from google.protobuf.message import Message
 
-from clientvault import rpc
+from clientvault import idempotency, rpc
 from clientvault.convert import enum_name, enum_number, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
+from clientvault.idempotency import Replay
 from clientvault.ids import canonical_id, parse_id
 from clientvault.service import Service
 from clientvault.settings import Settings
@@ -38,6 +39,7 @@ def client_to_proto(client: Client) -> pb.Client:
         owner_user_id=str(client.owner_user_id),
         created_at=timestamp(client.created_at),
         updated_at=timestamp(client.updated_at),
+        revision=client.revision,
     )
     if client.archived_at is not None:
         message.archived_at.CopyFrom(timestamp(client.archived_at))
@@ -57,6 +59,7 @@ def task_to_proto(task: Task) -> pb.Task:
         created_by_user_id=str(task.created_by_user_id),
         created_at=timestamp(task.created_at),
         updated_at=timestamp(task.updated_at),
+        revision=task.revision,
     )
     if task.completed_at is not None:
         message.completed_at.CopyFrom(timestamp(task.completed_at))
@@ -84,6 +87,14 @@ def fields_of(message: Message, names: list[str]) -> dict[str, Any]:
 def given(message: Message) -> list[str]:
     """For a create: every field the caller set (an unspecified enum or unset optional is left out)."""
     return [field.name for field, _ in message.ListFields()]
+
+
+def _encode_client(client: Client) -> bytes:
+    return client_to_proto(client).SerializeToString()
+
+
+def _encode_task(task: Task) -> bytes:
+    return task_to_proto(task).SerializeToString()
 
 
 class ClientsServicer(clients_pb2_grpc.ClientsServicer):
@@ -114,7 +125,12 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
 
     async def CreateClient(self, request: pb.CreateClientRequest, context: Any) -> pb.Client:
         values = fields_of(request.client, given(request.client))
-        return client_to_proto(await clients.create_client(self._db, rpc.current_caller(), values))
+        caller = rpc.current_caller()
+        once = idempotency.once(
+            caller.user_id, request.idempotency_key, "Clients/CreateClient", request, _encode_client
+        )
+        made = await clients.create_client(self._db, caller, values, once)
+        return pb.Client.FromString(made.response) if isinstance(made, Replay) else client_to_proto(made)
 
     async def GetClient(self, request: pb.GetClientRequest, context: Any) -> pb.Client:
         return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client")))
@@ -127,7 +143,8 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def UpdateClient(self, request: pb.UpdateClientRequest, context: Any) -> pb.Client:
         client_id = parse_id(request.client_id, "client")
         changes = fields_of(request.client, list(request.update_mask.paths))
-        return client_to_proto(await clients.update_client(self._db, client_id, changes))
+        if_revision = list(request.if_match_revisions)
+        return client_to_proto(await clients.update_client(self._db, client_id, changes, if_revision))
 
     async def ArchiveClient(self, request: pb.ArchiveClientRequest, context: Any) -> pb.ArchiveClientResponse:
         await clients.archive_client(self._db, parse_id(request.client_id, "client"))
@@ -148,21 +165,30 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> pb.Task:
         client_id = parse_id(request.client_id, "client")
         values = fields_of(request.task, given(request.task))
-        task = await tasks.create_task(
+        caller = rpc.current_caller()
+        once = idempotency.once(caller.user_id, request.idempotency_key, "Clients/CreateTask", request, _encode_task)
+        made = await tasks.create_task(
             self._db,
-            rpc.current_caller(),
+            caller,
             client_id,
             values,
             self._user_exists,
+            once,
             origin_key=request.origin_key,
             assign_to_owner=request.assign_to_owner,
         )
-        return task_to_proto(task)
+        return pb.Task.FromString(made.response) if isinstance(made, Replay) else task_to_proto(made)
+
+    async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> pb.Task:
+        client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
+        return task_to_proto(await tasks.get_task(self._db, client_id, task_id))
 
     async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Any) -> pb.Task:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
         changes = fields_of(request.task, list(request.update_mask.paths))
-        return task_to_proto(await tasks.update_task(self._db, client_id, task_id, changes, self._user_exists))
+        if_revision = list(request.if_match_revisions)
+        task = await tasks.update_task(self._db, client_id, task_id, changes, self._user_exists, if_revision)
+        return task_to_proto(task)
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> pb.DeleteTaskResponse:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")

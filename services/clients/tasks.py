@@ -6,7 +6,7 @@ A create may name an origin key (what made the task: the vault's rotation work o
 gets the task made the first time, unchanged, so a retried or redelivered create adds nothing. It may also ask for
 the client's owner as the assignee, whom the caller need not know."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, get_args
@@ -15,9 +15,10 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import fields
+from clientvault import fields, idempotency
 from clientvault.db import Database
 from clientvault.errors import Invalid, NotFound
+from clientvault.idempotency import Once, Replay
 from clientvault.ids import canonical_id, new_id
 from clientvault.tokens import Caller
 from services.clients import rules, store
@@ -44,6 +45,7 @@ class Task:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    revision: int  # the ETag; +1 on every change
     origin_key: str | None = None
 
     @classmethod
@@ -120,19 +122,28 @@ async def create_task(
     client_id: UUID,
     values: dict[str, Any],
     user_exists: UserExists,
+    once: Once | None = None,
     *,
     origin_key: str = "",
     assign_to_owner: bool = False,
-) -> Task:
-    """A new task, or (an `origin_key` this caller used in this client before) the one made then."""
+) -> Task | Replay:
+    """The new task; with `once` (an idempotency key), the first reply again when the key was used already (even
+    if the client was archived since); with an `origin_key` this caller used in this client before, the task made
+    then."""
     if assign_to_owner and values.get("assignee_user_id") is not None:
         raise Invalid("assigneeUserId and assignToOwner exclude each other", "assignee_user_id")
     key = _origin_key(origin_key)
+    now = datetime.now(UTC)
+    if once is not None:
+        async with db.read() as conn:
+            if replay := await idempotency.stored(conn, store.idempotency_keys, once, now):
+                return replay
     checked = await validate({"status": "todo", "priority": "medium", **values}, user_exists)
     if "title" not in checked:
         raise Invalid("title is required", "title")
-    now = datetime.now(UTC)
     async with db.begin() as conn:
+        if once is not None and (replay := await idempotency.claim(conn, store.idempotency_keys, once, now)):
+            return replay
         client = await _writable_client(conn, client_id)
         if assign_to_owner:
             checked["assignee_user_id"] = client.owner_user_id
@@ -149,12 +160,30 @@ async def create_task(
             row = await store.insert_task_once(
                 conn, client_id=client_id, created_by_user_id=caller.user_id, origin_key=key, **made
             )
+        task = Task.from_row(row)
+        if once is not None:
+            await idempotency.remember(conn, store.idempotency_keys, once, task)
+    return task
+
+
+async def get_task(db: Database, client_id: UUID, task_id: UUID) -> Task:
+    async with db.read() as conn:
+        row = await store.get_task(conn, client_id, task_id)
+    if row is None:
+        raise NotFound("task not found")
     return Task.from_row(row)
 
 
 async def update_task(
-    db: Database, client_id: UUID, task_id: UUID, changes: dict[str, Any], user_exists: UserExists
+    db: Database,
+    client_id: UUID,
+    task_id: UUID,
+    changes: dict[str, Any],
+    user_exists: UserExists,
+    if_revision: Collection[int] = (),
 ) -> Task:
+    """Changes the task; with `if_revision` (If-Match) only while it is at one of those revisions, else
+    PreconditionFailed."""
     checked = await validate(changes, user_exists)
     now = datetime.now(UTC)
     async with db.begin() as conn:
@@ -162,10 +191,15 @@ async def update_task(
         if row is None:
             raise NotFound("task not found")
         await _writable_client(conn, client_id)
+        rules.unchanged(row, if_revision, "task")
         if checked:
             status = checked.get("status", row.status)
             completed_at = _completion(row.status, status, row.completed_at, now)
-            row = await store.update_task(conn, task_id, updated_at=now, completed_at=completed_at, **checked)
+            row = await store.update_task(
+                conn, task_id, if_revision=if_revision, updated_at=now, completed_at=completed_at, **checked
+            )
+            if row is None:
+                raise rules.changed("task")
     return Task.from_row(row)
 
 

@@ -8,7 +8,7 @@ outbox relay (clientvault/outbox.py) publishes the events afterwards.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -18,11 +18,12 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import metrics, outbox, tracing
+from clientvault import idempotency, metrics, outbox, tracing
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
-from clientvault.errors import Conflict, Gone, Invalid, NotFound, Unavailable
+from clientvault.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed, Unavailable
 from clientvault.events import AuditAction, detail_text
+from clientvault.idempotency import Once, Replay
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from services.vault import store
@@ -42,6 +43,8 @@ MAX_SECRET = 10_000
 MAX_USERNAME = 500
 MAX_URL = 2048
 FIELDS = frozenset({"label", "username", "url", "secret"})
+NEW_REVISION = 1  # a new credential's revision (the column's default); every change adds one
+CHANGED = "the credential was changed since it was read (If-Match): read it again and retry"
 
 
 class ClientState(Enum):
@@ -77,6 +80,7 @@ class Credential:
     last_accessed_at: datetime | None
     secret_changed_at: datetime
     deleted_at: datetime | None  # in the trash since
+    revision: int  # the ETag; +1 on every change (a reveal leaves it)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Credential":
@@ -292,13 +296,27 @@ class Credentials:
         return row.generation, dek
 
     async def create_credential(
-        self, caller: Caller, meta: RequestContext, client_id: UUID, draft: CredentialDraft, lookup: ClientLookup
-    ) -> UUID:
+        self,
+        caller: Caller,
+        meta: RequestContext,
+        client_id: UUID,
+        draft: CredentialDraft,
+        lookup: ClientLookup,
+        once: Once | None = None,
+    ) -> UUID | Replay:
+        """The new credential's id (its revision is NEW_REVISION); with `once` (an idempotency key), the first
+        reply again when the key was used already, with nothing created and no audit event."""
         values = _valid({"label": draft.label, "username": draft.username, "url": draft.url, "secret": draft.secret})
+        credential_id, now = new_id(), datetime.now(UTC)
+        if once is not None:
+            async with self._db.read() as conn:
+                if replay := await idempotency.stored(conn, store.idempotency_keys, once, now):
+                    return replay
         await self._writable(lookup, client_id, "client not found")
         secret = str(values.pop("secret"))
-        credential_id, now = new_id(), datetime.now(UTC)
         async with self._db.begin() as conn:
+            if once is not None and (replay := await idempotency.claim(conn, store.idempotency_keys, once, now)):
+                return replay
             generation, dek = await self._newest_key(conn, client_id, now)
             try:
                 ciphertext, nonce = seal(dek, client_id, credential_id, secret)
@@ -323,6 +341,8 @@ class Credentials:
             await self._record(
                 conn, AuditAction.CREDENTIAL_CREATE, caller, meta, now, client_id=client_id, credential=row
             )
+            if once is not None:
+                await idempotency.remember(conn, store.idempotency_keys, once, credential_id)
         self._outbox_written()
         log.info("credential.created", credential_id=str(credential_id), client_id=str(client_id))
         return credential_id
@@ -406,7 +426,10 @@ class Credentials:
         credential_id: UUID,
         changes: dict[str, str | None],
         lookup: ClientLookup,
+        if_revision: Collection[int] = (),
     ) -> Credential:
+        """Changes the credential; with `if_revision` (If-Match) only while it is at one of those revisions (checked
+        on the locked row and again in the UPDATE itself), else PreconditionFailed and nothing audited."""
         values: dict[str, Any] = _valid(changes)
         await self._writable(lookup, client_id, "credential not found")
         now = datetime.now(UTC)
@@ -414,6 +437,8 @@ class Credentials:
             current = await store.get_credential(conn, client_id, credential_id)
             if current is None:
                 raise NotFound("credential not found")
+            if if_revision and current.revision not in if_revision:
+                raise PreconditionFailed(CHANGED)
             if "secret" in values:
                 generation, dek = await self._newest_key(conn, client_id, now)
                 try:
@@ -423,8 +448,15 @@ class Credentials:
                 values["key_generation"] = generation
                 values |= await self._replacing_secret(conn, caller, current, now)
             row = await store.update_credential(
-                conn, credential_id, updated_at=now, updated_by_user_id=caller.user_id, **values
+                conn,
+                credential_id,
+                if_revision=if_revision,
+                updated_at=now,
+                updated_by_user_id=caller.user_id,
+                **values,
             )
+            if row is None:
+                raise PreconditionFailed(CHANGED)
             await self._record(
                 conn, AuditAction.CREDENTIAL_UPDATE, caller, meta, now, client_id=client_id, credential=row
             )
@@ -442,6 +474,14 @@ class Credentials:
             "secret_changed_at": now,
             "secret_changed_by_user_id": caller.user_id,
         }
+
+    async def get_credential(self, client_id: UUID, credential_id: UUID) -> Credential:
+        """A live credential's metadata (never the secret); not audited, as the list is not."""
+        async with self._db.read() as conn:
+            row = await store.get_metadata(conn, client_id, credential_id)
+        if row is None:
+            raise await self._missing(client_id, NotFound("credential not found"))
+        return Credential.from_row(row)
 
     async def list_versions(self, client_id: UUID, credential_id: UUID) -> list[Version]:
         """A credential's old versions, newest first (never a secret)."""
@@ -483,6 +523,8 @@ class Credentials:
                 updated_by_user_id=caller.user_id,
                 **replacing,
             )
+            if row is None:  # only a condition refuses an update, and this one has none
+                raise NotFound("credential not found")
             await self._record(
                 conn,
                 AuditAction.CREDENTIAL_UPDATE,

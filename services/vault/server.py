@@ -9,12 +9,13 @@ from uuid import UUID
 import grpc
 from pydantic import SecretStr
 
-from clientvault import rpc
+from clientvault import idempotency, rpc
 from clientvault.context import Caller, RequestContext
 from clientvault.convert import from_timestamp, timestamp
 from clientvault.db import Database
 from clientvault.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from clientvault.events import EventSigner, TrustedKeys
+from clientvault.idempotency import Replay
 from clientvault.ids import canonical_id, parse_id
 from clientvault.logging import get_logger
 from clientvault.outbox import Relay
@@ -22,10 +23,11 @@ from clientvault.service import Service
 from clientvault.settings import VaultSettings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
-from services.vault import exposure, store
+from services.vault import exposure, generator, store
 from services.vault.backlog import Backlog
 from services.vault.credentials import (
     FIELDS,
+    NEW_REVISION,
     ClientState,
     Credential,
     CredentialDraft,
@@ -57,6 +59,7 @@ def credential_to_proto(credential: Credential) -> pb.Credential:
         created_at=timestamp(credential.created_at),
         updated_at=timestamp(credential.updated_at),
         secret_changed_at=timestamp(credential.secret_changed_at),
+        revision=credential.revision,
     )
     if credential.last_accessed_at is not None:
         message.last_accessed_at.CopyFrom(timestamp(credential.last_accessed_at))
@@ -208,6 +211,10 @@ def leavers_of(settings: VaultSettings, service: Service) -> Leavers | None:
     return Leavers(service.db, settings.require_nats_url(), keys, sink)
 
 
+def _encode_created(credential_id: UUID) -> bytes:
+    return pb.CreateCredentialResponse(id=str(credential_id), revision=NEW_REVISION).SerializeToString()
+
+
 class VaultServicer(vault_pb2_grpc.VaultServicer):
     def __init__(self, db: Database, credentials: Credentials, clients: ClientsDirectory) -> None:
         self._db = db
@@ -226,14 +233,31 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
     ) -> pb.CreateCredentialResponse:
         fields = request.credential
         draft = CredentialDraft(fields.label, _optional(fields, "username"), _optional(fields, "url"), fields.secret)
-        credential_id = await self._credentials.create_credential(
-            rpc.current_caller(),
-            rpc.current_request(),
-            parse_id(request.client_id, "client"),
-            draft,
-            self._clients.lookup,
+        caller = rpc.current_caller()
+        once = idempotency.once(
+            caller.user_id, request.idempotency_key, "Vault/CreateCredential", request, _encode_created
         )
-        return pb.CreateCredentialResponse(id=str(credential_id))
+        made = await self._credentials.create_credential(
+            caller, rpc.current_request(), parse_id(request.client_id, "client"), draft, self._clients.lookup, once
+        )
+        if isinstance(made, Replay):
+            return pb.CreateCredentialResponse.FromString(made.response)
+        return pb.CreateCredentialResponse(id=str(made), revision=NEW_REVISION)
+
+    async def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.aio.ServicerContext) -> pb.Credential:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        return credential_to_proto(await self._credentials.get_credential(client_id, credential_id))
+
+    async def GeneratePassword(
+        self, request: pb.GeneratePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GeneratePasswordResponse:
+        made = generator.generate(
+            length=request.length if request.HasField("length") else None,
+            symbols=request.symbols if request.HasField("symbols") else None,
+            words=request.words if request.HasField("words") else None,
+        )
+        return pb.GeneratePasswordResponse(password=made.password, entropy_bits=made.entropy_bits)
 
     async def RevealCredential(
         self, request: pb.RevealCredentialRequest, context: grpc.aio.ServicerContext
@@ -270,7 +294,13 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             path: _optional(fields, path) if path in ("username", "url") else getattr(fields, path) for path in paths
         }
         updated = await self._credentials.update_credential(
-            rpc.current_caller(), rpc.current_request(), client_id, credential_id, changes, self._clients.lookup
+            rpc.current_caller(),
+            rpc.current_request(),
+            client_id,
+            credential_id,
+            changes,
+            self._clients.lookup,
+            list(request.if_match_revisions),
         )
         return credential_to_proto(updated)
 

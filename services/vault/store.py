@@ -6,6 +6,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import metadata as schema_metadata
+from clientvault.idempotency import idempotency_table
 from clientvault.outbox import outbox_table
 
 metadata = schema_metadata("vault")
@@ -77,6 +79,8 @@ credentials = Table(
     Column("secret_changed_by_user_id", Uuid, nullable=False),
     Column("deleted_at", DateTime(timezone=True)),  # in the trash since (0008); purged CLIENTVAULT_TRASH_DAYS later
     Column("deleted_by_user_id", Uuid),
+    # The ETag (0013): +1 on every change of label, username, url, secret or trash state; a reveal leaves it.
+    Column("revision", BigInteger, nullable=False, server_default="1"),
     Index(None, "client_id", "key_generation"),
     Index("ix_credentials_deleted", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     # A secret never outlives the key that seals it (migration 0003).
@@ -157,6 +161,7 @@ METADATA_COLUMNS = (
     credentials.c.last_accessed_at,
     credentials.c.secret_changed_at,
     credentials.c.deleted_at,
+    credentials.c.revision,
 )
 LIVE = credentials.c.deleted_at.is_(None)
 TRASHED = credentials.c.deleted_at.is_not(None)
@@ -260,6 +265,10 @@ SELECT :event_id, :action, :now, :user_id, :user_email, :user_full_name, :creden
 )
 
 
+# A create's idempotency key per user, with its first reply (clientvault/idempotency.py; migration 0013).
+idempotency_keys = idempotency_table(metadata)
+
+
 async def insert_denied(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(DENIED, values)
 
@@ -291,9 +300,23 @@ async def insert_credential(conn: AsyncConnection, **values: object) -> Row[Any]
     return row
 
 
-async def update_credential(conn: AsyncConnection, credential_id: UUID, **values: object) -> Row[Any]:
-    query = update(credentials).where(credentials.c.id == credential_id).values(**values).returning(*METADATA_COLUMNS)
-    row: Row[Any] = (await conn.execute(query)).one()
+async def get_metadata(conn: AsyncConnection, client_id: UUID, credential_id: UUID) -> Row[Any] | None:
+    """A live credential's metadata, under its own client only."""
+    query = select(*METADATA_COLUMNS).where(
+        credentials.c.id == credential_id, credentials.c.client_id == client_id, LIVE
+    )
+    return cast(Row[Any] | None, (await conn.execute(query)).one_or_none())
+
+
+async def update_credential(
+    conn: AsyncConnection, credential_id: UUID, *, if_revision: Collection[int] = (), **values: object
+) -> Row[Any] | None:
+    """Changes the credential and moves its revision on; with `if_revision`, only while its revision is one of
+    those (checked and set in this one statement): None when it is not."""
+    condition = [credentials.c.revision.in_(list(if_revision))] if if_revision else []
+    query = update(credentials).where(credentials.c.id == credential_id, *condition)
+    query = query.values(revision=credentials.c.revision + 1, **values).returning(*METADATA_COLUMNS)
+    row: Row[Any] | None = (await conn.execute(query)).one_or_none()
     return row
 
 
@@ -304,7 +327,7 @@ async def trash_credential(
     query = (
         update(credentials)
         .where(credentials.c.id == credential_id, credentials.c.client_id == client_id, LIVE)
-        .values(deleted_at=now, deleted_by_user_id=user_id)
+        .values(deleted_at=now, deleted_by_user_id=user_id, revision=credentials.c.revision + 1)
         .returning(credentials.c.id, credentials.c.label)
     )
     return (await conn.execute(query)).one_or_none()
@@ -315,7 +338,7 @@ async def untrash_credential(conn: AsyncConnection, client_id: UUID, credential_
     query = (
         update(credentials)
         .where(credentials.c.id == credential_id, credentials.c.client_id == client_id, TRASHED)
-        .values(deleted_at=None, deleted_by_user_id=None)
+        .values(deleted_at=None, deleted_by_user_id=None, revision=credentials.c.revision + 1)
         .returning(*METADATA_COLUMNS)
     )
     return (await conn.execute(query)).one_or_none()

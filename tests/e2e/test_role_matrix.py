@@ -132,6 +132,9 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Clients/CreateTask": lambda _: {"title": "Matrix task"},
     "Clients/UpdateTask": lambda _: {"title": "Matrix task, renamed"},
     "Clients/DeleteTask": no_body,
+    "Clients/GetTask": no_body,
+    "Vault/GetCredential": no_body,
+    "Vault/GeneratePassword": lambda _: {"words": 4},
     "Vault/ListCredentials": no_body,
     "Vault/CreateCredential": lambda _: {"label": "Matrix", "secret": "matrix-secret"},
     "Vault/RevealCredential": no_body,
@@ -202,6 +205,11 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         update_mask=FieldMask(paths=["title"]),
     ),
     "Clients/DeleteTask": lambda ids: clients_pb2.DeleteTaskRequest(client_id=ids.client_id, task_id=ids.task_id),
+    "Clients/GetTask": lambda ids: clients_pb2.GetTaskRequest(client_id=ids.client_id, task_id=ids.task_id),
+    "Vault/GetCredential": lambda ids: vault_pb2.GetCredentialRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/GeneratePassword": lambda _: vault_pb2.GeneratePasswordRequest(length=24),
     "Vault/ListCredentials": lambda ids: vault_pb2.ListCredentialsRequest(client_id=ids.client_id),
     "Vault/CreateCredential": lambda ids: vault_pb2.CreateCredentialRequest(
         client_id=ids.client_id, credential=vault_pb2.CredentialFields(label="Matrix", secret="matrix-secret")

@@ -64,6 +64,9 @@ OPERATION_IDS = {
     "Auth/ResetPassword": "resetPassword",
     "Auth/RevokeUserSessions": "revokeUserSessions",
     "Auth/ResetMfa": "resetMfa",
+    "Clients/GetTask": "getTask",
+    "Vault/GetCredential": "getCredential",
+    "Vault/GeneratePassword": "generatePassword",
 }
 ENUMS: dict[str, tuple[type[StrEnum], EnumDescriptor]] = {
     "Role": (Role, auth_pb2.Role.DESCRIPTOR),
@@ -205,3 +208,44 @@ def test_an_operation_must_be_in_the_policy_take_a_call_and_say_what_it_does() -
         "Roles: admin. For administration tools.",
     )
     assert sorted(route.responses) == [401, 403, 422, 503]
+
+
+EDITS = {  # issue 18: what reads an ETag, what takes If-Match (and may answer 412), what takes an Idempotency-Key
+    ("GET", "/clients/{clientId}"): "ETag",
+    ("GET", "/clients/{clientId}/tasks/{taskId}"): "ETag",
+    ("GET", "/clients/{clientId}/credentials/{credentialId}/metadata"): "ETag",
+    ("PATCH", "/clients/{clientId}"): "If-Match",
+    ("PATCH", "/clients/{clientId}/tasks/{taskId}"): "If-Match",
+    ("PATCH", "/clients/{clientId}/credentials/{credentialId}"): "If-Match",
+    ("POST", "/clients"): "Idempotency-Key",
+    ("POST", "/clients/{clientId}/tasks"): "Idempotency-Key",
+    ("POST", "/clients/{clientId}/credentials"): "Idempotency-Key",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), list(EDITS))
+def test_etags_if_match_and_idempotency_keys_are_in_the_document(method: str, path: str) -> None:
+    op, header = OPERATIONS[(method, path)], EDITS[(method, path)]
+    headers = {p["name"]: p for p in op.get("parameters", []) if p["in"] == "header"}
+
+    if header == "ETag":
+        assert "ETag" in op["responses"]["200"]["headers"]
+        return
+    assert header in headers, op.get("parameters")
+    assert headers[header]["required"] is False
+    assert headers[header]["description"]
+    if header == "If-Match":
+        assert "412" in op["responses"]
+        assert "ETag" in op["responses"]["200"]["headers"]
+    else:
+        assert headers[header]["schema"]["anyOf"][0]["maxLength"] == 255
+        assert "422" in op["responses"]
+        assert "ETag" in op["responses"]["201"]["headers"]
+
+
+def test_the_generator_is_documented_no_store() -> None:
+    op = OPERATIONS[("POST", "/tools/generate-password")]
+
+    assert "no-store" in op["description"]
+    assert op["responses"]["200"]["headers"]["Cache-Control"]["schema"] == {"type": "string", "const": "no-store"}
+    assert "422" in op["responses"]
