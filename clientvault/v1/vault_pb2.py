@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/vault.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x03\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x15\n\x08username\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x05 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10last_accessed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x35\n\x11secret_changed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\ndeleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x03\x88\x01\x01\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x13\n\x11_last_accessed_atB\r\n\x0b_deleted_at\"o\n\x10\x43redentialFields\x12\r\n\x05label\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x04 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"+\n\x16ListCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"D\n\x17ListCredentialsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.Credential\"b\n\x17\x43reateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x34\n\ncredential\x18\x02 \x01(\x0b\x32 .clientvault.v1.CredentialFields\"&\n\x18\x43reateCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x17RevealCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"}\n\x12RevealedCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x15\n\x08username\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x05 \x01(\tB\x0b\n\t_usernameB\x06\n\x04_url\"\xaa\x01\n\x17UpdateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x34\n\ncredential\x18\x03 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x17\x44\x65leteCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteCredentialResponse\"p\n\x11\x43redentialVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63reated_by_user_id\x18\x03 \x01(\t\"I\n\x1dListCredentialVersionsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"R\n\x1eListCredentialVersionsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.CredentialVersion\"[\n\x1eRevealCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\\\n\x1fRestoreCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"D\n\x18RestoreCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x86\x01\n\x18GetExposureReportRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x42\x08\n\x06_since\"\xcf\x01\n\x11\x45xposedCredential\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x34\n\x10last_revealed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creveal_count\x18\x05 \x01(\x05\x12\x35\n\x11secret_changed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x19GetExposureReportResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.ExposedCredential\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"=\n\x12ShredClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63onfirm_name\x18\x02 \x01(\t\"\x80\x01\n\x13ShredClientResponse\x12/\n\x0bshredded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63redentials\x18\x02 \x01(\x05\x12\x10\n\x08versions\x18\x03 \x01(\x05\x12\x11\n\tdata_keys\x18\x04 \x01(\x05\x32\xcc\t\n\x05Vault\x12\x62\n\x0fListCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12\x65\n\x10\x43reateCredential\x12\'.clientvault.v1.CreateCredentialRequest\x1a(.clientvault.v1.CreateCredentialResponse\x12_\n\x10RevealCredential\x12\'.clientvault.v1.RevealCredentialRequest\x1a\".clientvault.v1.RevealedCredential\x12W\n\x10UpdateCredential\x12\'.clientvault.v1.UpdateCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10\x44\x65leteCredential\x12\'.clientvault.v1.DeleteCredentialRequest\x1a(.clientvault.v1.DeleteCredentialResponse\x12i\n\x16ListDeletedCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12Y\n\x11RestoreCredential\x12(.clientvault.v1.RestoreCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12w\n\x16ListCredentialVersions\x12-.clientvault.v1.ListCredentialVersionsRequest\x1a..clientvault.v1.ListCredentialVersionsResponse\x12m\n\x17RevealCredentialVersion\x12..clientvault.v1.RevealCredentialVersionRequest\x1a\".clientvault.v1.RevealedCredential\x12g\n\x18RestoreCredentialVersion\x12/.clientvault.v1.RestoreCredentialVersionRequest\x1a\x1a.clientvault.v1.Credential\x12h\n\x11GetExposureReport\x12(.clientvault.v1.GetExposureReportRequest\x1a).clientvault.v1.GetExposureReportResponse\x12V\n\x0bShredClient\x12\".clientvault.v1.ShredClientRequest\x1a#.clientvault.v1.ShredClientResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lientvault/v1/vault.proto\x12\x0e\x63lientvault.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x03\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x15\n\x08username\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x05 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x10last_accessed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x35\n\x11secret_changed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\ndeleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x03\x88\x01\x01\x12\x10\n\x08has_totp\x18\x0b \x01(\x08\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x13\n\x11_last_accessed_atB\r\n\x0b_deleted_at\"\xb7\x01\n\x10\x43redentialFields\x12\r\n\x05label\x18\x01 \x01(\t\x12\x15\n\x08username\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x04 \x01(\t\x12\x18\n\x0btotp_secret\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x12\n\x05notes\x18\x06 \x01(\tH\x03\x88\x01\x01\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x0e\n\x0c_totp_secretB\x08\n\x06_notes\"+\n\x16ListCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"D\n\x17ListCredentialsResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.clientvault.v1.Credential\"b\n\x17\x43reateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x34\n\ncredential\x18\x02 \x01(\x0b\x32 .clientvault.v1.CredentialFields\"&\n\x18\x43reateCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x17RevealCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x9b\x01\n\x12RevealedCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x15\n\x08username\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03url\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06secret\x18\x05 \x01(\t\x12\x12\n\x05notes\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x0b\n\t_usernameB\x06\n\x04_urlB\x08\n\x06_notes\"\xaa\x01\n\x17UpdateCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x34\n\ncredential\x18\x03 \x01(\x0b\x32 .clientvault.v1.CredentialFields\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x17\x44\x65leteCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteCredentialResponse\"p\n\x11\x43redentialVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63reated_by_user_id\x18\x03 \x01(\t\"I\n\x1dListCredentialVersionsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"R\n\x1eListCredentialVersionsResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.CredentialVersion\"[\n\x1eRevealCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\\\n\x1fRestoreCredentialVersionRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"D\n\x18RestoreCredentialRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"\x86\x01\n\x18GetExposureReportRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x42\x08\n\x06_since\"\xcf\x01\n\x11\x45xposedCredential\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x34\n\x10last_revealed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0creveal_count\x18\x05 \x01(\x05\x12\x35\n\x11secret_changed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x19GetExposureReportResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.clientvault.v1.ExposedCredential\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"=\n\x12ShredClientRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63onfirm_name\x18\x02 \x01(\t\"\x80\x01\n\x13ShredClientResponse\x12/\n\x0bshredded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63redentials\x18\x02 \x01(\x05\x12\x10\n\x08versions\x18\x03 \x01(\x05\x12\x11\n\tdata_keys\x18\x04 \x01(\x05\"D\n\x18GetCredentialTotpRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rcredential_id\x18\x02 \x01(\t\"R\n\x0e\x43redentialTotp\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\x05\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\x0e\n\x06\x64igits\x18\x04 \x01(\x05\"_\n\x18ImportCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"-\n\rImportProblem\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8d\x01\n\x19ImportCredentialsResponse\x12\x10\n\x08imported\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\x12/\n\x08problems\x18\x03 \x03(\x0b\x32\x1d.clientvault.v1.ImportProblem\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x0b\n\x03ids\x18\x05 \x03(\t\"@\n\x18\x45xportCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\">\n\x19\x45xportCredentialsResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xported\x18\x02 \x01(\x05\x32\xff\x0b\n\x05Vault\x12\x62\n\x0fListCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12\x65\n\x10\x43reateCredential\x12\'.clientvault.v1.CreateCredentialRequest\x1a(.clientvault.v1.CreateCredentialResponse\x12_\n\x10RevealCredential\x12\'.clientvault.v1.RevealCredentialRequest\x1a\".clientvault.v1.RevealedCredential\x12W\n\x10UpdateCredential\x12\'.clientvault.v1.UpdateCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12\x65\n\x10\x44\x65leteCredential\x12\'.clientvault.v1.DeleteCredentialRequest\x1a(.clientvault.v1.DeleteCredentialResponse\x12i\n\x16ListDeletedCredentials\x12&.clientvault.v1.ListCredentialsRequest\x1a\'.clientvault.v1.ListCredentialsResponse\x12Y\n\x11RestoreCredential\x12(.clientvault.v1.RestoreCredentialRequest\x1a\x1a.clientvault.v1.Credential\x12w\n\x16ListCredentialVersions\x12-.clientvault.v1.ListCredentialVersionsRequest\x1a..clientvault.v1.ListCredentialVersionsResponse\x12m\n\x17RevealCredentialVersion\x12..clientvault.v1.RevealCredentialVersionRequest\x1a\".clientvault.v1.RevealedCredential\x12g\n\x18RestoreCredentialVersion\x12/.clientvault.v1.RestoreCredentialVersionRequest\x1a\x1a.clientvault.v1.Credential\x12h\n\x11GetExposureReport\x12(.clientvault.v1.GetExposureReportRequest\x1a).clientvault.v1.GetExposureReportResponse\x12V\n\x0bShredClient\x12\".clientvault.v1.ShredClientRequest\x1a#.clientvault.v1.ShredClientResponse\x12]\n\x11GetCredentialTotp\x12(.clientvault.v1.GetCredentialTotpRequest\x1a\x1e.clientvault.v1.CredentialTotp\x12h\n\x11ImportCredentials\x12(.clientvault.v1.ImportCredentialsRequest\x1a).clientvault.v1.ImportCredentialsResponse\x12h\n\x11\x45xportCredentials\x12(.clientvault.v1.ExportCredentialsRequest\x1a).clientvault.v1.ExportCredentialsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,49 +34,63 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clientvault.v1.vault_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREDENTIAL']._serialized_start=114
-  _globals['_CREDENTIAL']._serialized_end=533
-  _globals['_CREDENTIALFIELDS']._serialized_start=535
-  _globals['_CREDENTIALFIELDS']._serialized_end=646
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=648
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=691
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=693
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=761
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=763
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=861
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=863
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=901
-  _globals['_REVEALCREDENTIALREQUEST']._serialized_start=903
-  _globals['_REVEALCREDENTIALREQUEST']._serialized_end=970
-  _globals['_REVEALEDCREDENTIAL']._serialized_start=972
-  _globals['_REVEALEDCREDENTIAL']._serialized_end=1097
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1100
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1270
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1272
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1339
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1341
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1367
-  _globals['_CREDENTIALVERSION']._serialized_start=1369
-  _globals['_CREDENTIALVERSION']._serialized_end=1481
-  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_start=1483
-  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_end=1556
-  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_start=1558
-  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_end=1640
-  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_start=1642
-  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_end=1733
-  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_start=1735
-  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_end=1827
-  _globals['_RESTORECREDENTIALREQUEST']._serialized_start=1829
-  _globals['_RESTORECREDENTIALREQUEST']._serialized_end=1897
-  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_start=1900
-  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_end=2034
-  _globals['_EXPOSEDCREDENTIAL']._serialized_start=2037
-  _globals['_EXPOSEDCREDENTIAL']._serialized_end=2244
-  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_start=2246
-  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_end=2371
-  _globals['_SHREDCLIENTREQUEST']._serialized_start=2373
-  _globals['_SHREDCLIENTREQUEST']._serialized_end=2434
-  _globals['_SHREDCLIENTRESPONSE']._serialized_start=2437
-  _globals['_SHREDCLIENTRESPONSE']._serialized_end=2565
-  _globals['_VAULT']._serialized_start=2568
-  _globals['_VAULT']._serialized_end=3796
+  _globals['_CREDENTIAL']._serialized_end=551
+  _globals['_CREDENTIALFIELDS']._serialized_start=554
+  _globals['_CREDENTIALFIELDS']._serialized_end=737
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=739
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=782
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=784
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=852
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=854
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=952
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=954
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=992
+  _globals['_REVEALCREDENTIALREQUEST']._serialized_start=994
+  _globals['_REVEALCREDENTIALREQUEST']._serialized_end=1061
+  _globals['_REVEALEDCREDENTIAL']._serialized_start=1064
+  _globals['_REVEALEDCREDENTIAL']._serialized_end=1219
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1222
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1392
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1394
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1461
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1463
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1489
+  _globals['_CREDENTIALVERSION']._serialized_start=1491
+  _globals['_CREDENTIALVERSION']._serialized_end=1603
+  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_start=1605
+  _globals['_LISTCREDENTIALVERSIONSREQUEST']._serialized_end=1678
+  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_start=1680
+  _globals['_LISTCREDENTIALVERSIONSRESPONSE']._serialized_end=1762
+  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_start=1764
+  _globals['_REVEALCREDENTIALVERSIONREQUEST']._serialized_end=1855
+  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_start=1857
+  _globals['_RESTORECREDENTIALVERSIONREQUEST']._serialized_end=1949
+  _globals['_RESTORECREDENTIALREQUEST']._serialized_start=1951
+  _globals['_RESTORECREDENTIALREQUEST']._serialized_end=2019
+  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_start=2022
+  _globals['_GETEXPOSUREREPORTREQUEST']._serialized_end=2156
+  _globals['_EXPOSEDCREDENTIAL']._serialized_start=2159
+  _globals['_EXPOSEDCREDENTIAL']._serialized_end=2366
+  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_start=2368
+  _globals['_GETEXPOSUREREPORTRESPONSE']._serialized_end=2493
+  _globals['_SHREDCLIENTREQUEST']._serialized_start=2495
+  _globals['_SHREDCLIENTREQUEST']._serialized_end=2556
+  _globals['_SHREDCLIENTRESPONSE']._serialized_start=2559
+  _globals['_SHREDCLIENTRESPONSE']._serialized_end=2687
+  _globals['_GETCREDENTIALTOTPREQUEST']._serialized_start=2689
+  _globals['_GETCREDENTIALTOTPREQUEST']._serialized_end=2757
+  _globals['_CREDENTIALTOTP']._serialized_start=2759
+  _globals['_CREDENTIALTOTP']._serialized_end=2841
+  _globals['_IMPORTCREDENTIALSREQUEST']._serialized_start=2843
+  _globals['_IMPORTCREDENTIALSREQUEST']._serialized_end=2938
+  _globals['_IMPORTPROBLEM']._serialized_start=2940
+  _globals['_IMPORTPROBLEM']._serialized_end=2985
+  _globals['_IMPORTCREDENTIALSRESPONSE']._serialized_start=2988
+  _globals['_IMPORTCREDENTIALSRESPONSE']._serialized_end=3129
+  _globals['_EXPORTCREDENTIALSREQUEST']._serialized_start=3131
+  _globals['_EXPORTCREDENTIALSREQUEST']._serialized_end=3195
+  _globals['_EXPORTCREDENTIALSRESPONSE']._serialized_start=3197
+  _globals['_EXPORTCREDENTIALSRESPONSE']._serialized_end=3259
+  _globals['_VAULT']._serialized_start=3262
+  _globals['_VAULT']._serialized_end=4797
 # @@protoc_insertion_point(module_scope)
