@@ -454,6 +454,14 @@ class RevealedOut(WireModel):
     notes: str | None = Field(None, repr=False, description="The credential's notes (a current secret's reveal).")
 
 
+class ImportFormat(StrEnum):
+    """What wrote an import's file (docs/credential-tools.md)."""
+
+    BITWARDEN_JSON = "bitwarden-json"
+    KEEPASS_XML = "keepass-xml"
+    CSV = "csv"
+
+
 class TotpOut(WireModel):
     """The current TOTP code of a credential's seed."""
 

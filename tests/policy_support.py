@@ -62,6 +62,10 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("POST", "/users/{userId}/reset-password"): ("Auth/ResetPassword", ADMIN),
     ("DELETE", "/users/{userId}/sessions"): ("Auth/RevokeUserSessions", ADMIN),
     ("DELETE", "/users/{userId}/mfa"): ("Auth/ResetMfa", ADMIN),
+    # Everyday credential tools (issue 18, docs/credential-tools.md).
+    ("GET", "/clients/{clientId}/credentials/{credentialId}/totp"): ("Vault/GetCredentialTotp", STAFF),
+    ("POST", "/clients/{clientId}/credentials:import"): ("Vault/ImportCredentials", ADMIN),
+    ("POST", "/clients/{clientId}/credentials:export"): ("Vault/ExportCredentials", ADMIN),
 }
 
 # Routes whose query parameter switches them to another operation of the table (which the service checks

@@ -1,7 +1,7 @@
 """A client's credentials: validate, call the vault, shape the reply. Reveals are never cached."""
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from gateway.schemas import (
     CredentialOut,
     CredentialPatch,
     ExportIn,
+    ImportFormat,
     ImportOut,
     RevealedOut,
     TotpOut,
@@ -176,7 +177,7 @@ async def restore_credential_version(
     return CredentialOut.from_proto(await call.vault.RestoreCredentialVersion(request))
 
 
-@operation(router.get, "/{credentialId}/totp", "Vault/GetCredentialTotp", errors=(404, 410))
+@operation(router.get, "/{credentialId}/totp", "Vault/GetCredentialTotp", response_model=TotpOut, errors=(404, 410))
 async def get_credential_totp(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
     """The current TOTP code of a credential's seed.
 
@@ -197,9 +198,7 @@ async def import_credentials(
     client_id: ClientId,
     call: Call,
     file: Annotated[UploadFile, File(description="The export file, at most 10 MiB.")],
-    format: Annotated[  # the form field's name
-        Literal["bitwarden-json", "keepass-xml", "csv"], Form(description="What wrote the file.")
-    ],
+    format: Annotated[ImportFormat, Form(description="What wrote the file.")],
     dry_run: Annotated[bool, Query(alias="dryRun", description="Only check the file and report.")] = False,
 ) -> JSONResponse:
     """Import another tool's export file (multipart/form-data).
@@ -213,7 +212,7 @@ async def import_credentials(
     if len(content) > MAX_IMPORT_BYTES:
         return problem(413, "the file is over 10 MiB: split it")
     call.timeout = max(call.timeout, BULK_TIMEOUT_S)
-    request = pb.ImportCredentialsRequest(client_id=client_id, format=format, content=content, dry_run=dry_run)
+    request = pb.ImportCredentialsRequest(client_id=client_id, format=format.value, content=content, dry_run=dry_run)
     reply = await call.vault.ImportCredentials(request)
     return JSONResponse(ImportOut.from_proto(reply).model_dump(mode="json", by_alias=True), headers=NO_STORE)
 
@@ -224,7 +223,14 @@ async def import_credentials(
     "Vault/ExportCredentials",
     errors=(404, 410, 422),
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The age-encrypted file."}},
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The age-encrypted file.",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
 )
 async def export_credentials(client_id: ClientId, body: ExportIn, call: Call) -> Response:
     """Export a client's credentials, encrypted with age.
