@@ -11,16 +11,20 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import pty
 import struct
+import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pyrage
 from pyrage import x25519
 
 from tests.audit_support import wait_for_entries
-from tests.system import Api, Session
+from tests.system import Api, Session, System
 from tests.vault_support import create, new_client
 
 PROBLEM = "application/problem+json"
@@ -521,3 +525,101 @@ async def test_a_bad_recipient_is_a_422_and_nothing_is_audited(api: Api, session
     assert unknown.status_code == 404
     page = await wait_for_entries(api, admin, 1, timeout_s=1, clientId=client_id, action="credential_export")
     assert page["total"] == 0
+
+
+# --- the CLI -----------------------------------------------------------------------------------------------
+
+
+async def test_the_cli_imports_as_an_admin_with_a_dry_run_first_then_exports_a_file_the_identity_opens(
+    api: Api, system: System, tmp_path: Path
+) -> None:
+    operator = await api.new_account("admin")
+    client_id = await new_client(api, await api.sign_in(operator))
+    source = tmp_path / "keepass.xml"
+    source.write_bytes(keepass_export())
+    base = ("--client-id", client_id, "--email", operator.email, "--password-stdin")
+
+    dry = system.cli("credentials", "import", str(source), "--format", "keepass-xml", "--dry-run", *base,
+                     stdin=operator.password + "\n")  # fmt: skip
+    done = system.cli("credentials", "import", str(source), "--format", "keepass-xml", "--output", "json", *base,
+                      stdin=operator.password + "\n")  # fmt: skip
+
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "would import 2 credentials, skipped 1 rows",
+        "row 3: the row has no password",
+    ]
+    assert done.returncode == 0, done.stderr
+    assert (json.loads(done.stdout)["imported"], json.loads(done.stdout)["skipped"]) == (2, 1)
+    identity = x25519.Identity.generate()
+    out = tmp_path / "export.age"
+    exported = system.cli("credentials", "export", "--recipient", str(identity.to_public()), "--out", str(out),
+                          *base, stdin=operator.password + "\n")  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith("exported 2 credentials to ")
+    assert out.stat().st_mode & 0o777 == 0o600
+    items = {i["name"]: i for i in json.loads(pyrage.decrypt(out.read_bytes(), [identity]))["items"]}
+    assert items["Контроллер Wi-Fi"]["login"]["password"] == "пароль-日本"
+    assert items["Firewall"]["login"]["password"] == "fw<p@ss>"
+    again = system.cli("credentials", "export", "--recipient", str(identity.to_public()), "--out", str(out),
+                       *base, stdin=operator.password + "\n")  # fmt: skip
+    assert again.returncode == 2  # never overwrites a file
+
+
+async def test_the_cli_refuses_a_manager_and_a_wrong_password_and_names_the_file_problem(
+    api: Api, system: System, tmp_path: Path
+) -> None:
+    manager = await api.new_account("manager")
+    operator = await api.new_account("admin")
+    client_id = await new_client(api, await api.sign_in(operator))
+    source = tmp_path / "export.csv"
+    source.write_bytes(csv_export())
+
+    refused = system.cli("credentials", "import", str(source), "--format", "csv", "--client-id", client_id,
+                         "--email", manager.email, "--password-stdin", stdin=manager.password)  # fmt: skip
+    wrong = system.cli("credentials", "import", str(source), "--format", "csv", "--client-id", client_id,
+                       "--email", operator.email, "--password-stdin", stdin="not-the-password")  # fmt: skip
+    source.write_bytes(b'{"encrypted": true, "items": []}')
+    unreadable = system.cli("credentials", "import", str(source), "--format", "bitwarden-json", "--client-id",
+                            client_id, "--email", operator.email, "--password-stdin",
+                            stdin=operator.password)  # fmt: skip
+
+    assert (refused.returncode, wrong.returncode, unreadable.returncode) == (1, 1, 1)
+    assert "your role does not allow this operation" in refused.stderr
+    assert "not-the-password" not in wrong.stderr + wrong.stdout
+    assert "export it as unencrypted JSON" in unreadable.stderr
+    assert await listed(api, await api.sign_in(operator), client_id) == {}
+
+
+async def test_the_cli_draws_a_progress_bar_on_a_terminal(api: Api, system: System, tmp_path: Path) -> None:
+    operator = await api.new_account("admin")
+    client_id = await new_client(api, await api.sign_in(operator))
+    source = tmp_path / "export.csv"
+    source.write_bytes(csv_export())
+
+    parent, child = pty.openpty()
+    try:
+        env = {k: v for k, v in system.env.items() if k not in ("DATABASE_URL", "NATS_URL")}
+        done = subprocess.run(  # noqa: ASYNC221  # the system runs in processes of its own
+            system.command("credentials", "import", str(source), "--format", "csv", "--client-id", client_id,
+                           "--email", operator.email, "--password-stdin", "--data-dir", str(system.data_dir)),
+            input=operator.password.encode(), stdout=subprocess.PIPE, stderr=child, env=env | {"TERM": "xterm"},
+            timeout=60, check=False,
+        )  # fmt: skip
+        os.close(child)
+        drawn = b""
+        while chunk := _read(parent):
+            drawn += chunk
+    finally:
+        os.close(parent)
+
+    assert done.returncode == 0
+    assert b"upload" in drawn
+    assert done.stdout.decode().startswith("imported 2 credentials")
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the terminal's other end is closed and everything was read
+        return b""
