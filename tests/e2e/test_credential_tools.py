@@ -623,3 +623,32 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # the terminal's other end is closed and everything was read
         return b""
+
+
+# --- the sealed fields through the key lifecycle -------------------------------------------------------------
+
+
+async def test_a_seed_and_notes_survive_a_reencrypting_key_rotation_and_go_with_a_shred(
+    api: Api, system: System, sessions: dict[str, Session]
+) -> None:
+    admin = sessions["admin"]
+    client_id = await new_client(api, admin)
+    credential_id = await create(api, admin, client_id, label="Rotated", secret="s1", totpSecret=SEED, notes="n1")
+
+    rotated = system.cli("vault", "rotate-key", "--reencrypt")
+
+    assert rotated.returncode == 0, rotated.stderr
+    assert "could not" not in rotated.stdout + rotated.stderr
+    before = time.time()
+    code = await totp(api, admin, client_id, credential_id)
+    assert code.status_code == 200, code.text
+    assert code.json()["code"] in {rfc6238(SEED, t) for t in (before, time.time())}
+    assert (await reveal(api, admin, client_id, credential_id))["notes"] == "n1"
+    status = system.cli("vault", "status", "--output", "json")
+    assert json.loads(status.stdout)["secrets_on_old_keys"] == 0, status.stdout
+
+    name = (await api.raw.get(f"/clients/{client_id}", headers=admin.headers)).json()["name"]
+    assert (await api.raw.post(f"/clients/{client_id}/archive", headers=admin.headers)).status_code == 204
+    shredded = await api.raw.post(f"/clients/{client_id}/shred", headers=admin.headers, json={"confirmName": name})
+    assert shredded.status_code == 200, shredded.text
+    assert (await totp(api, admin, client_id, credential_id)).status_code == 410
