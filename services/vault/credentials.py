@@ -42,6 +42,7 @@ MAX_SECRET = 10_000
 MAX_USERNAME = 500
 MAX_URL = 2048
 MAX_NOTES = 10_000
+MAX_EXPORT_BYTES = 15 * 1024 * 1024  # an export travels as one gRPC message (clientvault/rpc.py: 16 MiB)
 FIELDS = frozenset({"label", "username", "url", "secret", "totp_secret", "notes"})
 # The fields sealed apart from the secret (store.credential_fields), by their name there.
 SEALED_FIELDS = {"totp_secret": "totp", "notes": "notes"}
@@ -546,6 +547,10 @@ class Credentials:
             for dek in deks.values():
                 self._keys.release(dek)
         content = exporting.encrypt(exporting.bitwarden_json(items), to)
+        if len(content) > MAX_EXPORT_BYTES:
+            raise Invalid(
+                "the export is over 15 MiB, more than one answer carries: ask an operator (docs/credential-tools.md)"
+            )
         log.info("credentials.exported", client_id=str(client_id), credentials=len(items))
         return content, len(items)
 
