@@ -3,7 +3,7 @@
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
@@ -34,6 +34,7 @@ router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"
 bulk = APIRouter(prefix="/clients/{clientId}", tags=["credentials"], route_class=StrictJsonRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 IMPORT_PATH = "/credentials:import"
+IMPORT_FIELDS = frozenset({"file", "format"})
 IMPORT_BODY = re.compile(r"/clients/[^/]+/credentials:import")  # the one path allowed a body over 1 MiB
 MAX_IMPORT_BYTES = 10 * 1024 * 1024  # the file; the body may be a little more (the multipart framing)
 BULK_TIMEOUT_S = 120.0  # an import or export of thousands of credentials takes longer than one call
@@ -195,6 +196,7 @@ async def get_credential_totp(client_id: ClientId, credential_id: CredentialId, 
     bulk.post, IMPORT_PATH, "Vault/ImportCredentials", errors=(404, 409, 410, 413, 422), response_model=ImportOut
 )
 async def import_credentials(
+    request: Request,
     client_id: ClientId,
     call: Call,
     file: Annotated[UploadFile, File(description="The export file, at most 10 MiB.")],
@@ -208,12 +210,16 @@ async def import_credentials(
     audited as `credential_create` (its `detail` names the source and the row), or none is. A row that cannot be
     imported is skipped and reported by number (`problems`), never with its values. With `dryRun=true`
     nothing is written. 413 over 10 MiB; 409 when the client is archived."""
+    if unknown := sorted(set((await request.form()).keys()) - IMPORT_FIELDS):
+        return problem(
+            422, "the request is not valid", errors=[{"field": name, "message": "unknown field"} for name in unknown]
+        )
     content = await file.read(MAX_IMPORT_BYTES + 1)
     if len(content) > MAX_IMPORT_BYTES:
         return problem(413, "the file is over 10 MiB: split it")
     call.timeout = max(call.timeout, BULK_TIMEOUT_S)
-    request = pb.ImportCredentialsRequest(client_id=client_id, format=format.value, content=content, dry_run=dry_run)
-    reply = await call.vault.ImportCredentials(request)
+    message = pb.ImportCredentialsRequest(client_id=client_id, format=format.value, content=content, dry_run=dry_run)
+    reply = await call.vault.ImportCredentials(message)
     return JSONResponse(ImportOut.from_proto(reply).model_dump(mode="json", by_alias=True), headers=NO_STORE)
 
 

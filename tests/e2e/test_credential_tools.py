@@ -399,6 +399,13 @@ async def test_a_file_that_cannot_be_read_is_a_422_and_nothing_is_written(
             assert "root:" not in r.text
     unknown = await import_file(api, admin, client_id, "lastpass", csv_export())
     assert unknown.status_code == 422
+    extra = await api.raw.post(
+        f"/clients/{client_id}/credentials:import",
+        headers=admin.headers,
+        files={"file": ("export.csv", csv_export(), "text/csv")},
+        data={"format": "csv", "dryrun": "true"},  # a misspelt dryRun is refused, not ignored into a real import
+    )
+    assert (extra.status_code, extra.json()["errors"]) == (422, [{"field": "dryrun", "message": "unknown field"}])
     assert await listed(api, admin, client_id) == {}
 
 
