@@ -24,6 +24,7 @@ import pyrage
 from pyrage import x25519
 
 from tests.audit_support import wait_for_entries
+from tests.e2e.test_cli import _read
 from tests.system import Api, Session, System
 from tests.vault_support import create, new_client
 
@@ -623,13 +624,6 @@ async def test_the_cli_draws_a_progress_bar_on_a_terminal(api: Api, system: Syst
     assert done.returncode == 0
     assert b"upload" in drawn
     assert done.stdout.decode().startswith("imported 2 credentials")
-
-
-def _read(fd: int) -> bytes:
-    try:
-        return os.read(fd, 65536)
-    except OSError:  # the terminal's other end is closed and everything was read
-        return b""
 
 
 # --- the sealed fields through the key lifecycle -------------------------------------------------------------
