@@ -74,6 +74,8 @@ class AuditAction(StrEnum):
     CREDENTIAL_RESTORE = "credential_restore"
     CREDENTIAL_PURGE = "credential_purge"
     CLIENT_SHREDDED = "client_shredded"
+    CREDENTIAL_TOTP = "credential_totp"
+    CREDENTIAL_EXPORT = "credential_export"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
@@ -89,6 +91,8 @@ VAULT_ACTIONS = (
     AuditAction.CREDENTIAL_RESTORE,
     AuditAction.CREDENTIAL_PURGE,
     AuditAction.CLIENT_SHREDDED,
+    AuditAction.CREDENTIAL_TOTP,
+    AuditAction.CREDENTIAL_EXPORT,
 )
 AUDIT_ACTIONS = (AuditAction.AUDIT_LOG_READ,)
 # Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a

@@ -86,6 +86,9 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Vault/ShredClient": ADMIN,  # POST /clients/{clientId}/shred
         "Vault/GetCredential": ANYONE,  # GET /clients/{clientId}/credentials/{credentialId}/metadata
         "Vault/GeneratePassword": ANYONE,  # POST /tools/generate-password
+        "Vault/GetCredentialTotp": STAFF,  # GET .../credentials/{credentialId}/totp (who may reveal)
+        "Vault/ImportCredentials": ADMIN,  # POST /clients/{clientId}/credentials:import
+        "Vault/ExportCredentials": ADMIN,  # POST /clients/{clientId}/credentials:export
         # audit
         "Audit/ListEvents": ADMIN,  # GET /audit-logs
     }
@@ -101,7 +104,8 @@ ACCEPTS_REVOKED_TOKEN: Final = frozenset({"Auth/SignOut"})
 # All a token of a temporary password may do (its `pwd_change` claim): choose a new password, or sign out.
 DURING_PASSWORD_CHANGE: Final = frozenset({"Auth/ChangePassword", "Auth/SignOut"})
 # What the roles of CLIENTVAULT_MFA_REQUIRED_ROLES may do only with a second factor (`otp` in the token's `amr`).
-NEEDS_MFA: Final = frozenset({"Vault/RevealCredential"})
+# A TOTP code and an export give what a reveal gives, so they need what a reveal needs.
+NEEDS_MFA: Final = frozenset({"Vault/RevealCredential", "Vault/GetCredentialTotp", "Vault/ExportCredentials"})
 
 
 def rule_for(operation: str) -> Rule:

@@ -42,7 +42,9 @@ STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
 }
 GONE_TRAILER = "gone"  # NOT_FOUND of something destroyed for good (errors.Gone): HTTP 410
 PRECONDITION_TRAILER = "precondition-failed"  # FAILED_PRECONDITION of an If-Match (errors.PreconditionFailed): 412
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# 16 MiB: an import's file (at most 10 MiB, POST /clients/{clientId}/credentials:import) and an export's
+# encrypted file travel as one message; every other message stays far below.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # A service's own calls to another carry the caller's token and (as a claim, for the logs) the request id;
 # only the gateway can vouch for a client IP or user agent (clientvault/attestation.py).
 ONWARD_KEYS = frozenset({"authorization", "x-request-id"})

@@ -80,6 +80,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     openapi.install(app)
     for routes in (auth, users, clients, tasks, credentials, reports, audit, tools):
         app.include_router(routes.router)
+    app.include_router(credentials.bulk)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -88,7 +89,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "If-Match", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After", "ETag"],
         )
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        # an import's file may be 10 MiB; the route refuses a larger file (413), the limit here its framing
+        large_bodies=(credentials.IMPORT_BODY, credentials.MAX_IMPORT_BYTES + 64 * 1024),
+    )
     tracing.instrument_app(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers", operation_id="healthz")

@@ -44,9 +44,12 @@ UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 4
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, large_bodies: tuple[re.Pattern[str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.large_bodies = large_bodies  # (the paths it covers, their limit): a route that takes a file
         self._timings: dict[tuple[str, str, int], Any] = {}  # (method, route, status) -> histogram child
 
     def _timing(self, method: str, route: str, status: int) -> Any:
@@ -97,9 +100,12 @@ class RequestContext:
             )
 
     async def _limited(self, scope: Scope, receive: Receive, send_with_id: Any, headers: dict[bytes, bytes]) -> None:
+        limit = self.max_body_bytes
+        if self.large_bodies is not None and self.large_bodies[0].fullmatch(scope["path"]):
+            limit = self.large_bodies[1]
         declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _too_large(send_with_id)
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(send_with_id, limit)
             return
 
         received = 0
@@ -110,11 +116,11 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     # Answer now and tell the route the client left: whatever it answers is dropped.
                     if not started and not answered:
                         answered = True
-                        await _too_large(send_with_id)
+                        await _too_large(send_with_id, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -128,13 +134,14 @@ class RequestContext:
         await self.app(scope, limited_receive, tracking_send)
 
 
-async def _too_large(send: Any) -> None:
+async def _too_large(send: Any, limit: int) -> None:
+    size = f"{limit / 2**20:.0f} MiB" if limit >= 2**20 else f"{limit} bytes"  # an import's: 10 MiB and framing
     body = json.dumps(
         {
             "type": "about:blank",
             "title": "Content Too Large",
             "status": 413,
-            "detail": "the request body is over 1 MiB",
+            "detail": f"the request body is over {size}",
         }
     ).encode()
     await send(

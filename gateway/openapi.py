@@ -5,6 +5,8 @@ what the error handlers and the middleware do to every response, so that is adde
   under `application/json`), and FastAPI's own 422 shape, which the gateway never sends, is dropped.
 - Every response carries `X-Request-ID`; 401 carries `WWW-Authenticate`, 429 and 503 `Retry-After`.
 - Every route that takes a body can answer 413 (the middleware's size limit).
+- A multipart form (an import's) is closed like every JSON body: `additionalProperties: false` (the route
+  refuses another field with 422), so a generated client types it without a catch-all.
 """
 
 from http import HTTPStatus
@@ -44,6 +46,9 @@ def as_answered(spec: dict[str, Any]) -> dict[str, Any]:
     for item in spec["paths"].values():
         for operation in item.values():
             responses: dict[str, Any] = operation["responses"]
+            form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+            if ref := form.get("schema", {}).get("$ref"):
+                spec["components"]["schemas"][ref.rpartition("/")[2]]["additionalProperties"] = False
             if "requestBody" in operation and "413" not in responses:
                 responses["413"] = {"description": HTTPStatus(413).phrase, "content": {MEDIA_TYPE: PROBLEM}}
             for status, response in list(responses.items()):

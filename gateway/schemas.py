@@ -356,6 +356,18 @@ Label = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=STO
 Username = Annotated[str | None, Field(max_length=500, json_schema_extra=STORED), AfterValidator(_storable)]
 Url = Annotated[str | None, Field(max_length=2048, json_schema_extra=STORED), AfterValidator(_storable)]
 Secret = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(lambda v: _storable(v, allow_nul=True))]
+# Write-only, sealed apart from the secret (docs/credential-tools.md); the vault checks that a code can be computed.
+TotpSecret = Annotated[
+    str | None,
+    Field(
+        max_length=2048,
+        description="A TOTP seed: base32, or an otpauth://totp/ URI. Write-only: the metadata says `hasTotp`.",
+    ),
+    AfterValidator(_storable),
+]
+Notes = Annotated[
+    str | None, Field(max_length=10_000, description="Sealed like the secret."), AfterValidator(_storable)
+]
 
 
 class CredentialIn(WireModel):
@@ -363,6 +375,8 @@ class CredentialIn(WireModel):
     username: Username = None
     url: Url = None
     secret: Secret
+    totp_secret: TotpSecret = None
+    notes: Notes = None
 
 
 class CredentialPatch(WireModel):
@@ -374,11 +388,13 @@ class CredentialPatch(WireModel):
     username: Username = None
     url: Url = None
     secret: Secret | NotNull = None
+    totp_secret: TotpSecret = None  # null removes the seed
+    notes: Notes = None  # null removes the notes
 
     @model_validator(mode="after")
     def _something_to_change(self) -> "CredentialPatch":
         if not self.model_fields_set:
-            raise ValueError("name at least one of label, username, url, secret")
+            raise ValueError("name at least one of label, username, url, secret, totpSecret, notes")
         return self
 
 
@@ -395,6 +411,7 @@ class CredentialOut(WireModel):
     last_accessed_at: DateTime | None
     secret_changed_at: DateTime = Field(description="When the secret last changed; a label edit leaves it.")
     deleted_at: DateTime | None = Field(description="In the trash since (only in the trash's list); else null.")
+    has_totp: bool = Field(False, description="A TOTP seed is kept: GET .../credentials/{credentialId}/totp.")
 
     @classmethod
     def from_proto(cls, credential: vault_pb2.Credential) -> "CredentialOut":
@@ -409,6 +426,7 @@ class CredentialOut(WireModel):
             ),
             secret_changed_at=from_timestamp(credential.secret_changed_at),
             deleted_at=from_timestamp(credential.deleted_at) if credential.HasField("deleted_at") else None,
+            has_totp=credential.has_totp,
         )
 
 
@@ -434,6 +452,57 @@ class RevealedOut(WireModel):
     username: str | None
     url: str | None
     secret: str = Field(repr=False)
+    notes: str | None = Field(None, repr=False, description="The credential's notes (a current secret's reveal).")
+
+
+class ImportFormat(StrEnum):
+    """What wrote an import's file (docs/credential-tools.md)."""
+
+    BITWARDEN_JSON = "bitwarden-json"
+    KEEPASS_XML = "keepass-xml"
+    CSV = "csv"
+
+
+class TotpOut(WireModel):
+    """The current TOTP code of a credential's seed."""
+
+    code: str
+    period: int = Field(description="Seconds a code lasts.")
+    expires_in: int = Field(description="Seconds this code has left.")
+    digits: int
+
+
+class ImportProblemOut(WireModel):
+    row: int = Field(description="1-based: the item or entry in file order, or the CSV's data row after the header.")
+    message: str
+
+
+class ImportOut(WireModel):
+    """What an import wrote (or, with `dryRun`, would write); the rows it skipped and why."""
+
+    imported: int
+    skipped: int
+    problems: list[ImportProblemOut]
+    dry_run: bool
+    ids: list[str] = Field(description="The new credentials' ids in row order (none on a dry run).")
+
+    @classmethod
+    def from_proto(cls, reply: vault_pb2.ImportCredentialsResponse) -> "ImportOut":
+        return cls(
+            imported=reply.imported,
+            skipped=reply.skipped,
+            problems=[ImportProblemOut(row=p.row, message=p.message) for p in reply.problems],
+            dry_run=reply.dry_run,
+            ids=list(reply.ids),
+        )
+
+
+class ExportIn(WireModel):
+    recipient: Annotated[
+        str,
+        Field(min_length=1, max_length=200, description="The age public key to encrypt to (age1…)."),
+        AfterValidator(_storable),
+    ]
 
 
 class ShredIn(WireModel):

@@ -55,6 +55,11 @@ vault_app = typer.Typer(help="The vault's encryption keys: status and rotation."
 app.add_typer(vault_app, name="vault")
 audit_app = typer.Typer(help="The audit log's hash chain.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+credentials_app = typer.Typer(
+    help="Import another tool's export file, or export a client's credentials, encrypted (as an admin, via the API).",
+    no_args_is_help=True,
+)
+app.add_typer(credentials_app, name="credentials")
 context_app = typer.Typer(help="The keys of the gateway's request-context attestations.", no_args_is_help=True)
 app.add_typer(context_app, name="context-key")
 
@@ -702,6 +707,120 @@ def public_key(
     except ValueError as error:
         raise fail(str(error), Code.USAGE) from None
     typer.echo(f"{producer}:{public}" if producer else public)
+
+
+class ImportFormat(StrEnum):
+    BITWARDEN_JSON = "bitwarden-json"
+    KEEPASS_XML = "keepass-xml"
+    CSV = "csv"
+
+
+ClientIdOption = Annotated[str, typer.Option("--client-id", help="The client's id.")]
+EmailOption = Annotated[
+    str, typer.Option("--email", envvar="CLIENTVAULT_ADMIN_EMAIL", help="The admin who signs in to the API.")
+]
+PasswordStdinOption = Annotated[
+    bool,
+    typer.Option(help="Read the admin's password from stdin's first line (and an MFA code from its second)."),
+]
+ApiUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url", envvar="CLIENTVAULT_API_URL", help="The gateway; default: the `up` running on the data dir."
+    ),
+]
+
+
+def _api_url(api_url: str | None, data_dir: Path) -> str:
+    if api_url:
+        return api_url
+    from ops.datadir import DataDir
+
+    running = DataDir.at(data_dir).read_system() if (data_dir / "run").exists() else None
+    if running is None or not running.get("gateway_url"):
+        raise fail(
+            f"nothing runs on {data_dir.resolve()}: start `clientvault up` there, or give --api-url", Code.UNAVAILABLE
+        )
+    return str(running["gateway_url"])
+
+
+def _through_api(api_url: str | None, data_dir: Path, email: str, password_stdin: bool, work: Callable[[Any], T]) -> T:
+    """Signs in to the API as the admin, runs `work` with the session, signs out; failures become exit codes."""
+    import httpx
+
+    from ops import transfer
+
+    url = _api_url(api_url, data_dir)
+    try:
+        login = transfer.read_login(email, password_stdin, lambda text: typer.prompt(text, hide_input=True, err=True))
+        with transfer.Session(url, login) as session:
+            return work(session)
+    except transfer.ApiError as error:
+        raise fail(str(error), Code.USAGE if error.status == 2 else Code.FAILED) from None
+    except httpx.HTTPError as error:
+        raise fail(f"the API at {url} cannot be reached: {error.__class__.__name__}", Code.UNAVAILABLE) from None
+
+
+def _byte_bar(description: str) -> tuple["Progress", Callable[[int, int], None]]:
+    bar = _progress()
+    task = bar.add_task(description, total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@credentials_app.command("import")
+def credentials_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The export file.")],
+    client_id: ClientIdOption,
+    format_: Annotated[ImportFormat, typer.Option("--format", help="What wrote the file.")],
+    email: EmailOption,
+    dry_run: Annotated[bool, typer.Option(help="Only check the file and report; write nothing.")] = False,
+    password_stdin: PasswordStdinOption = False,
+    api_url: ApiUrlOption = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Import a Bitwarden JSON, KeePass 2 XML or CSV export into a client (docs/credential-tools.md): the good
+    rows in one transaction, each audited; bad rows reported by number and skipped."""
+    from ops import transfer
+
+    def work(session: transfer.Session) -> dict[str, Any]:
+        bar, progress = _byte_bar("upload")
+        with bar:
+            return transfer.import_file(session, client_id, format_.value, file, dry_run=dry_run, progress=progress)
+
+    report = _through_api(api_url, data_dir, email, password_stdin, work)
+    if output is Output.JSON:
+        _print_json(report)
+        return
+    verb = "would import" if report["dryRun"] else "imported"
+    typer.echo(f"{verb} {report['imported']} credentials, skipped {report['skipped']} rows")
+    for problem in report["problems"]:
+        typer.echo(f"row {problem['row']}: {problem['message']}")
+
+
+@credentials_app.command("export")
+def credentials_export(
+    client_id: ClientIdOption,
+    recipient: Annotated[str, typer.Option(help="The age public key (age1…) that may decrypt the file.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write (must not exist); mode 0600.")],
+    email: EmailOption,
+    password_stdin: PasswordStdinOption = False,
+    api_url: ApiUrlOption = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Export a client's credentials as an age-encrypted Bitwarden JSON file; one audit event per credential."""
+    from ops import transfer
+
+    if out.exists():
+        raise fail(f"{out} exists: give a new file", Code.USAGE)
+
+    def work(session: transfer.Session) -> int:
+        bar, progress = _byte_bar("download")
+        with bar:
+            return transfer.export_file(session, client_id, recipient, out, progress=progress)
+
+    exported = _through_api(api_url, data_dir, email, password_stdin, work)
+    typer.echo(f"exported {exported} credentials to {out} (decrypt: age -d -i KEY_FILE {out})")
 
 
 def _head(value: str) -> tuple[int, bytes]:

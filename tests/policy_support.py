@@ -66,6 +66,10 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}/tasks/{taskId}"): ("Clients/GetTask", ANYONE),
     ("GET", "/clients/{clientId}/credentials/{credentialId}/metadata"): ("Vault/GetCredential", ANYONE),
     ("POST", "/tools/generate-password"): ("Vault/GeneratePassword", ANYONE),
+    # Everyday credential tools (issue 18, docs/credential-tools.md).
+    ("GET", "/clients/{clientId}/credentials/{credentialId}/totp"): ("Vault/GetCredentialTotp", STAFF),
+    ("POST", "/clients/{clientId}/credentials:import"): ("Vault/ImportCredentials", ADMIN),
+    ("POST", "/clients/{clientId}/credentials:export"): ("Vault/ExportCredentials", ADMIN),
 }
 
 # Routes whose query parameter switches them to another operation of the table (which the service checks

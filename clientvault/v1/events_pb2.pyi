@@ -67,6 +67,12 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     """A client crypto-shredded: credential_id empty; detail counts what was destroyed (credentials, old
     versions, data keys) and names the data keys' generations.
     """
+    AUDIT_ACTION_CREDENTIAL_TOTP: _AuditAction.ValueType  # 25
+    """vault: everyday credential tools (docs/credential-tools.md)
+    A TOTP code computed from a credential's sealed seed (the seed never leaves the vault).
+    """
+    AUDIT_ACTION_CREDENTIAL_EXPORT: _AuditAction.ValueType  # 26
+    """A credential decrypted into an encrypted export file; one event per credential exported."""
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. Each producer publishes one AuditEvent per audited action to stream
@@ -114,6 +120,12 @@ AUDIT_ACTION_CLIENT_SHREDDED: AuditAction.ValueType  # 24
 """A client crypto-shredded: credential_id empty; detail counts what was destroyed (credentials, old
 versions, data keys) and names the data keys' generations.
 """
+AUDIT_ACTION_CREDENTIAL_TOTP: AuditAction.ValueType  # 25
+"""vault: everyday credential tools (docs/credential-tools.md)
+A TOTP code computed from a credential's sealed seed (the seed never leaves the vault).
+"""
+AUDIT_ACTION_CREDENTIAL_EXPORT: AuditAction.ValueType  # 26
+"""A credential decrypted into an encrypted export file; one event per credential exported."""
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

@@ -43,12 +43,15 @@ class Credential(_message.Message):
     SECRET_CHANGED_AT_FIELD_NUMBER: _builtins.int
     DELETED_AT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    HAS_TOTP_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_id: _builtins.str
     label: _builtins.str
     username: _builtins.str
     url: _builtins.str
     revision: _builtins.int
+    has_totp: _builtins.bool
+    """A TOTP seed is sealed with it (GetCredentialTotp)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -77,10 +80,11 @@ class Credential(_message.Message):
         secret_changed_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        has_totp: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "created_at", b"created_at", "deleted_at", b"deleted_at", "last_accessed_at", b"last_accessed_at", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "revision", b"revision", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_last_accessed_at", b"_last_accessed_at", "_url", b"_url", "_username", b"_username", "client_id", b"client_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "has_totp", b"has_totp", "id", b"id", "label", b"label", "last_accessed_at", b"last_accessed_at", "revision", b"revision", "secret_changed_at", b"secret_changed_at", "updated_at", b"updated_at", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__deleted_at: _TypeAlias = _typing.Literal["deleted_at"]  # noqa: Y015
     _WhichOneofArgType__deleted_at: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at"]  # noqa: Y015
@@ -113,10 +117,18 @@ class CredentialFields(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
+    TOTP_SECRET_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     username: _builtins.str
     url: _builtins.str
     secret: _builtins.str
+    totp_secret: _builtins.str
+    """Write-only, sealed apart from the secret: a base32 seed or an otpauth:// URI; on update, named in
+    update_mask and unset here, the seed is removed.
+    """
+    notes: _builtins.str
+    """Sealed apart from the secret; on update, named in update_mask and unset here, the notes are removed."""
     def __init__(
         self,
         *,
@@ -124,15 +136,25 @@ class CredentialFields(_message.Message):
         username: _builtins.str | None = ...,
         url: _builtins.str | None = ...,
         secret: _builtins.str = ...,
+        totp_secret: _builtins.str | None = ...,
+        notes: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_url", b"_url", "_username", b"_username", "url", b"url", "username", b"username"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_notes", b"_notes", "_totp_secret", b"_totp_secret", "_url", b"_url", "_username", b"_username", "notes", b"notes", "totp_secret", b"totp_secret", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_url", b"_url", "_username", b"_username", "label", b"label", "secret", b"secret", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_notes", b"_notes", "_totp_secret", b"_totp_secret", "_url", b"_url", "_username", b"_username", "label", b"label", "notes", b"notes", "secret", b"secret", "totp_secret", b"totp_secret", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__notes: _TypeAlias = _typing.Literal["notes"]  # noqa: Y015
+    _WhichOneofArgType__notes: _TypeAlias = _typing.Literal["_notes", b"_notes"]  # noqa: Y015
+    _WhichOneofReturnType__totp_secret: _TypeAlias = _typing.Literal["totp_secret"]  # noqa: Y015
+    _WhichOneofArgType__totp_secret: _TypeAlias = _typing.Literal["_totp_secret", b"_totp_secret"]  # noqa: Y015
     _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
     _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
     _WhichOneofReturnType__username: _TypeAlias = _typing.Literal["username"]  # noqa: Y015
     _WhichOneofArgType__username: _TypeAlias = _typing.Literal["_username", b"_username"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__notes) -> _WhichOneofReturnType__notes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__totp_secret) -> _WhichOneofReturnType__totp_secret | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
     @_typing.overload
@@ -259,11 +281,14 @@ class RevealedCredential(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     label: _builtins.str
     username: _builtins.str
     url: _builtins.str
     secret: _builtins.str
+    notes: _builtins.str
+    """the credential's sealed notes (current secret's reveal only)"""
     def __init__(
         self,
         *,
@@ -272,15 +297,20 @@ class RevealedCredential(_message.Message):
         username: _builtins.str | None = ...,
         url: _builtins.str | None = ...,
         secret: _builtins.str = ...,
+        notes: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_url", b"_url", "_username", b"_username", "url", b"url", "username", b"username"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_notes", b"_notes", "_url", b"_url", "_username", b"_username", "notes", b"notes", "url", b"url", "username", b"username"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_url", b"_url", "_username", b"_username", "id", b"id", "label", b"label", "secret", b"secret", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_notes", b"_notes", "_url", b"_url", "_username", b"_username", "id", b"id", "label", b"label", "notes", b"notes", "secret", b"secret", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__notes: _TypeAlias = _typing.Literal["notes"]  # noqa: Y015
+    _WhichOneofArgType__notes: _TypeAlias = _typing.Literal["_notes", b"_notes"]  # noqa: Y015
     _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
     _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
     _WhichOneofReturnType__username: _TypeAlias = _typing.Literal["username"]  # noqa: Y015
     _WhichOneofArgType__username: _TypeAlias = _typing.Literal["_username", b"_username"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__notes) -> _WhichOneofReturnType__notes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
     @_typing.overload
@@ -680,6 +710,28 @@ class GetCredentialRequest(_message.Message):
 Global___GetCredentialRequest: _TypeAlias = GetCredentialRequest  # noqa: Y015
 
 @_typing.final
+class GetCredentialTotpRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    credential_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        credential_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCredentialTotpRequest: _TypeAlias = GetCredentialTotpRequest  # noqa: Y015
+
+@_typing.final
 class GeneratePasswordRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -740,3 +792,169 @@ class GeneratePasswordResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GeneratePasswordResponse: _TypeAlias = GeneratePasswordResponse  # noqa: Y015
+
+@_typing.final
+class CredentialTotp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
+    DIGITS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    period: _builtins.int
+    """seconds a code lasts"""
+    expires_in: _builtins.int
+    """seconds this code has left"""
+    digits: _builtins.int
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        period: _builtins.int = ...,
+        expires_in: _builtins.int = ...,
+        digits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "digits", b"digits", "expires_in", b"expires_in", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CredentialTotp: _TypeAlias = CredentialTotp  # noqa: Y015
+
+@_typing.final
+class ImportCredentialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    format: _builtins.str
+    """bitwarden-json, keepass-xml or csv"""
+    content: _builtins.bytes
+    """the file as exported (at most 10 MiB)"""
+    dry_run: _builtins.bool
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        format: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "content", b"content", "dry_run", b"dry_run", "format", b"format"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCredentialsRequest: _TypeAlias = ImportCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class ImportProblem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    row: _builtins.int
+    """1-based: the item's position (JSON, XML) or the line's data row after the header (CSV)"""
+    message: _builtins.str
+    """what is wrong, never a value from the row"""
+    def __init__(
+        self,
+        *,
+        row: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "row", b"row"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportProblem: _TypeAlias = ImportProblem  # noqa: Y015
+
+@_typing.final
+class ImportCredentialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORTED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    imported: _builtins.int
+    """written (with dry_run: would be written)"""
+    skipped: _builtins.int
+    dry_run: _builtins.bool
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportProblem]: ...
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the new credentials' ids, in row order"""
+
+    def __init__(
+        self,
+        *,
+        imported: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+        problems: _abc.Iterable[Global___ImportProblem] | None = ...,
+        dry_run: _builtins.bool = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "ids", b"ids", "imported", b"imported", "problems", b"problems", "skipped", b"skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCredentialsResponse: _TypeAlias = ImportCredentialsResponse  # noqa: Y015
+
+@_typing.final
+class ExportCredentialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    recipient: _builtins.str
+    """an age public key (age1…)"""
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "recipient", b"recipient"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCredentialsRequest: _TypeAlias = ExportCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class ExportCredentialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    EXPORTED_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """the age-encrypted file (binary age format)"""
+    exported: _builtins.int
+    def __init__(
+        self,
+        *,
+        content: _builtins.bytes = ...,
+        exported: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "exported", b"exported"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCredentialsResponse: _TypeAlias = ExportCredentialsResponse  # noqa: Y015

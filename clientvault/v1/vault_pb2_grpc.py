@@ -106,6 +106,21 @@ class VaultStub:
                 request_serializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordResponse.FromString,
                 _registered_method=True)
+        self.GetCredentialTotp = channel.unary_unary(
+                '/clientvault.v1.Vault/GetCredentialTotp',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.GetCredentialTotpRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.CredentialTotp.FromString,
+                _registered_method=True)
+        self.ImportCredentials = channel.unary_unary(
+                '/clientvault.v1.Vault/ImportCredentials',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ImportCredentialsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ImportCredentialsResponse.FromString,
+                _registered_method=True)
+        self.ExportCredentials = channel.unary_unary(
+                '/clientvault.v1.Vault/ExportCredentials',
+                request_serializer=clientvault_dot_v1_dot_vault__pb2.ExportCredentialsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_vault__pb2.ExportCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class VaultServicer:
@@ -217,6 +232,31 @@ class VaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCredentialTotp(self, request, context):
+        """The current TOTP code of a credential's sealed seed (RFC 6238); audited (credential_totp). NOT_FOUND
+        when the credential has no seed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCredentials(self, request, context):
+        """Imports an export file of another tool (bitwarden-json, keepass-xml, csv): every row is checked first,
+        the good ones are written in one transaction (one credential_create event each, detail naming the source
+        and row), bad rows are reported by number and skipped. With dry_run nothing is written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCredentials(self, request, context):
+        """Every live credential of the client, decrypted into Bitwarden's unencrypted JSON export shape and
+        encrypted with age to `recipient`; one credential_export event per credential, committed first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -289,6 +329,21 @@ def add_VaultServicer_to_server(servicer, server):
                     servicer.GeneratePassword,
                     request_deserializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_vault__pb2.GeneratePasswordResponse.SerializeToString,
+            ),
+            'GetCredentialTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredentialTotp,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.GetCredentialTotpRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.CredentialTotp.SerializeToString,
+            ),
+            'ImportCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCredentials,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ImportCredentialsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ImportCredentialsResponse.SerializeToString,
+            ),
+            'ExportCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCredentials,
+                    request_deserializer=clientvault_dot_v1_dot_vault__pb2.ExportCredentialsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_vault__pb2.ExportCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -671,6 +726,87 @@ class Vault:
             '/clientvault.v1.Vault/GeneratePassword',
             clientvault_dot_v1_dot_vault__pb2.GeneratePasswordRequest.SerializeToString,
             clientvault_dot_v1_dot_vault__pb2.GeneratePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredentialTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/GetCredentialTotp',
+            clientvault_dot_v1_dot_vault__pb2.GetCredentialTotpRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.CredentialTotp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ImportCredentials',
+            clientvault_dot_v1_dot_vault__pb2.ImportCredentialsRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ImportCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Vault/ExportCredentials',
+            clientvault_dot_v1_dot_vault__pb2.ExportCredentialsRequest.SerializeToString,
+            clientvault_dot_v1_dot_vault__pb2.ExportCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,13 +1,15 @@
 """A client's credentials: validate, call the vault, shape the reply. Reveals are never cached."""
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from clientvault.v1 import vault_pb2 as pb
 from gateway.calls import Call, operation
 from gateway.conditions import IdempotencyKey, IfMatch, if_match, tagged, with_etag
+from gateway.errors import problem
 from gateway.schemas import (
     ClientId,
     CreatedOut,
@@ -15,7 +17,11 @@ from gateway.schemas import (
     CredentialIn,
     CredentialOut,
     CredentialPatch,
+    ExportIn,
+    ImportFormat,
+    ImportOut,
     RevealedOut,
+    TotpOut,
     VersionNumber,
     VersionOut,
     to_fields,
@@ -24,7 +30,15 @@ from gateway.strict_json import StrictJsonRoute
 
 # 410 on every route: the client was crypto-shredded (POST /clients/{clientId}/shred), its credentials are gone.
 router = APIRouter(prefix="/clients/{clientId}/credentials", tags=["credentials"], route_class=StrictJsonRoute)
+# Import and export: paths of their own under the client (`…/credentials:import`, Google's custom-method style),
+# so that no credential id can ever be taken for them.
+bulk = APIRouter(prefix="/clients/{clientId}", tags=["credentials"], route_class=StrictJsonRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+IMPORT_PATH = "/credentials:import"
+IMPORT_FIELDS = frozenset({"file", "format"})
+IMPORT_BODY = re.compile(r"/clients/[^/]+/credentials:import")  # the one path allowed a body over 1 MiB
+MAX_IMPORT_BYTES = 10 * 1024 * 1024  # the file; the body may be a little more (the multipart framing)
+BULK_TIMEOUT_S = 120.0  # an import or export of thousands of credentials takes longer than one call
 
 
 @operation(router.get, "", "Vault/ListCredentials", errors=(403, 404, 410, 422))
@@ -60,7 +74,14 @@ async def create_credential(
     Audited (`credential_create`). 409 when the client is archived. With an `Idempotency-Key`, a retry answers the
     first response again and creates nothing, with no second audit event (another body under the same key:
     422). The ETag is its revision."""
-    fields = pb.CredentialFields(label=body.label, username=body.username, url=body.url, secret=body.secret)
+    fields = pb.CredentialFields(
+        label=body.label,
+        username=body.username,
+        url=body.url,
+        secret=body.secret,
+        totp_secret=body.totp_secret,
+        notes=body.notes,
+    )
     request = pb.CreateCredentialRequest(client_id=client_id, credential=fields, idempotency_key=idempotency_key or "")
     reply = await call.vault.CreateCredential(request)
     tagged(response, reply.revision)
@@ -88,6 +109,7 @@ def revealed(found: pb.RevealedCredential) -> JSONResponse:
         "username": found.username if found.HasField("username") else None,
         "url": found.url if found.HasField("url") else None,
         "secret": found.secret,
+        "notes": found.notes if found.HasField("notes") else None,
     }
     return JSONResponse(body, headers=NO_STORE)
 
@@ -122,10 +144,11 @@ async def update_credential(
     response: Response,
     if_match_header: IfMatch = None,
 ) -> CredentialOut:
-    """Change a credential's label, username, url or secret.
+    """Change a credential's label, username, url, secret, TOTP seed or notes.
 
-    Audited (`credential_update`). With `If-Match`, only if the credential still has that ETag (412 otherwise:
-    nothing changes and nothing is audited); the answer carries the new ETag."""
+    Audited (`credential_update`). `totpSecret` or `notes` set to null removes them. With `If-Match`, only if the
+    credential still has that ETag (412 otherwise: nothing changes and nothing is audited); the answer carries the
+    new ETag."""
     credential, sent = to_fields(body, pb.CredentialFields())
     request = pb.UpdateCredentialRequest(
         client_id=client_id,
@@ -202,3 +225,82 @@ async def restore_credential_version(
     archived."""
     request = pb.RestoreCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
     return CredentialOut.from_proto(await call.vault.RestoreCredentialVersion(request))
+
+
+@operation(router.get, "/{credentialId}/totp", "Vault/GetCredentialTotp", response_model=TotpOut, errors=(404, 410))
+async def get_credential_totp(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
+    """The current TOTP code of a credential's seed.
+
+    RFC 6238 from the seed given as `totpSecret` (never answered itself). Audited (`credential_totp`);
+    answered only once the audit event is committed. `Cache-Control: no-store`. 404 when the credential has no
+    seed. Who may reveal may read codes (and needs MFA where a reveal does)."""
+    found = await call.vault.GetCredentialTotp(
+        pb.GetCredentialTotpRequest(client_id=client_id, credential_id=credential_id)
+    )
+    body = TotpOut(code=found.code, period=found.period, expires_in=found.expires_in, digits=found.digits)
+    return JSONResponse(body.model_dump(mode="json", by_alias=True), headers=NO_STORE)
+
+
+@operation(
+    bulk.post, IMPORT_PATH, "Vault/ImportCredentials", errors=(404, 409, 410, 413, 422), response_model=ImportOut
+)
+async def import_credentials(
+    request: Request,
+    client_id: ClientId,
+    call: Call,
+    file: Annotated[UploadFile, File(description="The export file, at most 10 MiB.")],
+    format: Annotated[ImportFormat, Form(description="What wrote the file.")],
+    dry_run: Annotated[bool, Query(alias="dryRun", description="Only check the file and report.")] = False,
+) -> JSONResponse:
+    """Import another tool's export file (multipart/form-data).
+
+    Bitwarden's unencrypted JSON export, KeePass 2's XML export, or a CSV with a header row
+    (docs/credential-tools.md). Every row is checked first; the good ones are written in one transaction, each
+    audited as `credential_create` (its `detail` names the source and the row), or none is. A row that cannot be
+    imported is skipped and reported by number (`problems`), never with its values. With `dryRun=true`
+    nothing is written. 413 over 10 MiB; 409 when the client is archived."""
+    if unknown := sorted(set((await request.form()).keys()) - IMPORT_FIELDS):
+        return problem(
+            422, "the request is not valid", errors=[{"field": name, "message": "unknown field"} for name in unknown]
+        )
+    content = await file.read(MAX_IMPORT_BYTES + 1)
+    if len(content) > MAX_IMPORT_BYTES:
+        return problem(413, "the file is over 10 MiB: split it")
+    call.timeout = max(call.timeout, BULK_TIMEOUT_S)
+    message = pb.ImportCredentialsRequest(client_id=client_id, format=format.value, content=content, dry_run=dry_run)
+    reply = await call.vault.ImportCredentials(message)
+    return JSONResponse(ImportOut.from_proto(reply).model_dump(mode="json", by_alias=True), headers=NO_STORE)
+
+
+@operation(
+    bulk.post,
+    "/credentials:export",
+    "Vault/ExportCredentials",
+    errors=(404, 410, 422),
+    response_class=Response,
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The age-encrypted file.",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
+)
+async def export_credentials(client_id: ClientId, body: ExportIn, call: Call) -> Response:
+    """Export a client's credentials, encrypted with age.
+
+    Every live credential, decrypted into Bitwarden's unencrypted JSON export shape (secrets, notes, TOTP seeds)
+    and encrypted to `recipient`, an age public key: `age -d -i key.txt` opens it. One `credential_export` audit
+    event per credential (its `detail` names the recipient), committed before anything is decrypted. The body is
+    the binary age file (`application/octet-stream`); `X-Exported-Count` says how many credentials it holds."""
+    call.timeout = max(call.timeout, BULK_TIMEOUT_S)
+    reply = await call.vault.ExportCredentials(
+        pb.ExportCredentialsRequest(client_id=client_id, recipient=body.recipient)
+    )
+    headers = {
+        **NO_STORE,
+        "Content-Disposition": 'attachment; filename="credentials.json.age"',
+        "X-Exported-Count": str(reply.exported),
+    }
+    return Response(reply.content, media_type="application/octet-stream", headers=headers)

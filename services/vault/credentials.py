@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import Row
@@ -26,7 +26,7 @@ from clientvault.events import AuditAction, detail_text
 from clientvault.idempotency import Once, Replay
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
-from services.vault import store
+from services.vault import exporting, importing, store, totp
 from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
 from services.vault.keys import Wrapped, zero
 from services.vault.limits import RevealLimiter
@@ -42,9 +42,13 @@ MAX_LABEL = 200
 MAX_SECRET = 10_000
 MAX_USERNAME = 500
 MAX_URL = 2048
-FIELDS = frozenset({"label", "username", "url", "secret"})
 NEW_REVISION = 1  # a new credential's revision (the column's default); every change adds one
 CHANGED = "the credential was changed since it was read (If-Match): read it again and retry"
+MAX_NOTES = 10_000
+MAX_EXPORT_BYTES = 15 * 1024 * 1024  # an export travels as one gRPC message (clientvault/rpc.py: 16 MiB)
+FIELDS = frozenset({"label", "username", "url", "secret", "totp_secret", "notes"})
+# The fields sealed apart from the secret (store.credential_fields), by their name there.
+SEALED_FIELDS = {"totp_secret": "totp", "notes": "notes"}
 
 
 class ClientState(Enum):
@@ -81,6 +85,7 @@ class Credential:
     secret_changed_at: datetime
     deleted_at: datetime | None  # in the trash since
     revision: int  # the ETag; +1 on every change (a reveal leaves it)
+    has_totp: bool = False  # a TOTP seed is sealed with it
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Credential":
@@ -94,6 +99,7 @@ class Revealed:
     username: str | None
     url: str | None
     secret: str = field(repr=False)
+    notes: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,24 @@ class CredentialDraft:
     username: str | None
     url: str | None
     secret: str = field(repr=False)
+    totp_secret: str | None = field(default=None, repr=False)  # base32 or otpauth://totp/ (totp.py)
+    notes: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProblem:
+    row: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What an import did (or, dry, would do)."""
+
+    imported: int  # written, or with dry_run would be
+    ids: list[UUID]  # the new credentials' (none on a dry run)
+    problems: list[ImportProblem]
+    dry_run: bool
 
 
 def _text(name: str, value: str, low: int, high: int) -> str:
@@ -172,6 +196,10 @@ def _valid(changes: dict[str, str | None]) -> dict[str, str | None]:
             valid[name] = _optional("url", value, MAX_URL)
         elif name == "secret":
             valid[name] = _secret(value or "")
+        elif name == "totp_secret":
+            valid[name] = None if value is None or value == "" else totp.normalized(value)
+        elif name == "notes":
+            valid[name] = _optional("notes", value, MAX_NOTES)
         else:
             raise Invalid(f"{name} cannot be changed")
     return valid
@@ -295,6 +323,58 @@ class Credentials:
         dek = await self._keys.unwrap(client_id, row.generation, Wrapped(row.wrapped_key, row.kek_version))
         return row.generation, dek
 
+    def _sealed_fields(
+        self, dek: bytearray, generation: int, client_id: UUID, credential_id: UUID, fields: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """credential_fields rows of `fields` (by their stored names, "totp", "notes"), each sealed under its name."""
+        rows = []
+        for name, value in fields.items():
+            ciphertext, nonce = seal(dek, client_id, credential_id, value, field=name)
+            rows.append(
+                {
+                    "credential_id": credential_id,
+                    "field": name,
+                    "client_id": client_id,
+                    "ciphertext": ciphertext,
+                    "nonce": nonce,
+                    "key_generation": generation,
+                }
+            )
+        return rows
+
+    def _new_credential(
+        self,
+        dek: bytearray,
+        generation: int,
+        caller: Caller,
+        client_id: UUID,
+        values: dict[str, str | None],
+        now: datetime,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A new credential's row (its secret sealed) and its sealed fields' rows, from validated `values`."""
+        credential_id = new_id()
+        sealed = {stored: values[name] for name, stored in SEALED_FIELDS.items() if values.get(name) is not None}
+        ciphertext, nonce = seal(dek, client_id, credential_id, str(values["secret"]))
+        row = {
+            "id": credential_id,
+            "client_id": client_id,
+            "label": values["label"],
+            "username": values.get("username"),
+            "url": values.get("url"),
+            "ciphertext": ciphertext,
+            "nonce": nonce,
+            "key_generation": generation,
+            "created_by_user_id": caller.user_id,
+            "updated_by_user_id": caller.user_id,
+            "created_at": now,
+            "updated_at": now,
+            "secret_changed_at": now,
+            "secret_version": 1,
+            "secret_changed_by_user_id": caller.user_id,
+            "has_totp": "totp" in sealed,
+        }
+        return row, self._sealed_fields(dek, generation, client_id, credential_id, cast(dict[str, str], sealed))
+
     async def create_credential(
         self,
         caller: Caller,
@@ -306,46 +386,212 @@ class Credentials:
     ) -> UUID | Replay:
         """The new credential's id (its revision is NEW_REVISION); with `once` (an idempotency key), the first
         reply again when the key was used already, with nothing created and no audit event."""
-        values = _valid({"label": draft.label, "username": draft.username, "url": draft.url, "secret": draft.secret})
-        credential_id, now = new_id(), datetime.now(UTC)
+        values = _valid(
+            {
+                "label": draft.label,
+                "username": draft.username,
+                "url": draft.url,
+                "secret": draft.secret,
+                "totp_secret": draft.totp_secret,
+                "notes": draft.notes,
+            }
+        )
+        now = datetime.now(UTC)
         if once is not None:
             async with self._db.read() as conn:
                 if replay := await idempotency.stored(conn, store.idempotency_keys, once, now):
                     return replay
         await self._writable(lookup, client_id, "client not found")
-        secret = str(values.pop("secret"))
         async with self._db.begin() as conn:
             if once is not None and (replay := await idempotency.claim(conn, store.idempotency_keys, once, now)):
                 return replay
             generation, dek = await self._newest_key(conn, client_id, now)
             try:
-                ciphertext, nonce = seal(dek, client_id, credential_id, secret)
+                new, fields = self._new_credential(dek, generation, caller, client_id, values, now)
             finally:
                 self._keys.release(dek)
-            row = await store.insert_credential(
-                conn,
-                id=credential_id,
-                client_id=client_id,
-                ciphertext=ciphertext,
-                nonce=nonce,
-                key_generation=generation,
-                created_by_user_id=caller.user_id,
-                updated_by_user_id=caller.user_id,
-                created_at=now,
-                updated_at=now,
-                secret_changed_at=now,
-                secret_version=1,
-                secret_changed_by_user_id=caller.user_id,
-                **values,
-            )
+            row = await store.insert_credential(conn, **new)
+            await store.put_fields(conn, fields)
             await self._record(
                 conn, AuditAction.CREDENTIAL_CREATE, caller, meta, now, client_id=client_id, credential=row
             )
             if once is not None:
-                await idempotency.remember(conn, store.idempotency_keys, once, credential_id)
+                await idempotency.remember(conn, store.idempotency_keys, once, row.id)
         self._outbox_written()
-        log.info("credential.created", credential_id=str(credential_id), client_id=str(client_id))
-        return credential_id
+        log.info("credential.created", credential_id=str(row.id), client_id=str(client_id))
+        return cast(UUID, row.id)
+
+    async def import_credentials(
+        self,
+        caller: Caller,
+        meta: RequestContext,
+        client_id: UUID,
+        format_: str,
+        content: bytes,
+        lookup: ClientLookup,
+        *,
+        dry_run: bool = False,
+    ) -> Imported:
+        """Imports another tool's export file (importing.py). Every row is read and checked first; then the good
+        ones are written in one transaction, each with its `credential_create` event (detail: the source format and
+        the row), or none is. Bad rows are reported by number, never with their values. `dry_run` writes nothing."""
+        entries = importing.parse(format_, content)
+        good: list[tuple[int, dict[str, str | None]]] = []
+        problems: list[ImportProblem] = []
+        for entry in entries:
+            if entry.problem is not None:
+                problems.append(ImportProblem(entry.row, entry.problem))
+                continue
+            if entry.label is None or not entry.label.strip():
+                problems.append(ImportProblem(entry.row, "the row has no name/title for the label"))
+                continue
+            if entry.secret is None:
+                problems.append(ImportProblem(entry.row, "the row has no password"))
+                continue
+            try:
+                values = _valid(
+                    {
+                        "label": entry.label,
+                        "username": entry.username,
+                        "url": entry.url,
+                        "secret": entry.secret,
+                        "totp_secret": entry.totp,
+                        "notes": entry.notes,
+                    }
+                )
+            except Invalid as error:
+                problems.append(ImportProblem(entry.row, str(error)))
+                continue
+            good.append((entry.row, values))
+        await self._writable(lookup, client_id, "client not found")
+        if dry_run or not good:
+            return Imported(len(good), [], problems, dry_run)
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            generation, dek = await self._newest_key(conn, client_id, now)
+            new_rows, field_rows, events = [], [], []
+            try:
+                for number, values in good:
+                    new, fields = self._new_credential(dek, generation, caller, client_id, values, now)
+                    new_rows.append(new)
+                    field_rows.extend(fields)
+                    events.append(
+                        self._event(
+                            AuditAction.CREDENTIAL_CREATE,
+                            caller,
+                            meta,
+                            now,
+                            credential_id=new["id"],
+                            credential_label=new["label"],
+                            client_id=client_id,
+                            detail=detail_text({"source": format_, "row": number}),
+                        )
+                    )
+            finally:
+                self._keys.release(dek)
+            await store.insert_credentials(conn, new_rows)
+            await store.put_fields(conn, field_rows)
+            await outbox.insert_events(conn, store.outbox, events)
+        self._outbox_written()
+        log.info(
+            "credentials.imported",
+            client_id=str(client_id),
+            source=format_,
+            imported=len(new_rows),
+            skipped=len(problems),
+        )
+        return Imported(len(new_rows), [row["id"] for row in new_rows], problems, False)
+
+    async def export_credentials(
+        self, caller: Caller, meta: RequestContext, client_id: UUID, recipient: str, lookup: ClientLookup
+    ) -> tuple[bytes, int]:
+        """Every live credential of the client (an archived one's too), decrypted into Bitwarden's JSON export shape
+        and age-encrypted to `recipient` (exporting.py): (the file, how many). One `credential_export` event per
+        credential commits, in the transaction that reads them, before anything is decrypted."""
+        to = exporting.recipient(recipient)
+        if await lookup(client_id) is ClientState.UNKNOWN:
+            raise await self._missing(client_id, NotFound("client not found"))
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            rows, field_rows = await store.sealed_of_client(conn, client_id)
+            generations = {row.key_generation for row in rows} | {row.key_generation for row in field_rows}
+            wrapped = {g: await store.get_key(conn, client_id, g) for g in generations}
+            await outbox.insert_events(
+                conn,
+                store.outbox,
+                [
+                    self._event(
+                        AuditAction.CREDENTIAL_EXPORT,
+                        caller,
+                        meta,
+                        now,
+                        credential_id=row.id,
+                        credential_label=row.label,
+                        client_id=client_id,
+                        detail=detail_text({"recipient": str(to)}),
+                    )
+                    for row in rows
+                ],
+            )
+        if not rows and await self._shredded(client_id):
+            raise Gone(SHREDDED)
+        self._outbox_written()
+        deks: dict[int, bytearray] = {}
+        try:
+            for generation, key in wrapped.items():
+                assert key is not None  # a foreign key holds every sealed row to its data key
+                deks[generation] = await self._keys.unwrap(
+                    client_id, generation, Wrapped(key.wrapped_key, key.kek_version)
+                )
+            fields: dict[tuple[UUID, str], str] = {
+                (f.credential_id, f.field): open_sealed(
+                    deks[f.key_generation], client_id, f.credential_id, f.ciphertext, f.nonce, field=f.field
+                )
+                for f in field_rows
+            }
+            items = [
+                exporting.Item(
+                    row.id,
+                    row.label,
+                    row.username,
+                    row.url,
+                    row.created_at,
+                    row.updated_at,
+                    open_sealed(deks[row.key_generation], client_id, row.id, row.ciphertext, row.nonce),
+                    fields.get((row.id, "notes")),
+                    fields.get((row.id, "totp")),
+                )
+                for row in rows
+            ]
+        finally:
+            for dek in deks.values():
+                self._keys.release(dek)
+        content = exporting.encrypt(exporting.bitwarden_json(items), to)
+        if len(content) > MAX_EXPORT_BYTES:
+            raise Invalid(
+                "the export is over 15 MiB, more than one answer carries: ask an operator (docs/credential-tools.md)"
+            )
+        log.info("credentials.exported", client_id=str(client_id), credentials=len(items))
+        return content, len(items)
+
+    async def totp_code(self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID) -> totp.Code:
+        """The current code of the credential's sealed TOTP seed; its `credential_totp` event commits first."""
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            row = await store.get_field(conn, client_id, credential_id, "totp")
+            if row is not None:
+                await self._record(
+                    conn, AuditAction.CREDENTIAL_TOTP, caller, meta, now, client_id=client_id, credential=row
+                )
+        if row is None:
+            raise await self._missing(client_id, NotFound("credential not found, or it has no TOTP seed"))
+        self._outbox_written()
+        dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))
+        try:
+            seed = open_sealed(dek, client_id, row.id, row.ciphertext, row.nonce, field="totp")
+        finally:
+            self._keys.release(dek)
+        return totp.code_now(seed)
 
     async def reveal_credential(
         self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, version: int | None = None
@@ -385,6 +631,7 @@ class Credentials:
         dek = await self._keys.unwrap(client_id, row.key_generation, Wrapped(row.wrapped_key, row.kek_version))
         try:
             secret = open_sealed(dek, client_id, row.id, row.ciphertext, row.nonce)
+            notes = None if row.notes_ciphertext is None else await self._open_notes(client_id, row)
         except Undecryptable:
             # Loud and once per attempt, with what an operator needs to find the row and its key; the caller
             # gets a DataLoss answer (500 naming the credential), not a retryable error.
@@ -399,7 +646,17 @@ class Credentials:
         finally:
             self._keys.release(dek)
         log.debug("credential.revealed", credential_id=str(row.id))  # the audit event is the record
-        return Revealed(row.id, row.label, row.username, row.url, secret)
+        return Revealed(row.id, row.label, row.username, row.url, secret, notes)
+
+    async def _open_notes(self, client_id: UUID, row: Row[Any]) -> str:
+        """The sealed notes the reveal statement answered with (under their own data key generation)."""
+        dek = await self._keys.unwrap(
+            client_id, row.notes_generation, Wrapped(row.notes_wrapped_key, row.notes_kek_version)
+        )
+        try:
+            return open_sealed(dek, client_id, row.id, row.notes_ciphertext, row.notes_nonce, field="notes")
+        finally:
+            self._keys.release(dek)
 
     async def record_denied(
         self, caller: Caller, meta: RequestContext, client_id: UUID | None, credential_id: UUID | None, reason: str
@@ -447,6 +704,11 @@ class Credentials:
                     self._keys.release(dek)
                 values["key_generation"] = generation
                 values |= await self._replacing_secret(conn, caller, current, now)
+            sealed = {SEALED_FIELDS[name]: values.pop(name) for name in list(values) if name in SEALED_FIELDS}
+            if sealed:
+                await self._replace_fields(conn, client_id, credential_id, sealed, now)
+                if "totp" in sealed:
+                    values["has_totp"] = sealed["totp"] is not None
             row = await store.update_credential(
                 conn,
                 credential_id,
@@ -463,6 +725,22 @@ class Credentials:
         self._outbox_written()
         log.info("credential.updated", credential_id=str(credential_id), fields=sorted(changes))
         return Credential.from_row(row)
+
+    async def _replace_fields(
+        self, conn: AsyncConnection, client_id: UUID, credential_id: UUID, sealed: dict[str, Any], now: datetime
+    ) -> None:
+        """Seals the given fields anew under the client's newest data key; a None one is removed."""
+        removed = [name for name, value in sealed.items() if value is None]
+        if removed:
+            await store.delete_fields(conn, credential_id, removed)
+        kept = {name: value for name, value in sealed.items() if value is not None}
+        if kept:
+            generation, dek = await self._newest_key(conn, client_id, now)
+            try:
+                rows = self._sealed_fields(dek, generation, client_id, credential_id, kept)
+            finally:
+                self._keys.release(dek)
+            await store.put_fields(conn, rows)
 
     async def _replacing_secret(
         self, conn: AsyncConnection, caller: Caller, current: Row[Any], now: datetime

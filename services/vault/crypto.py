@@ -17,6 +17,9 @@ from clientvault.errors import DataLoss
 from services.vault.keys import KEY_BYTES, NONCE_BYTES, KeyProvider, Wrapped, zero
 
 SECRET_CONTEXT = b"clientvault.v1.secret|"
+# A credential's other sealed fields (store.credential_fields): the field's name is bound too, so a TOTP seed's
+# ciphertext neither opens as the secret nor as the notes, nor the other way round.
+FIELD_CONTEXT = b"clientvault.v1.field|"
 CACHE_MAX_KEYS = 10_000
 
 
@@ -33,19 +36,26 @@ def dek_context(client_id: UUID, generation: int) -> bytes:
     return client_id.bytes + generation.to_bytes(4, "big")
 
 
-def _secret_ad(client_id: UUID, credential_id: UUID) -> bytes:
-    return SECRET_CONTEXT + client_id.bytes + credential_id.bytes
+def _secret_ad(client_id: UUID, credential_id: UUID, field: str | None) -> bytes:
+    if field is None:
+        return SECRET_CONTEXT + client_id.bytes + credential_id.bytes
+    return FIELD_CONTEXT + field.encode() + b"|" + client_id.bytes + credential_id.bytes
 
 
-def seal(dek: bytearray, client_id: UUID, credential_id: UUID, secret: str) -> tuple[bytes, bytes]:
-    """(ciphertext with tag, nonce) of a secret. The secret must be encodable UTF-8 (checked by the caller)."""
+def seal(
+    dek: bytearray, client_id: UUID, credential_id: UUID, secret: str, *, field: str | None = None
+) -> tuple[bytes, bytes]:
+    """(ciphertext with tag, nonce) of a secret, or with `field` of that other field of the credential ("totp",
+    "notes"). The text must be encodable UTF-8 (checked by the caller)."""
     nonce = os.urandom(NONCE_BYTES)
-    return AESGCM(dek).encrypt(nonce, secret.encode(), _secret_ad(client_id, credential_id)), nonce
+    return AESGCM(dek).encrypt(nonce, secret.encode(), _secret_ad(client_id, credential_id, field)), nonce
 
 
-def open_sealed(dek: bytearray, client_id: UUID, credential_id: UUID, ciphertext: bytes, nonce: bytes) -> str:
+def open_sealed(
+    dek: bytearray, client_id: UUID, credential_id: UUID, ciphertext: bytes, nonce: bytes, *, field: str | None = None
+) -> str:
     try:
-        return AESGCM(dek).decrypt(nonce, ciphertext, _secret_ad(client_id, credential_id)).decode()
+        return AESGCM(dek).decrypt(nonce, ciphertext, _secret_ad(client_id, credential_id, field)).decode()
     except (InvalidTag, UnicodeDecodeError):
         raise Undecryptable(
             f"the secret of credential {credential_id} cannot be decrypted (corrupt or tampered with);"

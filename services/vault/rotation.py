@@ -203,7 +203,8 @@ async def reencrypt_secrets(
                     if sealed is None:
                         skip.add(key)  # tampered or corrupt: left as it is, and reported
                         version = f" version {row.version}" if table is store.credential_versions else ""
-                        undecryptable.append(f"credential {row.sealed_for}{version}")
+                        field = f" {store.sealed_field(row)}" if table is store.credential_fields else ""
+                        undecryptable.append(f"credential {row.sealed_for}{version}{field}")
                         continue
                     ciphertext, nonce = sealed
                     keyed = {f"b_key{n}": value for n, value in enumerate(key)}
@@ -228,13 +229,15 @@ async def _resealed(conn: AsyncConnection, keys: DataKeys, row: Row[Any]) -> tup
     assert new_key is not None
     old = await keys.unwrap(row.client_id, old_key.generation, Wrapped(old_key.wrapped_key, old_key.kek_version))
     try:
-        secret = open_sealed(old, row.client_id, row.sealed_for, row.ciphertext, row.nonce)
+        secret = open_sealed(
+            old, row.client_id, row.sealed_for, row.ciphertext, row.nonce, field=store.sealed_field(row)
+        )
     except Undecryptable:
         return None
     finally:
         keys.release(old)
     new = await keys.unwrap(row.client_id, new_key.generation, Wrapped(new_key.wrapped_key, new_key.kek_version))
     try:
-        return seal(new, row.client_id, row.sealed_for, secret)
+        return seal(new, row.client_id, row.sealed_for, secret, field=store.sealed_field(row))
     finally:
         keys.release(new)

@@ -46,7 +46,10 @@ log = get_logger(__name__)
 VAULT = pb.DESCRIPTOR.services_by_name["Vault"]
 PAGE_SIZE_DEFAULT = 50
 PRODUCER = "vault"  # of its audit events (clientvault/events.py PRODUCER_OF)
-MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
+MIGRATIONS = Path(__file__).with_name("migrations")
+NULLABLE = frozenset(
+    {"username", "url", "totp_secret", "notes"}
+)  # named in an update and unset: cleared  # the schema is at their head before it serves
 
 
 def credential_to_proto(credential: Credential) -> pb.Credential:
@@ -60,6 +63,7 @@ def credential_to_proto(credential: Credential) -> pb.Credential:
         updated_at=timestamp(credential.updated_at),
         secret_changed_at=timestamp(credential.secret_changed_at),
         revision=credential.revision,
+        has_totp=credential.has_totp,
     )
     if credential.last_accessed_at is not None:
         message.last_accessed_at.CopyFrom(timestamp(credential.last_accessed_at))
@@ -82,7 +86,12 @@ def version_to_proto(version: Version) -> pb.CredentialVersion:
 
 def revealed_to_proto(found: Revealed) -> pb.RevealedCredential:
     return pb.RevealedCredential(
-        id=str(found.id), label=found.label, username=found.username, url=found.url, secret=found.secret
+        id=str(found.id),
+        label=found.label,
+        username=found.username,
+        url=found.url,
+        secret=found.secret,
+        notes=found.notes,
     )
 
 
@@ -232,7 +241,14 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         self, request: pb.CreateCredentialRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCredentialResponse:
         fields = request.credential
-        draft = CredentialDraft(fields.label, _optional(fields, "username"), _optional(fields, "url"), fields.secret)
+        draft = CredentialDraft(
+            fields.label,
+            _optional(fields, "username"),
+            _optional(fields, "url"),
+            fields.secret,
+            _optional(fields, "totp_secret"),
+            _optional(fields, "notes"),
+        )
         caller = rpc.current_caller()
         once = idempotency.once(
             caller.user_id, request.idempotency_key, "Vault/CreateCredential", request, _encode_created
@@ -290,9 +306,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         if unknown := sorted(set(paths) - FIELDS):
             raise Invalid(f"cannot change {', '.join(unknown)}")
         fields = request.credential
-        changes = {
-            path: _optional(fields, path) if path in ("username", "url") else getattr(fields, path) for path in paths
-        }
+        changes = {path: _optional(fields, path) if path in NULLABLE else getattr(fields, path) for path in paths}
         updated = await self._credentials.update_credential(
             rpc.current_caller(),
             rpc.current_request(),
@@ -391,6 +405,46 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
             page=found.page,
             page_size=found.page_size,
         )
+
+    async def GetCredentialTotp(
+        self, request: pb.GetCredentialTotpRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CredentialTotp:
+        client_id = parse_id(request.client_id, "client")
+        credential_id = parse_id(request.credential_id, "credential")
+        code = await self._credentials.totp_code(rpc.current_caller(), rpc.current_request(), client_id, credential_id)
+        return pb.CredentialTotp(code=code.code, period=code.period, expires_in=code.expires_in, digits=code.digits)
+
+    async def ImportCredentials(
+        self, request: pb.ImportCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportCredentialsResponse:
+        done = await self._credentials.import_credentials(
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            request.format,
+            request.content,
+            self._clients.lookup,
+            dry_run=request.dry_run,
+        )
+        return pb.ImportCredentialsResponse(
+            imported=done.imported,
+            skipped=len(done.problems),
+            problems=[pb.ImportProblem(row=p.row, message=p.message) for p in done.problems],
+            dry_run=done.dry_run,
+            ids=[str(i) for i in done.ids],
+        )
+
+    async def ExportCredentials(
+        self, request: pb.ExportCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExportCredentialsResponse:
+        content, exported = await self._credentials.export_credentials(
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            request.recipient,
+            self._clients.lookup,
+        )
+        return pb.ExportCredentialsResponse(content=content, exported=exported)
 
     async def ShredClient(
         self, request: pb.ShredClientRequest, context: grpc.aio.ServicerContext

@@ -8,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -81,6 +82,7 @@ credentials = Table(
     Column("deleted_by_user_id", Uuid),
     # The ETag (0013): +1 on every change of label, username, url, secret or trash state; a reveal leaves it.
     Column("revision", BigInteger, nullable=False, server_default="1"),
+    Column("has_totp", Boolean, nullable=False, server_default=text("false")),  # a sealed TOTP seed (0014)
     Index(None, "client_id", "key_generation"),
     Index("ix_credentials_deleted", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     # A secret never outlives the key that seals it (migration 0003).
@@ -101,6 +103,25 @@ credential_versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),  # when it became the current secret
     Column("created_by_user_id", Uuid, nullable=False),  # who set it
     PrimaryKeyConstraint("credential_id", "version"),
+    Index(None, "client_id", "key_generation"),
+    ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
+    ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
+)
+
+# A credential's other sealed fields (migration 0014): its TOTP seed ("totp") and its notes ("notes"), each sealed
+# under its own data key generation with associated data naming the field (crypto.py), so that key rotation and
+# re-encryption treat them as they treat secrets (SEALED) and a field's ciphertext never opens as another's.
+credential_fields = Table(
+    "credential_fields",
+    metadata,
+    Column("credential_id", Uuid, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("client_id", Uuid, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("key_generation", Integer, nullable=False),
+    PrimaryKeyConstraint("credential_id", "field"),
+    CheckConstraint("field IN ('totp', 'notes')", name="field"),
     Index(None, "client_id", "key_generation"),
     ForeignKeyConstraint(["credential_id"], [credentials.c.id], ondelete="CASCADE"),
     ForeignKeyConstraint(["client_id", "key_generation"], [client_keys.c.client_id, client_keys.c.generation]),
@@ -162,6 +183,7 @@ METADATA_COLUMNS = (
     credentials.c.secret_changed_at,
     credentials.c.deleted_at,
     credentials.c.revision,
+    credentials.c.has_totp,
 )
 LIVE = credentials.c.deleted_at.is_(None)
 TRASHED = credentials.c.deleted_at.is_not(None)
@@ -183,8 +205,9 @@ reveal_counts = Table(
 # and only if none is exceeded stamp the credential, insert its audit event and return the sealed secret
 # with its wrapped data key; if one is exceeded, insert a `reveal_throttled` event instead (naming the limits
 # exceeded, and the credential's label if it exists). One row always comes back: `over` > 0 means refused, a
-# NULL id not found. `version` NULL reveals the current secret (and records who saw it in `reveals`); a number
-# reveals that old version (not found if it is gone), and the event's `detail` says which (`{"version":3}`).
+# NULL id not found. `version` NULL reveals the current secret (and records who saw it in `reveals`) with the
+# credential's sealed notes, if any (`notes_*`); a number reveals that old version (not found if it is gone), and the
+# event's `detail` says which (`{"version":3}`).
 REVEAL = text(
     """
 WITH counted AS (
@@ -229,10 +252,15 @@ WITH counted AS (
                   user_full_name = excluded.user_full_name
 )
 SELECT (SELECT n FROM over) AS over, r.id, r.label, r.username, r.url, r.ciphertext, r.nonce,
-       r.key_generation, k.wrapped_key, k.kek_version
+       r.key_generation, k.wrapped_key, k.kek_version,
+       n.ciphertext AS notes_ciphertext, n.nonce AS notes_nonce, n.key_generation AS notes_generation,
+       nk.wrapped_key AS notes_wrapped_key, nk.kek_version AS notes_kek_version
 FROM (SELECT 1) AS one
 LEFT JOIN (sealed r JOIN vault.client_keys k ON k.client_id = r.client_id AND k.generation = r.key_generation)
   ON true
+LEFT JOIN (vault.credential_fields n
+           JOIN vault.client_keys nk ON nk.client_id = n.client_id AND nk.generation = n.key_generation)
+  ON n.credential_id = r.id AND n.field = 'notes' AND CAST(:version AS int) IS NULL
 """
 ).bindparams(
     bindparam("version", type_=Integer),
@@ -318,6 +346,78 @@ async def update_credential(
     query = query.values(revision=credentials.c.revision + 1, **values).returning(*METADATA_COLUMNS)
     row: Row[Any] | None = (await conn.execute(query)).one_or_none()
     return row
+
+
+async def insert_credentials(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Several new credentials in one statement (an import; rows with the same keys)."""
+    if rows:
+        await conn.execute(insert(credentials), list(rows))
+
+
+async def put_fields(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Writes sealed fields (credential_fields rows), replacing a credential's field that is there."""
+    if not rows:
+        return
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    query = pg_insert(credential_fields)
+    replaced = {name: query.excluded[name] for name in ("client_id", "ciphertext", "nonce", "key_generation")}
+    await conn.execute(
+        query.on_conflict_do_update(index_elements=["credential_id", "field"], set_=replaced), list(rows)
+    )
+
+
+async def delete_fields(conn: AsyncConnection, credential_id: UUID, fields: Collection[str]) -> None:
+    query = delete(credential_fields).where(
+        credential_fields.c.credential_id == credential_id, credential_fields.c.field.in_(list(fields))
+    )
+    await conn.execute(query)
+
+
+async def get_field(conn: AsyncConnection, client_id: UUID, credential_id: UUID, field: str) -> Row[Any] | None:
+    """A live credential's sealed field with its wrapped data key: id, label, ciphertext, nonce, key_generation,
+    wrapped_key, kek_version; None when the credential is not there (or in the trash) or has no such field."""
+    query = (
+        select(
+            credentials.c.id,
+            credentials.c.label,
+            credential_fields.c.ciphertext,
+            credential_fields.c.nonce,
+            credential_fields.c.key_generation,
+            client_keys.c.wrapped_key,
+            client_keys.c.kek_version,
+        )
+        .join(credential_fields, credential_fields.c.credential_id == credentials.c.id)
+        .join(
+            client_keys,
+            (client_keys.c.client_id == credential_fields.c.client_id)
+            & (client_keys.c.generation == credential_fields.c.key_generation),
+        )
+        .where(
+            credentials.c.id == credential_id,
+            credentials.c.client_id == client_id,
+            LIVE,
+            credential_fields.c.field == field,
+        )
+    )
+    return cast(Row[Any] | None, (await conn.execute(query)).one_or_none())
+
+
+async def sealed_of_client(conn: AsyncConnection, client_id: UUID) -> tuple[list[Row[Any]], list[Row[Any]]]:
+    """Everything an export decrypts, read in `conn`'s transaction: the client's live credentials (with their
+    sealed secrets) and their sealed fields (credential_id, field, ciphertext, nonce, key_generation)."""
+    live = (
+        select(credentials)
+        .where(credentials.c.client_id == client_id, LIVE)
+        .order_by(credentials.c.created_at, credentials.c.id)
+    )
+    rows = list((await conn.execute(live)).all())
+    fields = (
+        select(credential_fields)
+        .join(credentials, credentials.c.id == credential_fields.c.credential_id)
+        .where(credential_fields.c.client_id == client_id, LIVE)
+    )
+    return rows, list((await conn.execute(fields)).all())
 
 
 async def trash_credential(
@@ -439,6 +539,7 @@ async def shred(
     credential_ids = select(credentials.c.id).where(credentials.c.client_id == client_id)
     await conn.execute(delete(reveals).where(reveals.c.credential_id.in_(credential_ids)))
     versions = await conn.execute(delete(credential_versions).where(credential_versions.c.client_id == client_id))
+    await conn.execute(delete(credential_fields).where(credential_fields.c.client_id == client_id))
     deleted = await conn.execute(delete(credentials).where(credentials.c.client_id == client_id))
     await conn.execute(delete(client_keys).where(client_keys.c.client_id == client_id))
     from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -584,12 +685,17 @@ NEWEST_GENERATION = (
 
 # Every table of sealed secrets: the current ones and the old versions. Key rotation, re-encryption and
 # `vault status` treat them alike.
-SEALED = (credentials, credential_versions)
+SEALED = (credentials, credential_versions, credential_fields)
 
 
 def sealed_for(table: Table) -> Any:
     """The column naming the credential a row's secret is sealed for (the associated data of its seal)."""
     return table.c.id if table is credentials else table.c.credential_id
+
+
+def sealed_field(row: Row[Any]) -> str | None:
+    """The field a sealed row holds ("totp", "notes"), or None for a secret (current or old version)."""
+    return cast(str | None, row._mapping.get("field"))
 
 
 def row_key(table: Table, row: Row[Any]) -> tuple[Any, ...]:
@@ -640,6 +746,8 @@ WITH unused AS (
                     WHERE c.client_id = k.client_id AND c.key_generation = k.generation)
     AND NOT EXISTS (SELECT 1 FROM vault.credential_versions v
                     WHERE v.client_id = k.client_id AND v.key_generation = k.generation)
+    AND NOT EXISTS (SELECT 1 FROM vault.credential_fields f
+                    WHERE f.client_id = k.client_id AND f.key_generation = k.generation)
   FOR UPDATE SKIP LOCKED
 )
 DELETE FROM vault.client_keys k USING unused u WHERE k.client_id = u.client_id AND k.generation = u.generation

@@ -43,6 +43,9 @@ STAND_IN = Role.READ_ONLY
 RPC_TIMEOUT_S = 5
 VERSION = 1  # the shared credential's old version (its secret is updated once)
 NEW_PASSWORD = "plum orbit ferry cactus 42"  # a test account's, chosen by the matrix
+TOTP_SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # the shared credential's, so that its code can be read
+IMPORT_CSV = b"name,password\r\nMatrix import,matrix-imported\r\n"
+AGE_RECIPIENT = "age1zw5gmvmgec7dhk26lv63xv3pqtpy64lsyjkpxh7l35x3ru9m4vsq6h8cyt"  # nobody's identity is needed
 
 
 class Fresh(Enum):
@@ -146,6 +149,9 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Vault/RestoreCredentialVersion": no_body,
     "Vault/GetExposureReport": no_body,
     "Vault/ShredClient": lambda ids: {"confirmName": ids.client_name},
+    "Vault/GetCredentialTotp": no_body,
+    "Vault/ImportCredentials": no_body,  # a multipart form: GATEWAY_FORMS
+    "Vault/ExportCredentials": lambda _: {"recipient": AGE_RECIPIENT},
     "Audit/ListEvents": no_body,
     "Auth/CompleteMfa": lambda ids: {"mfaToken": ids.mfa_token, "code": ids.next_code()},
     "Auth/ChangePassword": lambda ids: {"currentPassword": ids.session.account.password, "newPassword": NEW_PASSWORD},
@@ -165,6 +171,10 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Auth/ResetPassword": no_body,
     "Auth/RevokeUserSessions": no_body,
     "Auth/ResetMfa": no_body,
+}
+# The multipart form (files, fields) of a route that takes a file instead of a JSON body.
+GATEWAY_FORMS: Mapping[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "Vault/ImportCredentials": ({"file": ("export.csv", IMPORT_CSV, "text/csv")}, {"format": "csv"}),
 }
 # The query a route needs besides its path, where it has a required one.
 GATEWAY_QUERIES: Mapping[str, Callable[[Ids], dict[str, str]]] = {
@@ -242,6 +252,15 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
     "Vault/GetExposureReport": lambda ids: vault_pb2.GetExposureReportRequest(user_id=ids.user_id),
     "Vault/ShredClient": lambda ids: vault_pb2.ShredClientRequest(
         client_id=ids.client_id, confirm_name=ids.client_name
+    ),
+    "Vault/GetCredentialTotp": lambda ids: vault_pb2.GetCredentialTotpRequest(
+        client_id=ids.client_id, credential_id=ids.credential_id
+    ),
+    "Vault/ImportCredentials": lambda ids: vault_pb2.ImportCredentialsRequest(
+        client_id=ids.client_id, format="csv", content=IMPORT_CSV
+    ),
+    "Vault/ExportCredentials": lambda ids: vault_pb2.ExportCredentialsRequest(
+        client_id=ids.client_id, recipient=AGE_RECIPIENT
     ),
     "Audit/ListEvents": lambda _: audit_pb2.ListEventsRequest(),
     "Auth/CompleteMfa": lambda ids: auth_pb2.CompleteMfaRequest(mfa_token=ids.mfa_token, code=ids.next_code()),
@@ -367,7 +386,9 @@ class World:
         admin = sessions[Role.ADMIN]
         client_id = await new_client(api, admin)
         task_id = (await new_task(api, admin, client_id))["id"]
-        credential_id = await create(api, admin, client_id, label="Matrix", secret="matrix-secret")
+        credential_id = await create(
+            api, admin, client_id, label="Matrix", secret="matrix-secret", totpSecret=TOTP_SEED
+        )
         changed = await api.raw.patch(
             f"/clients/{client_id}/credentials/{credential_id}", headers=admin.headers, json={"secret": "matrix-2"}
         )
@@ -448,9 +469,13 @@ async def test_gateway(api: Api, world: World, route: Route, role: Role | None) 
     headers = {"X-Forwarded-For": unique_ip(), **(ids.session.headers if role else {})}
 
     query = GATEWAY_QUERIES[operation](ids) if operation in GATEWAY_QUERIES else None
-    r = await api.raw.request(
-        route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), params=query, headers=headers
-    )
+    if operation in GATEWAY_FORMS:
+        files, data = GATEWAY_FORMS[operation]
+        r = await api.raw.request(route.method, ids.path(route), files=files, data=data, params=query, headers=headers)
+    else:
+        r = await api.raw.request(
+            route.method, ids.path(route), json=GATEWAY_BODIES[operation](ids), params=query, headers=headers
+        )
 
     outcome = expected(operation, role)
     said = f"{route} ({operation}) as {role or 'no token'}: {r.status_code} {r.text[:300]}"

@@ -341,3 +341,23 @@ async def test_each_staff_identity_action_is_in_the_audit_log_once_without_a_sec
     assert by_action["user_created"]["detail"]["temporary_password"] is True
     for secret in (temporary, STRONG, seed, code, *recovery["recoveryCodes"]):
         assert secret not in str(page)
+
+
+async def test_a_totp_code_needs_the_second_factor_a_reveal_needs(api: Api) -> None:
+    admin, manager = await api.session("admin"), await api.session("manager")  # the manager: a password alone
+    client_id = await new_client(api, admin)
+    seed = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    credential_id = await create(api, admin, client_id, label="SSO", secret="s", totpSecret=seed)
+
+    r = await api.raw.get(f"/clients/{client_id}/credentials/{credential_id}/totp", headers=manager.headers)
+    async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as direct:
+            await vault_pb2_grpc.VaultStub(channel).GetCredentialTotp(
+                vault_pb2.GetCredentialTotpRequest(client_id=client_id, credential_id=credential_id),
+                metadata=(("authorization", f"Bearer {manager.access_token}"),),
+                timeout=5,
+            )
+
+    assert (r.status_code, r.json()["detail"]) == (403, "mfa required")
+    assert (direct.value.code(), direct.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, "mfa required")
+    assert seed not in r.text

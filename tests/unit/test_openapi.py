@@ -49,6 +49,9 @@ OPERATION_IDS = {
     "Vault/RestoreCredentialVersion": "restoreCredentialVersion",
     "Vault/GetExposureReport": "getExposureReport",
     "Vault/ShredClient": "shredClient",
+    "Vault/GetCredentialTotp": "getCredentialTotp",
+    "Vault/ImportCredentials": "importCredentials",
+    "Vault/ExportCredentials": "exportCredentials",
     "Audit/ListEvents": "listAuditLogs",
     "Auth/CompleteMfa": "completeMfa",
     "Auth/ChangePassword": "changePassword",
@@ -113,9 +116,10 @@ def test_every_property_of_every_schema_has_a_type() -> None:
 def test_every_parameter_and_body_has_a_type() -> None:
     parameters = [(key, p["name"], p["schema"]) for key, op in OPERATIONS.items() for p in op.get("parameters", [])]
     bodies = [
-        (key, op["requestBody"]["content"]["application/json"]["schema"])
+        (key, content["schema"])  # JSON, or an import's multipart/form-data
         for key, op in OPERATIONS.items()
         if "requestBody" in op
+        for content in op["requestBody"]["content"].values()
     ]
     responses = [
         (key, status, content["schema"])
