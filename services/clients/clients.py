@@ -3,11 +3,14 @@
 import asyncio
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 from uuid import UUID
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row
 
@@ -77,12 +80,30 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
+@contextmanager
+def _special_use_domains_allowed() -> Iterator[None]:
+    """email-validator refuses special-use and reserved domains (.local, .test, .internal, .arpa ...): agencies
+    serve clients whose domains are on-premises, so a contact's address may be on one. The library's documented
+    switch is its module list `SPECIAL_USE_DOMAIN_NAMES` (its README, "Testing"); it is emptied only for the
+    synchronous call inside this block (no await, so no other coroutine sees it), leaving auth's check of staff
+    emails, in the same process in the service tests, as the library ships it."""
+    names = list(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+    try:
+        yield
+    finally:
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.extend(names)
+
+
 def _email(value: str | None) -> str | None:
+    """Any syntactically valid address: reserved and internal domains included, a dotless host too
+    (`it@fileserver`); deliverability is not checked (no DNS)."""
     email = rules.text(value, "email", max_length=fields.EMAIL_MAX)
     if email is None:
         return None
     try:
-        return validate_email(email, check_deliverability=False).normalized
+        with _special_use_domains_allowed():
+            return validate_email(email, check_deliverability=False, globally_deliverable=False).normalized
     except EmailNotValidError as error:
         raise Invalid(f"email is not valid: {error}", "email") from None
 
