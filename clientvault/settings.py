@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     # Roles that may reveal (policy.NEEDS_MFA) only with a second factor; every service's edge checks it.
     mfa_required_roles: Roles = []
+    # Per-client access: on, a non-admin sees and acts on only the clients they are a member of (the clients and
+    # vault services check it); off, everyone sees every client, as before members existed.
+    client_scoping: bool = False
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -220,6 +223,9 @@ class VaultSettings(Producer):
     # The trash: a deleted credential is purged (with its versions) this many days later, looked for this often.
     trash_days: float = Field(30.0, ge=0, le=36_500)
     trash_purge_interval_s: float = Field(3600.0, gt=0, le=86_400)
+    # With client scoping on: how long the vault keeps a user's access to a client as the clients service answered
+    # it (membership changes drop it at once, through the revocation bucket); 0: ask on every call.
+    client_access_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
 
 
 class AuditSettings(EventSigning):

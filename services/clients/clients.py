@@ -14,7 +14,7 @@ import email_validator
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row
 
-from clientvault import fields
+from clientvault import fields, policy
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound
 from clientvault.ids import new_id
@@ -52,6 +52,15 @@ class Client:
 class ClientArchived(Conflict):
     def __init__(self) -> None:
         super().__init__("client is archived")
+
+
+Scope = UUID | None  # the user whose memberships bound what a caller sees, or None: every client
+
+
+def scope_of(caller: Caller, scoping: bool) -> Scope:
+    """With client scoping on, a caller who does not see every client (policy.SEES_EVERY_CLIENT) sees only the
+    clients they are a member of; anything else is answered as if it did not exist."""
+    return caller.user_id if scoping and not policy.sees_every_client(caller.role) else None
 
 
 def validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -117,30 +126,34 @@ async def create_client(db: Database, caller: Caller, values: dict[str, Any]) ->
         row = await store.insert_client(
             conn, id=new_id(), owner_user_id=caller.user_id, created_at=now, updated_at=now, **checked
         )
+        # Its creator is its first member (with scoping off too, so turning it on keeps their clients theirs).
+        await store.add_member(
+            conn, client_id=row.id, user_id=caller.user_id, added_at=now, added_by_user_id=caller.user_id
+        )
     log.info("client.created", client_id=str(row.id))
     return Client.from_row(row)
 
 
-async def get_client(db: Database, client_id: UUID) -> Client:
+async def get_client(db: Database, client_id: UUID, scope: Scope = None) -> Client:
     async with db.read() as conn:
-        row = await store.get_client(conn, client_id)
+        row = await store.get_client(conn, client_id, member=scope)
     if row is None:
         raise NotFound("client not found")
     return Client.from_row(row)
 
 
-async def get_clients(db: Database, client_ids: list[UUID]) -> list[Client]:
-    """The clients of these ids that exist (archived ones too)."""
+async def get_clients(db: Database, client_ids: list[UUID], scope: Scope = None) -> list[Client]:
+    """The clients of these ids that exist (archived ones too) and that the scope sees."""
     if len(client_ids) > fields.PAGE_SIZE_MAX:
         raise Invalid(f"ask for at most {fields.PAGE_SIZE_MAX} clients at once", "ids")
     async with db.read() as conn:
-        return [Client.from_row(row) for row in await store.get_clients(conn, client_ids)]
+        return [Client.from_row(row) for row in await store.get_clients(conn, client_ids, member=scope)]
 
 
-async def update_client(db: Database, client_id: UUID, changes: dict[str, Any]) -> Client:
+async def update_client(db: Database, client_id: UUID, changes: dict[str, Any], scope: Scope = None) -> Client:
     checked = validate(changes)
     async with db.begin() as conn:
-        row = await store.get_client(conn, client_id, lock=True)
+        row = await store.get_client(conn, client_id, lock=True, member=scope)
         if row is None:
             raise NotFound("client not found")
         if row.archived_at is not None:
@@ -162,7 +175,31 @@ async def archive_client(db: Database, client_id: UUID) -> None:
             log.info("client.archived", client_id=str(client_id))
 
 
-async def list_clients(db: Database, *, term: str, status: str | None, page: int, page_size: int) -> rules.Page[Client]:
+async def unarchive_client(db: Database, client_id: UUID) -> Client:
+    """Makes an archived client live again, with the status "active"; a live client is answered as it is."""
+    async with db.begin() as conn:
+        row = await store.get_client(conn, client_id, lock=True)
+        if row is None:
+            raise NotFound("client not found")
+        if row.archived_at is not None:
+            row = await store.update_client(
+                conn, client_id, status="active", archived_at=None, updated_at=datetime.now(UTC)
+            )
+            log.info("client.unarchived", client_id=str(client_id))
+    return Client.from_row(row)
+
+
+async def list_clients(
+    db: Database,
+    *,
+    term: str,
+    status: str | None,
+    page: int,
+    page_size: int,
+    archived: bool = False,
+    scope: Scope = None,
+) -> rules.Page[Client]:
+    """Live clients (or, `archived`, the archived ones), newest first, that the scope sees."""
     limit, offset = rules.page(page, page_size)
     term = rules.text(term, "q", max_length=fields.SEARCH_MAX) or ""
     if any(unicodedata.category(char) == "Cc" for char in term):
@@ -172,11 +209,13 @@ async def list_clients(db: Database, *, term: str, status: str | None, page: int
 
     async def rows() -> list[Row[Any]]:
         async with db.read() as conn:
-            return await store.list_clients(conn, term=term, status=status, limit=limit, offset=offset)
+            return await store.list_clients(
+                conn, term=term, status=status, limit=limit, offset=offset, archived=archived, member=scope
+            )
 
     async def count() -> int:
         async with db.read() as conn:
-            return await store.count_clients(conn, term=term, status=status)
+            return await store.count_clients(conn, term=term, status=status, archived=archived, member=scope)
 
     if term:  # a search counts its matches: page and count run side by side, on two connections
         found, total = await asyncio.gather(rows(), count())

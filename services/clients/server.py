@@ -12,12 +12,15 @@ from clientvault.convert import enum_name, enum_number, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
 from clientvault.ids import canonical_id, parse_id
+from clientvault.revocation import Revoker
 from clientvault.service import Service
 from clientvault.settings import Settings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
 from clientvault.v1 import clients_pb2 as pb
-from services.clients import clients, tasks
-from services.clients.clients import Client
+from services.clients import clients, members, tasks
+from services.clients.clients import Client, Scope
+from services.clients.members import AccessChanged, Member
+from services.clients.rules import Page
 from services.clients.tasks import Task
 
 CLIENTS = pb.DESCRIPTOR.services_by_name["Clients"]
@@ -42,6 +45,21 @@ def client_to_proto(client: Client) -> pb.Client:
     if client.archived_at is not None:
         message.archived_at.CopyFrom(timestamp(client.archived_at))
     return message
+
+
+def member_to_proto(member: Member) -> pb.ClientMember:
+    return pb.ClientMember(
+        client_id=str(member.client_id),
+        user_id=str(member.user_id),
+        added_at=timestamp(member.added_at),
+        added_by_user_id=str(member.added_by_user_id),
+    )
+
+
+def page_to_proto(page: Page[Client]) -> pb.ListClientsResponse:
+    return pb.ListClientsResponse(
+        items=[client_to_proto(c) for c in page.items], total=page.total, page=page.page, page_size=page.page_size
+    )
 
 
 def task_to_proto(task: Task) -> pb.Task:
@@ -87,10 +105,24 @@ def given(message: Message) -> list[str]:
 
 
 class ClientsServicer(clients_pb2_grpc.ClientsServicer):
-    def __init__(self, db: Database, auth: auth_pb2_grpc.AuthStub, timeout_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        auth: auth_pb2_grpc.AuthStub,
+        timeout_s: float,
+        *,
+        scoping: bool = False,
+        access_changed: AccessChanged,
+    ) -> None:
         self._db = db
         self._auth = auth
         self._timeout_s = timeout_s
+        self._scoping = scoping
+        self._access_changed = access_changed
+
+    def _scope(self) -> Scope:
+        """What the caller of the RPC being served may see (CLIENTVAULT_CLIENT_SCOPING)."""
+        return clients.scope_of(rpc.current_caller(), self._scoping)
 
     async def _user_exists(self, user_id: UUID) -> bool:
         try:
@@ -106,28 +138,65 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def ListClients(self, request: pb.ListClientsRequest, context: Any) -> pb.ListClientsResponse:
         status = enum_name(CLIENT_STATUS, request.status)
         page = await clients.list_clients(
-            self._db, term=request.q, status=status, page=request.page or 1, page_size=request.page_size or 20
+            self._db,
+            term=request.q,
+            status=status,
+            page=request.page or 1,
+            page_size=request.page_size or 20,
+            scope=self._scope(),
         )
-        return pb.ListClientsResponse(
-            items=[client_to_proto(c) for c in page.items], total=page.total, page=page.page, page_size=page.page_size
+        return page_to_proto(page)
+
+    async def ListArchivedClients(self, request: pb.ListClientsRequest, context: Any) -> pb.ListClientsResponse:
+        page = await clients.list_clients(
+            self._db,
+            term=request.q,
+            status=None,
+            page=request.page or 1,
+            page_size=request.page_size or 20,
+            archived=True,
+            scope=self._scope(),
         )
+        return page_to_proto(page)
+
+    async def UnarchiveClient(self, request: pb.UnarchiveClientRequest, context: Any) -> pb.Client:
+        return client_to_proto(await clients.unarchive_client(self._db, parse_id(request.client_id, "client")))
+
+    async def ListMembers(self, request: pb.ListMembersRequest, context: Any) -> pb.ListMembersResponse:
+        found = await members.list_members(self._db, parse_id(request.client_id, "client"), self._scope())
+        return pb.ListMembersResponse(items=[member_to_proto(member) for member in found])
+
+    async def PutMember(self, request: pb.PutMemberRequest, context: Any) -> pb.ClientMember:
+        client_id = parse_id(request.client_id, "client")
+        user_id = canonical_id(request.user_id)
+        if user_id is None:
+            raise Invalid("userId is not a user", "user_id")
+        member, _ = await members.put_member(
+            self._db, rpc.current_caller(), client_id, user_id, self._user_exists, self._access_changed
+        )
+        return member_to_proto(member)
+
+    async def RemoveMember(self, request: pb.RemoveMemberRequest, context: Any) -> pb.RemoveMemberResponse:
+        client_id, user_id = parse_id(request.client_id, "client"), parse_id(request.user_id, "user")
+        await members.remove_member(self._db, client_id, user_id, self._access_changed)
+        return pb.RemoveMemberResponse()
 
     async def CreateClient(self, request: pb.CreateClientRequest, context: Any) -> pb.Client:
         values = fields_of(request.client, given(request.client))
         return client_to_proto(await clients.create_client(self._db, rpc.current_caller(), values))
 
     async def GetClient(self, request: pb.GetClientRequest, context: Any) -> pb.Client:
-        return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client")))
+        return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client"), self._scope()))
 
     async def GetClients(self, request: pb.GetClientsRequest, context: Any) -> pb.GetClientsResponse:
         ids = [client_id for text in request.ids if (client_id := canonical_id(text)) is not None]
-        found = await clients.get_clients(self._db, ids) if ids else []
+        found = await clients.get_clients(self._db, ids, self._scope()) if ids else []
         return pb.GetClientsResponse(clients=[client_to_proto(client) for client in found])
 
     async def UpdateClient(self, request: pb.UpdateClientRequest, context: Any) -> pb.Client:
         client_id = parse_id(request.client_id, "client")
         changes = fields_of(request.client, list(request.update_mask.paths))
-        return client_to_proto(await clients.update_client(self._db, client_id, changes))
+        return client_to_proto(await clients.update_client(self._db, client_id, changes, self._scope()))
 
     async def ArchiveClient(self, request: pb.ArchiveClientRequest, context: Any) -> pb.ArchiveClientResponse:
         await clients.archive_client(self._db, parse_id(request.client_id, "client"))
@@ -140,6 +209,7 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
             status=enum_name(TASK_STATUS, request.status),
             page=request.page or 1,
             page_size=request.page_size or 20,
+            scope=self._scope(),
         )
         return pb.ListTasksResponse(
             items=[task_to_proto(t) for t in page.items], total=page.total, page=page.page, page_size=page.page_size
@@ -148,21 +218,32 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> pb.Task:
         client_id = parse_id(request.client_id, "client")
         values = fields_of(request.task, given(request.task))
-        task = await tasks.create_task(self._db, rpc.current_caller(), client_id, values, self._user_exists)
+        task = await tasks.create_task(
+            self._db, rpc.current_caller(), client_id, values, self._user_exists, self._scope()
+        )
         return task_to_proto(task)
 
     async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Any) -> pb.Task:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
         changes = fields_of(request.task, list(request.update_mask.paths))
-        return task_to_proto(await tasks.update_task(self._db, client_id, task_id, changes, self._user_exists))
+        updated = await tasks.update_task(self._db, client_id, task_id, changes, self._user_exists, self._scope())
+        return task_to_proto(updated)
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> pb.DeleteTaskResponse:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
-        await tasks.delete_task(self._db, client_id, task_id)
+        await tasks.delete_task(self._db, client_id, task_id, self._scope())
         return pb.DeleteTaskResponse()
 
 
 async def main(settings: Settings) -> None:
     async with Service("clients", settings, MIGRATIONS) as service:
-        servicer = ClientsServicer(service.db, auth_pb2_grpc.AuthStub(service.channel("auth")), settings.rpc_timeout_s)
+        revoker = Revoker(settings.require_nats_url())  # announces access changes (services/clients/members.py)
+        service.on_close(revoker.close)
+        servicer = ClientsServicer(
+            service.db,
+            auth_pb2_grpc.AuthStub(service.channel("auth")),
+            settings.rpc_timeout_s,
+            scoping=settings.client_scoping,
+            access_changed=revoker.access_changed,
+        )
         await service.serve(clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS)

@@ -16,7 +16,7 @@ from clientvault.errors import Invalid, NotFound
 from clientvault.ids import canonical_id, new_id
 from clientvault.tokens import Caller
 from services.clients import rules, store
-from services.clients.clients import ClientArchived
+from services.clients.clients import ClientArchived, Scope
 
 TaskStatus = Literal["todo", "in_progress", "done"]
 TaskPriority = Literal["low", "medium", "high"]
@@ -81,9 +81,10 @@ async def _assignee(value: str | UUID | None, user_exists: UserExists) -> UUID |
     return user_id
 
 
-async def _writable_client(conn: AsyncConnection, client_id: UUID) -> None:
-    """The client exists and is not archived; the row stays share-locked so it cannot be archived meanwhile."""
-    client = await store.get_client(conn, client_id, share=True)
+async def _writable_client(conn: AsyncConnection, client_id: UUID, scope: Scope) -> None:
+    """The client exists (for the scope) and is not archived; the row stays share-locked so it cannot be archived
+    meanwhile."""
+    client = await store.get_client(conn, client_id, share=True, member=scope)
     if client is None:
         raise NotFound("client not found")
     if client.archived_at is not None:
@@ -99,14 +100,14 @@ def _completion(
 
 
 async def create_task(
-    db: Database, caller: Caller, client_id: UUID, values: dict[str, Any], user_exists: UserExists
+    db: Database, caller: Caller, client_id: UUID, values: dict[str, Any], user_exists: UserExists, scope: Scope = None
 ) -> Task:
     checked = await validate({"status": "todo", "priority": "medium", **values}, user_exists)
     if "title" not in checked:
         raise Invalid("title is required", "title")
     now = datetime.now(UTC)
     async with db.begin() as conn:
-        await _writable_client(conn, client_id)
+        await _writable_client(conn, client_id, scope)
         row = await store.insert_task(
             conn,
             id=new_id(),
@@ -121,15 +122,20 @@ async def create_task(
 
 
 async def update_task(
-    db: Database, client_id: UUID, task_id: UUID, changes: dict[str, Any], user_exists: UserExists
+    db: Database,
+    client_id: UUID,
+    task_id: UUID,
+    changes: dict[str, Any],
+    user_exists: UserExists,
+    scope: Scope = None,
 ) -> Task:
     checked = await validate(changes, user_exists)
     now = datetime.now(UTC)
     async with db.begin() as conn:
-        row = await store.get_task(conn, client_id, task_id, lock=True)
+        row = await store.get_task(conn, client_id, task_id, lock=True, member=scope)
         if row is None:
             raise NotFound("task not found")
-        await _writable_client(conn, client_id)
+        await _writable_client(conn, client_id, scope)
         if checked:
             status = checked.get("status", row.status)
             completed_at = _completion(row.status, status, row.completed_at, now)
@@ -137,22 +143,22 @@ async def update_task(
     return Task.from_row(row)
 
 
-async def delete_task(db: Database, client_id: UUID, task_id: UUID) -> None:
+async def delete_task(db: Database, client_id: UUID, task_id: UUID, scope: Scope = None) -> None:
     async with db.begin() as conn:
-        if await store.get_task(conn, client_id, task_id, lock=True) is None:
+        if await store.get_task(conn, client_id, task_id, lock=True, member=scope) is None:
             raise NotFound("task not found")
-        await _writable_client(conn, client_id)
+        await _writable_client(conn, client_id, scope)
         await store.delete_task(conn, task_id)
 
 
 async def list_tasks(
-    db: Database, client_id: UUID, *, status: str | None, page: int, page_size: int
+    db: Database, client_id: UUID, *, status: str | None, page: int, page_size: int, scope: Scope = None
 ) -> rules.Page[Task]:
     limit, offset = rules.page(page, page_size)
     if status is not None and status not in get_args(TaskStatus):
         raise Invalid("unknown status", "status")
     async with db.read() as conn:
-        if await store.get_client(conn, client_id) is None:
+        if await store.get_client(conn, client_id, member=scope) is None:
             raise NotFound("client not found")
         rows = await store.list_tasks(conn, client_id, status=status, limit=limit, offset=offset)
         total = await store.count_tasks(conn, client_id, status=status)

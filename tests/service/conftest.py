@@ -177,6 +177,10 @@ async def auth(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
         await revoker.close()
 
 
+async def unannounced(client_id: UUID, user_id: UUID) -> None:
+    """Where a clients service here announces access changes: nowhere (no NATS in this tier)."""
+
+
 @pytest.fixture(scope="session")
 async def clients(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
     """The clients service. It asks auth only about task assignees: here at an address nobody listens on."""
@@ -185,7 +189,7 @@ async def clients(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
     async with rpc.channel("127.0.0.1:9") as no_auth:
 
         def build(db: Database) -> Register:
-            servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(no_auth), 5)
+            servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(no_auth), 5, access_changed=unannounced)
             return lambda server: clients_pb2_grpc.add_ClientsServicer_to_server(servicer, server)
 
         async with service(database_url, tokens, "clients", clients_pb2_grpc.ClientsStub, build) as served:
