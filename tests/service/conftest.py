@@ -40,6 +40,7 @@ ISSUER = AUDIENCE = "clientvault"
 # Small sign-in limits, so that the throttle tests need few password checks (argon2id, on purpose slow).
 SIGN_IN_EMAIL_MAX, SIGN_IN_IP_MAX = 3, 4
 CONTEXT_KEY = os.urandom(32)  # the tier's gateway context key; each service is served with its derived key
+VAULT_KEK = os.urandom(32)  # the tier's KEK v1: every vault served here shares the database's data keys
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -207,7 +208,7 @@ async def vault(database_url: str, tokens: Tokens, clients: Service) -> AsyncIte
     from services.vault.rotation import check_keys
     from services.vault.server import ClientsDirectory, VaultServicer
 
-    keys = EnvKeys({"v1": bytearray(os.urandom(32))}, "v1")
+    keys = EnvKeys({"v1": bytearray(VAULT_KEK)}, "v1")
     settings = VaultSettings(reveal_user_max=1_000_000, reveal_ip_max=1_000_000)
     async with rpc.channel(clients.address) as to_clients:
 
