@@ -191,6 +191,10 @@ class AuthSettings(Producer):
     mfa_key: SecretStr | None = None
 
 
+class ClientsSettings(Producer):
+    """The clients service: a producer of its audit events (member changes, unarchive) through its outbox."""
+
+
 class GatewaySettings(Settings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(8000, ge=0, le=65535)

@@ -3,7 +3,7 @@
 import asyncio
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,12 +15,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row
 
 from clientvault import fields, policy
+from clientvault.context import RequestContext
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.events import AuditAction
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.tokens import Caller
-from services.clients import rules, store
+from services.clients import audit, rules, store
 
 log = get_logger(__name__)
 
@@ -175,17 +177,23 @@ async def archive_client(db: Database, client_id: UUID) -> None:
             log.info("client.archived", client_id=str(client_id))
 
 
-async def unarchive_client(db: Database, client_id: UUID) -> Client:
-    """Makes an archived client live again, with the status "active"; a live client is answered as it is."""
+async def unarchive_client(
+    db: Database, caller: Caller, context: RequestContext, client_id: UUID, outbox_written: Callable[[], None]
+) -> Client:
+    """Makes an archived client live again, with the status "active", audited as `client_unarchived`; a live client
+    is answered as it is (no event)."""
     async with db.begin() as conn:
         row = await store.get_client(conn, client_id, lock=True)
         if row is None:
             raise NotFound("client not found")
-        if row.archived_at is not None:
-            row = await store.update_client(
-                conn, client_id, status="active", archived_at=None, updated_at=datetime.now(UTC)
-            )
-            log.info("client.unarchived", client_id=str(client_id))
+        if row.archived_at is None:
+            return Client.from_row(row)
+        row = await store.update_client(
+            conn, client_id, status="active", archived_at=None, updated_at=datetime.now(UTC)
+        )
+        await audit.record(conn, AuditAction.CLIENT_UNARCHIVED, caller, context, client_id=client_id)
+    outbox_written()
+    log.info("client.unarchived", client_id=str(client_id))
     return Client.from_row(row)
 
 

@@ -1,5 +1,6 @@
 """The clients service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -11,19 +12,22 @@ from clientvault import rpc
 from clientvault.convert import enum_name, enum_number, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
+from clientvault.events import EventSigner
 from clientvault.ids import canonical_id, parse_id
+from clientvault.outbox import Relay
 from clientvault.revocation import Revoker
 from clientvault.service import Service
-from clientvault.settings import Settings
+from clientvault.settings import ClientsSettings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
 from clientvault.v1 import clients_pb2 as pb
-from services.clients import clients, members, tasks
+from services.clients import clients, members, store, tasks
 from services.clients.clients import Client, Scope
 from services.clients.members import AccessChanged, Member
 from services.clients.rules import Page
 from services.clients.tasks import Task
 
 CLIENTS = pb.DESCRIPTOR.services_by_name["Clients"]
+PRODUCER = "clients"  # of its audit events (clientvault/events.py PRODUCER_OF)
 MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 CLIENT_STATUS, TASK_STATUS = pb.ClientStatus.DESCRIPTOR, pb.TaskStatus.DESCRIPTOR
 TASK_PRIORITY = pb.TaskPriority.DESCRIPTOR
@@ -113,12 +117,14 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         *,
         scoping: bool = False,
         access_changed: AccessChanged,
+        outbox_written: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._auth = auth
         self._timeout_s = timeout_s
         self._scoping = scoping
-        self._access_changed = access_changed
+        self._outbox_written = outbox_written
+        self._changes = members.Changes(access_changed, outbox_written)
 
     def _scope(self) -> Scope:
         """What the caller of the RPC being served may see (CLIENTVAULT_CLIENT_SCOPING)."""
@@ -160,7 +166,11 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         return page_to_proto(page)
 
     async def UnarchiveClient(self, request: pb.UnarchiveClientRequest, context: Any) -> pb.Client:
-        return client_to_proto(await clients.unarchive_client(self._db, parse_id(request.client_id, "client")))
+        client_id = parse_id(request.client_id, "client")
+        unarchived = await clients.unarchive_client(
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, self._outbox_written
+        )
+        return client_to_proto(unarchived)
 
     async def ListMembers(self, request: pb.ListMembersRequest, context: Any) -> pb.ListMembersResponse:
         found = await members.list_members(self._db, parse_id(request.client_id, "client"), self._scope())
@@ -172,13 +182,15 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         if user_id is None:
             raise Invalid("userId is not a user", "user_id")
         member, _ = await members.put_member(
-            self._db, rpc.current_caller(), client_id, user_id, self._user_exists, self._access_changed
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, user_id, self._user_exists, self._changes
         )
         return member_to_proto(member)
 
     async def RemoveMember(self, request: pb.RemoveMemberRequest, context: Any) -> pb.RemoveMemberResponse:
         client_id, user_id = parse_id(request.client_id, "client"), parse_id(request.user_id, "user")
-        await members.remove_member(self._db, client_id, user_id, self._access_changed)
+        await members.remove_member(
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, user_id, self._changes
+        )
         return pb.RemoveMemberResponse()
 
     async def CreateClient(self, request: pb.CreateClientRequest, context: Any) -> pb.Client:
@@ -235,15 +247,21 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         return pb.DeleteTaskResponse()
 
 
-async def main(settings: Settings) -> None:
+async def main(settings: ClientsSettings) -> None:
+    signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
     async with Service("clients", settings, MIGRATIONS) as service:
         revoker = Revoker(settings.require_nats_url())  # announces access changes (services/clients/members.py)
         service.on_close(revoker.close)
+        relay = Relay.of(service.db, store.outbox, signer, settings)  # its audit events (services/clients/audit.py)
+        service.on_close(relay.close)
         servicer = ClientsServicer(
             service.db,
             auth_pb2_grpc.AuthStub(service.channel("auth")),
             settings.rpc_timeout_s,
             scoping=settings.client_scoping,
             access_changed=revoker.access_changed,
+            outbox_written=relay.wake,
         )
-        await service.serve(clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS)
+        await service.serve(
+            clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS, relay.run(), relay.purge_forever()
+        )

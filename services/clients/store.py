@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault.db import like_pattern
 from clientvault.db import metadata as schema_metadata
+from clientvault.outbox import outbox_table
 
 metadata = schema_metadata("clients")
 
@@ -115,6 +116,9 @@ Index(
     clients.c.id.desc(),
     postgresql_where=clients.c.archived_at.is_not(None),
 )
+
+
+outbox = outbox_table(metadata)  # the audit events of member changes and unarchiving (services/clients/audit.py)
 
 
 def _membership(member: UUID | None, client_id: Any = clients.c.id) -> list[Any]:

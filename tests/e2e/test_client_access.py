@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from clientvault.v1 import vault_pb2, vault_pb2_grpc
+from tests.audit_support import wait_for_entries
 from tests.system import Api, Session, System, me, new_task, running
 from tests.vault_support import create
 
@@ -191,6 +192,30 @@ async def test_only_an_admin_changes_members_and_a_read_only_non_member_cannot_l
     assert by_manager.status_code == 403
     assert listed_by_viewer.status_code == 404
     assert (not_a_user.status_code, not_a_user.json()["errors"][0]["field"]) == (422, "userId")
+
+
+async def test_member_changes_and_unarchive_are_signed_entries_of_the_audit_chain(
+    scoped: Api, scoped_system: System
+) -> None:
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    admin_id, tech_id = await me(scoped, admin), await me(scoped, tech)
+    client = await new_client(scoped, admin)
+    members = f"/clients/{client['id']}/members/{tech_id}"
+    assert (await scoped.raw.put(members, headers=admin.headers)).status_code == 200
+    assert (await scoped.raw.put(members, headers=admin.headers)).status_code == 200  # again: no second event
+    assert (await scoped.raw.delete(members, headers=admin.headers)).status_code == 204
+    assert (await scoped.raw.post(f"/clients/{client['id']}/archive", headers=admin.headers)).status_code == 204
+    assert (await scoped.raw.post(f"/clients/{client['id']}/unarchive", headers=admin.headers)).status_code == 200
+    assert (await scoped.raw.post(f"/clients/{client['id']}/unarchive", headers=admin.headers)).status_code == 200
+
+    page = await wait_for_entries(scoped, admin, 3, clientId=client["id"])
+    entries = sorted(page["items"], key=lambda entry: entry["occurredAt"])
+    verified = scoped_system.cli("audit", "verify")
+
+    assert [e["action"] for e in entries] == ["client_member_added", "client_member_removed", "client_unarchived"]
+    assert {e["userId"] for e in entries} == {admin_id}
+    assert [(e.get("targetUser") or {}).get("id") for e in entries] == [tech_id, tech_id, None]
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 # --- the shared system: scoping off -------------------------------------------------------------------------
