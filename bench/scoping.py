@@ -119,7 +119,8 @@ def run(data_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     up = start_up(data_dir, ENV | SCOPING["on"])
     try:
         results["on"] = measure(up.url, work, reveal_paths, callers, terms, searcher, args, "on")
-        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        # the embedded PostgreSQL of this `up` (a new port)
+        with psycopg.connect(str(up.info()["database_url"]), autocommit=True, connect_timeout=10) as conn:
             results["explain"] = explain_scoped(conn, uuid.UUID(manager_ids[0]), args.explain_term)
     finally:
         up.stop()
