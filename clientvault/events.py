@@ -1,6 +1,6 @@
-"""The AUDIT stream's contract, the one both sides import: its producers (the vault's and auth's outbox relays,
-clientvault/outbox.py, and the audit service for reads of the log) and its consumer (the audit service). No service
-imports another; what they share about an event lives here.
+"""The AUDIT stream's contract, the one both sides import: its producers (the outbox relays of the vault, auth and
+clients, clientvault/outbox.py, and the audit service for reads of the log) and its consumer (the audit service). No
+service imports another; what they share about an event lives here.
 
 - Stream `AUDIT` on JetStream (file storage, subjects `audit.>`, a duplicate window of an hour, `Nats-Msg-Id`
   = event id), each event on `audit.<producer>.<action>` as a serialized `clientvault.v1.AuditEvent`.
@@ -76,6 +76,9 @@ class AuditAction(StrEnum):
     CLIENT_SHREDDED = "client_shredded"
     CREDENTIAL_TOTP = "credential_totp"
     CREDENTIAL_EXPORT = "credential_export"
+    CLIENT_MEMBER_ADDED = "client_member_added"
+    CLIENT_MEMBER_REMOVED = "client_member_removed"
+    CLIENT_UNARCHIVED = "client_unarchived"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
@@ -95,15 +98,22 @@ VAULT_ACTIONS = (
     AuditAction.CREDENTIAL_EXPORT,
 )
 AUDIT_ACTIONS = (AuditAction.AUDIT_LOG_READ,)
+CLIENTS_ACTIONS = (AuditAction.CLIENT_MEMBER_ADDED, AuditAction.CLIENT_MEMBER_REMOVED, AuditAction.CLIENT_UNARCHIVED)
 # Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
 # stolen auth key cannot make a credential reveal. A unit test holds every action to exactly one producer.
 PRODUCER_OF: dict[str, str] = {
-    action: "vault" if action in VAULT_ACTIONS else "audit" if action in AUDIT_ACTIONS else "auth"
+    action: "vault"
+    if action in VAULT_ACTIONS
+    else "audit"
+    if action in AUDIT_ACTIONS
+    else "clients"
+    if action in CLIENTS_ACTIONS
+    else "auth"
     for action in AuditAction
 }
 # The producers that publish through an outbox (clientvault/outbox.py), which `audit verify` compares with the
 # chain; the audit service appends its own events to the chain directly.
-OUTBOX_PRODUCERS = ("vault", "auth")
+OUTBOX_PRODUCERS = ("vault", "auth", "clients")
 
 # Every field of an event, in the proto's order, with the one name it has everywhere.
 FIELDS = (

@@ -11,6 +11,8 @@ process can read another's deliveries or learn the audit consumer's reply inbox.
   consumer is refused, so no one can take over another's watcher), that consumer's info, and the answers to
   its flow-control requests; never delete, update, pause or list a consumer;
 - auth also puts revocations (`$KV.<bucket>.>`) and publishes its audit events (`audit.auth.>`);
+- the clients service also puts changes of per-client access (`$KV.<bucket>.access.>`), nothing else there, and
+  publishes its audit events (`audit.clients.>`);
 - the vault publishes its audit events (`audit.vault.>`), nothing else on the `AUDIT` stream, and reads the
   audit consumer's info (its lag, for the vault's metrics: services/vault/backlog.py);
 - the audit service alone creates (if missing), inspects, pulls from and acknowledges its durable consumer;
@@ -65,7 +67,7 @@ def _allowed(user: str, *publish: str) -> Permissions:
 PERMISSIONS: dict[str, Permissions] = {
     "gateway": _allowed("gateway"),
     "auth": _allowed("auth", f"$KV.{BUCKET}.>", events.subject("auth", ">")),
-    "clients": _allowed("clients"),
+    "clients": _allowed("clients", f"$KV.{BUCKET}.access.>", events.subject("clients", ">")),
     "vault": _allowed(
         "vault",
         events.subject("vault", ">"),

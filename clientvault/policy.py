@@ -71,6 +71,11 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/UpdateTask": ANYONE,  # PATCH /clients/{clientId}/tasks/{taskId}
         "Clients/DeleteTask": STAFF,  # DELETE /clients/{clientId}/tasks/{taskId}
         "Clients/GetTask": ANYONE,  # GET /clients/{clientId}/tasks/{taskId}
+        "Clients/ListArchivedClients": ADMIN,  # GET /clients?status=archived
+        "Clients/UnarchiveClient": ADMIN,  # POST /clients/{clientId}/unarchive
+        "Clients/ListMembers": ANYONE,  # GET /clients/{clientId}/members (the service: admin, or a member)
+        "Clients/PutMember": ADMIN,  # PUT /clients/{clientId}/members/{userId}
+        "Clients/RemoveMember": ADMIN,  # DELETE /clients/{clientId}/members/{userId}
         # vault
         "Vault/ListCredentials": ANYONE,  # GET /clients/{clientId}/credentials
         "Vault/CreateCredential": ANYONE,  # POST /clients/{clientId}/credentials
@@ -99,6 +104,12 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
 # refuses it, with the same 403.
 REFUSED_BY_SERVICE: Final = frozenset({"Vault/RevealCredential"})
 
+# Per-client access (CLIENTVAULT_CLIENT_SCOPING=on): these roles see every client; the others only the clients they
+# are a member of (checked by the services that own the data: clients and vault). The rotation-tasks identity
+# makes a leaver's rotation tasks in whichever client they revealed in; the table above lets it call nothing
+# but Clients/CreateTask.
+SEES_EVERY_CLIENT: Final = ADMIN | {Role.ROTATION_TASKS}
+
 # Sign-out stays idempotent: a validly signed, unexpired token of an already revoked session is accepted.
 ACCEPTS_REVOKED_TOKEN: Final = frozenset({"Auth/SignOut"})
 # All a token of a temporary password may do (its `pwd_change` claim): choose a new password, or sign out.
@@ -120,6 +131,10 @@ def is_public(operation: str) -> bool:
 def allows(operation: str, role: Role) -> bool:
     rule = rule_for(operation)
     return rule == PUBLIC or role in rule
+
+
+def sees_every_client(role: Role) -> bool:
+    return role in SEES_EVERY_CLIENT
 
 
 def refusal(operation: str, caller: "Caller", mfa_required_roles: Collection[Role]) -> str | None:

@@ -4,11 +4,16 @@ Access tokens are stateless, so a revoked session (sign-out, refresh-token reuse
 published to a JetStream key-value bucket. Every verifier (gateway and service replicas) watches the
 bucket and keeps a deny list in memory; a verifier that starts or reconnects replays the whole bucket, so
 it misses nothing. Entries expire from the bucket once every token they could deny has expired.
+
+The same bucket carries changes of per-client access (`access.<client_id>.<user_id>`, put by the clients service
+when a member is added or removed): they deny no token, but a verifier's listeners (`on_access`: the vault's cache
+of who may see which client, services/vault/access.py) drop what they kept about that user and client at once.
 """
 
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 import stamina
@@ -39,11 +44,28 @@ async def _bucket(nc: NATS) -> object:
         raise
 
 
+AccessListener = Callable[[UUID, UUID], None]  # (client_id, user_id): that user's access to that client changed
+
+
+def _access_key(ident: str) -> tuple[UUID, UUID] | None:
+    client, _, user = ident.partition(".")
+    try:
+        return UUID(client), UUID(user)
+    except ValueError:
+        return None
+
+
 class DenyList:
     def __init__(self) -> None:
         self._sessions: dict[str, float] = {}
         self._users: dict[str, float] = {}
+        self._access_listeners: list[AccessListener] = []
         self.synced = asyncio.Event()
+
+    def on_access(self, listener: AccessListener) -> None:
+        """Calls `listener(client_id, user_id)` for every change of a user's access to a client (replayed ones
+        too, after a reconnect: a listener that keeps answers for less than the bucket keeps entries misses none)."""
+        self._access_listeners.append(listener)
 
     def is_revoked(self, session_id: UUID, user_id: UUID, issued_at: int) -> bool:
         if str(session_id) in self._sessions:
@@ -55,6 +77,10 @@ class DenyList:
         """Adds a revocation to the list; when it was published (None: not a revocation)."""
         kind, _, ident = key.partition(".")
         at = float(json.loads(value)["at"]) if value else None
+        if kind == "access" and (changed := _access_key(ident)) is not None:
+            for listener in self._access_listeners:
+                listener(*changed)
+            return None
         table = self._sessions if kind == "session" else self._users if kind == "user" else None
         if table is None or at is None:
             return None
@@ -122,6 +148,11 @@ class Revoker:
 
     async def revoke_user(self, user_id: UUID) -> None:
         await self._publish(f"user.{user_id}")
+
+    async def access_changed(self, client_id: UUID, user_id: UUID) -> None:
+        """A user became, or stopped being, a member of a client (the clients service): verifiers drop what they
+        cached of it (`DenyList.on_access`)."""
+        await self._publish(f"access.{client_id}.{user_id}")
 
     async def _publish(self, key: str) -> None:
         value = json.dumps({"at": time.time()}).encode()

@@ -61,6 +61,15 @@ class Service:
             self._channels[service] = opened
         return self._channels[service]
 
+    def _verification(self) -> tuple[TokenVerifier, DenyList]:
+        if self._verifier is None:
+            self._verifier = verifier_for(self.settings, self.channel("auth"))
+        return self._verifier
+
+    def deny_list(self) -> DenyList:
+        """The process's deny list (made with its verifier on first use), e.g. to listen to access changes."""
+        return self._verification()[1]
+
     def verify_with(self, fetch_keys: KeyFetcher) -> None:
         """Verify tokens with these keys (the auth service's own) rather than asking the auth service."""
         self._verifier = verifier_with(self.settings, fetch_keys)
@@ -86,7 +95,7 @@ class Service:
         """Serves `servicer` (registered by its generated `add_…_to_server`) at the service's own address until
         SIGTERM/SIGINT, with the deny list following NATS and the `alongside` jobs running meanwhile.
         `on_forbidden`: what to do, besides refusing, when the policy refuses an operation (clientvault/rpc.py)."""
-        verifier, denylist = self._verifier or verifier_for(self.settings, self.channel("auth"))
+        verifier, denylist = self._verification()
         context_key = key_from(self.settings.context_verify_key, "CLIENTVAULT_CONTEXT_VERIFY_KEY")
         if context_key is None:
             log.warning(

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     # Roles that may reveal (policy.NEEDS_MFA) only with a second factor; every service's edge checks it.
     mfa_required_roles: Roles = []
+    # Per-client access: on, a non-admin sees and acts on only the clients they are a member of (the clients and
+    # vault services check it); off, everyone sees every client, as before members existed.
+    client_scoping: bool = False
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -186,6 +189,10 @@ class AuthSettings(Producer):
     max_sessions_per_user: int = Field(20, ge=1, le=1000)  # a sign-in beyond it ends the least recently used
     # base64 of 32 bytes: seals each user's TOTP seed at rest (AES-256-GCM); unset: MFA cannot be enrolled.
     mfa_key: SecretStr | None = None
+
+
+class ClientsSettings(Producer):
+    """The clients service: a producer of its audit events (member changes, unarchive) through its outbox."""
 
 
 class GatewaySettings(Settings):
@@ -233,6 +240,9 @@ class VaultSettings(Producer, RotationIdentity):
     # The public keys the vault trusts for the events it acts on ("producer:base64,…", as the audit service's):
     # auth's, for a user disabled (services/vault/leavers.py). Without auth's key no rotation task is made.
     event_public_keys: CommaSeparated = []
+    # With client scoping on: how long the vault keeps a user's access to a client as the clients service answered
+    # it (membership changes drop it at once, through the revocation bucket); 0: ask on every call.
+    client_access_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
 
 
 class AuditSettings(EventSigning):

@@ -41,9 +41,9 @@ for service in auth clients vault audit; do
   put "${service}_context_verify_key" "$(printf %s "$context_key" | $clientvault context-key derive --service "$service")"
 done
 # Each audit producer's event signing key (each mounted by its producer alone), and their public halves as the
-# audit service trusts them (vault:<base64>,auth:<base64>,audit:<base64>).
+# audit service trusts them (vault:<base64>,auth:<base64>,audit:<base64>,clients:<base64>).
 public_keys=""
-for producer in vault auth audit; do
+for producer in vault auth audit clients; do
   event_key=$(key)
   put "${producer}_event_signing_key" "$event_key"
   public_keys="$public_keys${public_keys:+,}$(printf %s "$event_key" | $clientvault public-key --producer "$producer")"

@@ -818,3 +818,30 @@ class GeneratedPasswordOut(WireModel):
     @classmethod
     def from_proto(cls, message: vault_pb2.GeneratePasswordResponse) -> Self:
         return cls(password=message.password, entropy_bits=message.entropy_bits)
+
+
+# --- client members (per-client access) ------------------------------------------------------------------
+
+
+class MemberOut(WireModel):
+    """A staff user assigned to a client: with CLIENTVAULT_CLIENT_SCOPING=on, a non-admin sees only such clients."""
+
+    client_id: str
+    user_id: str
+    added_at: DateTime
+    added_by_user_id: str
+
+    @classmethod
+    def from_proto(cls, member: clients_pb2.ClientMember) -> Self:
+        return cls(
+            client_id=member.client_id,
+            user_id=member.user_id,
+            added_at=from_timestamp(member.added_at),
+            added_by_user_id=member.added_by_user_id,
+        )
+
+
+class MemberList(WireModel):
+    """A client's members, first added first."""
+
+    items: list[MemberOut]

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from clientvault import logging, metrics, tracing
 from clientvault.errors import Misconfigured
-from clientvault.settings import AuditSettings, AuthSettings, GatewaySettings, Settings, VaultSettings
+from clientvault.settings import AuditSettings, AuthSettings, ClientsSettings, GatewaySettings, Settings, VaultSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,13 @@ PROCESSES: tuple[Process, ...] = (
             CONTEXT_VERIFY_KEY,
         ),
     ),
-    Process("clients", Settings, "services.clients.server", schema="clients", secrets=(CONTEXT_VERIFY_KEY,)),
+    Process(
+        "clients",
+        ClientsSettings,
+        "services.clients.server",
+        schema="clients",
+        secrets=("CLIENTVAULT_EVENT_SIGNING_KEY", CONTEXT_VERIFY_KEY),
+    ),
     Process(
         "vault",
         VaultSettings,

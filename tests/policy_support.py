@@ -46,6 +46,11 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
         STAFF,
     ),
     ("GET", "/reports/exposure"): ("Vault/GetExposureReport", ADMIN),
+    # Per-client access and archive both ways (issue 16).
+    ("POST", "/clients/{clientId}/unarchive"): ("Clients/UnarchiveClient", ADMIN),
+    ("GET", "/clients/{clientId}/members"): ("Clients/ListMembers", ANYONE),
+    ("PUT", "/clients/{clientId}/members/{userId}"): ("Clients/PutMember", ADMIN),
+    ("DELETE", "/clients/{clientId}/members/{userId}"): ("Clients/RemoveMember", ADMIN),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
     # Staff identity (issue 15): the caller's own account, and every account for admins.
     ("POST", "/auth/mfa"): ("Auth/CompleteMfa", PUBLIC),
@@ -76,6 +81,7 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
 # itself): route -> (the query that does it, the operation, its roles).
 QUERY_VARIANTS: dict[tuple[str, str], tuple[str, str, Rule]] = {
     ("GET", "/clients/{clientId}/credentials"): ("deleted=true", "Vault/ListDeletedCredentials", ADMIN),
+    ("GET", "/clients"): ("status=archived", "Clients/ListArchivedClients", ADMIN),
 }
 
 # Liveness, readiness and the services' health answer anyone (probes carry no token); they run no operation.

@@ -90,6 +90,31 @@ class ClientsStub:
                 request_serializer=clientvault_dot_v1_dot_clients__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_clients__pb2.Task.FromString,
                 _registered_method=True)
+        self.ListArchivedClients = channel.unary_unary(
+                '/clientvault.v1.Clients/ListArchivedClients',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.ListClientsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.ListClientsResponse.FromString,
+                _registered_method=True)
+        self.UnarchiveClient = channel.unary_unary(
+                '/clientvault.v1.Clients/UnarchiveClient',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.UnarchiveClientRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.Client.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/clientvault.v1.Clients/ListMembers',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.PutMember = channel.unary_unary(
+                '/clientvault.v1.Clients/PutMember',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.PutMemberRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.ClientMember.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/clientvault.v1.Clients/RemoveMember',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
 
 
 class ClientsServicer:
@@ -167,6 +192,41 @@ class ClientsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListArchivedClients(self, request, context):
+        """Archived clients only (admin), newest first; the request's status is ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnarchiveClient(self, request, context):
+        """Makes an archived client live again with the status "active" (admin); a live one is answered as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """The staff assigned to a client (admin, or a member of it). With client scoping on, a non-admin sees, lists
+        and acts on only the clients they are a member of; any other answers NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutMember(self, request, context):
+        """Idempotent (admin): adding a member again keeps when they were first added.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +284,31 @@ def add_ClientsServicer_to_server(servicer, server):
                     servicer.GetTask,
                     request_deserializer=clientvault_dot_v1_dot_clients__pb2.GetTaskRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_clients__pb2.Task.SerializeToString,
+            ),
+            'ListArchivedClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArchivedClients,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.ListClientsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.ListClientsResponse.SerializeToString,
+            ),
+            'UnarchiveClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnarchiveClient,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.UnarchiveClientRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.Client.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.ListMembersRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'PutMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutMember,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.PutMemberRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.ClientMember.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +609,141 @@ class Clients:
             '/clientvault.v1.Clients/GetTask',
             clientvault_dot_v1_dot_clients__pb2.GetTaskRequest.SerializeToString,
             clientvault_dot_v1_dot_clients__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArchivedClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/ListArchivedClients',
+            clientvault_dot_v1_dot_clients__pb2.ListClientsRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.ListClientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnarchiveClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/UnarchiveClient',
+            clientvault_dot_v1_dot_clients__pb2.UnarchiveClientRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.Client.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/ListMembers',
+            clientvault_dot_v1_dot_clients__pb2.ListMembersRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/PutMember',
+            clientvault_dot_v1_dot_clients__pb2.PutMemberRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.ClientMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/RemoveMember',
+            clientvault_dot_v1_dot_clients__pb2.RemoveMemberRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.RemoveMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

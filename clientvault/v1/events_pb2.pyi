@@ -73,6 +73,12 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     """
     AUDIT_ACTION_CREDENTIAL_EXPORT: _AuditAction.ValueType  # 26
     """A credential decrypted into an encrypted export file; one event per credential exported."""
+    AUDIT_ACTION_CLIENT_MEMBER_ADDED: _AuditAction.ValueType  # 27
+    """clients: per-client access and the archive (docs/access.md); client_id names the client, target_user_id the
+    member added or removed (target_user_email empty: the clients service keeps no emails).
+    """
+    AUDIT_ACTION_CLIENT_MEMBER_REMOVED: _AuditAction.ValueType  # 28
+    AUDIT_ACTION_CLIENT_UNARCHIVED: _AuditAction.ValueType  # 29
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. Each producer publishes one AuditEvent per audited action to stream
@@ -126,6 +132,12 @@ A TOTP code computed from a credential's sealed seed (the seed never leaves the 
 """
 AUDIT_ACTION_CREDENTIAL_EXPORT: AuditAction.ValueType  # 26
 """A credential decrypted into an encrypted export file; one event per credential exported."""
+AUDIT_ACTION_CLIENT_MEMBER_ADDED: AuditAction.ValueType  # 27
+"""clients: per-client access and the archive (docs/access.md); client_id names the client, target_user_id the
+member added or removed (target_user_email empty: the clients service keeps no emails).
+"""
+AUDIT_ACTION_CLIENT_MEMBER_REMOVED: AuditAction.ValueType  # 28
+AUDIT_ACTION_CLIENT_UNARCHIVED: AuditAction.ValueType  # 29
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

@@ -17,8 +17,11 @@ from gateway.schemas import (
     ClientPage,
     ClientPatch,
     ClientStatus,
+    MemberList,
+    MemberOut,
     ShredIn,
     ShredOut,
+    UserId,
     number,
     to_fields,
 )
@@ -39,7 +42,12 @@ async def list_clients(
     """List live clients, newest first.
 
     `q` matches a case-insensitive substring of name or company (% and _ match themselves); archived
-    clients are left out."""
+    clients are left out, unless `status=archived`: then only archived clients (admin only, 403 otherwise: the
+    clients service checks the operation `Clients/ListArchivedClients`). With CLIENTVAULT_CLIENT_SCOPING=on a
+    non-admin lists only the clients they are a member of, and `total` counts only those."""
+    if status is ClientStatus.ARCHIVED:
+        archived = pb.ListClientsRequest(q=q, page=page, page_size=page_size)
+        return ClientPage.of(await call.clients.ListArchivedClients(archived), ClientOut.from_proto)
     status_number = number(pb.ClientStatus.DESCRIPTOR, status)
     request = pb.ListClientsRequest(q=q, status=status_number, page=page, page_size=page_size)
     return ClientPage.of(await call.clients.ListClients(request), ClientOut.from_proto)
@@ -97,6 +105,44 @@ async def archive_client(client_id: ClientId, call: Call) -> Response:
 
     Idempotent: archiving again keeps the first archivedAt."""
     await call.clients.ArchiveClient(pb.ArchiveClientRequest(client_id=client_id))
+    return Response(status_code=204)
+
+
+@operation(router.post, "/{clientId}/unarchive", "Clients/UnarchiveClient", errors=(404,))
+async def unarchive_client(client_id: ClientId, call: Call) -> ClientOut:
+    """Make an archived client live again.
+
+    Its status becomes active; its tasks and credentials can change again. Idempotent: a live client is
+    answered as it is. A shredded client's credentials stay gone."""
+    return ClientOut.from_proto(await call.clients.UnarchiveClient(pb.UnarchiveClientRequest(client_id=client_id)))
+
+
+@operation(router.get, "/{clientId}/members", "Clients/ListMembers", errors=(404,))
+async def list_members(client_id: ClientId, call: Call) -> MemberList:
+    """List the staff assigned to a client.
+
+    For an admin, or (with CLIENTVAULT_CLIENT_SCOPING=on) a member of the client; anyone else gets 404."""
+    reply = await call.clients.ListMembers(pb.ListMembersRequest(client_id=client_id))
+    return MemberList(items=[MemberOut.from_proto(member) for member in reply.items])
+
+
+@operation(router.put, "/{clientId}/members/{userId}", "Clients/PutMember", errors=(404, 422))
+async def put_member(client_id: ClientId, user_id: UserId, call: Call) -> MemberOut:
+    """Assign a staff user to a client.
+
+    Idempotent: assigning again keeps when they were first added. 422 when the user does not exist. With
+    CLIENTVAULT_CLIENT_SCOPING=on, a member sees the client, its tasks and credentials."""
+    reply = await call.clients.PutMember(pb.PutMemberRequest(client_id=client_id, user_id=user_id))
+    return MemberOut.from_proto(reply)
+
+
+@operation(router.delete, "/{clientId}/members/{userId}", "Clients/RemoveMember", status_code=204, errors=(404,))
+async def remove_member(client_id: ClientId, user_id: UserId, call: Call) -> Response:
+    """Unassign a staff user from a client.
+
+    With CLIENTVAULT_CLIENT_SCOPING=on they no longer see it (the vault forgets its cached answer at once).
+    404 when they were not a member."""
+    await call.clients.RemoveMember(pb.RemoveMemberRequest(client_id=client_id, user_id=user_id))
     return Response(status_code=204)
 
 

@@ -3,23 +3,27 @@
 import asyncio
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 from uuid import UUID
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row
 
-from clientvault import fields, idempotency
+from clientvault import fields, idempotency, policy
+from clientvault.context import RequestContext
 from clientvault.db import Database
 from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.events import AuditAction
 from clientvault.idempotency import Once, Replay
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.tokens import Caller
-from services.clients import rules, store
+from services.clients import audit, rules, store
 
 log = get_logger(__name__)
 
@@ -54,6 +58,15 @@ class ClientArchived(Conflict):
         super().__init__("client is archived")
 
 
+Scope = UUID | None  # the user whose memberships bound what a caller sees, or None: every client
+
+
+def scope_of(caller: Caller, scoping: bool) -> Scope:
+    """With client scoping on, a caller who does not see every client (policy.SEES_EVERY_CLIENT) sees only the
+    clients they are a member of; anything else is answered as if it did not exist."""
+    return caller.user_id if scoping and not policy.sees_every_client(caller.role) else None
+
+
 def validate(values: dict[str, Any]) -> dict[str, Any]:
     """The writable fields given (all on create, the patched ones on update), checked and normalised."""
     rules.writable_only(values, WRITABLE)
@@ -80,12 +93,30 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
+@contextmanager
+def _special_use_domains_allowed() -> Iterator[None]:
+    """email-validator refuses special-use and reserved domains (.local, .test, .internal, .arpa ...): agencies
+    serve clients whose domains are on-premises, so a contact's address may be on one. The library's documented
+    switch is its module list `SPECIAL_USE_DOMAIN_NAMES` (its README, "Testing"); it is emptied only for the
+    synchronous call inside this block (no await, so no other coroutine sees it), leaving auth's check of staff
+    emails, in the same process in the service tests, as the library ships it."""
+    names = list(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+    try:
+        yield
+    finally:
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.extend(names)
+
+
 def _email(value: str | None) -> str | None:
+    """Any syntactically valid address: reserved and internal domains included, a dotless host too
+    (`it@fileserver`); deliverability is not checked (no DNS)."""
     email = rules.text(value, "email", max_length=fields.EMAIL_MAX)
     if email is None:
         return None
     try:
-        return validate_email(email, check_deliverability=False).normalized
+        with _special_use_domains_allowed():
+            return validate_email(email, check_deliverability=False, globally_deliverable=False).normalized
     except EmailNotValidError as error:
         raise Invalid(f"email is not valid: {error}", "email") from None
 
@@ -104,6 +135,10 @@ async def create_client(
         row = await store.insert_client(
             conn, id=new_id(), owner_user_id=caller.user_id, created_at=now, updated_at=now, **checked
         )
+        # Its creator is its first member (with scoping off too, so turning it on keeps their clients theirs).
+        await store.add_member(
+            conn, client_id=row.id, user_id=caller.user_id, added_at=now, added_by_user_id=caller.user_id
+        )
         client = Client.from_row(row)
         if once is not None:
             await idempotency.remember(conn, store.idempotency_keys, once, client)
@@ -111,30 +146,30 @@ async def create_client(
     return client
 
 
-async def get_client(db: Database, client_id: UUID) -> Client:
+async def get_client(db: Database, client_id: UUID, scope: Scope = None) -> Client:
     async with db.read() as conn:
-        row = await store.get_client(conn, client_id)
+        row = await store.get_client(conn, client_id, member=scope)
     if row is None:
         raise NotFound("client not found")
     return Client.from_row(row)
 
 
-async def get_clients(db: Database, client_ids: list[UUID]) -> list[Client]:
-    """The clients of these ids that exist (archived ones too)."""
+async def get_clients(db: Database, client_ids: list[UUID], scope: Scope = None) -> list[Client]:
+    """The clients of these ids that exist (archived ones too) and that the scope sees."""
     if len(client_ids) > fields.PAGE_SIZE_MAX:
         raise Invalid(f"ask for at most {fields.PAGE_SIZE_MAX} clients at once", "ids")
     async with db.read() as conn:
-        return [Client.from_row(row) for row in await store.get_clients(conn, client_ids)]
+        return [Client.from_row(row) for row in await store.get_clients(conn, client_ids, member=scope)]
 
 
 async def update_client(
-    db: Database, client_id: UUID, changes: dict[str, Any], if_revision: Collection[int] = ()
+    db: Database, client_id: UUID, changes: dict[str, Any], if_revision: Collection[int] = (), scope: Scope = None
 ) -> Client:
     """Changes the client; with `if_revision` (If-Match) only while it is at one of those revisions, else
     PreconditionFailed."""
     checked = validate(changes)
     async with db.begin() as conn:
-        row = await store.get_client(conn, client_id, lock=True)
+        row = await store.get_client(conn, client_id, lock=True, member=scope)
         if row is None:
             raise NotFound("client not found")
         if row.archived_at is not None:
@@ -161,7 +196,39 @@ async def archive_client(db: Database, client_id: UUID) -> None:
             log.info("client.archived", client_id=str(client_id))
 
 
-async def list_clients(db: Database, *, term: str, status: str | None, page: int, page_size: int) -> rules.Page[Client]:
+async def unarchive_client(
+    db: Database, caller: Caller, context: RequestContext, client_id: UUID, outbox_written: Callable[[], None]
+) -> Client:
+    """Makes an archived client live again, with the status "active", audited as `client_unarchived`; a live client
+    is answered as it is (no event)."""
+    async with db.begin() as conn:
+        row = await store.get_client(conn, client_id, lock=True)
+        if row is None:
+            raise NotFound("client not found")
+        if row.archived_at is None:
+            return Client.from_row(row)
+        row = await store.update_client(
+            conn, client_id, status="active", archived_at=None, updated_at=datetime.now(UTC)
+        )
+        if row is None:  # the row is locked above: it cannot have gone
+            raise NotFound("client not found")
+        await audit.record(conn, AuditAction.CLIENT_UNARCHIVED, caller, context, client_id=client_id)
+    outbox_written()
+    log.info("client.unarchived", client_id=str(client_id))
+    return Client.from_row(row)
+
+
+async def list_clients(
+    db: Database,
+    *,
+    term: str,
+    status: str | None,
+    page: int,
+    page_size: int,
+    archived: bool = False,
+    scope: Scope = None,
+) -> rules.Page[Client]:
+    """Live clients (or, `archived`, the archived ones), newest first, that the scope sees."""
     limit, offset = rules.page(page, page_size)
     term = rules.text(term, "q", max_length=fields.SEARCH_MAX) or ""
     if any(unicodedata.category(char) == "Cc" for char in term):
@@ -171,11 +238,13 @@ async def list_clients(db: Database, *, term: str, status: str | None, page: int
 
     async def rows() -> list[Row[Any]]:
         async with db.read() as conn:
-            return await store.list_clients(conn, term=term, status=status, limit=limit, offset=offset)
+            return await store.list_clients(
+                conn, term=term, status=status, limit=limit, offset=offset, archived=archived, member=scope
+            )
 
     async def count() -> int:
         async with db.read() as conn:
-            return await store.count_clients(conn, term=term, status=status)
+            return await store.count_clients(conn, term=term, status=status, archived=archived, member=scope)
 
     if term:  # a search counts its matches: page and count run side by side, on two connections
         found, total = await asyncio.gather(rows(), count())

@@ -1,5 +1,6 @@
 """The clients service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -11,17 +12,23 @@ from clientvault import idempotency, rpc
 from clientvault.convert import enum_name, enum_number, timestamp
 from clientvault.db import Database
 from clientvault.errors import Invalid, Unavailable
+from clientvault.events import EventSigner
 from clientvault.idempotency import Replay
 from clientvault.ids import canonical_id, parse_id
+from clientvault.outbox import Relay
+from clientvault.revocation import Revoker
 from clientvault.service import Service
-from clientvault.settings import Settings
+from clientvault.settings import ClientsSettings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
 from clientvault.v1 import clients_pb2 as pb
-from services.clients import clients, tasks
-from services.clients.clients import Client
+from services.clients import clients, members, store, tasks
+from services.clients.clients import Client, Scope
+from services.clients.members import AccessChanged, Member
+from services.clients.rules import Page
 from services.clients.tasks import Task
 
 CLIENTS = pb.DESCRIPTOR.services_by_name["Clients"]
+PRODUCER = "clients"  # of its audit events (clientvault/events.py PRODUCER_OF)
 MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 CLIENT_STATUS, TASK_STATUS = pb.ClientStatus.DESCRIPTOR, pb.TaskStatus.DESCRIPTOR
 TASK_PRIORITY = pb.TaskPriority.DESCRIPTOR
@@ -44,6 +51,21 @@ def client_to_proto(client: Client) -> pb.Client:
     if client.archived_at is not None:
         message.archived_at.CopyFrom(timestamp(client.archived_at))
     return message
+
+
+def member_to_proto(member: Member) -> pb.ClientMember:
+    return pb.ClientMember(
+        client_id=str(member.client_id),
+        user_id=str(member.user_id),
+        added_at=timestamp(member.added_at),
+        added_by_user_id=str(member.added_by_user_id),
+    )
+
+
+def page_to_proto(page: Page[Client]) -> pb.ListClientsResponse:
+    return pb.ListClientsResponse(
+        items=[client_to_proto(c) for c in page.items], total=page.total, page=page.page, page_size=page.page_size
+    )
 
 
 def task_to_proto(task: Task) -> pb.Task:
@@ -98,10 +120,26 @@ def _encode_task(task: Task) -> bytes:
 
 
 class ClientsServicer(clients_pb2_grpc.ClientsServicer):
-    def __init__(self, db: Database, auth: auth_pb2_grpc.AuthStub, timeout_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        auth: auth_pb2_grpc.AuthStub,
+        timeout_s: float,
+        *,
+        scoping: bool = False,
+        access_changed: AccessChanged,
+        outbox_written: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
         self._auth = auth
         self._timeout_s = timeout_s
+        self._scoping = scoping
+        self._outbox_written = outbox_written
+        self._changes = members.Changes(access_changed, outbox_written)
+
+    def _scope(self) -> Scope:
+        """What the caller of the RPC being served may see (CLIENTVAULT_CLIENT_SCOPING)."""
+        return clients.scope_of(rpc.current_caller(), self._scoping)
 
     async def _user_exists(self, user_id: UUID) -> bool:
         try:
@@ -117,11 +155,54 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
     async def ListClients(self, request: pb.ListClientsRequest, context: Any) -> pb.ListClientsResponse:
         status = enum_name(CLIENT_STATUS, request.status)
         page = await clients.list_clients(
-            self._db, term=request.q, status=status, page=request.page or 1, page_size=request.page_size or 20
+            self._db,
+            term=request.q,
+            status=status,
+            page=request.page or 1,
+            page_size=request.page_size or 20,
+            scope=self._scope(),
         )
-        return pb.ListClientsResponse(
-            items=[client_to_proto(c) for c in page.items], total=page.total, page=page.page, page_size=page.page_size
+        return page_to_proto(page)
+
+    async def ListArchivedClients(self, request: pb.ListClientsRequest, context: Any) -> pb.ListClientsResponse:
+        page = await clients.list_clients(
+            self._db,
+            term=request.q,
+            status=None,
+            page=request.page or 1,
+            page_size=request.page_size or 20,
+            archived=True,
+            scope=self._scope(),
         )
+        return page_to_proto(page)
+
+    async def UnarchiveClient(self, request: pb.UnarchiveClientRequest, context: Any) -> pb.Client:
+        client_id = parse_id(request.client_id, "client")
+        unarchived = await clients.unarchive_client(
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, self._outbox_written
+        )
+        return client_to_proto(unarchived)
+
+    async def ListMembers(self, request: pb.ListMembersRequest, context: Any) -> pb.ListMembersResponse:
+        found = await members.list_members(self._db, parse_id(request.client_id, "client"), self._scope())
+        return pb.ListMembersResponse(items=[member_to_proto(member) for member in found])
+
+    async def PutMember(self, request: pb.PutMemberRequest, context: Any) -> pb.ClientMember:
+        client_id = parse_id(request.client_id, "client")
+        user_id = canonical_id(request.user_id)
+        if user_id is None:
+            raise Invalid("userId is not a user", "user_id")
+        member, _ = await members.put_member(
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, user_id, self._user_exists, self._changes
+        )
+        return member_to_proto(member)
+
+    async def RemoveMember(self, request: pb.RemoveMemberRequest, context: Any) -> pb.RemoveMemberResponse:
+        client_id, user_id = parse_id(request.client_id, "client"), parse_id(request.user_id, "user")
+        await members.remove_member(
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, user_id, self._changes
+        )
+        return pb.RemoveMemberResponse()
 
     async def CreateClient(self, request: pb.CreateClientRequest, context: Any) -> pb.Client:
         values = fields_of(request.client, given(request.client))
@@ -133,18 +214,18 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         return pb.Client.FromString(made.response) if isinstance(made, Replay) else client_to_proto(made)
 
     async def GetClient(self, request: pb.GetClientRequest, context: Any) -> pb.Client:
-        return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client")))
+        return client_to_proto(await clients.get_client(self._db, parse_id(request.client_id, "client"), self._scope()))
 
     async def GetClients(self, request: pb.GetClientsRequest, context: Any) -> pb.GetClientsResponse:
         ids = [client_id for text in request.ids if (client_id := canonical_id(text)) is not None]
-        found = await clients.get_clients(self._db, ids) if ids else []
+        found = await clients.get_clients(self._db, ids, self._scope()) if ids else []
         return pb.GetClientsResponse(clients=[client_to_proto(client) for client in found])
 
     async def UpdateClient(self, request: pb.UpdateClientRequest, context: Any) -> pb.Client:
         client_id = parse_id(request.client_id, "client")
         changes = fields_of(request.client, list(request.update_mask.paths))
         if_revision = list(request.if_match_revisions)
-        return client_to_proto(await clients.update_client(self._db, client_id, changes, if_revision))
+        return client_to_proto(await clients.update_client(self._db, client_id, changes, if_revision, self._scope()))
 
     async def ArchiveClient(self, request: pb.ArchiveClientRequest, context: Any) -> pb.ArchiveClientResponse:
         await clients.archive_client(self._db, parse_id(request.client_id, "client"))
@@ -157,6 +238,7 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
             status=enum_name(TASK_STATUS, request.status),
             page=request.page or 1,
             page_size=request.page_size or 20,
+            scope=self._scope(),
         )
         return pb.ListTasksResponse(
             items=[task_to_proto(t) for t in page.items], total=page.total, page=page.page, page_size=page.page_size
@@ -174,6 +256,7 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
             values,
             self._user_exists,
             once,
+            self._scope(),
             origin_key=request.origin_key,
             assign_to_owner=request.assign_to_owner,
         )
@@ -181,22 +264,38 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> pb.Task:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
-        return task_to_proto(await tasks.get_task(self._db, client_id, task_id))
+        return task_to_proto(await tasks.get_task(self._db, client_id, task_id, self._scope()))
 
     async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Any) -> pb.Task:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
         changes = fields_of(request.task, list(request.update_mask.paths))
         if_revision = list(request.if_match_revisions)
-        task = await tasks.update_task(self._db, client_id, task_id, changes, self._user_exists, if_revision)
+        task = await tasks.update_task(
+            self._db, client_id, task_id, changes, self._user_exists, if_revision, self._scope()
+        )
         return task_to_proto(task)
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> pb.DeleteTaskResponse:
         client_id, task_id = parse_id(request.client_id, "client"), parse_id(request.task_id, "task")
-        await tasks.delete_task(self._db, client_id, task_id)
+        await tasks.delete_task(self._db, client_id, task_id, self._scope())
         return pb.DeleteTaskResponse()
 
 
-async def main(settings: Settings) -> None:
+async def main(settings: ClientsSettings) -> None:
+    signer = EventSigner.from_setting(PRODUCER, settings.event_signing_key)
     async with Service("clients", settings, MIGRATIONS) as service:
-        servicer = ClientsServicer(service.db, auth_pb2_grpc.AuthStub(service.channel("auth")), settings.rpc_timeout_s)
-        await service.serve(clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS)
+        revoker = Revoker(settings.require_nats_url())  # announces access changes (services/clients/members.py)
+        service.on_close(revoker.close)
+        relay = Relay.of(service.db, store.outbox, signer, settings)  # its audit events (services/clients/audit.py)
+        service.on_close(relay.close)
+        servicer = ClientsServicer(
+            service.db,
+            auth_pb2_grpc.AuthStub(service.channel("auth")),
+            settings.rpc_timeout_s,
+            scoping=settings.client_scoping,
+            access_changed=revoker.access_changed,
+            outbox_written=relay.wake,
+        )
+        await service.serve(
+            clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS, relay.run(), relay.purge_forever()
+        )

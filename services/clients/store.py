@@ -6,6 +6,10 @@ scan at a million clients. Lists skip archived clients and
 sort newest first by (created_at, id), served by a partial index over live clients.
 Totals: `client_counts` keeps the number of live clients per status, maintained by statement-level
 triggers (one update per statement, so bulk COPY stays fast); only a search term needs a real count.
+Archived clients list from a partial index of their own (migration 0005) and are counted for real.
+Members: `client_members` (migration 0006). A query scoped to a member (`member=user_id`, CLIENTVAULT_CLIENT_SCOPING)
+keeps only the clients that user is a member of, in the same statement (a semi-join on the members' primary key
+or their (user_id, client_id) index), and counts them for real: the kept counts are everyone's.
 """
 
 from collections.abc import Collection
@@ -40,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clientvault.db import like_pattern
 from clientvault.db import metadata as schema_metadata
 from clientvault.idempotency import idempotency_table
+from clientvault.outbox import outbox_table
 
 metadata = schema_metadata("clients")
 
@@ -106,59 +111,131 @@ tasks = Table(
 idempotency_keys = idempotency_table(metadata)
 
 
-def _live_clients(term: str | None, status: str | None) -> list[Any]:
-    conditions: list[Any] = [clients.c.archived_at.is_(None)]
-    if status is not None:
+client_members = Table(
+    "client_members",
+    metadata,
+    Column("client_id", Uuid, ForeignKey("clients.clients.id"), primary_key=True),
+    Column("user_id", Uuid, primary_key=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_by_user_id", Uuid, nullable=False),
+    Index(None, "user_id", "client_id"),
+)
+Index(
+    "ix_clients_archived_newest",
+    clients.c.created_at.desc(),
+    clients.c.id.desc(),
+    postgresql_where=clients.c.archived_at.is_not(None),
+)
+
+
+outbox = outbox_table(metadata)  # the audit events of member changes and unarchiving (services/clients/audit.py)
+
+
+def _membership(member: UUID | None, client_id: Any = clients.c.id) -> list[Any]:
+    """Nothing when unscoped; else: `client_id` is one of `member`'s clients."""
+    if member is None:
+        return []
+    return [client_id.in_(select(client_members.c.client_id).where(client_members.c.user_id == member))]
+
+
+def _listed(term: str | None, status: str | None, archived: bool, member: UUID | None) -> list[Any]:
+    conditions: list[Any] = [clients.c.archived_at.is_not(None) if archived else clients.c.archived_at.is_(None)]
+    if status is not None and not archived:
         conditions.append(clients.c.status == status)
     if term:
         # LIKE on the lower-cased column, lower() applied by PostgreSQL to both sides so they agree
         conditions.append(clients.c.search.like(func.lower(like_pattern(term))))
-    return conditions
+    return [*conditions, *_membership(member)]
 
 
-def list_clients_query(*, term: str | None, status: str | None, limit: int, offset: int) -> Select[Any]:
-    """The page query (also rendered by bench/clients.py, so the benchmark runs exactly this SQL)."""
+def list_clients_query(
+    *,
+    term: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    archived: bool = False,
+    member: UUID | None = None,
+) -> Select[Any]:
+    """The page query (also rendered by bench/clients.py, so the benchmark runs exactly this SQL): live clients,
+    or with `archived` the archived ones; with `member` only that user's clients."""
     return (
         select(*CLIENT_FIELDS)
-        .where(and_(*_live_clients(term, status)))
+        .where(and_(*_listed(term, status, archived, member)))
         .order_by(clients.c.created_at.desc(), clients.c.id.desc())
         .limit(limit)
         .offset(offset)
     )
 
 
-def count_clients_query(*, term: str | None, status: str | None) -> Select[Any]:
-    """The total: a count over the search match, or the kept live counts when there is no term."""
-    if term:
-        return select(func.count()).select_from(clients).where(and_(*_live_clients(term, status)))
+def count_clients_query(
+    *, term: str | None, status: str | None, archived: bool = False, member: UUID | None = None
+) -> Select[Any]:
+    """The total: the kept live counts for an unscoped list of live clients without a term, else a real count."""
+    if term or archived or member is not None:
+        return select(func.count()).select_from(clients).where(and_(*_listed(term, status, archived, member)))
     query = select(func.coalesce(func.sum(client_counts.c.live), 0))
     return query if status is None else query.where(client_counts.c.status == status)
 
 
 async def list_clients(
-    conn: AsyncConnection, *, term: str | None, status: str | None, limit: int, offset: int
+    conn: AsyncConnection,
+    *,
+    term: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    archived: bool = False,
+    member: UUID | None = None,
 ) -> list[Row[Any]]:
-    query = list_clients_query(term=term, status=status, limit=limit, offset=offset)
+    query = list_clients_query(term=term, status=status, limit=limit, offset=offset, archived=archived, member=member)
     return list((await conn.execute(query)).all())
 
 
-async def count_clients(conn: AsyncConnection, *, term: str | None, status: str | None) -> int:
-    return int((await conn.execute(count_clients_query(term=term, status=status))).scalar_one())
+async def count_clients(
+    conn: AsyncConnection, *, term: str | None, status: str | None, archived: bool = False, member: UUID | None = None
+) -> int:
+    query = count_clients_query(term=term, status=status, archived=archived, member=member)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def get_client(
-    conn: AsyncConnection, client_id: UUID, *, lock: bool = False, share: bool = False
+    conn: AsyncConnection, client_id: UUID, *, lock: bool = False, share: bool = False, member: UUID | None = None
 ) -> Row[Any] | None:
-    """The client; `lock` holds it against any change, `share` only against archiving and edits."""
-    query = select(*CLIENT_FIELDS).where(clients.c.id == client_id)
+    """The client; `lock` holds it against any change, `share` only against archiving and edits. With `member`,
+    only if that user is a member of it (in the same statement)."""
+    query = select(*CLIENT_FIELDS).where(clients.c.id == client_id, *_membership(member))
     if lock or share:
-        query = query.with_for_update(read=share and not lock)
+        query = query.with_for_update(read=share and not lock, of=clients)
     return (await conn.execute(query)).one_or_none()
 
 
-async def get_clients(conn: AsyncConnection, client_ids: list[UUID]) -> list[Row[Any]]:
-    query = select(*CLIENT_FIELDS).where(clients.c.id.in_(client_ids))
+async def get_clients(conn: AsyncConnection, client_ids: list[UUID], *, member: UUID | None = None) -> list[Row[Any]]:
+    query = select(*CLIENT_FIELDS).where(clients.c.id.in_(client_ids), *_membership(member))
     return list((await conn.execute(query)).all())
+
+
+async def list_members(conn: AsyncConnection, client_id: UUID) -> list[Row[Any]]:
+    query = select(client_members).where(client_members.c.client_id == client_id)
+    return list((await conn.execute(query.order_by(client_members.c.added_at, client_members.c.user_id))).all())
+
+
+async def add_member(conn: AsyncConnection, **values: object) -> tuple[Row[Any], bool]:
+    """The member's row, and whether this call added it (False: a member already, kept as it was)."""
+    added = (
+        await conn.execute(
+            pg_insert(client_members).values(**values).on_conflict_do_nothing().returning(client_members)
+        )
+    ).one_or_none()
+    if added is not None:
+        return added, True
+    key = (client_members.c.client_id == values["client_id"], client_members.c.user_id == values["user_id"])
+    return (await conn.execute(select(client_members).where(*key))).one(), False
+
+
+async def remove_member(conn: AsyncConnection, client_id: UUID, user_id: UUID) -> bool:
+    query = delete(client_members).where(client_members.c.client_id == client_id, client_members.c.user_id == user_id)
+    return bool((await conn.execute(query.returning(client_members.c.user_id))).one_or_none())
 
 
 async def insert_client(conn: AsyncConnection, **values: object) -> Row[Any]:
@@ -197,9 +274,13 @@ def _tasks_of(client_id: UUID, status: str | None) -> list[Any]:
     return [tasks.c.client_id == client_id, *([tasks.c.status == status] if status else [])]
 
 
-async def get_task(conn: AsyncConnection, client_id: UUID, task_id: UUID, *, lock: bool = False) -> Row[Any] | None:
-    """A task of this client only: one under another client does not exist here."""
-    query = select(tasks).where(tasks.c.id == task_id, tasks.c.client_id == client_id)
+async def get_task(
+    conn: AsyncConnection, client_id: UUID, task_id: UUID, *, lock: bool = False, member: UUID | None = None
+) -> Row[Any] | None:
+    """A task of this client only: one under another client does not exist here (nor, with `member`, under a
+    client that user is not a member of)."""
+    of_client = (tasks.c.id == task_id, tasks.c.client_id == client_id, *_membership(member, tasks.c.client_id))
+    query = select(tasks).where(*of_client)
     return (await conn.execute(query.with_for_update() if lock else query)).one_or_none()
 
 

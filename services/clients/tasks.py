@@ -22,7 +22,7 @@ from clientvault.idempotency import Once, Replay
 from clientvault.ids import canonical_id, new_id
 from clientvault.tokens import Caller
 from services.clients import rules, store
-from services.clients.clients import ClientArchived
+from services.clients.clients import ClientArchived, Scope
 
 TaskStatus = Literal["todo", "in_progress", "done"]
 TaskPriority = Literal["low", "medium", "high"]
@@ -90,9 +90,10 @@ async def _assignee(value: str | UUID | None, user_exists: UserExists) -> UUID |
     return user_id
 
 
-async def _writable_client(conn: AsyncConnection, client_id: UUID) -> Row[Any]:
-    """The client, which exists and is not archived; the row stays share-locked so it cannot be archived meanwhile."""
-    client = await store.get_client(conn, client_id, share=True)
+async def _writable_client(conn: AsyncConnection, client_id: UUID, scope: Scope) -> Row[Any]:
+    """The client, which exists (for the scope) and is not archived; the row stays share-locked so it cannot be
+    archived meanwhile."""
+    client = await store.get_client(conn, client_id, share=True, member=scope)
     if client is None:
         raise NotFound("client not found")
     if client.archived_at is not None:
@@ -123,6 +124,7 @@ async def create_task(
     values: dict[str, Any],
     user_exists: UserExists,
     once: Once | None = None,
+    scope: Scope = None,
     *,
     origin_key: str = "",
     assign_to_owner: bool = False,
@@ -144,7 +146,7 @@ async def create_task(
     async with db.begin() as conn:
         if once is not None and (replay := await idempotency.claim(conn, store.idempotency_keys, once, now)):
             return replay
-        client = await _writable_client(conn, client_id)
+        client = await _writable_client(conn, client_id, scope)
         if assign_to_owner:
             checked["assignee_user_id"] = client.owner_user_id
         made = dict(
@@ -166,9 +168,9 @@ async def create_task(
     return task
 
 
-async def get_task(db: Database, client_id: UUID, task_id: UUID) -> Task:
+async def get_task(db: Database, client_id: UUID, task_id: UUID, scope: Scope = None) -> Task:
     async with db.read() as conn:
-        row = await store.get_task(conn, client_id, task_id)
+        row = await store.get_task(conn, client_id, task_id, member=scope)
     if row is None:
         raise NotFound("task not found")
     return Task.from_row(row)
@@ -181,16 +183,17 @@ async def update_task(
     changes: dict[str, Any],
     user_exists: UserExists,
     if_revision: Collection[int] = (),
+    scope: Scope = None,
 ) -> Task:
     """Changes the task; with `if_revision` (If-Match) only while it is at one of those revisions, else
     PreconditionFailed."""
     checked = await validate(changes, user_exists)
     now = datetime.now(UTC)
     async with db.begin() as conn:
-        row = await store.get_task(conn, client_id, task_id, lock=True)
+        row = await store.get_task(conn, client_id, task_id, lock=True, member=scope)
         if row is None:
             raise NotFound("task not found")
-        await _writable_client(conn, client_id)
+        await _writable_client(conn, client_id, scope)
         rules.unchanged(row, if_revision, "task")
         if checked:
             status = checked.get("status", row.status)
@@ -203,22 +206,22 @@ async def update_task(
     return Task.from_row(row)
 
 
-async def delete_task(db: Database, client_id: UUID, task_id: UUID) -> None:
+async def delete_task(db: Database, client_id: UUID, task_id: UUID, scope: Scope = None) -> None:
     async with db.begin() as conn:
-        if await store.get_task(conn, client_id, task_id, lock=True) is None:
+        if await store.get_task(conn, client_id, task_id, lock=True, member=scope) is None:
             raise NotFound("task not found")
-        await _writable_client(conn, client_id)
+        await _writable_client(conn, client_id, scope)
         await store.delete_task(conn, task_id)
 
 
 async def list_tasks(
-    db: Database, client_id: UUID, *, status: str | None, page: int, page_size: int
+    db: Database, client_id: UUID, *, status: str | None, page: int, page_size: int, scope: Scope = None
 ) -> rules.Page[Task]:
     limit, offset = rules.page(page, page_size)
     if status is not None and status not in get_args(TaskStatus):
         raise Invalid("unknown status", "status")
     async with db.read() as conn:
-        if await store.get_client(conn, client_id) is None:
+        if await store.get_client(conn, client_id, member=scope) is None:
             raise NotFound("client not found")
         rows = await store.list_tasks(conn, client_id, status=status, limit=limit, offset=offset)
         total = await store.count_tasks(conn, client_id, status=status)

@@ -58,6 +58,14 @@ class ClientState(Enum):
 
 
 ClientLookup = Callable[[UUID], Awaitable[ClientState]]
+# Raises NotFound unless the caller may see the client (per-client access: services/vault/access.py).
+RequireAccess = Callable[[Caller, UUID], Awaitable[None]]
+
+
+async def _everyone(caller: Caller, client_id: UUID) -> None:
+    """No per-client access: everyone sees every client."""
+
+
 # The client's state and name, from the clients service (the vault owns neither).
 ClientDescription = Callable[[UUID], Awaitable[tuple[ClientState, str]]]
 SHREDDED = "the client was shredded: its credentials are gone for good"
@@ -214,8 +222,10 @@ class Credentials:
         limiter: RevealLimiter,
         *,
         versions_kept: int = 10,
+        require_access: RequireAccess = _everyone,
     ) -> None:
         self._db = db
+        self._require_access = require_access
         self._keys = keys
         self._outbox_written = outbox_written
         self._limiter = limiter
@@ -287,9 +297,10 @@ class Credentials:
         return Gone(SHREDDED) if await self._shredded(client_id) else otherwise
 
     async def list_credentials(
-        self, client_id: UUID, lookup: ClientLookup, *, trashed: bool = False
+        self, caller: Caller, client_id: UUID, lookup: ClientLookup, *, trashed: bool = False
     ) -> list[Credential]:
         """The client's credentials, or with `trashed` those in its trash (with `deleted_at`)."""
+        await self._require_access(caller, client_id)
         async with self._db.read() as conn:
             rows = await store.list_credentials(conn, client_id, trashed=trashed)
         if not rows:
@@ -576,6 +587,7 @@ class Credentials:
 
     async def totp_code(self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID) -> totp.Code:
         """The current code of the credential's sealed TOTP seed; its `credential_totp` event commits first."""
+        await self._require_access(caller, client_id)
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             row = await store.get_field(conn, client_id, credential_id, "totp")
@@ -597,7 +609,9 @@ class Credentials:
         self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, version: int | None = None
     ) -> Revealed:
         """The current secret, or with `version` that old version of it (audited as `credential_version_reveal`,
-        the version named in the event's detail: {"version":3}). Both count against the reveal limits."""
+        the version named in the event's detail: {"version":3}). Both count against the reveal limits. A client the
+        caller may not see (per-client access) is not found, before anything is counted or written."""
+        await self._require_access(caller, client_id)
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL
@@ -753,16 +767,18 @@ class Credentials:
             "secret_changed_by_user_id": caller.user_id,
         }
 
-    async def get_credential(self, client_id: UUID, credential_id: UUID) -> Credential:
+    async def get_credential(self, caller: Caller, client_id: UUID, credential_id: UUID) -> Credential:
         """A live credential's metadata (never the secret); not audited, as the list is not."""
+        await self._require_access(caller, client_id)
         async with self._db.read() as conn:
             row = await store.get_metadata(conn, client_id, credential_id)
         if row is None:
             raise await self._missing(client_id, NotFound("credential not found"))
         return Credential.from_row(row)
 
-    async def list_versions(self, client_id: UUID, credential_id: UUID) -> list[Version]:
+    async def list_versions(self, caller: Caller, client_id: UUID, credential_id: UUID) -> list[Version]:
         """A credential's old versions, newest first (never a secret)."""
+        await self._require_access(caller, client_id)
         async with self._db.read() as conn:
             found = await store.get_credential(conn, client_id, credential_id, lock=False) is not None
             rows = await store.list_versions(conn, credential_id) if found else []

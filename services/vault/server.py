@@ -24,6 +24,7 @@ from clientvault.settings import VaultSettings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
 from services.vault import exposure, generator, store
+from services.vault.access import ClientAccess
 from services.vault.backlog import Backlog
 from services.vault.credentials import (
     FIELDS,
@@ -234,7 +235,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCredentialsResponse:
         client_id = parse_id(request.client_id, "client")
-        found = await self._credentials.list_credentials(client_id, self._clients.lookup)
+        found = await self._credentials.list_credentials(rpc.current_caller(), client_id, self._clients.lookup)
         return pb.ListCredentialsResponse(items=[credential_to_proto(c) for c in found])
 
     async def CreateCredential(
@@ -263,7 +264,9 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
     async def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.aio.ServicerContext) -> pb.Credential:
         client_id = parse_id(request.client_id, "client")
         credential_id = parse_id(request.credential_id, "credential")
-        return credential_to_proto(await self._credentials.get_credential(client_id, credential_id))
+        return credential_to_proto(
+            await self._credentials.get_credential(rpc.current_caller(), client_id, credential_id)
+        )
 
     async def GeneratePassword(
         self, request: pb.GeneratePasswordRequest, context: grpc.aio.ServicerContext
@@ -332,7 +335,9 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCredentialsResponse:
         client_id = parse_id(request.client_id, "client")
-        found = await self._credentials.list_credentials(client_id, self._clients.lookup, trashed=True)
+        found = await self._credentials.list_credentials(
+            rpc.current_caller(), client_id, self._clients.lookup, trashed=True
+        )
         return pb.ListCredentialsResponse(items=[credential_to_proto(c) for c in found])
 
     async def RestoreCredential(
@@ -350,7 +355,7 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
     ) -> pb.ListCredentialVersionsResponse:
         client_id = parse_id(request.client_id, "client")
         credential_id = parse_id(request.credential_id, "credential")
-        found = await self._credentials.list_versions(client_id, credential_id)
+        found = await self._credentials.list_versions(rpc.current_caller(), client_id, credential_id)
         return pb.ListCredentialVersionsResponse(items=[version_to_proto(v) for v in found])
 
     async def RevealCredentialVersion(
@@ -491,12 +496,20 @@ async def main(settings: VaultSettings) -> None:
         keys = DataKeys(provider, settings.dek_cache_ttl_s)
         service.on_close(keys.clear)
         limiter = RevealLimiter(service.db, settings)
-        credentials = Credentials(service.db, keys, relay.wake, limiter, versions_kept=settings.secret_versions)
-        servicer = VaultServicer(
-            service.db,
-            credentials,
-            ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s),
+        directory = ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s)
+        access = ClientAccess(
+            directory.lookup, scoping=settings.client_scoping, ttl_s=settings.client_access_cache_ttl_s
         )
+        service.deny_list().on_access(access.changed)
+        credentials = Credentials(
+            service.db,
+            keys,
+            relay.wake,
+            limiter,
+            versions_kept=settings.secret_versions,
+            require_access=access.require,
+        )
+        servicer = VaultServicer(service.db, credentials, directory)
         leavers = leavers_of(settings, service)
         jobs = []
         if leavers is not None:

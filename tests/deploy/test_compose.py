@@ -25,7 +25,7 @@ from tests.deploy.settings import SECRET_SETTINGS, documented_settings
 SERVICES_ = COMPOSE["services"]
 NATS_USERS = (NATS_OPERATOR, *PROCESSES)
 SECRETS_DIR = "/run/secrets"
-PRODUCERS = ("vault", "auth", "audit")  # of audit events, each signing with its own key
+PRODUCERS = ("vault", "auth", "audit", "clients")  # of audit events, each signing with its own key
 # What a service may set in `environment` although its name sounds secret: an id and a version, not a key.
 NOT_SECRET = frozenset({"CLIENTVAULT_TOKEN_KEY_ID", "CLIENTVAULT_KEK_ACTIVE", "CLIENTVAULT_SECRETS_DIR"})
 CREDENTIALS = re.compile(r"://[^/@\s]*:[^/@\s]*@")  # user:password@ in a URL

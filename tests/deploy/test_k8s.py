@@ -32,7 +32,7 @@ SECRETS = {
     "clientvault-nats-operator": {"url"},  # the NATS operator, for the migration Job only
     "clientvault-token-signing": {"signing-key"},
     # Each audit producer's event-signing key (by producer), and the public keys the audit side trusts
-    "clientvault-event-keys": {"vault", "auth", "audit", "public-keys"},
+    "clientvault-event-keys": {"vault", "auth", "audit", "clients", "public-keys"},
     # The checkpoint key, for the audit checkpoint CronJob only, and its public half for verifying
     "clientvault-audit-checkpoint": {"key", "public-keys"},
     "clientvault-mfa": {"mfa-key"},
@@ -282,7 +282,12 @@ def test_who_holds_which_secret() -> None:
     assert secret_keys["clientvault-context"] == {p: {f"{p}-key"} for p in PROCESSES}
     # Each audit producer signs its events with its own key (the vault, auth, the audit service its reads); the audit
     # service and the checkpoint job trust the public keys; only the checkpoint job signs checkpoints.
-    assert readers["CLIENTVAULT_EVENT_SIGNING_KEY"] == {"vault": "vault", "auth": "auth", "audit": "audit"}
+    assert readers["CLIENTVAULT_EVENT_SIGNING_KEY"] == {
+        "vault": "vault",
+        "auth": "auth",
+        "audit": "audit",
+        "clients": "clients",
+    }
     # The vault too: it acts on auth's "user disabled" events only when auth's key signed them.
     assert readers["CLIENTVAULT_EVENT_PUBLIC_KEYS"] == {
         "audit": "public-keys",

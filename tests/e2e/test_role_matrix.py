@@ -61,6 +61,7 @@ class Fresh(Enum):
     TARGET = "target"  # a reset or a revocation of all sessions ends them: a new user to act on
     ENROLLING = "enrolling"  # a new account of the role with a TOTP enrolment pending
     ENROLLED = "enrolled"  # a new account of the role with TOTP on, and an MFA challenge of its sign-in
+    MEMBER = "member"  # a new client, whose creator (the shared admin, the case's user) is its member to remove
 
 
 FRESH = {
@@ -78,6 +79,7 @@ FRESH = {
     "Vault/DeleteCredential": Fresh.CREDENTIAL,
     "Vault/RestoreCredential": Fresh.TRASHED,
     "Vault/ShredClient": Fresh.ARCHIVED,
+    "Clients/RemoveMember": Fresh.MEMBER,
 }
 
 
@@ -138,6 +140,10 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Clients/GetTask": no_body,
     "Vault/GetCredential": no_body,
     "Vault/GeneratePassword": lambda _: {"words": 4},
+    "Clients/UnarchiveClient": no_body,
+    "Clients/ListMembers": no_body,
+    "Clients/PutMember": no_body,
+    "Clients/RemoveMember": no_body,
     "Vault/ListCredentials": no_body,
     "Vault/CreateCredential": lambda _: {"label": "Matrix", "secret": "matrix-secret"},
     "Vault/RevealCredential": no_body,
@@ -220,6 +226,11 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
         client_id=ids.client_id, credential_id=ids.credential_id
     ),
     "Vault/GeneratePassword": lambda _: vault_pb2.GeneratePasswordRequest(length=24),
+    "Clients/ListArchivedClients": lambda _: clients_pb2.ListClientsRequest(),
+    "Clients/UnarchiveClient": lambda ids: clients_pb2.UnarchiveClientRequest(client_id=ids.client_id),
+    "Clients/ListMembers": lambda ids: clients_pb2.ListMembersRequest(client_id=ids.client_id),
+    "Clients/PutMember": lambda ids: clients_pb2.PutMemberRequest(client_id=ids.client_id, user_id=ids.user_id),
+    "Clients/RemoveMember": lambda ids: clients_pb2.RemoveMemberRequest(client_id=ids.client_id, user_id=ids.user_id),
     "Vault/ListCredentials": lambda ids: vault_pb2.ListCredentialsRequest(client_id=ids.client_id),
     "Vault/CreateCredential": lambda ids: vault_pb2.CreateCredentialRequest(
         client_id=ids.client_id, credential=vault_pb2.CredentialFields(label="Matrix", secret="matrix-secret")
@@ -402,7 +413,7 @@ class World:
         if fresh is Fresh.SESSION:  # the same account signed in again: no new user for every case
             session = await self.api.sign_in(session.account, ip=unique_ip())
         client_name = ""
-        if fresh is Fresh.CLIENT:
+        if fresh in (Fresh.CLIENT, Fresh.MEMBER):
             client_id = await new_client(self.api, admin)
         if fresh is Fresh.ARCHIVED:
             client_name = f"Matrix shred {uuid.uuid4()}"

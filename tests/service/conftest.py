@@ -40,6 +40,7 @@ ISSUER = AUDIENCE = "clientvault"
 # Small sign-in limits, so that the throttle tests need few password checks (argon2id, on purpose slow).
 SIGN_IN_EMAIL_MAX, SIGN_IN_IP_MAX = 3, 4
 CONTEXT_KEY = os.urandom(32)  # the tier's gateway context key; each service is served with its derived key
+VAULT_KEK = os.urandom(32)  # the tier's KEK v1: every vault served here shares the database's data keys
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -177,6 +178,10 @@ async def auth(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
         await revoker.close()
 
 
+async def unannounced(client_id: UUID, user_id: UUID) -> None:
+    """Where a clients service here announces access changes: nowhere (no NATS in this tier)."""
+
+
 @pytest.fixture(scope="session")
 async def clients(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
     """The clients service. It asks auth only about task assignees: here at an address nobody listens on."""
@@ -185,7 +190,7 @@ async def clients(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
     async with rpc.channel("127.0.0.1:9") as no_auth:
 
         def build(db: Database) -> Register:
-            servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(no_auth), 5)
+            servicer = ClientsServicer(db, auth_pb2_grpc.AuthStub(no_auth), 5, access_changed=unannounced)
             return lambda server: clients_pb2_grpc.add_ClientsServicer_to_server(servicer, server)
 
         async with service(database_url, tokens, "clients", clients_pb2_grpc.ClientsStub, build) as served:
@@ -203,7 +208,7 @@ async def vault(database_url: str, tokens: Tokens, clients: Service) -> AsyncIte
     from services.vault.rotation import check_keys
     from services.vault.server import ClientsDirectory, VaultServicer
 
-    keys = EnvKeys({"v1": bytearray(os.urandom(32))}, "v1")
+    keys = EnvKeys({"v1": bytearray(VAULT_KEK)}, "v1")
     settings = VaultSettings(reveal_user_max=1_000_000, reveal_ip_max=1_000_000)
     async with rpc.channel(clients.address) as to_clients:
 

@@ -163,3 +163,36 @@ async def test_get_clients_names_the_known_ones_archived_too_in_one_call(clients
         [(live.id, "Live one"), (archived.id, "Archived one")]
     )
     assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("it@acme.local", "it@acme.local"),
+        ("ops@globex.test", "ops@globex.test"),
+        ("admin@corp.internal", "admin@corp.internal"),
+        ("noc@Fileserver.Home.Arpa", "noc@fileserver.home.arpa"),
+        ("backup@nas", "backup@nas"),  # an on-premises host with no dot
+    ],
+)
+async def test_contact_emails_on_internal_and_reserved_domains_are_kept(
+    clients: Service, typed: str, stored: str
+) -> None:
+    client = await new_client(clients, email=typed)
+    patched = await clients.stub.UpdateClient(
+        pb.UpdateClientRequest(
+            client_id=client.id, client=pb.ClientFields(email=typed), update_mask=FieldMask(paths=["email"])
+        ),
+        metadata=clients.tokens.metadata("admin"),
+    )
+
+    assert (client.email, patched.email) == (stored, stored)
+
+
+@pytest.mark.parametrize("typed", ["not-an-email", "two@@at.local", "space in@acme.local", "dot.@acme.test"])
+async def test_an_address_that_is_not_one_is_still_refused(clients: Service, typed: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await new_client(clients, email=typed)
+
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "email is not valid" in (refused.value.details() or "")

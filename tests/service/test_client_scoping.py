@@ -1,0 +1,268 @@
+"""Per-client access, service by service (CLIENTVAULT_CLIENT_SCOPING=on): the clients service and the vault refuse a
+non-member's direct gRPC calls on their own, as if the client did not exist, and count only what a caller may see.
+
+Here a clients service and a vault are served with scoping on (beside the tier's, which keep it off). Memberships are
+written as the clients service writes them; the vault learns of a change as it does in production, through the
+revocation bucket's `access.<client>.<user>` entry applied to its deny list.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import grpc
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from clientvault import rpc
+from clientvault.db import Database
+from clientvault.revocation import DenyList
+from clientvault.settings import VaultSettings
+from clientvault.v1 import clients_pb2 as pb
+from clientvault.v1 import clients_pb2_grpc, vault_pb2, vault_pb2_grpc
+from services.auth.users import User
+from tests.service.conftest import VAULT_KEK, Register, Service, Tokens, service, unannounced
+
+
+@dataclass
+class Scoped:
+    clients: Service
+    vault: Service
+    denylist: DenyList  # the vault's: a membership change reaches it as an `access.` entry of the bucket
+
+    async def member(self, client_id: str, user: User) -> None:
+        """Makes `user` a member (as PutMember writes it) and announces it as the clients service does."""
+        await self.clients.sql(
+            "INSERT INTO clients.client_members (client_id, user_id, added_at, added_by_user_id) "
+            "VALUES (%s, %s, now(), %s)",
+            UUID(client_id),
+            user.id,
+            user.id,
+        )
+        self.announce(client_id, user)
+
+    async def unmember(self, client_id: str, user: User) -> None:
+        await self.clients.sql(
+            "DELETE FROM clients.client_members WHERE client_id = %s AND user_id = %s", UUID(client_id), user.id
+        )
+        self.announce(client_id, user)
+
+    def announce(self, client_id: str, user: User) -> None:
+        self.denylist.apply(f"access.{client_id}.{user.id}", json.dumps({"at": time.time()}).encode())
+
+
+@pytest.fixture(scope="module")
+async def scoped(database_url: str, tokens: Tokens) -> AsyncIterator[Scoped]:
+    from services.clients.server import ClientsServicer
+    from services.vault.access import ClientAccess
+    from services.vault.credentials import Credentials
+    from services.vault.crypto import DataKeys
+    from services.vault.keys import EnvKeys
+    from services.vault.limits import RevealLimiter
+    from services.vault.rotation import check_keys
+    from services.vault.server import ClientsDirectory, VaultServicer
+
+    async with rpc.channel("127.0.0.1:9") as no_auth:
+
+        def clients_build(db: Database) -> Register:
+            servicer = ClientsServicer(db, no_auth_stub(no_auth), 5, scoping=True, access_changed=unannounced)
+            return lambda server: clients_pb2_grpc.add_ClientsServicer_to_server(servicer, server)
+
+        async with service(database_url, tokens, "clients", clients_pb2_grpc.ClientsStub, clients_build) as clients:
+            keys = EnvKeys({"v1": bytearray(VAULT_KEK)}, "v1")
+            settings = VaultSettings(reveal_user_max=1_000_000, reveal_ip_max=1_000_000)
+            denylist = DenyList()
+            async with rpc.channel(clients.address) as to_clients:
+                directory = ClientsDirectory(clients_pb2_grpc.ClientsStub(to_clients), 5)
+                access = ClientAccess(directory.lookup, scoping=True, ttl_s=3600)  # only a change drops an answer
+                denylist.on_access(access.changed)
+
+                def vault_build(db: Database) -> Register:
+                    credentials = Credentials(
+                        db, DataKeys(keys, 0), lambda: None, RevealLimiter(db, settings), require_access=access.require
+                    )
+                    servicer = VaultServicer(db, credentials, directory)
+                    return lambda server: vault_pb2_grpc.add_VaultServicer_to_server(servicer, server)
+
+                async with service(database_url, tokens, "vault", vault_pb2_grpc.VaultStub, vault_build) as vault:
+                    await check_keys(vault.db, keys)
+                    yield Scoped(clients, vault, denylist)
+
+
+def no_auth_stub(channel: grpc.aio.Channel) -> Any:
+    from clientvault.v1 import auth_pb2_grpc
+
+    return auth_pb2_grpc.AuthStub(channel)
+
+
+async def code_of(call: Any) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call
+    return refused.value.code()
+
+
+async def acme(scoped: Scoped, name: str | None = None) -> tuple[pb.Client, str]:
+    """A client made by an admin, with one credential: (client, credential id)."""
+    admin = scoped.clients.tokens.metadata("admin")
+    client = await scoped.clients.stub.CreateClient(
+        pb.CreateClientRequest(client=pb.ClientFields(name=name or f"Acme {uuid.uuid4()}")), metadata=admin
+    )
+    made = await scoped.vault.stub.CreateCredential(
+        vault_pb2.CreateCredentialRequest(
+            client_id=client.id, credential=vault_pb2.CredentialFields(label="Router", secret="hunter2-router")
+        ),
+        metadata=admin,
+    )
+    return client, made.id
+
+
+async def test_a_manager_who_is_not_a_member_finds_nothing_of_the_client_by_direct_grpc(scoped: Scoped) -> None:
+    client, credential_id = await acme(scoped)
+    outsider = scoped.clients.tokens.user("manager")
+    as_outsider = scoped.clients.tokens.metadata(outsider)
+    c, v = scoped.clients.stub, scoped.vault.stub
+    task = await c.CreateTask(
+        pb.CreateTaskRequest(client_id=client.id, task=pb.TaskFields(title="Renew TLS")),
+        metadata=scoped.clients.tokens.metadata("admin"),
+    )
+    patch = pb.UpdateClientRequest(client_id=client.id, client=pb.ClientFields(name="Mine now"))
+    patch.update_mask.CopyFrom(FieldMask(paths=["name"]))
+
+    codes = [
+        await code_of(c.GetClient(pb.GetClientRequest(client_id=client.id), metadata=as_outsider)),
+        await code_of(c.UpdateClient(patch, metadata=as_outsider)),
+        await code_of(c.ListTasks(pb.ListTasksRequest(client_id=client.id), metadata=as_outsider)),
+        await code_of(
+            c.CreateTask(pb.CreateTaskRequest(client_id=client.id, task=pb.TaskFields(title="x")), metadata=as_outsider)
+        ),
+        await code_of(
+            c.UpdateTask(
+                pb.UpdateTaskRequest(
+                    client_id=client.id,
+                    task_id=task.id,
+                    task=pb.TaskFields(title="y"),
+                    update_mask=FieldMask(paths=["title"]),
+                ),
+                metadata=as_outsider,
+            )
+        ),
+        await code_of(c.DeleteTask(pb.DeleteTaskRequest(client_id=client.id, task_id=task.id), metadata=as_outsider)),
+        await code_of(c.ListMembers(pb.ListMembersRequest(client_id=client.id), metadata=as_outsider)),
+        await code_of(
+            v.RevealCredential(
+                vault_pb2.RevealCredentialRequest(client_id=client.id, credential_id=credential_id),
+                metadata=as_outsider,
+            )
+        ),
+        await code_of(v.ListCredentials(vault_pb2.ListCredentialsRequest(client_id=client.id), metadata=as_outsider)),
+        await code_of(
+            v.ListCredentialVersions(
+                vault_pb2.ListCredentialVersionsRequest(client_id=client.id, credential_id=credential_id),
+                metadata=as_outsider,
+            )
+        ),
+        await code_of(
+            v.CreateCredential(
+                vault_pb2.CreateCredentialRequest(
+                    client_id=client.id, credential=vault_pb2.CredentialFields(label="Mine", secret="planted")
+                ),
+                metadata=as_outsider,
+            )
+        ),
+        await code_of(
+            v.UpdateCredential(
+                vault_pb2.UpdateCredentialRequest(
+                    client_id=client.id,
+                    credential_id=credential_id,
+                    credential=vault_pb2.CredentialFields(secret="overwritten"),
+                    update_mask=FieldMask(paths=["secret"]),
+                ),
+                metadata=as_outsider,
+            )
+        ),
+    ]
+    names = await c.GetClients(pb.GetClientsRequest(ids=[client.id]), metadata=as_outsider)
+
+    assert codes == [grpc.StatusCode.NOT_FOUND] * len(codes)
+    assert list(names.clients) == []
+    # nothing changed, and the refused reveal wrote no audit event
+    assert (
+        await c.GetClient(pb.GetClientRequest(client_id=client.id), metadata=scoped.clients.tokens.metadata("admin"))
+    ).name == client.name
+    rows = await scoped.vault.sql(
+        "SELECT count(*) FROM vault.outbox WHERE client_id = %s AND action = 'credential_reveal'", UUID(client.id)
+    )
+    assert rows == [(0,)]
+
+
+async def test_membership_opens_the_client_and_its_removal_closes_it_at_once(scoped: Scoped) -> None:
+    client, credential_id = await acme(scoped)
+    tech = scoped.clients.tokens.user("manager")
+    reveal = vault_pb2.RevealCredentialRequest(client_id=client.id, credential_id=credential_id)
+    metadata = scoped.clients.tokens.metadata(tech)
+    before = await code_of(scoped.vault.stub.RevealCredential(reveal, metadata=metadata))  # cached: not visible
+
+    await scoped.member(client.id, tech)
+    revealed = await scoped.vault.stub.RevealCredential(reveal, metadata=metadata)
+    fetched = await scoped.clients.stub.GetClient(pb.GetClientRequest(client_id=client.id), metadata=metadata)
+    await scoped.unmember(client.id, tech)
+    after = await code_of(scoped.vault.stub.RevealCredential(reveal, metadata=metadata))  # cached: visible, dropped
+
+    assert before is grpc.StatusCode.NOT_FOUND
+    assert (revealed.secret, fetched.id) == ("hunter2-router", client.id)
+    assert after is grpc.StatusCode.NOT_FOUND
+
+
+async def test_lists_and_search_totals_count_only_the_callers_clients(scoped: Scoped) -> None:
+    word = f"zebra{uuid.uuid4().hex[:8]}"
+    mine, _ = await acme(scoped, f"{word} mine")
+    theirs, _ = await acme(scoped, f"{word} theirs")
+    tech = scoped.clients.tokens.user("manager")
+    await scoped.member(mine.id, tech)
+    metadata = scoped.clients.tokens.metadata(tech)
+
+    searched = await scoped.clients.stub.ListClients(pb.ListClientsRequest(q=word), metadata=metadata)
+    listed = await scoped.clients.stub.ListClients(pb.ListClientsRequest(page_size=100), metadata=metadata)
+    as_admin = await scoped.clients.stub.ListClients(
+        pb.ListClientsRequest(q=word), metadata=scoped.clients.tokens.metadata("admin")
+    )
+
+    assert ([c.id for c in searched.items], searched.total) == ([mine.id], 1)
+    assert ([c.id for c in listed.items], listed.total) == ([mine.id], 1)
+    assert {c.id for c in as_admin.items} == {mine.id, theirs.id}
+    assert as_admin.total == 2
+
+
+async def test_a_new_clients_creator_is_its_member_and_sees_it(scoped: Scoped) -> None:
+    manager = scoped.clients.tokens.user("manager")
+    metadata = scoped.clients.tokens.metadata(manager)
+    made = await scoped.clients.stub.CreateClient(
+        pb.CreateClientRequest(client=pb.ClientFields(name=f"Own {uuid.uuid4()}")), metadata=metadata
+    )
+
+    members = await scoped.clients.stub.ListMembers(pb.ListMembersRequest(client_id=made.id), metadata=metadata)
+    task = await scoped.clients.stub.CreateTask(
+        pb.CreateTaskRequest(client_id=made.id, task=pb.TaskFields(title="Onboard")), metadata=metadata
+    )
+
+    assert [(m.user_id, m.added_by_user_id) for m in members.items] == [(str(manager.id), str(manager.id))]
+    assert task.client_id == made.id
+
+
+async def test_with_scoping_off_a_non_member_sees_every_client(clients: Service) -> None:
+    """The tier's own clients service keeps the default (off): behaviour as before members existed."""
+    admin = clients.tokens.metadata("admin")
+    client = await clients.stub.CreateClient(
+        pb.CreateClientRequest(client=pb.ClientFields(name=f"Open {uuid.uuid4()}")), metadata=admin
+    )
+    outsider = clients.tokens.metadata("manager")
+
+    fetched = await clients.stub.GetClient(pb.GetClientRequest(client_id=client.id), metadata=outsider)
+    tasks = await clients.stub.ListTasks(pb.ListTasksRequest(client_id=client.id), metadata=outsider)
+
+    assert fetched.id == client.id
+    assert tasks.total == 0
