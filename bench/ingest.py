@@ -25,14 +25,18 @@ from harness import (  # run as a script, bench/ is on the path
     cpu_line,
     cpu_snapshot,
     machine,
+    profile_lines,
+    py_spy,
     run_main,
     start_up,
+    up_pids,
 )
 
 from clientvault.events import ACTIONS
 
 GOAL_INGEST = 5_000.0
 INGEST_TIMEOUT_S = 300.0
+PROFILED = ("vault", "audit")
 
 
 def ingest(database_url: str, n: int, data_dir: Path | None = None) -> dict[str, Any]:
@@ -87,12 +91,17 @@ def verify(data_dir: Path) -> dict[str, Any]:
     return {"exit": done.returncode, "seconds": round(time.monotonic() - began, 1)}
 
 
-def run(work: Path, events: int, runs: int) -> dict[str, Any]:
+def run(work: Path, events: int, runs: int, profile_s: int) -> dict[str, Any]:
     data_dir = work / "data"
     up = start_up(data_dir)
+    profiled: dict[str, Any] = {}
     try:
         database_url = up.info()["database_url"]
         measured = [ingest(database_url, events, data_dir) for _ in range(runs)]
+        if profile_s > 0:
+            pids = {name: pid for name, pid in up_pids(data_dir).items() if name in PROFILED}
+            with py_spy(pids, profile_s, work / "py-spy-ingest") as profiled:
+                ingest(database_url, events)
         verified = verify(data_dir)
     finally:
         up.stop()
@@ -103,6 +112,7 @@ def run(work: Path, events: int, runs: int) -> dict[str, Any]:
         "machine": machine(),
         "runs": measured,
         "verify": verified,
+        "profile": profiled,
         "goal_events_per_s_min": GOAL_INGEST,
     }
 
@@ -121,6 +131,8 @@ def summary(results: dict[str, Any]) -> str:
         )
     verified = results["verify"]
     rows.append(f"audit verify: exit {verified['exit']} in {verified['seconds']:.1f} s (0: the chain holds)")
+    if results["profile"]:
+        rows.append(profile_lines(results["profile"]))
     return "\n".join(rows)
 
 
@@ -129,11 +141,14 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events per run (default 20000)")
     parser.add_argument("--runs", type=int, default=2, help="runs on the same system (default 2)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
+    parser.add_argument(
+        "--profile-s", type=int, default=0, help="a further run with py-spy on the vault and audit for this long"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-ingest-"))
     return run_main(
         "ingest",
-        lambda: run(work, args.events, args.runs),
+        lambda: run(work, args.events, args.runs, args.profile_s),
         summary,
         remove=None if args.keep_data else work,
         kept=f"kept the data dir and logs in {work}",
