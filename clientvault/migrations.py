@@ -16,17 +16,17 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import stamina
 from psycopg.errors import UndefinedTable
-from sqlalchemy import column, select, table
-from sqlalchemy.exc import ProgrammingError
 
 from clientvault import retrying
-from clientvault.db import Database, sqlalchemy_url
 from clientvault.errors import Misconfigured
 from clientvault.logging import get_logger
+
+if TYPE_CHECKING:
+    from clientvault.db import Database
 
 log = get_logger(__name__)
 
@@ -34,6 +34,8 @@ log = get_logger(__name__)
 def run_env(schema: str, target_metadata: Any) -> None:
     from alembic import context  # only where Alembic runs the migrations: not paid by a service's start
     from sqlalchemy import create_engine, text
+
+    from clientvault.db import sqlalchemy_url
 
     engine = create_engine(sqlalchemy_url(context.config.attributes["database_url"]))
     with engine.connect() as conn:
@@ -105,8 +107,13 @@ class SchemaVersion:
             return SchemaState.CURRENT
         return SchemaState.BEHIND if revision is None or revision in self.known else SchemaState.AHEAD
 
-    async def revision(self, db: Database) -> str | None:
+    async def revision(self, db: "Database") -> str | None:
         """The schema's revision now (None: never migrated)."""
+        # Here, not at the top: `up` reads what a tree ships (this module) on its way to start the services, and
+        # SQLAlchemy's import is a second of CPU it need not pay there (a service has it loaded already).
+        from sqlalchemy import column, select, table
+        from sqlalchemy.exc import ProgrammingError
+
         try:
             async with db.read() as conn:
                 version_table = table("alembic_version", column("version_num"), schema=self.schema)
@@ -117,7 +124,7 @@ class SchemaVersion:
             raise
         return None if row is None else str(row.version_num)
 
-    async def wait_until_current(self, db: Database) -> None:
+    async def wait_until_current(self, db: "Database") -> None:
         """Returns once the schema is at the head: while it is behind, it says so once (`schema.behind`) and
         looks again with the kit's backoff; an outage of the database is retried too. A schema ahead raises
         `SchemaAhead` (logged `schema.ahead`), which ends the process."""
