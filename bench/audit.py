@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import psycopg
 from harness import ROOT, BenchError, start_up  # run as a script, bench/ is on the path
+from ingest import ingest
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(ROOT))
@@ -191,42 +192,6 @@ def pages(url: str, token: str, database_url: str, events: int, requests: int) -
             print(f"bench: {name:<22} total {body['total']:>10,}  gateway {found[name]['gateway']}  "
                   f"sql {found[name]['sql']}", flush=True)  # fmt: skip
     return found
-
-
-def ingest(database_url: str, n: int) -> dict[str, Any]:
-    user, client = uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
-    with psycopg.connect(database_url) as conn:
-        before = conn.execute("SELECT count(*) FROM audit.events").fetchone()[0]  # type: ignore[index]
-        with conn.cursor().copy(
-            "COPY vault.outbox (event_id, action, occurred_at, user_id, user_email, user_full_name, credential_id, "
-            "credential_label, client_id, ip, user_agent, request_id) FROM STDIN"
-        ) as copy:
-            for i in range(n):
-                copy.write_row([uuid.uuid4(), ACTIONS[i % 4], now, user, "i@example.com", "Ingest", uuid.uuid4(),
-                                "ingest", client, "10.0.0.2", "bench", "r"])  # fmt: skip
-        conn.commit()
-        started, published_s = time.monotonic(), None
-        while True:
-            stored = conn.execute("SELECT count(*) FROM audit.events").fetchone()[0] - before  # type: ignore[index]
-            if published_s is None and conn.execute(
-                "SELECT count(*) FROM vault.outbox WHERE sent_at IS NULL"
-            ).fetchone() == (0,):  # fmt: skip
-                published_s = time.monotonic() - started
-            conn.commit()
-            if stored >= n or time.monotonic() - started > 300:
-                break
-            time.sleep(0.05)
-    took = time.monotonic() - started
-    result = {
-        "events": n,
-        "stored": stored,
-        "seconds": round(took, 2),
-        "events_per_s": round(stored / took),
-        "relay_published_all_after_s": round(published_s or took, 2),  # outbox → JetStream alone
-    }
-    print(f"bench: ingest {result}", flush=True)
-    return result
 
 
 def run(work: Path, events: int, requests: int, ingest_n: int, verify: bool) -> dict[str, Any]:

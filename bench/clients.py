@@ -34,6 +34,7 @@ from harness import (
     Latency,
     System,
     cpu_delta,
+    cpu_line,
     cpu_snapshot,
     machine,
     new_accounts,
@@ -708,17 +709,6 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
         },
         "gateway_over_pgbench": {"goal": GOAL_THROUGHPUT_RATIO, "value": ratio, "met": ratio >= GOAL_THROUGHPUT_RATIO},
     }
-
-
-def cpu_line(cpu_s: dict[str, float], done: int, duration_s: int, cpus: int) -> str:
-    """CPU milliseconds per request (or transaction) by process, and how busy the machine was."""
-    if not done:
-        return "      CPU ms per request: no request completed"
-    per_request = ", ".join(
-        f"{name} {seconds * 1000 / max(done, 1):.2f}" for name, seconds in sorted(cpu_s.items(), key=lambda i: -i[1])
-    )
-    busy = sum(cpu_s.values()) / (cpus * duration_s)
-    return f"      CPU ms per request: {per_request}  (all {cpus} CPUs {busy:.0%} busy)"
 
 
 def noisy_neighbours(results: dict[str, Any], cpus: int) -> list[str]:

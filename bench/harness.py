@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -113,6 +113,8 @@ class Load:
     non_2xx_3xx: int
     socket_errors: str
     cpu_s: dict[str, float] | None = None  # CPU seconds per process during the measured run, when asked for
+    rss_mib: dict[str, dict[str, float]] | None = None  # each process's RSS before the warm-up and after the run
+    profile: dict[str, Any] | None = None  # py-spy's top frames of the processes profiled (a run of its own)
 
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -152,19 +154,28 @@ def wrk(
     timeout_s: int | None = None,
     allow_errors: bool = False,
     cpu_of: Path | None = None,
+    script: Path | None = None,
+    profile: tuple[str, ...] = (),
+    profile_s: int = 0,
 ) -> Load:
-    """`wrk -t2 -c<connections> --latency` for `duration` seconds after a WARMUP_S one.
+    """`wrk -t2 -c<connections> --latency` (a process of its own, bounded in time) for `duration` seconds after a
+    WARMUP_S one; `script`: a Lua script that makes the requests.
 
     A non-2xx response fails the run unless `allow_errors` (then it is only reported). `timeout_s` replaces wrk's
     own 2 s, past which a request counts as a socket timeout and not in the latencies. With `cpu_of` (the data
-    dir of `up`), the CPU time that each of its processes and wrk spent during the measured run is in `cpu_s`.
+    dir of `up`), the CPU time that each of its processes and wrk spent during the measured run is in `cpu_s`,
+    and each process's RSS before the warm-up and after the run in `rss_mib`. With `profile` (names of `up`'s
+    processes) and `profile_s`, a further wrk run of `profile_s` seconds under `py-spy record` of those
+    processes (so the sampler's own CPU does not count in the measured run): their top frames in `profile`.
     """
     header = ["-H", f"Authorization: Bearer {token}"] if token else []
     limit = [f"--timeout={timeout_s}s"] if timeout_s else []
-    base = ["wrk", "-t2", f"-c{connections}", "--latency", *limit, *header]
+    lua = ["-s", str(script)] if script else []
+    base = ["wrk", "-t2", f"-c{connections}", "--latency", *limit, *lua, *header]
     grace = 30 + (timeout_s or 2)
+    rss_before = rss_snapshot(cpu_of) if cpu_of else {}
     subprocess.run([*base, f"-d{WARMUP_S}s", url], check=True, capture_output=True, timeout=WARMUP_S + grace)
-    shown = " ".join(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *limit, url])
+    shown = " ".join(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", *limit, *lua, url])
     print(f"bench: {shown}  ({name})", flush=True)
     before = cpu_snapshot(cpu_of) if cpu_of else {}
     done = subprocess.run(
@@ -174,9 +185,36 @@ def wrk(
     load = parse_wrk(done.stdout)
     if cpu_of:
         load.cpu_s = cpu_delta(before, cpu_snapshot(cpu_of), "wrk")
+        rss_after = rss_snapshot(cpu_of)
+        load.rss_mib = {
+            process: {"before": rss_before.get(process, 0.0), "after": mib} for process, mib in rss_after.items()
+        }
+        print(cpu_line(load.cpu_s, load.requests, duration), flush=True)
+        print(rss_line(load.rss_mib), flush=True)
     if load.non_2xx_3xx and not allow_errors:
         raise BenchError(f"{name}: {load.non_2xx_3xx} responses were not 2xx or 3xx")
+    if cpu_of and profile and profile_s > 0:
+        pids = {process: pid for process, pid in up_pids(cpu_of).items() if process in profile}
+        slug = re.sub(r"\W+", "-", name)
+        with py_spy(pids, profile_s, cpu_of.parent / f"py-spy-{slug}") as profiled:
+            subprocess.run([*base, f"-d{profile_s}s", url], capture_output=True, timeout=profile_s + grace, check=False)
+        load.profile = profiled
+        print(profile_lines(profiled), flush=True)
     return load
+
+
+def load_details(load: Mapping[str, Any], duration_s: int | None = None) -> list[str]:
+    """A measured load's CPU per request of each process, RSS before and after, and py-spy's top frames, as
+    summary lines (from its results, `asdict(Load)`)."""
+    lines = []
+    if load.get("cpu_s"):
+        seconds = duration_s or max(1, round(load["requests"] / max(load["requests_per_s"], 1)))
+        lines.append(cpu_line(load["cpu_s"], load["requests"], seconds))
+    if load.get("rss_mib"):
+        lines.append(rss_line(load["rss_mib"]))
+    if load.get("profile"):
+        lines.append(profile_lines(load["profile"]))
+    return lines
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -197,13 +235,127 @@ def tree_cpu_s(pid: int) -> float:
     return (utime + stime + cutime + cstime) / CLOCK_TICKS + sum(tree_cpu_s(child) for child in children)
 
 
+def up_pids(data_dir: Path) -> dict[str, int]:
+    """The pid of each process `up` runs (<data-dir>/run/<name>.pid)."""
+    pids = {}
+    for pid_file in sorted((data_dir / "run").glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids[pid_file.stem] = int(pid_file.read_text().split()[0])
+    return pids
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and its live descendants, in MiB (VmRSS of /proc/<pid>/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except (OSError, ValueError):
+        return 0.0  # gone meanwhile
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    own = int(found[1]) / 1024 if found else 0.0
+    return own + sum(tree_rss_mib(child) for child in children)
+
+
+def rss_snapshot(data_dir: Path) -> dict[str, float]:
+    """RSS in MiB of each process `up` runs (with its children: PostgreSQL's backends count with PostgreSQL)."""
+    return {name: round(tree_rss_mib(pid), 1) for name, pid in up_pids(data_dir).items()}
+
+
+def cpu_line(cpu_s: dict[str, float], done: int, duration_s: int, cpus: int | None = None) -> str:
+    """CPU milliseconds per request (or transaction) by process, and how busy the machine was."""
+    if not done:
+        return "      CPU ms per request: no request completed"
+    cpus = cpus or os.cpu_count() or 1
+    per_request = ", ".join(
+        f"{name} {seconds * 1000 / max(done, 1):.2f}" for name, seconds in sorted(cpu_s.items(), key=lambda i: -i[1])
+    )
+    busy = sum(cpu_s.values()) / (cpus * duration_s)
+    return f"      CPU ms per request: {per_request}  (all {cpus} CPUs {busy:.0%} busy)"
+
+
+def rss_line(rss_mib: dict[str, dict[str, float]]) -> str:
+    each = ", ".join(f"{name} {mib['before']:.0f}->{mib['after']:.0f}" for name, mib in sorted(rss_mib.items()))
+    return f"      RSS MiB before->after: {each}"
+
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+TOP_FRAMES = 12
+FRAME_LINE = re.compile(r":\d+\)$")  # "get_user (services/auth/store.py:118)": the function, not the line
+
+
+@contextlib.contextmanager
+def py_spy(pids: Mapping[str, int], seconds: int, prefix: Path) -> Iterator[dict[str, Any]]:
+    """`py-spy record` of each process for `seconds` while the body runs (the load); yields what it found, filled
+    in when the body is done: per process the samples and the top frames by own time (where the CPU is spent)
+    and by total time (what it is spent for), or why py-spy could not sample it."""
+    found: dict[str, Any] = {}
+    if not PY_SPY.exists():
+        found |= {name: {"error": f"py-spy is not installed ({PY_SPY})"} for name in pids}
+        yield found
+        return
+    running = {}
+    for name, pid in pids.items():
+        out = Path(f"{prefix}-{name}.txt")
+        argv = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+                "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
+        running[name] = (subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out)
+    try:
+        yield found
+    finally:
+        for name, (process, out) in running.items():
+            try:
+                said, _ = process.communicate(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                stop(process, f"py-spy of {name}")
+                said = "py-spy did not finish"
+            if process.returncode != 0 or not out.exists():
+                found[name] = {"error": f"py-spy could not sample {name}: {said.strip()[-300:]}"}
+            else:
+                found[name] = top_frames(out.read_text())
+
+
+def top_frames(collapsed: str, top: int = TOP_FRAMES) -> dict[str, Any]:
+    """From py-spy's raw (collapsed) stacks: the share of samples in which each function ran itself ("own") and in
+    which it was on the stack ("total"), the largest first (a function's lines counted together)."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count, frames = int(count_text), [FRAME_LINE.sub(")", frame) for frame in stack.split(";")]
+        samples += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+
+    def largest(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return [(frame, round(100 * count / max(samples, 1), 1)) for frame, count in ranked]
+
+    return {"samples": samples, "own": largest(own), "total": largest(total)}
+
+
+def profile_lines(profiled: dict[str, Any]) -> str:
+    lines = []
+    for name, found in profiled.items():
+        if "error" in found:
+            lines.append(f"      py-spy {name}: {found['error']}")
+            continue
+        lines.append(f"      py-spy {name}: {found['samples']} samples (100/s while not idle); top frames by own time:")
+        lines += [f"        {share:5.1f}%  {frame}" for frame, share in found["own"]]
+    return "\n".join(lines)
+
+
 def cpu_snapshot(data_dir: Path) -> dict[str, float]:
     """CPU seconds so far of each process `up` runs (from <data-dir>/run/<name>.pid, with its children), of this
     script ("bench"), of the children it has waited for ("children": wrk, pgbench), and of the whole machine."""
-    seconds = {}
-    for pid_file in sorted((data_dir / "run").glob("*.pid")):
-        with contextlib.suppress(OSError, ValueError):
-            seconds[pid_file.stem] = tree_cpu_s(int(pid_file.read_text().split()[0]))
+    seconds = {name: tree_cpu_s(pid) for name, pid in up_pids(data_dir).items()}
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds["children"] = usage.ru_utime + usage.ru_stime
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -29,32 +29,20 @@ from harness import (  # run as a script, bench/ is on the path
     Load,
     System,
     free_port,
+    load_details,
     new_accounts,
-    parse_wrk,
     run_main,
     start_up,
     stop,
     wait_http,
+    wrk,
 )
 
 BAO = Path(sys.executable).parent / "bao"
 GOAL_RATIO = 1.0
 CLIENTS, PER_CLIENT = 10, 10
 MANAGERS = 32  # who reveal, each from a client IP of its own
-
-
-def wrk(name: str, script: Path, url: str, duration: int, connections: int) -> Load:
-    base = ["wrk", "-t2", f"-c{connections}", "--latency", "-s", str(script)]
-    subprocess.run([*base, f"-d{WARMUP_S}s", url], check=True, capture_output=True, timeout=WARMUP_S + 30)
-    print(f"bench: wrk -t2 -c{connections} -d{duration}s --latency -s {script.name} {url}  ({name})", flush=True)
-    done = subprocess.run(
-        [*base, f"-d{duration}s", url], check=True, capture_output=True, text=True, timeout=duration + 30
-    )
-    print("\n".join(f"  {line}" for line in done.stdout.splitlines()), flush=True)
-    load = parse_wrk(done.stdout)
-    if load.non_2xx_3xx:
-        raise BenchError(f"{name}: {load.non_2xx_3xx} responses were not 2xx or 3xx")
-    return load
+PROFILED = ("gateway", "vault")
 
 
 def lua(paths: list[str], headers: dict[str, str], callers: Sequence[tuple[str, str]] = ()) -> str:
@@ -107,7 +95,7 @@ class OpenBao:
 
 
 def reveal_load(
-    work: Path, name: str, env: dict[str, str], duration: int, connections: int
+    work: Path, name: str, env: dict[str, str], duration: int, connections: int, profile_s: int
 ) -> tuple[Load, dict[str, Any]]:
     data_dir = work / name
     # MANAGERS managers, each from an IP of its own, reveal as fast as they can: the reveal limits stay on
@@ -143,7 +131,10 @@ def reveal_load(
         script.write_text(lua(paths, {}, managers(up, url)))
         database_url = up.info()["database_url"]
         fsyncs = _wal_fsyncs(database_url)
-        load = wrk(f"reveal, {name} keys", script, url, duration, connections)
+        load = wrk(
+            f"reveal, {name} keys", url, None, duration, connections,
+            script=script, cpu_of=data_dir, profile=PROFILED, profile_s=profile_s,
+        )  # fmt: skip
         flushes = _wal_fsyncs(database_url) - fsyncs
         events = _outbox_counts(database_url)
         warm = load.requests + int(WARMUP_S * load.requests_per_s)
@@ -191,19 +182,19 @@ def _outbox_counts(database_url: str) -> dict[str, Any]:
     return {"reveal_events": row[0], "published_2s_later": row[1]}
 
 
-def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
+def run(work: Path, duration: int, connections: int, profile_s: int) -> dict[str, Any]:
     bao = OpenBao(work)
     try:
-        env_load, env_events = reveal_load(work, "env", {}, duration, connections)
+        env_load, env_events = reveal_load(work, "env", {}, duration, connections, profile_s)
         transit_env = {
             "CLIENTVAULT_KEY_PROVIDER": "transit",
             "CLIENTVAULT_TRANSIT_ADDR": bao.addr,
             "CLIENTVAULT_TRANSIT_TOKEN": bao.token,
         }
-        transit_load, transit_events = reveal_load(work, "transit", transit_env, duration, connections)
+        transit_load, transit_events = reveal_load(work, "transit", transit_env, duration, connections, 0)
         script = work / "bao.lua"
         script.write_text(lua(["/v1/secret/data/bench"], {"X-Vault-Token": bao.token}))
-        bao_load = wrk("OpenBao audited KV read", script, bao.addr, duration, connections)
+        bao_load = wrk("OpenBao audited KV read", bao.addr, None, duration, connections, script=script)
         audited = sum(1 for _ in bao.audit_log.open("rb"))
     finally:
         bao.stop()
@@ -238,6 +229,7 @@ def summary(results: dict[str, Any]) -> str:
             f"{key}: {r['reveal_events']} audit events committed, {r['published_2s_later']} published; "
             f"{r['wal_flushes_per_reveal']} WAL flushes per reveal (all commits, relay's included)"
         )
+        rows += load_details(r)
     return "\n".join(rows)
 
 
@@ -246,6 +238,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per target (default 15)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dirs and logs")
+    parser.add_argument(
+        "--profile-s", type=int, default=8, help="seconds of a further reveal load under py-spy (default 8; 0: none)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
@@ -253,7 +248,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-reveal-"))
     return run_main(
         "reveal",
-        lambda: run(work, args.duration, args.connections),
+        lambda: run(work, args.duration, args.connections, args.profile_s),
         summary,
         remove=None if args.keep_data else work,
         kept=f"kept the data dirs and logs in {work}",

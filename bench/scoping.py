@@ -32,8 +32,8 @@ from clients import (
     scalar,
     search_terms,
 )
-from harness import BenchError, Latency, machine, run_main, sign_in, start_up
-from reveal import CLIENTS, PER_CLIENT, lua, managers, wrk
+from harness import BenchError, Latency, machine, run_main, sign_in, start_up, wrk
+from reveal import CLIENTS, PER_CLIENT, lua, managers
 from rich.console import Console
 
 from services.clients import store
@@ -79,7 +79,7 @@ def measure(url: str, work: Path, reveal_paths: list[str], callers: list[tuple[s
             searcher: str, args: argparse.Namespace, name: str) -> dict[str, Any]:  # fmt: skip
     script = work / f"reveal-{name}.lua"
     script.write_text(lua(reveal_paths, {}, callers))
-    load = wrk(f"reveal, scoping {name}", script, url, args.duration, args.connections)
+    load = wrk(f"reveal, scoping {name}", url, None, args.duration, args.connections, script=script)
     seconds, totals = gateway_sequential(url, searcher, terms)
     first, _ = gateway_sequential(url, searcher, [None] * len(terms))
     return {

@@ -24,6 +24,7 @@ from harness import (
     WARMUP_S,
     BenchError,
     free_port,
+    load_details,
     machine,
     run_main,
     sign_in,
@@ -34,7 +35,8 @@ from harness import (
 )
 
 GOAL_RATIO = 0.5
-GOAL_UP_EXISTING_S = 10.0
+GOAL_UP_EXISTING_S = 5.0
+PROFILED = ("gateway", "auth")
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -53,10 +55,11 @@ def summary(results: dict[str, Any]) -> str:
         f"up to ready, existing data dir: {up['existing_s']:5.1f} s  (up itself says {up['existing_reported_s']:.1f} s)"
         f"  (goal <= {GOAL_UP_EXISTING_S:.0f} s: {ok[up['existing_s'] <= GOAL_UP_EXISTING_S]})",
     ]
+    rows += load_details(gateway)
     return "\n".join(rows)
 
 
-def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
+def run(work: Path, duration: int, connections: int, profile_s: int) -> dict[str, Any]:
     data_dir = work / "data"
     up = start_up(data_dir)
     up.stop()
@@ -73,7 +76,10 @@ def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
         token = sign_in(url, *admin)
         me = httpx.get(f"{url}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         me.raise_for_status()
-        gateway = wrk("gateway", f"{url}/users/me", token, duration, connections)
+        gateway = wrk(
+            "gateway", f"{url}/users/me", token, duration, connections,
+            cpu_of=data_dir, profile=PROFILED, profile_s=profile_s,
+        )  # fmt: skip
 
         port, log = free_port(), work / "monolith.log"
         argv = [sys.executable, str(ROOT / "bench" / "monolith.py"), "--port", str(port), "--user-id", me.json()["id"]]
@@ -112,6 +118,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per target (default 15)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
+    parser.add_argument(
+        "--profile-s", type=int, default=8, help="seconds of a further load under py-spy (default 8; 0: none)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
@@ -119,7 +128,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-"))
     return run_main(
         "users_me",
-        lambda: run(work, args.duration, args.connections),
+        lambda: run(work, args.duration, args.connections, args.profile_s),
         summary,
         remove=None if args.keep_data else work,
         kept=f"kept the data dir and logs in {work}",

@@ -565,7 +565,9 @@ def stream_config(*, replicas: int, max_age_s: float, max_bytes: int | None) -> 
     """The stream as the operator creates it, and brings it back to (ops/jetstream.py), never a process (their
     NATS users may not). `max_age_s` must outlast any outage of the audit service: an event leaves the vault's
     outbox once JetStream has it, and the stream's only copy expires after that. When `max_bytes` is reached, new
-    events are refused (they wait in the vault's outbox, whose relay retries) rather than unread ones dropped."""
+    events are refused (they wait in the vault's outbox, whose relay retries) rather than unread ones dropped.
+    `allow_atomic`: a producer's relay publishes a batch of events as one atomic batch (clientvault/outbox.py),
+    which the server stores with one write and one fsync instead of one each."""
     return StreamConfig(
         name=STREAM,
         subjects=list(SUBJECTS),
@@ -575,4 +577,5 @@ def stream_config(*, replicas: int, max_age_s: float, max_bytes: int | None) -> 
         max_age=max_age_s,
         max_bytes=-1 if max_bytes is None else max_bytes,
         discard=DiscardPolicy.NEW,
+        allow_atomic=True,
     )

@@ -9,13 +9,16 @@ credential. The transport metrics of every process share one name, told apart by
 """
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.pool import QueuePool
 
 from clientvault.logging import get_logger
+
+if TYPE_CHECKING:  # the gateway and `up` use no database: they do not import SQLAlchemy for a type
+    from sqlalchemy.pool import QueuePool
 
 log = get_logger(__name__)
 
@@ -112,7 +115,7 @@ SIGN_INS_BY_OUTCOME = {outcome: SIGN_INS.labels(outcome) for outcome in ("succee
 class PoolCollector(Collector):
     """A service's connection pool, read at scrape time (no work per request)."""
 
-    def __init__(self, pool: QueuePool) -> None:
+    def __init__(self, pool: "QueuePool") -> None:
         self._pool = pool
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -126,7 +129,7 @@ class PoolCollector(Collector):
         yield size
 
 
-def watch_pool(pool: QueuePool) -> None:
+def watch_pool(pool: "QueuePool") -> None:
     REGISTRY.register(PoolCollector(pool))
 
 

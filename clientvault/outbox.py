@@ -9,10 +9,16 @@ The stream's contract is the kit's (clientvault/events.py): stream `AUDIT`, each
 `audit.<producer>.<action>` as a serialized `clientvault.v1.AuditEvent`, signed with the producer's event key when
 it is published (so rows written before an upgrade are signed too), with `Nats-Msg-Id` = event id.
 A batch of unsent rows is locked (`FOR UPDATE SKIP LOCKED`, so replicas share the work), published, and
-marked sent only after JetStream acknowledged every message; on any failure the transaction rolls back and
-the rows stay unsent. A row published but not marked (a crash between the ack and the commit) is published
-again with the same Nats-Msg-Id: JetStream drops it within the stream's duplicate window, and the audit
-service stores each event id once anyway.
+marked sent (one UPDATE for the batch) only after JetStream acknowledged every message; on any failure the
+transaction rolls back and the rows stay unsent. A batch is published as one JetStream atomic batch (headers
+`Nats-Batch-Id`/`-Sequence`, the last message `Nats-Batch-Commit` and the only one that waits for an answer): the
+stream stores all of it or none, in the rows' order, with one fsync where one a message was the ceiling
+(`sync_interval: always`), and the commit's acknowledgement counts the messages stored. A batch the server
+refuses as a whole (a row published before whose event id is still in the duplicate window, a stream without
+`allow_atomic`, a server before 2.12) is published again one message at a time, every acknowledgement in flight
+at once: a row published but not marked (a crash between the ack and the commit) is published again with the
+same Nats-Msg-Id, JetStream drops it within the stream's duplicate window, and the audit service stores each
+event id once anyway.
 
 The relay is woken in-process right after an operation commits, and sweeps every
 `CLIENTVAULT_OUTBOX_SWEEP_S` for rows of crashed or other replicas. (No LISTEN/NOTIFY: a NOTIFY in the
@@ -23,12 +29,15 @@ so defeats group commit on the reveal path.) While NATS is down it retries with 
 
 import asyncio
 import contextlib
+import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
 from nats.js.errors import NoStreamResponseError
 from sqlalchemy import (
     Column,
@@ -58,6 +67,7 @@ from clientvault.settings import Producer
 log = get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 3.0
+BATCH_ID, BATCH_SEQUENCE, BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 # Sent events stay this long: `audit verify` compares the chain's recent entries with them (ops/audit_gaps.py).
 RETENTION = timedelta(days=7)
 
@@ -205,24 +215,60 @@ class Relay:
             rows = await unsent_events(conn, self._outbox, self._batch)
             if not rows:
                 return 0
-            js = (await self._connection()).jetstream()
-            acks = await asyncio.gather(
-                *(
-                    js.publish(
-                        events.subject(self._signer.producer, row.action),
-                        self._signer.event(row).SerializeToString(),
-                        timeout=PUBLISH_TIMEOUT_S,
-                        headers={"Nats-Msg-Id": str(row.event_id), **tracing.headers(row.traceparent)},
-                    )
-                    for row in rows
+            nc = await self._connection()
+            messages = [
+                (
+                    events.subject(self._signer.producer, row.action),
+                    self._signer.event(row).SerializeToString(),
+                    {"Nats-Msg-Id": str(row.event_id), **tracing.headers(row.traceparent)},
                 )
-            )
+                for row in rows
+            ]
+            refused = await self._publish_atomic(nc, messages)
+            duplicates = 0 if refused is None else await self._publish_each(nc, messages, refused)
             await mark_sent(conn, self._outbox, [row.event_id for row in rows], datetime.now(UTC))
         self.published += len(rows)
         metrics.OUTBOX_PUBLISHED.inc(len(rows))
-        duplicates = sum(1 for ack in acks if ack.duplicate)
-        log.debug("outbox.published", events=len(rows), duplicates=duplicates)
+        log.debug("outbox.published", events=len(rows), duplicates=duplicates, atomic=refused is None)
         return len(rows)
+
+    async def _publish_atomic(self, nc: NATS, messages: list[tuple[str, bytes, dict[str, str]]]) -> str | None:
+        """Publishes the messages as one atomic batch; None when the stream stored them all, else why it did not
+        (nothing of the batch is stored then)."""
+        batch = uuid.uuid4().hex
+        *staged, (subject, payload, headers) = messages
+        for sequence, (staged_subject, staged_payload, staged_headers) in enumerate(staged, 1):
+            await nc.publish(
+                staged_subject,
+                staged_payload,
+                headers={**staged_headers, BATCH_ID: batch, BATCH_SEQUENCE: str(sequence)},
+            )
+        commit = {**headers, BATCH_ID: batch, BATCH_SEQUENCE: str(len(messages)), BATCH_COMMIT: "1"}
+        try:
+            reply = await nc.request(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers=commit)
+        except NoRespondersError:  # nothing stores audit.<producer>.*: no stream
+            raise NoStreamResponseError from None
+        try:
+            ack = json.loads(reply.data)
+        except ValueError:
+            return "an answer that is not JSON"
+        if "error" in ack:
+            return str(ack["error"].get("description", ack["error"]))
+        if ack.get("batch") != batch or ack.get("count") != len(messages):
+            return "no atomic batch acknowledgement (a server before 2.12?)"
+        return None
+
+    async def _publish_each(self, nc: NATS, messages: list[tuple[str, bytes, dict[str, str]]], why: str) -> int:
+        """Publishes each message on its own, all acknowledgements in flight at once; how many were duplicates."""
+        log.info("outbox.batch_refused", reason=why, events=len(messages))
+        js = nc.jetstream()
+        acks = await asyncio.gather(
+            *(
+                js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers=headers)
+                for subject, payload, headers in messages
+            )
+        )
+        return sum(1 for ack in acks if ack.duplicate)
 
     async def purge_forever(self, keep: timedelta = RETENTION, every_s: float = 3600.0) -> None:
         """Deletes events sent long ago: JetStream and the audit service hold them from then on."""

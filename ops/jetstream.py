@@ -26,7 +26,7 @@ from clientvault.settings import JetStreamSettings
 log = get_logger(__name__)
 
 # What the operator may change on a stream that exists (storage, retention and the name are fixed at creation).
-EDITABLE = ("num_replicas", "max_age", "max_bytes", "discard", "duplicate_window")
+EDITABLE = ("num_replicas", "max_age", "max_bytes", "discard", "duplicate_window", "allow_atomic")
 
 
 class BootstrapRefused(DomainError):

@@ -333,6 +333,27 @@ async def run(data_dir: Path, host: str, port: int, admin_email: str) -> int:
     return code
 
 
+async def _given(url: str) -> str:
+    return url
+
+
+async def _start_nats(
+    supervisor: Supervisor, data: DataDir, keys: dict[str, str], given_url: str | None
+) -> tuple[str, dict[str, str]]:
+    """The operator's NATS URL and each process's own (none: every process uses the URL given). Starts the data
+    dir's nats-server unless NATS_URL was given."""
+    if given_url:
+        return given_url, {}
+    nats_port = free_port()
+    passwords = {name: keys[f"nats_{name}_password"] for name in PERMISSIONS}
+    passwords[embedded.NATS_OPERATOR] = keys["nats_token"]
+    await supervisor.start(Child("nats", embedded.nats_command(data, nats_port, passwords)))
+    nats_urls = {name: f"nats://{name}:{password}@127.0.0.1:{nats_port}" for name, password in passwords.items()}
+    operator_url = nats_urls[embedded.NATS_OPERATOR]  # for operator commands (system.json)
+    await _wait_until(lambda: _nats_ready(operator_url), "nats-server", supervisor, "nats")
+    return operator_url, nats_urls
+
+
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -348,30 +369,24 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     _TAKEN.add(port)
     keys = data.secrets()
     given = VaultSettings()  # what the operator exported (as a variable or a *_FILE), DATABASE_URL and NATS_URL too
-    database_url = given.database_url
-    embedded_postgres = not database_url
-    if not database_url:
-        database_url = await start_embedded_postgres(supervisor, keys["postgres_password"])
-    nats_url = given.nats_url
-    nats_urls: dict[str, str] = {}  # per process; with an external NATS_URL every process uses that one
-    if not nats_url:
-        nats_port = free_port()
-        passwords = {name: keys[f"nats_{name}_password"] for name in PERMISSIONS}
-        passwords[embedded.NATS_OPERATOR] = keys["nats_token"]
-        await supervisor.start(Child("nats", embedded.nats_command(data, nats_port, passwords)))
-        nats_urls = {name: f"nats://{name}:{password}@127.0.0.1:{nats_port}" for name, password in passwords.items()}
-        nats_url = nats_urls[embedded.NATS_OPERATOR]  # for operator commands (system.json)
-        await _wait_until(lambda: _nats_ready(nats_url), "nats-server", supervisor, "nats")
+    embedded_postgres = not given.database_url
+    # PostgreSQL and nats-server start side by side; the migrations and the stream's bootstrap likewise.
+    postgres = start_embedded_postgres(supervisor, keys["postgres_password"]) if embedded_postgres else None
+    (database_url, (nats_url, nats_urls)) = await asyncio.gather(
+        postgres or _given(given.require_database_url()), _start_nats(supervisor, data, keys, given.nats_url)
+    )
     from ops.jetstream import bootstrap
+    from ops.migrate import upgrade_all
 
     # As the operator: the processes' users may not create the stream or bucket.
-    await bootstrap(nats_url, JetStreamSettings())
+    migrated, _ = await asyncio.gather(
+        asyncio.to_thread(upgrade_all, database_url), bootstrap(nats_url, JetStreamSettings())
+    )
+    if migrated:
+        say(f"migrated the schemas of {', '.join(migrated)}")
 
-    from ops.migrate import upgrade_all
-    from services.auth.admin import create_first_admin, issue_rotation_identity
+    from services.auth.admin import issue_rotation_identity
 
-    await asyncio.to_thread(upgrade_all, database_url)
-    admin_password = await create_first_admin(database_url, admin_email)
     # The vault's rotation-tasks identity, with the exported password or the data dir's (docs/security.md).
     rotation_password = (
         given.rotation_tasks_password.get_secret_value()
@@ -435,6 +450,9 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             for variable in (secret, secret + FILE_SUFFIX)
         }
         await supervisor.start(Child(name, Command([sys.executable, "-m", "ops", "serve", name], child_env)))
+    from services.auth.admin import create_first_admin  # while the children start: they need no admin
+
+    admin_password = await create_first_admin(database_url, admin_email)
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"

@@ -12,6 +12,7 @@ While NATS or PostgreSQL is down it retries with backoff
 (clientvault/retrying.py). The stream and the event are the kit's contract (clientvault/events.py).
 """
 
+import asyncio
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -29,6 +30,8 @@ log = get_logger(__name__)
 DURABLE = AUDIT_DURABLE
 FETCH_WAIT_S = 1.0
 ACK_WAIT_S = 30.0
+CHECK_THREADS = 2  # the cores of a small machine; more threads only queue for the GIL between verifications
+CHECK_IN_THREADS_FROM = 64  # messages; a smaller batch is checked on the event loop (a thread hop costs more)
 
 
 def delivery_problem(msg: Msg) -> str | None:
@@ -89,7 +92,7 @@ class Consumer:
                 log.warning("audit.not_a_delivery", subject=msg.subject, reason=not_delivered)
                 continue
             delivered.append(msg)
-            checked = events.verified(msg.subject, msg.data, self._keys)
+        for msg, checked in zip(delivered, await self._checked(delivered), strict=True):
             if isinstance(checked, Malformed):
                 parked.append(dead_letter(msg, checked.reason))
             else:
@@ -107,6 +110,19 @@ class Consumer:
             log.warning("audit.parked", stream_seq=letter["stream_seq"], reason=letter["reason"])
         log.debug("audit.stored", events=appended.stored, duplicates=appended.duplicates, parked=appended.parked)
         return len(msgs)
+
+    async def _checked(self, msgs: list[Msg]) -> list[chain.Entry | Malformed]:
+        """`check` of each message, in order. Most of it is verifying signatures, during which the cryptography
+        library releases the GIL: a large batch is checked in CHECK_THREADS threads at once, off the event loop."""
+        if len(msgs) < CHECK_IN_THREADS_FROM:
+            return self._check_all(msgs)
+        size = -(-len(msgs) // CHECK_THREADS)
+        parts = [msgs[start : start + size] for start in range(0, len(msgs), size)]
+        checked = await asyncio.gather(*(asyncio.to_thread(self._check_all, part) for part in parts))
+        return [entry for part in checked for entry in part]
+
+    def _check_all(self, msgs: list[Msg]) -> list[chain.Entry | Malformed]:
+        return [events.verified(msg.subject, msg.data, self._keys) for msg in msgs]
 
     async def close(self) -> None:
         await self._pull.reset()

@@ -9,7 +9,6 @@ import asyncio
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from zxcvbn import zxcvbn
 
 from clientvault.errors import Invalid
 
@@ -35,6 +34,8 @@ def check_strength(password: str, email: str, field: str = "password") -> None:
     if password.strip().lower() == email.strip().lower():
         raise Invalid("password must not be the email address", field)
     name = email.partition("@")[0]
+    from zxcvbn import zxcvbn  # its dictionaries load on the first password set, not at every start of auth
+
     scored = zxcvbn(password[:SCORED_LENGTH], user_inputs=[email, name], max_length=SCORED_LENGTH)
     if scored["score"] < MIN_SCORE:
         hint = scored["feedback"]["warning"] or "add more words or characters"
