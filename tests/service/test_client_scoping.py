@@ -266,3 +266,31 @@ async def test_with_scoping_off_a_non_member_sees_every_client(clients: Service)
 
     assert fetched.id == client.id
     assert tasks.total == 0
+
+
+async def test_the_rotation_tasks_identity_files_a_task_in_a_client_it_is_no_member_of_and_reads_nothing(
+    scoped: Scoped,
+) -> None:
+    """With scoping on, a leaver's rotation task still lands in the client (the identity is a member of none), while
+    the policy table keeps that identity to CreateTask alone."""
+    client, _ = await acme(scoped)
+    as_identity = scoped.clients.tokens.metadata("rotation_tasks")
+    c = scoped.clients.stub
+    request = pb.CreateTaskRequest(
+        client_id=client.id,
+        task=pb.TaskFields(title="Rotate Router: revealed by Ana", priority=pb.TASK_PRIORITY_HIGH),
+        origin_key=f"leaver:{uuid.uuid4()}:{uuid.uuid4()}:2026-12-04T10:00:00Z",
+        assign_to_owner=True,
+    )
+
+    first = await c.CreateTask(request, metadata=as_identity)
+    again = await c.CreateTask(request, metadata=as_identity)
+
+    assert first.id == again.id
+    assert first.assignee_user_id == client.owner_user_id
+    codes = [
+        await code_of(c.GetClient(pb.GetClientRequest(client_id=client.id), metadata=as_identity)),
+        await code_of(c.ListTasks(pb.ListTasksRequest(client_id=client.id), metadata=as_identity)),
+        await code_of(c.ListClients(pb.ListClientsRequest(), metadata=as_identity)),
+    ]
+    assert codes == [grpc.StatusCode.PERMISSION_DENIED] * len(codes)
