@@ -384,16 +384,13 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     )
     if migrated:
         say(f"migrated the schemas of {', '.join(migrated)}")
-
-    from services.auth.admin import issue_rotation_identity
-
     # The vault's rotation-tasks identity, with the exported password or the data dir's (docs/security.md).
     rotation_password = (
         given.rotation_tasks_password.get_secret_value()
         if given.rotation_tasks_password
         else keys["rotation_tasks_password"]
     )
-    await issue_rotation_identity(database_url, email=given.rotation_tasks_email, password=rotation_password)
+
     # With an external database every service uses the operator's DATABASE_URL as given (deploy/README.md, 3.2).
     service_urls = (
         await _service_logins(database_url, {s.name: keys[f"{s.name}_db_password"] for s in SERVICES})
@@ -450,9 +447,12 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             for variable in (secret, secret + FILE_SUFFIX)
         }
         await supervisor.start(Child(name, Command([sys.executable, "-m", "ops", "serve", name], child_env)))
-    from services.auth.admin import create_first_admin  # while the children start: they need no admin
+    from services.auth.admin import create_first_admin, issue_rotation_identity
 
+    # While the children start (they need neither): the first admin (made only while auth has no person's account),
+    # then the vault's rotation-tasks identity, with the exported password or the data dir's (docs/security.md 4.6).
     admin_password = await create_first_admin(database_url, admin_email)
+    await issue_rotation_identity(database_url, email=given.rotation_tasks_email, password=rotation_password)
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"

@@ -39,9 +39,10 @@ async def create_user(database_url: str, *, email: str, full_name: str, role: st
 
 
 async def create_first_admin(database_url: str, email: str) -> str | None:
-    """On a database without users, an admin with a generated password; that password (None: there were users)."""
+    """On a database without people's accounts (a service identity may exist already), an admin with a generated
+    password; that password (None: there were people)."""
     async with Database(database_url, pool_size=1) as db:
-        if await users.count_users(db) > 0:
+        if await users.count_people(db) > 0:
             return None
         password = secrets.token_urlsafe(18)
         await users.create_user(db, email=email, full_name="Administrator", role="admin", password=password)

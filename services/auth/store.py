@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault import policy
 from clientvault.db import like_pattern
 from clientvault.db import metadata as schema_metadata
 from clientvault.outbox import outbox_table
@@ -218,8 +219,12 @@ async def live_sessions(conn: AsyncConnection, user_id: UUID, now: datetime, idl
     return list((await conn.execute(query)).all())
 
 
-async def count_users(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+async def count_people(conn: AsyncConnection) -> int:
+    """Accounts of people: the operator's service identities (policy.SERVICE_ROLES) are not counted."""
+    query = (
+        select(func.count()).select_from(users).where(users.c.role.in_(sorted(role.value for role in policy.PEOPLE)))
+    )
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def set_user_disabled(conn: AsyncConnection, user_id: UUID, disabled_at: datetime | None) -> None:

@@ -219,9 +219,9 @@ async def find_users(
     return [User.from_row(row) for row in rows], total
 
 
-async def count_users(db: Database) -> int:
+async def count_people(db: Database) -> int:
     async with db.begin() as conn:
-        return await store.count_users(conn)
+        return await store.count_people(conn)
 
 
 async def update_user(

@@ -96,7 +96,9 @@ async def target(
     # Users and sessions to act on that are not the fuzzing session's own (a reset or role change of its user, or
     # the end of its session, would revoke the token the rest of the run is sent with).
     for _ in range(2):
-        seeds.append({"userId": await me(api, await api.session())})
+        other_user = await me(api, await api.session())
+        # a member to add or remove (PUT/DELETE /clients/{clientId}/members/{userId}) needs both ids real
+        seeds += [{"userId": other_user}, {"clientId": client_id, "userId": other_user}]
         second = await api.sign_in(session.account, ip=ip)  # another session of the fuzzing user
         seeds.append({"sessionId": str(jwt.decode(second.access_token, options={"verify_signature": False})["sid"])})
     spare = await api.new_account(role)
