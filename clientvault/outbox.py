@@ -33,7 +33,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from nats.aio.client import Client as NATS
@@ -58,8 +58,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import events, metrics, retrying, tracing
+from clientvault.context import RequestContext
 from clientvault.db import Database
 from clientvault.errors import Unavailable
+from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from clientvault.nats_access import BOOTSTRAP_HINT
 from clientvault.settings import Producer
@@ -105,6 +107,59 @@ def outbox_table(metadata: MetaData) -> Table:
 
 async def insert_event(conn: AsyncConnection, outbox: Table, **values: object) -> None:
     await conn.execute(insert(outbox).values(**values))
+
+
+class Actor(Protocol):
+    """Who acted, as an event keeps them: a verified caller, or (user_id None) what is known of somebody else."""
+
+    @property
+    def user_id(self) -> UUID | None: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def full_name(self) -> str: ...
+
+
+async def record_event(
+    conn: AsyncConnection,
+    outbox: Table,
+    producer: str,
+    action: events.AuditAction,
+    actor: Actor,
+    context: RequestContext,
+    *,
+    client_id: UUID | None = None,
+    target_user_id: UUID | None = None,
+    target_user_email: str = "",
+    detail: str = "",
+) -> UUID:
+    """Writes one of `producer`'s events about no credential (a user, a client) to its outbox in `conn`'s transaction,
+    so the event exists exactly when the change does; its event id. The audit append continues this request's
+    trace."""
+    if events.PRODUCER_OF[action] != producer:
+        raise ValueError(f"{action} is not a {producer} event")
+    event_id = new_id()
+    await insert_event(
+        conn,
+        outbox,
+        event_id=event_id,
+        action=action.value,
+        occurred_at=datetime.now(UTC),
+        user_id=actor.user_id,
+        user_email=actor.email,
+        user_full_name=actor.full_name,
+        credential_id=None,
+        credential_label="",
+        client_id=client_id,
+        ip=context.client_ip,
+        user_agent=context.user_agent,
+        request_id=context.request_id,
+        target_user_id=target_user_id,
+        target_user_email=target_user_email,
+        detail=detail,
+        traceparent=tracing.traceparent(),
+    )
+    return event_id
 
 
 async def insert_events(conn: AsyncConnection, outbox: Table, rows: Sequence[Mapping[str, object]]) -> None:

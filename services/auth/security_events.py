@@ -11,16 +11,14 @@ role, disabled, name; a session id), never a secret.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import outbox, tracing
+from clientvault import outbox
 from clientvault.context import Caller, RequestContext
-from clientvault.events import PRODUCER_OF, AuditAction, detail_text
-from clientvault.ids import new_id
+from clientvault.events import AuditAction, detail_text
 from services.auth import store
 
 MAX_TYPED_EMAIL = 320  # an email as typed at a failed sign-in is kept to this many characters
@@ -74,27 +72,14 @@ async def record(
     action was about (a user or a verified caller; None: none); `context`: the request behind it (the transport
     passes `rpc.current_request()`; NO_REQUEST for an operator's command); `detail`: JSON-able facts, never a
     secret."""
-    if PRODUCER_OF[action] != "auth":
-        raise ValueError(f"{action} is not an auth event")
-    event_id = new_id()
-    await outbox.insert_event(
+    return await outbox.record_event(
         conn,
         store.outbox,
-        event_id=event_id,
-        action=action.value,
-        occurred_at=datetime.now(UTC),
-        user_id=actor.user_id,
-        user_email=actor.email,
-        user_full_name=actor.full_name,
-        credential_id=None,
-        credential_label="",
-        client_id=None,
-        ip=context.client_ip,
-        user_agent=context.user_agent,
-        request_id=context.request_id,
+        "auth",
+        action,
+        actor,
+        context,
         target_user_id=None if target is None else target.user_id if isinstance(target, Caller) else target.id,
         target_user_email="" if target is None else target.email,
         detail=detail_text(detail),
-        traceparent=tracing.traceparent(),  # the audit append continues this request's trace
     )
-    return event_id

@@ -4,15 +4,13 @@ exists exactly when the change does; the clients service's relay signs it with i
 `audit.clients.<action>` (clientvault/events.py), for the audit service to chain.
 """
 
-from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import outbox, tracing
+from clientvault import outbox
 from clientvault.context import Caller, RequestContext
-from clientvault.events import PRODUCER_OF, AuditAction
-from clientvault.ids import new_id
+from clientvault.events import AuditAction
 from services.clients import store
 
 
@@ -26,25 +24,6 @@ async def record(
     member_id: UUID | None = None,
 ) -> None:
     """Writes one event to the outbox in `conn`'s transaction: `caller` acted on the client (and on the member)."""
-    if PRODUCER_OF[action] != "clients":
-        raise ValueError(f"{action} is not a clients event")
-    await outbox.insert_event(
-        conn,
-        store.outbox,
-        event_id=new_id(),
-        action=action.value,
-        occurred_at=datetime.now(UTC),
-        user_id=caller.user_id,
-        user_email=caller.email,
-        user_full_name=caller.full_name,
-        credential_id=None,
-        credential_label="",
-        client_id=client_id,
-        ip=context.client_ip,
-        user_agent=context.user_agent,
-        request_id=context.request_id,
-        target_user_id=member_id,
-        target_user_email="",
-        detail="",
-        traceparent=tracing.traceparent(),  # the audit append continues this request's trace
+    await outbox.record_event(
+        conn, store.outbox, "clients", action, caller, context, client_id=client_id, target_user_id=member_id
     )
