@@ -47,6 +47,7 @@ class Client:
     updated_at: datetime
     archived_at: datetime | None
     revision: int  # the ETag; +1 on every change
+    reveal_reason_required: bool  # every reveal of its credentials must name a reason (0007)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Client":
