@@ -27,6 +27,12 @@ class PreconditionFailed(Conflict):
     not 409. On gRPC a FAILED_PRECONDITION with the trailer `precondition-failed: true` (clientvault/rpc.py)."""
 
 
+class PreconditionRequired(Conflict):
+    """The request lacks what this resource requires of every such request (a reveal of a client whose reveals must
+    name a reason): 428, not 409. On gRPC a FAILED_PRECONDITION with the trailer `precondition-required: true`
+    (clientvault/rpc.py)."""
+
+
 class Forbidden(DomainError): ...
 
 

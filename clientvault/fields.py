@@ -11,6 +11,8 @@ DESCRIPTION_MAX = 10_000
 SEARCH_MAX = 200
 PAGE_MAX = 1_000_000
 PAGE_SIZE_MAX = 100
+REASON_MAX = 500  # why a secret is revealed (kept in the reveal's audit event)
+TICKET_REF_MAX = 100  # the ticket a reveal is for
 
 # The services' rules on text as JSON Schema patterns, for the gateway's OpenAPI document (the services check them).
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL

@@ -5,7 +5,7 @@ operation; a unit test fails if an RPC or a route lacks its entry here.
 No role check is written anywhere else.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal
@@ -110,6 +110,12 @@ REFUSED_BY_SERVICE: Final = frozenset({"Vault/RevealCredential"})
 # but Clients/CreateTask.
 SEES_EVERY_CLIENT: Final = ADMIN | {Role.ROTATION_TASKS}
 
+# Fields that fewer roles may change than may call the operation: a manager updates a client, but only an admin
+# decides that its reveals must name a reason (docs/access.md). The clients service checks it, and the gateway.
+FIELD_POLICY: Final[Mapping[tuple[str, str], frozenset[Role]]] = MappingProxyType(
+    {("Clients/UpdateClient", "reveal_reason_required"): ADMIN}
+)
+
 # Sign-out stays idempotent: a validly signed, unexpired token of an already revoked session is accepted.
 ACCEPTS_REVOKED_TOKEN: Final = frozenset({"Auth/SignOut"})
 # All a token of a temporary password may do (its `pwd_change` claim): choose a new password, or sign out.
@@ -135,6 +141,15 @@ def allows(operation: str, role: Role) -> bool:
 
 def sees_every_client(role: Role) -> bool:
     return role in SEES_EVERY_CLIENT
+
+
+def field_refusal(operation: str, names: Iterable[str], role: Role) -> str | None:
+    """Why the role may not change one of these fields (snake_case) through the operation, or None."""
+    for name in sorted(names):
+        roles = FIELD_POLICY.get((operation, name))
+        if roles is not None and role not in roles:
+            return f"your role may not change {name}"
+    return None
 
 
 def refusal(operation: str, caller: "Caller", mfa_required_roles: Collection[Role]) -> str | None:

@@ -6,8 +6,10 @@ bucket and keeps a deny list in memory; a verifier that starts or reconnects rep
 it misses nothing. Entries expire from the bucket once every token they could deny has expired.
 
 The same bucket carries changes of per-client access (`access.<client_id>.<user_id>`, put by the clients service
-when a member is added or removed): they deny no token, but a verifier's listeners (`on_access`: the vault's cache
-of who may see which client, services/vault/access.py) drop what they kept about that user and client at once.
+when a member is added or removed or a grant starts or ends; `access.<client_id>` alone when what the client
+requires of everyone changed, its `reveal_reason_required`): they deny no token, but a verifier's listeners
+(`on_access`: the vault's cache of who may see which client and on what terms, services/vault/access.py) drop what
+they kept about that user (or every user) and client at once.
 """
 
 import asyncio
@@ -44,13 +46,14 @@ async def _bucket(nc: NATS) -> object:
         raise
 
 
-AccessListener = Callable[[UUID, UUID], None]  # (client_id, user_id): that user's access to that client changed
+# (client_id, user_id): that user's access to that client changed; (client_id, None): every user's did.
+AccessListener = Callable[[UUID, UUID | None], None]
 
 
-def _access_key(ident: str) -> tuple[UUID, UUID] | None:
+def _access_key(ident: str) -> tuple[UUID, UUID | None] | None:
     client, _, user = ident.partition(".")
     try:
-        return UUID(client), UUID(user)
+        return UUID(client), UUID(user) if user else None
     except ValueError:
         return None
 
@@ -149,10 +152,11 @@ class Revoker:
     async def revoke_user(self, user_id: UUID) -> None:
         await self._publish(f"user.{user_id}")
 
-    async def access_changed(self, client_id: UUID, user_id: UUID) -> None:
-        """A user became, or stopped being, a member of a client (the clients service): verifiers drop what they
-        cached of it (`DenyList.on_access`)."""
-        await self._publish(f"access.{client_id}.{user_id}")
+    async def access_changed(self, client_id: UUID, user_id: UUID | None = None) -> None:
+        """A user became, or stopped being, a member of a client (the clients service), or with no user, what the
+        client requires of everyone changed (its reveal_reason_required): verifiers drop what they cached of it
+        (`DenyList.on_access`)."""
+        await self._publish(f"access.{client_id}" if user_id is None else f"access.{client_id}.{user_id}")
 
     async def _publish(self, key: str) -> None:
         value = json.dumps({"at": time.time()}).encode()

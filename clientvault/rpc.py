@@ -42,6 +42,7 @@ STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
 }
 GONE_TRAILER = "gone"  # NOT_FOUND of something destroyed for good (errors.Gone): HTTP 410
 PRECONDITION_TRAILER = "precondition-failed"  # FAILED_PRECONDITION of an If-Match (errors.PreconditionFailed): 412
+REQUIRED_TRAILER = "precondition-required"  # FAILED_PRECONDITION of a reveal without its reason: 428
 # 16 MiB: an import's file (at most 10 MiB, POST /clients/{clientId}/credentials:import) and an export's
 # encrypted file travel as one message; every other message stays far below.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -197,6 +198,8 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 trailers = ((GONE_TRAILER, "true"),)
             elif isinstance(refusal, errors.PreconditionFailed):
                 trailers = ((PRECONDITION_TRAILER, "true"),)
+            elif isinstance(refusal, errors.PreconditionRequired):
+                trailers = ((REQUIRED_TRAILER, "true"),)
             await context.abort(code, str(refusal), trailing_metadata=trailers)
 
         return grpc.unary_unary_rpc_method_handler(

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from clientvault import errors
 from clientvault.logging import get_logger
-from clientvault.rpc import GONE_TRAILER, PRECONDITION_TRAILER
+from clientvault.rpc import GONE_TRAILER, PRECONDITION_TRAILER, REQUIRED_TRAILER
 from gateway.strict_json import DUPLICATE_KEY
 
 log = get_logger(__name__)
@@ -33,6 +33,7 @@ HTTP = {
 DOMAIN = {
     errors.Gone: 410,  # before NotFound, its base
     errors.PreconditionFailed: 412,  # before Conflict, its base
+    errors.PreconditionRequired: 428,  # before Conflict, its base
     errors.NotFound: 404,
     errors.AlreadyExists: 409,
     errors.Conflict: 409,
@@ -91,6 +92,8 @@ async def on_rpc_error(_request: Request, error: Exception) -> JSONResponse:
         status = 410  # destroyed for good (errors.Gone)
     if status == 409 and trailers.get(PRECONDITION_TRAILER) == "true":
         status = 412  # an If-Match that no longer holds (errors.PreconditionFailed)
+    if status == 409 and trailers.get(REQUIRED_TRAILER) == "true":
+        status = 428  # a reveal of a client whose reveals need a reason, without one (errors.PreconditionRequired)
     if status == 429 and "retry-after" not in trailers:
         status = 503  # not a limit of ours (those say when to retry): a service at its concurrency bound
     if status >= 500:

@@ -103,6 +103,9 @@ class Client(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ARCHIVED_AT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    REVEAL_REASON_REQUIRED_FIELD_NUMBER: _builtins.int
+    ACCESS_GRANT_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     company: _builtins.str
@@ -112,12 +115,20 @@ class Client(_message.Message):
     notes: _builtins.str
     owner_user_id: _builtins.str
     revision: _builtins.int
+    reveal_reason_required: _builtins.bool
+    """every reveal of this client's credentials must name a reason"""
+    access_grant_id: _builtins.str
+    """The caller's access to this client when it comes from a grant (an approved access request or a break-glass),
+    not from membership or role: set by GetClient for such a caller only.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def archived_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def access_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -133,11 +144,18 @@ class Client(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         archived_at: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        reveal_reason_required: _builtins.bool = ...,
+        access_grant_id: _builtins.str | None = ...,
+        access_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "notes", b"notes", "phone", b"phone", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_access_expires_at", b"_access_expires_at", "_access_grant_id", b"_access_grant_id", "_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "access_expires_at", b"access_expires_at", "access_grant_id", b"access_grant_id", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "notes", b"notes", "phone", b"phone", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "id", b"id", "name", b"name", "notes", b"notes", "owner_user_id", b"owner_user_id", "phone", b"phone", "revision", b"revision", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_access_expires_at", b"_access_expires_at", "_access_grant_id", b"_access_grant_id", "_archived_at", b"_archived_at", "_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "access_expires_at", b"access_expires_at", "access_grant_id", b"access_grant_id", "archived_at", b"archived_at", "company", b"company", "created_at", b"created_at", "email", b"email", "id", b"id", "name", b"name", "notes", b"notes", "owner_user_id", b"owner_user_id", "phone", b"phone", "reveal_reason_required", b"reveal_reason_required", "revision", b"revision", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__access_expires_at: _TypeAlias = _typing.Literal["access_expires_at"]  # noqa: Y015
+    _WhichOneofArgType__access_expires_at: _TypeAlias = _typing.Literal["_access_expires_at", b"_access_expires_at"]  # noqa: Y015
+    _WhichOneofReturnType__access_grant_id: _TypeAlias = _typing.Literal["access_grant_id"]  # noqa: Y015
+    _WhichOneofArgType__access_grant_id: _TypeAlias = _typing.Literal["_access_grant_id", b"_access_grant_id"]  # noqa: Y015
     _WhichOneofReturnType__archived_at: _TypeAlias = _typing.Literal["archived_at"]  # noqa: Y015
     _WhichOneofArgType__archived_at: _TypeAlias = _typing.Literal["_archived_at", b"_archived_at"]  # noqa: Y015
     _WhichOneofReturnType__company: _TypeAlias = _typing.Literal["company"]  # noqa: Y015
@@ -148,6 +166,10 @@ class Client(_message.Message):
     _WhichOneofArgType__notes: _TypeAlias = _typing.Literal["_notes", b"_notes"]  # noqa: Y015
     _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
     _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__access_expires_at) -> _WhichOneofReturnType__access_expires_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__access_grant_id) -> _WhichOneofReturnType__access_grant_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__archived_at) -> _WhichOneofReturnType__archived_at | None: ...
     @_typing.overload
@@ -175,6 +197,7 @@ class ClientFields(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
+    REVEAL_REASON_REQUIRED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     company: _builtins.str
     email: _builtins.str
@@ -182,6 +205,10 @@ class ClientFields(_message.Message):
     status: Global___ClientStatus.ValueType
     """unspecified on create: active"""
     notes: _builtins.str
+    reveal_reason_required: _builtins.bool
+    """Update only, by an admin (PERMISSION_DENIED otherwise): every reveal of the client's credentials must name a
+    reason (the vault answers FAILED_PRECONDITION with the trailer `precondition-required: true` without one).
+    """
     def __init__(
         self,
         *,
@@ -191,10 +218,11 @@ class ClientFields(_message.Message):
         phone: _builtins.str | None = ...,
         status: Global___ClientStatus.ValueType = ...,
         notes: _builtins.str | None = ...,
+        reveal_reason_required: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "company", b"company", "email", b"email", "notes", b"notes", "phone", b"phone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "_reveal_reason_required", b"_reveal_reason_required", "company", b"company", "email", b"email", "notes", b"notes", "phone", b"phone", "reveal_reason_required", b"reveal_reason_required"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "company", b"company", "email", b"email", "name", b"name", "notes", b"notes", "phone", b"phone", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_company", b"_company", "_email", b"_email", "_notes", b"_notes", "_phone", b"_phone", "_reveal_reason_required", b"_reveal_reason_required", "company", b"company", "email", b"email", "name", b"name", "notes", b"notes", "phone", b"phone", "reveal_reason_required", b"reveal_reason_required", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__company: _TypeAlias = _typing.Literal["company"]  # noqa: Y015
     _WhichOneofArgType__company: _TypeAlias = _typing.Literal["_company", b"_company"]  # noqa: Y015
@@ -204,6 +232,8 @@ class ClientFields(_message.Message):
     _WhichOneofArgType__notes: _TypeAlias = _typing.Literal["_notes", b"_notes"]  # noqa: Y015
     _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
     _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
+    _WhichOneofReturnType__reveal_reason_required: _TypeAlias = _typing.Literal["reveal_reason_required"]  # noqa: Y015
+    _WhichOneofArgType__reveal_reason_required: _TypeAlias = _typing.Literal["_reveal_reason_required", b"_reveal_reason_required"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__company) -> _WhichOneofReturnType__company | None: ...
     @_typing.overload
@@ -212,6 +242,8 @@ class ClientFields(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__notes) -> _WhichOneofReturnType__notes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__phone) -> _WhichOneofReturnType__phone | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reveal_reason_required) -> _WhichOneofReturnType__reveal_reason_required | None: ...
 
 Global___ClientFields: _TypeAlias = ClientFields  # noqa: Y015
 

@@ -256,17 +256,27 @@ class RevealCredentialRequest(_message.Message):
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_REF_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     credential_id: _builtins.str
+    reason: _builtins.str
+    """Why the secret is revealed, and the ticket it is for (each at most 500 / 100 characters, trimmed, no control
+    characters): kept in the reveal's audit event `detail`. A client with reveal_reason_required refuses a reveal
+    without a reason: FAILED_PRECONDITION with the trailer `precondition-required: true` (HTTP 428).
+    """
+    ticket_ref: _builtins.str
     def __init__(
         self,
         *,
         client_id: _builtins.str = ...,
         credential_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "reason", b"reason", "ticket_ref", b"ticket_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -469,19 +479,26 @@ class RevealCredentialVersionRequest(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_REF_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     credential_id: _builtins.str
     version: _builtins.int
+    reason: _builtins.str
+    """As for RevealCredential."""
+    ticket_ref: _builtins.str
     def __init__(
         self,
         *,
         client_id: _builtins.str = ...,
         credential_id: _builtins.str = ...,
         version: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        ticket_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "reason", b"reason", "ticket_ref", b"ticket_ref", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,7 @@
 import asyncio
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +17,7 @@ from sqlalchemy import Row
 from clientvault import fields, idempotency, policy
 from clientvault.context import RequestContext
 from clientvault.db import Database
-from clientvault.errors import Conflict, Invalid, NotFound
+from clientvault.errors import Conflict, Forbidden, Invalid, NotFound
 from clientvault.events import AuditAction
 from clientvault.idempotency import Once, Replay
 from clientvault.ids import new_id
@@ -30,6 +30,10 @@ log = get_logger(__name__)
 ClientStatus = Literal["lead", "active", "inactive", "archived"]
 SETTABLE_STATUSES = ("lead", "active", "inactive")  # "archived" only through archive_client
 WRITABLE = ("name", "company", "email", "phone", "status", "notes")
+# Changed by an update only, by an admin (policy.FIELD_POLICY): every reveal of the client must then name a reason.
+REASON_REQUIRED = "reveal_reason_required"
+# Tells every vault that what a client requires of every reveal changed (its cached answers are dropped at once).
+ClientChanged = Callable[[UUID], Awaitable[None]]
 PHONE = re.compile(fields.PHONE)
 
 
@@ -68,10 +72,14 @@ def scope_of(caller: Caller, scoping: bool) -> Scope:
     return caller.user_id if scoping and not policy.sees_every_client(caller.role) else None
 
 
-def validate(values: dict[str, Any]) -> dict[str, Any]:
+def validate(values: dict[str, Any], writable: Collection[str] = WRITABLE) -> dict[str, Any]:
     """The writable fields given (all on create, the patched ones on update), checked and normalised."""
-    rules.writable_only(values, WRITABLE)
+    rules.writable_only(values, writable)
     checked: dict[str, Any] = {}
+    if REASON_REQUIRED in values:
+        if not isinstance(values[REASON_REQUIRED], bool):
+            raise Invalid(f"{REASON_REQUIRED} must be true or false", REASON_REQUIRED)
+        checked[REASON_REQUIRED] = values[REASON_REQUIRED]
     if "name" in values:
         checked["name"] = rules.text(values["name"], "name", max_length=fields.NAME_MAX, required=True)
     if "company" in values:
@@ -164,11 +172,20 @@ async def get_clients(db: Database, client_ids: list[UUID], scope: Scope = None)
 
 
 async def update_client(
-    db: Database, client_id: UUID, changes: dict[str, Any], if_revision: Collection[int] = (), scope: Scope = None
+    db: Database,
+    caller: Caller,
+    client_id: UUID,
+    changes: dict[str, Any],
+    client_changed: ClientChanged,
+    if_revision: Collection[int] = (),
+    scope: Scope = None,
 ) -> Client:
     """Changes the client; with `if_revision` (If-Match) only while it is at one of those revisions, else
-    PreconditionFailed."""
-    checked = validate(changes)
+    PreconditionFailed. Only an admin changes `reveal_reason_required` (Forbidden otherwise, before anything is
+    read); a change of it is announced (`client_changed`) once committed."""
+    if refused := policy.field_refusal("Clients/UpdateClient", changes, caller.role):
+        raise Forbidden(refused)
+    checked = validate(changes, (*WRITABLE, REASON_REQUIRED))
     async with db.begin() as conn:
         row = await store.get_client(conn, client_id, lock=True, member=scope)
         if row is None:
@@ -176,13 +193,18 @@ async def update_client(
         if row.archived_at is not None:
             raise ClientArchived
         rules.unchanged(row, if_revision, "client")
+        before = row.reveal_reason_required
         if checked:
             row = await store.update_client(
                 conn, client_id, if_revision=if_revision, updated_at=datetime.now(UTC), **checked
             )
             if row is None:
                 raise rules.changed("client")
-    return Client.from_row(row)
+    client = Client.from_row(row)
+    if REASON_REQUIRED in checked and checked[REASON_REQUIRED] != before:
+        log.info("client.reveal_reason_required", client_id=str(client_id), required=client.reveal_reason_required)
+        await client_changed(client_id)
+    return client
 
 
 async def archive_client(db: Database, client_id: UUID) -> None:

@@ -25,8 +25,9 @@ from services.clients.tasks import UserExists
 
 log = get_logger(__name__)
 
-# Tells every verifier that this user's access to this client changed (the vault drops its cached answer).
-AccessChanged = Callable[[UUID, UUID], Awaitable[None]]
+# Tells every verifier that this user's (None: every user's) access to this client changed (the vault drops its
+# cached answer).
+AccessChanged = Callable[[UUID, UUID | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ def client_to_proto(client: Client) -> pb.Client:
         created_at=timestamp(client.created_at),
         updated_at=timestamp(client.updated_at),
         revision=client.revision,
+        reveal_reason_required=client.reveal_reason_required,
     )
     if client.archived_at is not None:
         message.archived_at.CopyFrom(timestamp(client.archived_at))
@@ -225,7 +226,16 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         client_id = parse_id(request.client_id, "client")
         changes = fields_of(request.client, list(request.update_mask.paths))
         if_revision = list(request.if_match_revisions)
-        return client_to_proto(await clients.update_client(self._db, client_id, changes, if_revision, self._scope()))
+        updated = await clients.update_client(
+            self._db,
+            rpc.current_caller(),
+            client_id,
+            changes,
+            lambda changed: self._changes.access_changed(changed, None),
+            if_revision,
+            self._scope(),
+        )
+        return client_to_proto(updated)
 
     async def ArchiveClient(self, request: pb.ArchiveClientRequest, context: Any) -> pb.ArchiveClientResponse:
         await clients.archive_client(self._db, parse_id(request.client_id, "client"))

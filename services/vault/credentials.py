@@ -8,6 +8,7 @@ outbox relay (clientvault/outbox.py) publishes the events afterwards.
 """
 
 import asyncio
+import unicodedata
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,15 +19,24 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault import idempotency, metrics, outbox, tracing
+from clientvault import fields, idempotency, metrics, outbox, tracing
 from clientvault.context import Caller, RequestContext
 from clientvault.db import Database
-from clientvault.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed, Unavailable
+from clientvault.errors import (
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    Unavailable,
+)
 from clientvault.events import AuditAction, detail_text
 from clientvault.idempotency import Once, Replay
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
 from services.vault import exporting, importing, store, totp
+from services.vault.access import Access, RequireAccess, everyone
 from services.vault.crypto import DataKeys, Undecryptable, open_sealed, seal
 from services.vault.keys import Wrapped, zero
 from services.vault.limits import RevealLimiter
@@ -58,12 +68,8 @@ class ClientState(Enum):
 
 
 ClientLookup = Callable[[UUID], Awaitable[ClientState]]
-# Raises NotFound unless the caller may see the client (per-client access: services/vault/access.py).
-RequireAccess = Callable[[Caller, UUID], Awaitable[None]]
-
-
-async def _everyone(caller: Caller, client_id: UUID) -> None:
-    """No per-client access: everyone sees every client."""
+NEEDS_REASON = "this client requires a reason for every reveal: give one (reason)"
+NOT_A_MEMBER = "not a member of the client (or no such client)"  # a scoped reveal's refusal, in its reveal_denied event
 
 
 # The client's state and name, from the clients service (the vault owns neither).
@@ -108,6 +114,38 @@ class Revealed:
     url: str | None
     secret: str = field(repr=False)
     notes: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a secret is revealed and the ticket it is for, as the caller gave them (checked by `reason_of`)."""
+
+    reason: str | None = None
+    ticket_ref: str | None = None
+
+
+NO_REASON = Reason()
+
+
+def _said(name: str, value: str, high: int) -> str | None:
+    """A caller's short text for the audit trail: trimmed, bounded, one line of printable characters; blank: none."""
+    value = value.strip()
+    if len(value) > high:
+        raise Invalid(f"{name} must be at most {high} characters", name)
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise Invalid(f"{name} must not contain control characters", name)
+    return value or None
+
+
+def reason_of(reason: str, ticket_ref: str) -> Reason:
+    return Reason(_said("reason", reason, fields.REASON_MAX), _said("ticket_ref", ticket_ref, fields.TICKET_REF_MAX))
+
+
+def _reveal_detail(version: int | None, why: Reason, access: Access) -> str:
+    """A reveal's event detail: the version revealed, the reason, ticket and grant, each only when there is one
+    (a plain reveal's detail stays empty, and its event is encoded as it always was)."""
+    facts = {"version": version, "reason": why.reason, "ticketRef": why.ticket_ref, "grantId": access.grant_id}
+    return detail_text({name: value for name, value in facts.items() if value is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +260,7 @@ class Credentials:
         limiter: RevealLimiter,
         *,
         versions_kept: int = 10,
-        require_access: RequireAccess = _everyone,
+        require_access: RequireAccess = everyone,
     ) -> None:
         self._db = db
         self._require_access = require_access
@@ -606,12 +644,29 @@ class Credentials:
         return totp.code_now(seed)
 
     async def reveal_credential(
-        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, version: int | None = None
+        self,
+        caller: Caller,
+        meta: RequestContext,
+        client_id: UUID,
+        credential_id: UUID,
+        version: int | None = None,
+        why: Reason = NO_REASON,
     ) -> Revealed:
         """The current secret, or with `version` that old version of it (audited as `credential_version_reveal`,
-        the version named in the event's detail: {"version":3}). Both count against the reveal limits. A client the
-        caller may not see (per-client access) is not found, before anything is counted or written."""
-        await self._require_access(caller, client_id)
+        the version named in the event's detail: {"version":3}). Both count against the reveal limits. The reason,
+        ticket and grant (`why`, and the access it came through) go into the event's detail too.
+
+        A client the caller may not see (per-client access) is not found, before anything is counted: its refusal
+        is recorded (`reveal_denied`, as a role's is). A client that requires a reason refuses a reveal without one
+        (PreconditionRequired), before anything is counted or written: nothing was attempted yet, the caller is
+        asked to say why and retry (docs/access.md)."""
+        try:
+            access = await self._require_access(caller, client_id, reveal=True)
+        except NotFound:
+            await self.record_denied(caller, meta, client_id, credential_id, NOT_A_MEMBER)
+            raise
+        if access.reveal_reason_required and why.reason is None:
+            raise PreconditionRequired(NEEDS_REASON)
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL
@@ -627,7 +682,7 @@ class Credentials:
                 limit_maxes=counting.maxes,
                 window_start=counting.window_start,
                 version=version,
-                detail=detail_text(None if version is None else {"version": version}),
+                detail=_reveal_detail(version, why, access),
                 throttled_action=AuditAction.REVEAL_THROTTLED,
                 **event,
             )

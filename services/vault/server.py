@@ -24,7 +24,7 @@ from clientvault.settings import VaultSettings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2, clients_pb2_grpc, vault_pb2_grpc
 from clientvault.v1 import vault_pb2 as pb
 from services.vault import exposure, generator, store
-from services.vault.access import ClientAccess
+from services.vault.access import Access, ClientAccess
 from services.vault.backlog import Backlog
 from services.vault.credentials import (
     FIELDS,
@@ -35,6 +35,7 @@ from services.vault.credentials import (
     Credentials,
     Revealed,
     Version,
+    reason_of,
 )
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
@@ -109,17 +110,35 @@ class ClientsDirectory:
 
     async def describe(self, client_id: UUID) -> tuple[ClientState, str]:
         """The client's state and name, asked as the caller of the RPC being served."""
+        client = await self._get(client_id)
+        if client is None:
+            return ClientState.UNKNOWN, ""
+        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE, client.name
+
+    async def see(self, client_id: UUID) -> Access | None:
+        """What the client requires of a reveal and the grant the caller sees it through (services/vault/access.py),
+        asked as the caller of the RPC being served; None when it is not found for them."""
+        client = await self._get(client_id)
+        if client is None:
+            return None
+        return Access(
+            reveal_reason_required=client.reveal_reason_required,
+            grant_id=canonical_id(client.access_grant_id) if client.HasField("access_grant_id") else None,
+            expires_at=from_timestamp(client.access_expires_at) if client.HasField("access_expires_at") else None,
+        )
+
+    async def _get(self, client_id: UUID) -> clients_pb2.Client | None:
         try:
-            client = await self._stub.GetClient(
+            client: clients_pb2.Client = await self._stub.GetClient(
                 clients_pb2.GetClientRequest(client_id=str(client_id)),
                 metadata=rpc.onward_metadata(),
                 timeout=rpc.onward_timeout(self._timeout_s),
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return ClientState.UNKNOWN, ""
+                return None
             raise Unavailable("the clients service is unavailable") from None
-        return ClientState.ARCHIVED if client.HasField("archived_at") else ClientState.ACTIVE, client.name
+        return client
 
 
 class RotationTaskSink:
@@ -284,7 +303,11 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         client_id = parse_id(request.client_id, "client")
         credential_id = parse_id(request.credential_id, "credential")
         found = await self._credentials.reveal_credential(
-            rpc.current_caller(), rpc.current_request(), client_id, credential_id
+            rpc.current_caller(),
+            rpc.current_request(),
+            client_id,
+            credential_id,
+            why=reason_of(request.reason, request.ticket_ref),
         )
         return revealed_to_proto(found)
 
@@ -364,7 +387,12 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         client_id = parse_id(request.client_id, "client")
         credential_id = parse_id(request.credential_id, "credential")
         found = await self._credentials.reveal_credential(
-            rpc.current_caller(), rpc.current_request(), client_id, credential_id, request.version
+            rpc.current_caller(),
+            rpc.current_request(),
+            client_id,
+            credential_id,
+            request.version,
+            reason_of(request.reason, request.ticket_ref),
         )
         return revealed_to_proto(found)
 
@@ -497,9 +525,7 @@ async def main(settings: VaultSettings) -> None:
         service.on_close(keys.clear)
         limiter = RevealLimiter(service.db, settings)
         directory = ClientsDirectory(clients_pb2_grpc.ClientsStub(service.channel("clients")), settings.rpc_timeout_s)
-        access = ClientAccess(
-            directory.lookup, scoping=settings.client_scoping, ttl_s=settings.client_access_cache_ttl_s
-        )
+        access = ClientAccess(directory.see, scoping=settings.client_scoping, ttl_s=settings.client_access_cache_ttl_s)
         service.deny_list().on_access(access.changed)
         credentials = Credentials(
             service.db,

@@ -178,7 +178,7 @@ async def auth(database_url: str, tokens: Tokens) -> AsyncIterator[Service]:
         await revoker.close()
 
 
-async def unannounced(client_id: UUID, user_id: UUID) -> None:
+async def unannounced(client_id: UUID, user_id: UUID | None) -> None:
     """Where a clients service here announces access changes: nowhere (no NATS in this tier)."""
 
 

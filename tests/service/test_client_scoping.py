@@ -78,7 +78,7 @@ async def scoped(database_url: str, tokens: Tokens) -> AsyncIterator[Scoped]:
             denylist = DenyList()
             async with rpc.channel(clients.address) as to_clients:
                 directory = ClientsDirectory(clients_pb2_grpc.ClientsStub(to_clients), 5)
-                access = ClientAccess(directory.lookup, scoping=True, ttl_s=3600)  # only a change drops an answer
+                access = ClientAccess(directory.see, scoping=True, ttl_s=3600)  # only a change drops an answer
                 denylist.on_access(access.changed)
 
                 def vault_build(db: Database) -> Register:
