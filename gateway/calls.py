@@ -189,7 +189,7 @@ def requires(operation: str) -> Any:
     return Depends(check)
 
 
-def operation_id(name: str) -> str:
+def default_operation_id(name: str) -> str:
     """'Vault/RevealCredential' -> 'revealCredential': short, and stable while the RPC keeps its name."""
     rpc = name.partition("/")[2]
     return PUBLIC_NAMES.get(name, rpc[:1].lower() + rpc[1:])
@@ -201,6 +201,7 @@ def operation(
     name: str,
     *,
     errors: Iterable[int] = (),
+    operation_id: str | None = None,
     **options: Any,
 ) -> Callable[[Endpoint], Endpoint]:
     """Declares `route(path)` (e.g. `router.post, ""`) as the operation `name` of the policy table: its
@@ -208,13 +209,17 @@ def operation(
     OpenAPI document gets the docstring's first line as the summary, the roles and the rest of it as the
     description, the errors the policy implies (401 without a token, 403 for a role it leaves out or a token
     that may only change its temporary password) besides
-    `errors`, `security: []` when public, and the operationId."""
+    `errors`, `security: []` when public, and the operationId (`operation_id` names a second route of the same
+    operation, e.g. the POST reveal that carries a reason)."""
     check = requires(name)
     rule = policy.POLICY[name]
     # Any token may be refused with 403: a role the rule leaves out, or a temporary password's (policy.refusal).
     implied = () if rule == policy.PUBLIC else (401, 403)
     roles = "Public." if rule == policy.PUBLIC else "Roles: " + ", ".join(sorted(rule)) + "."
-    declared: dict[str, Any] = {"operation_id": operation_id(name), "responses": documented(*errors, *implied)}
+    declared: dict[str, Any] = {
+        "operation_id": operation_id or default_operation_id(name),
+        "responses": documented(*errors, *implied),
+    }
     if rule == policy.PUBLIC:
         declared["openapi_extra"] = {"security": []}
 

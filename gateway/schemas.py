@@ -196,6 +196,9 @@ class ClientPatch(WireModel):
     phone: str | None = Field(None, max_length=fields.PHONE_MAX, json_schema_extra=PHONE)
     status: SettableClientStatus | NotNull = None
     notes: str | None = Field(None, max_length=fields.NOTES_MAX, json_schema_extra=STORED)
+    reveal_reason_required: bool | NotNull = Field(
+        None, description="Admin only (403 otherwise): every reveal of the client's credentials must name a reason."
+    )
 
 
 class ClientOut(WireModel):
@@ -210,6 +213,9 @@ class ClientOut(WireModel):
     created_at: DateTime
     updated_at: DateTime
     archived_at: DateTime | None
+    reveal_reason_required: bool = Field(
+        False, description="Every reveal of the client's credentials must name a reason (428 without one)."
+    )
 
     @classmethod
     def from_proto(cls, client: clients_pb2.Client) -> "ClientOut":
@@ -225,6 +231,7 @@ class ClientOut(WireModel):
             created_at=from_timestamp(client.created_at),
             updated_at=from_timestamp(client.updated_at),
             archived_at=from_timestamp(client.archived_at) if client.HasField("archived_at") else None,
+            reveal_reason_required=client.reveal_reason_required,
         )
 
 
@@ -444,6 +451,30 @@ class VersionOut(WireModel):
             created_at=from_timestamp(version.created_at),
             created_by_user_id=version.created_by_user_id,
         )
+
+
+# What a caller says about a reveal, for the audit trail: one line (the vault refuses control characters, naming the
+# field), trimmed by the vault; blank is none.
+ONE_LINE: dict[str, Any] = {"pattern": fields.NO_CONTROL}
+
+
+class RevealIn(WireModel):
+    """Why a secret is revealed, kept in the reveal's audit entry (`detail`: `reason`, `ticketRef`)."""
+
+    reason: Annotated[
+        str | None,
+        Field(
+            max_length=fields.REASON_MAX,
+            json_schema_extra=ONE_LINE,
+            description="Why the secret is revealed. Required (non-blank) for a client with revealReasonRequired.",
+        ),
+        AfterValidator(_storable),
+    ] = None
+    ticket_ref: Annotated[
+        str | None,
+        Field(max_length=fields.TICKET_REF_MAX, json_schema_extra=ONE_LINE, description="The ticket it is for."),
+        AfterValidator(_storable),
+    ] = None
 
 
 class RevealedOut(WireModel):

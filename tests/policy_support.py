@@ -51,6 +51,8 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}/members"): ("Clients/ListMembers", ANYONE),
     ("PUT", "/clients/{clientId}/members/{userId}"): ("Clients/PutMember", ADMIN),
     ("DELETE", "/clients/{clientId}/members/{userId}"): ("Clients/RemoveMember", ADMIN),
+    # Reveal reasons (issue 16 item 4): the reveal with a body {reason, ticketRef}, the same operation as the GET.
+    ("POST", "/clients/{clientId}/credentials/{credentialId}/reveal"): ("Vault/RevealCredential", STAFF),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
     # Staff identity (issue 15): the caller's own account, and every account for admins.
     ("POST", "/auth/mfa"): ("Auth/CompleteMfa", PUBLIC),

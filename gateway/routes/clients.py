@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from clientvault import fields
+from clientvault import fields, policy
+from clientvault.errors import Forbidden
 from clientvault.v1 import clients_pb2 as pb
 from clientvault.v1 import vault_pb2
 from gateway.calls import Call, operation
@@ -83,8 +84,12 @@ async def update_client(
     """Change some fields of a client.
 
     An archived client cannot change (409). With `If-Match`, only if the client still has that ETag (412
-    otherwise, and nothing changes); the answer carries the new ETag."""
+    otherwise, and nothing changes); the answer carries the new ETag. Only an admin changes
+    `revealReasonRequired` (403 otherwise, and nothing changes)."""
     client, sent = to_fields(body, pb.ClientFields())
+    assert call.caller is not None  # not a public operation
+    if refused := policy.field_refusal("Clients/UpdateClient", sent, call.caller.role):
+        raise Forbidden(refused)  # the clients service refuses it too (a direct call)
     request = pb.UpdateClientRequest(
         client_id=client_id,
         client=client,

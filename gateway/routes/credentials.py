@@ -21,6 +21,7 @@ from gateway.schemas import (
     ImportFormat,
     ImportOut,
     RevealedOut,
+    RevealIn,
     TotpOut,
     VersionNumber,
     VersionOut,
@@ -88,16 +89,43 @@ async def create_credential(
     return CreatedOut(id=reply.id)
 
 
-@operation(router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 410, 429))
+@operation(
+    router.get, "/{credentialId}", "Vault/RevealCredential", response_model=RevealedOut, errors=(404, 410, 428, 429)
+)
 async def reveal_credential(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
     """Reveal a credential's secret.
 
     Audited (`credential_reveal`); answered only once the audit event is committed. Sets `lastAccessedAt`.
-    `Cache-Control: no-store`. Limited per user and per client IP (429 with `Retry-After`)."""
+    `Cache-Control: no-store`. Limited per user and per client IP (429 with `Retry-After`). A client with
+    `revealReasonRequired` answers 428: reveal with `POST .../credentials/{credentialId}/reveal` and a reason."""
     found = await call.vault.RevealCredential(
         pb.RevealCredentialRequest(client_id=client_id, credential_id=credential_id)
     )
     return revealed(found)
+
+
+@operation(
+    router.post,
+    "/{credentialId}/reveal",
+    "Vault/RevealCredential",
+    operation_id="revealCredentialWithReason",
+    response_model=RevealedOut,
+    errors=(404, 410, 422, 428, 429),
+)
+async def reveal_credential_with_reason(
+    client_id: ClientId, credential_id: CredentialId, call: Call, body: RevealIn | None = None
+) -> JSONResponse:
+    """Reveal a credential's secret, saying why.
+
+    As `GET .../credentials/{credentialId}` (the same audit event, limits and `Cache-Control: no-store`), with an
+    optional body `{reason, ticketRef}` kept in the audit entry's `detail` (`/audit-logs`). A client with
+    `revealReasonRequired` answers 428 unless `reason` is given (not blank). 422 for a reason over 500 characters,
+    a ticketRef over 100, or either with control characters."""
+    why = body or RevealIn()
+    request = pb.RevealCredentialRequest(
+        client_id=client_id, credential_id=credential_id, reason=why.reason or "", ticket_ref=why.ticket_ref or ""
+    )
+    return revealed(await call.vault.RevealCredential(request))
 
 
 def revealed(found: pb.RevealedCredential) -> JSONResponse:
@@ -196,16 +224,24 @@ async def list_credential_versions(client_id: ClientId, credential_id: Credentia
     "/{credentialId}/versions/{version}/reveal",
     "Vault/RevealCredentialVersion",
     response_model=RevealedOut,
-    errors=(404, 410, 422, 429),
+    errors=(404, 410, 422, 428, 429),
 )
 async def reveal_credential_version(
-    client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call
+    client_id: ClientId, credential_id: CredentialId, version: VersionNumber, call: Call, body: RevealIn | None = None
 ) -> JSONResponse:
     """Reveal an old version of a credential's secret.
 
-    Audited (`credential_version_reveal`; the entry's `detail` names the version, e.g. `{"version": 3}`).
-    `Cache-Control: no-store`. Counts against the reveal limits (429 with `Retry-After`)."""
-    request = pb.RevealCredentialVersionRequest(client_id=client_id, credential_id=credential_id, version=version)
+    Audited (`credential_version_reveal`; the entry's `detail` names the version, e.g. `{"version": 3}`, and the
+    optional body's `reason` and `ticketRef`). `Cache-Control: no-store`. Counts against the reveal limits (429 with
+    `Retry-After`). A client with `revealReasonRequired` answers 428 unless `reason` is given."""
+    why = body or RevealIn()
+    request = pb.RevealCredentialVersionRequest(
+        client_id=client_id,
+        credential_id=credential_id,
+        version=version,
+        reason=why.reason or "",
+        ticket_ref=why.ticket_ref or "",
+    )
     return revealed(await call.vault.RevealCredentialVersion(request))
 
 

@@ -155,10 +155,19 @@ def test_no_enum_is_written_inline() -> None:
     ]
 
 
+# A second route of an operation, with an operationId of its own.
+SECOND_ROUTES = {("POST", "/clients/{clientId}/credentials/{credentialId}/reveal"): "revealCredentialWithReason"}
+
+
 def test_operation_ids_are_short_stable_and_unique() -> None:
-    found = {CATALOGUE[key][0]: op["operationId"] for key, op in OPERATIONS.items() if key in CATALOGUE}
+    found = {
+        CATALOGUE[key][0]: op["operationId"]
+        for key, op in OPERATIONS.items()
+        if key in CATALOGUE and key not in SECOND_ROUTES
+    }
 
     assert found == OPERATION_IDS
+    assert {key: OPERATIONS[key]["operationId"] for key in SECOND_ROUTES} == SECOND_ROUTES
     assert len({op["operationId"] for op in OPERATIONS.values()}) == len(OPERATIONS)
 
 
@@ -257,3 +266,26 @@ def test_the_generator_is_documented_no_store() -> None:
     assert "no-store" in op["description"]
     assert op["responses"]["200"]["headers"]["Cache-Control"]["schema"] == {"type": "string", "const": "no-store"}
     assert "422" in op["responses"]
+
+
+def test_the_reveal_with_a_reason_is_typed_and_428_is_documented() -> None:
+    post = OPERATIONS[("POST", "/clients/{clientId}/credentials/{credentialId}/reveal")]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    reveal_in = SCHEMAS["RevealIn"]["properties"]
+
+    assert body["anyOf"][0] == {"$ref": "#/components/schemas/RevealIn"}
+    assert post["requestBody"].get("required", False) is False  # the body is optional
+    assert reveal_in["reason"]["anyOf"][0]["maxLength"] == 500
+    assert reveal_in["ticketRef"]["anyOf"][0]["maxLength"] == 100
+    assert post["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RevealedOut"
+    }
+    for key in [
+        ("GET", "/clients/{clientId}/credentials/{credentialId}"),
+        ("POST", "/clients/{clientId}/credentials/{credentialId}/reveal"),
+        ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/reveal"),
+    ]:
+        assert "428" in OPERATIONS[key]["responses"], key
+    assert SCHEMAS["ClientOut"]["properties"]["revealReasonRequired"]["type"] == "boolean"
+    assert "revealReasonRequired" in SCHEMAS["ClientOut"]["required"]
+    assert SCHEMAS["ClientPatch"]["properties"]["revealReasonRequired"]["type"] == "boolean"
