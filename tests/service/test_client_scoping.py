@@ -294,3 +294,125 @@ async def test_the_rotation_tasks_identity_files_a_task_in_a_client_it_is_no_mem
         await code_of(c.ListClients(pb.ListClientsRequest(), metadata=as_identity)),
     ]
     assert codes == [grpc.StatusCode.PERMISSION_DENIED] * len(codes)
+
+
+# --- reveal reasons (issue 16 item 4) and a non-member's refused reveal -------------------------------------
+
+
+async def require_reasons(scoped: Scoped, client_id: str) -> pb.Client:
+    """Sets the client's reveal_reason_required as an admin does, announced as the clients service does."""
+    request = pb.UpdateClientRequest(
+        client_id=client_id,
+        client=pb.ClientFields(reveal_reason_required=True),
+        update_mask=FieldMask(paths=["reveal_reason_required"]),
+    )
+    updated = await scoped.clients.stub.UpdateClient(request, metadata=scoped.clients.tokens.metadata("admin"))
+    scoped.denylist.apply(f"access.{client_id}", json.dumps({"at": time.time()}).encode())
+    return updated
+
+
+async def test_a_reason_required_client_refuses_a_direct_grpc_reveal_without_a_reason(scoped: Scoped) -> None:
+    client, credential_id = await acme(scoped)
+    admin = scoped.clients.tokens.metadata("admin")
+    plain = vault_pb2.RevealCredentialRequest(client_id=client.id, credential_id=credential_id)
+    before = await scoped.vault.stub.RevealCredential(plain, metadata=admin)  # kept: no reason required
+    updated = await require_reasons(scoped, client.id)
+
+    refusals = []
+    for request in (plain, vault_pb2.RevealCredentialRequest(client_id=client.id, credential_id=credential_id,
+                                                             reason="   ", ticket_ref="INC-1")):  # fmt: skip
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await scoped.vault.stub.RevealCredential(request, metadata=admin)
+        refusals.append(refused.value)
+    said = vault_pb2.RevealCredentialRequest(
+        client_id=client.id, credential_id=credential_id, reason="  Router down at the client  ", ticket_ref="INC-7"
+    )
+    revealed = await scoped.vault.stub.RevealCredential(said, metadata=admin)
+
+    assert (before.secret, updated.reveal_reason_required, updated.revision) == ("hunter2-router", True, 2)
+    for refusal in refusals:
+        assert refusal.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert ("precondition-required", "true") in list(refusal.trailing_metadata() or ())
+        assert "reason" in (refusal.details() or "")
+        assert "hunter" not in (refusal.details() or "")
+    assert revealed.secret == "hunter2-router"
+    events = await scoped.vault.sql(
+        "SELECT action, detail FROM vault.outbox WHERE client_id = %s AND credential_id IS NOT NULL "
+        "ORDER BY occurred_at",
+        UUID(client.id),
+    )
+    # the refused reveals wrote nothing; the plain reveal's detail stays empty (encoded as before), the reason is kept
+    assert [(action, json.loads(detail) if detail else None) for action, detail in events] == [
+        ("credential_create", None),
+        ("credential_reveal", None),
+        ("credential_reveal", {"reason": "Router down at the client", "ticketRef": "INC-7"}),
+    ]
+
+
+async def test_a_reason_or_ticket_that_cannot_go_into_the_audit_trail_is_refused_naming_it(scoped: Scoped) -> None:
+    client, credential_id = await acme(scoped)
+    admin = scoped.clients.tokens.metadata("admin")
+
+    fields = []
+    for reason, ticket in (("x" * 501, ""), ("ok", "T" * 101), ("line\nbreak", ""), ("ok", "INC\t1")):
+        request = vault_pb2.RevealCredentialRequest(
+            client_id=client.id, credential_id=credential_id, reason=reason, ticket_ref=ticket
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await scoped.vault.stub.RevealCredential(request, metadata=admin)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        fields.append(dict(refused.value.trailing_metadata() or ())["invalid-field"])
+
+    assert fields == ["reason", "ticket_ref", "reason", "ticket_ref"]
+
+
+async def test_only_an_admin_sets_reveal_reason_required_even_by_direct_grpc(scoped: Scoped) -> None:
+    manager = scoped.clients.tokens.user("manager")
+    as_manager = scoped.clients.tokens.metadata(manager)
+    own = await scoped.clients.stub.CreateClient(
+        pb.CreateClientRequest(client=pb.ClientFields(name=f"Own {uuid.uuid4()}")), metadata=as_manager
+    )  # the manager is its member: only the field is refused
+    request = pb.UpdateClientRequest(
+        client_id=own.id,
+        client=pb.ClientFields(reveal_reason_required=True, notes="and a note"),
+        update_mask=FieldMask(paths=["notes", "reveal_reason_required"]),
+    )
+
+    refused = await code_of(scoped.clients.stub.UpdateClient(request, metadata=as_manager))
+    create = await code_of(
+        scoped.clients.stub.CreateClient(
+            pb.CreateClientRequest(client=pb.ClientFields(name="Strict", reveal_reason_required=True)),
+            metadata=scoped.clients.tokens.metadata("admin"),
+        )
+    )
+    after = await scoped.clients.stub.GetClient(pb.GetClientRequest(client_id=own.id), metadata=as_manager)
+
+    assert refused is grpc.StatusCode.PERMISSION_DENIED
+    assert create is grpc.StatusCode.INVALID_ARGUMENT  # set on an update only
+    assert (after.reveal_reason_required, after.notes, after.revision) == (False, "", 1)
+
+
+async def test_a_non_members_refused_reveal_is_recorded_and_answered_as_an_unknown_client(scoped: Scoped) -> None:
+    client, credential_id = await acme(scoped)
+    outsider = scoped.clients.tokens.user("manager")
+    as_outsider = scoped.clients.tokens.metadata(outsider)
+
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await scoped.vault.stub.RevealCredential(
+            vault_pb2.RevealCredentialRequest(client_id=client.id, credential_id=credential_id), metadata=as_outsider
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await scoped.vault.stub.RevealCredential(
+            vault_pb2.RevealCredentialRequest(client_id=str(uuid.uuid4()), credential_id=credential_id),
+            metadata=as_outsider,
+        )
+
+    assert (hidden.value.code(), hidden.value.details()) == (unknown.value.code(), unknown.value.details())
+    assert hidden.value.code() is grpc.StatusCode.NOT_FOUND
+    denied = await scoped.vault.sql(
+        "SELECT user_id, credential_id, detail FROM vault.outbox WHERE client_id = %s AND action = 'reveal_denied'",
+        UUID(client.id),
+    )
+    assert [(user, str(credential), json.loads(detail)) for user, credential, detail in denied] == [
+        (outsider.id, credential_id, {"reason": "not a member of the client (or no such client)"})
+    ]
