@@ -218,6 +218,28 @@ async def test_member_changes_and_unarchive_are_signed_entries_of_the_audit_chai
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+async def test_a_non_members_refused_reveal_is_in_the_audit_log_and_answers_as_an_unknown_client(
+    scoped: Api,
+) -> None:
+    admin, outsider = await scoped.session("admin"), await scoped.session("manager")
+    ids = await a_client_with_everything(scoped, admin)
+
+    hidden = await scoped.raw.get(f"/clients/{ids['client']}/credentials/{ids['credential']}", headers=outsider.headers)
+    said = await scoped.raw.post(
+        f"/clients/{ids['client']}/credentials/{ids['credential']}/reveal",
+        headers=outsider.headers,
+        json={"reason": "just looking"},
+    )
+    unknown = await scoped.raw.get(f"/clients/{uuid.uuid4()}/credentials/{ids['credential']}", headers=outsider.headers)
+    page = await wait_for_entries(scoped, admin, 2, clientId=ids["client"], action="reveal_denied")
+
+    assert hidden.status_code == said.status_code == unknown.status_code == 404
+    assert hidden.json() == said.json() == unknown.json() == {**NOT_FOUND, "detail": "client not found"}
+    assert [(e["userId"], e["credentialId"], e["detail"]) for e in page["items"]] == [
+        (await me(scoped, outsider), ids["credential"], {"reason": "not a member of the client (or no such client)"})
+    ] * 2
+
+
 # --- the shared system: scoping off -------------------------------------------------------------------------
 
 
@@ -283,3 +305,120 @@ async def test_contact_emails_on_internal_and_reserved_domains_are_kept(
 
     assert created.status_code == 201, created.text
     assert (created.json()["email"], patched.json()["email"]) == (email, email)
+
+
+# --- reveal reasons (issue 16 item 4), on the shared system ---------------------------------------------------
+
+NEEDS_REASON = {
+    "type": "about:blank",
+    "title": "Precondition Required",
+    "status": 428,
+    "detail": "this client requires a reason for every reveal: give one (reason)",
+}
+
+
+async def test_a_reason_required_client_reveals_only_with_a_reason_and_the_audit_log_keeps_it(
+    api: Api, system: System, sessions: dict[str, Session]
+) -> None:
+    admin, manager = sessions["admin"], sessions["manager"]
+    client = await new_client(api, admin)
+    credential_id = await create(api, admin, client["id"], label="Firewall", secret="old-firewall")
+    changed = await api.raw.patch(
+        f"/clients/{client['id']}/credentials/{credential_id}", headers=admin.headers, json={"secret": "new-firewall"}
+    )
+    assert changed.status_code == 200, changed.text
+    credential = f"/clients/{client['id']}/credentials/{credential_id}"
+    before = await api.raw.get(credential, headers=manager.headers)
+    tag = (await api.raw.get(f"/clients/{client['id']}", headers=admin.headers)).headers["etag"]
+
+    by_manager = await api.raw.patch(
+        f"/clients/{client['id']}", headers=manager.headers, json={"revealReasonRequired": True}
+    )
+    stale = await api.raw.patch(
+        f"/clients/{client['id']}", headers={**admin.headers, "If-Match": '"999"'}, json={"revealReasonRequired": True}
+    )
+    by_admin = await api.raw.patch(
+        f"/clients/{client['id']}", headers={**admin.headers, "If-Match": tag}, json={"revealReasonRequired": True}
+    )
+    refused = [
+        await api.raw.get(credential, headers=manager.headers),
+        await api.raw.post(f"{credential}/reveal", headers=manager.headers),
+        await api.raw.post(f"{credential}/reveal", headers=manager.headers, json={"reason": "  ", "ticketRef": "T-1"}),
+        await api.raw.post(f"{credential}/versions/1/reveal", headers=manager.headers),
+    ]
+    revealed = await api.raw.post(
+        f"{credential}/reveal", headers=manager.headers, json={"reason": "Renewing the VPN", "ticketRef": "INC-42"}
+    )
+    old = await api.raw.post(
+        f"{credential}/versions/1/reveal", headers=manager.headers, json={"reason": "Comparing with the backup"}
+    )
+    page = await wait_for_entries(api, admin, 5, clientId=client["id"], credentialId=credential_id)
+    reveals = sorted(
+        (e for e in page["items"] if e["action"] != "credential_create" and e["action"] != "credential_update"),
+        key=lambda e: e["occurredAt"],
+    )
+    verified = system.cli("audit", "verify")
+
+    assert (before.status_code, before.json()["secret"]) == (200, "new-firewall")
+    assert (by_manager.status_code, by_manager.headers["content-type"]) == (403, PROBLEM)
+    assert stale.status_code == 412
+    assert by_admin.status_code == 200, by_admin.text
+    assert by_admin.json()["revealReasonRequired"] is True
+    assert by_admin.headers["etag"] != tag
+    for answer in refused:
+        assert (answer.status_code, answer.headers["content-type"], answer.json()) == (428, PROBLEM, NEEDS_REASON)
+    assert (revealed.status_code, revealed.json()["secret"]) == (200, "new-firewall")
+    assert revealed.headers["cache-control"] == "no-store"
+    assert (old.status_code, old.json()["secret"]) == (200, "old-firewall")
+    assert [(e["action"], e.get("detail")) for e in reveals] == [
+        ("credential_reveal", None),
+        ("credential_reveal", {"reason": "Renewing the VPN", "ticketRef": "INC-42"}),
+        ("credential_version_reveal", {"version": 1, "reason": "Comparing with the backup"}),
+    ]
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_a_reveal_with_a_reason_answers_as_the_get_reveal_and_clients_show_the_setting(
+    api: Api, sessions: dict[str, Session]
+) -> None:
+    admin = sessions["admin"]
+    client = await new_client(api, admin)
+    credential_id = await create(api, admin, client["id"], label="NAS", secret="nas-secret")
+    credential = f"/clients/{client['id']}/credentials/{credential_id}"
+
+    got = await api.raw.get(credential, headers=admin.headers)
+    posted = await api.raw.post(f"{credential}/reveal", headers=admin.headers)
+    with_reason = await api.raw.post(f"{credential}/reveal", headers=admin.headers, json={"reason": "Audit"})
+    listed = (await api.raw.get("/clients", params={"q": client["name"]}, headers=admin.headers)).json()
+
+    assert got.json() == posted.json() == with_reason.json()
+    assert got.headers["cache-control"] == posted.headers["cache-control"] == "no-store"
+    assert client["revealReasonRequired"] is False
+    assert [c["revealReasonRequired"] for c in listed["items"]] == [False]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": "x" * 501}, "reason"),
+        ({"ticketRef": "T" * 101}, "ticketRef"),
+        ({"reason": "first line\nsecond line"}, "reason"),
+        ({"reason": "ok", "ticketRef": "INC\u0007"}, "ticketRef"),
+        ({"reason": "ok", "why": "extra"}, "why"),
+        ({"reason": 42}, "reason"),
+    ],
+)
+async def test_a_reason_that_cannot_be_kept_is_422_naming_the_field(
+    api: Api, sessions: dict[str, Session], body: dict[str, Any], field: str
+) -> None:
+    admin = sessions["admin"]
+    client = await new_client(api, admin)
+    credential_id = await create(api, admin, client["id"], label="Switch", secret="switch-secret")
+
+    r = await api.raw.post(
+        f"/clients/{client['id']}/credentials/{credential_id}/reveal", headers=admin.headers, json=body
+    )
+
+    assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM)
+    assert [e["field"] for e in r.json()["errors"]] == [field]
+    assert "switch-secret" not in r.text

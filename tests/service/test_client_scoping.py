@@ -306,7 +306,9 @@ async def require_reasons(scoped: Scoped, client_id: str) -> pb.Client:
         client=pb.ClientFields(reveal_reason_required=True),
         update_mask=FieldMask(paths=["reveal_reason_required"]),
     )
-    updated = await scoped.clients.stub.UpdateClient(request, metadata=scoped.clients.tokens.metadata("admin"))
+    updated: pb.Client = await scoped.clients.stub.UpdateClient(
+        request, metadata=scoped.clients.tokens.metadata("admin")
+    )
     scoped.denylist.apply(f"access.{client_id}", json.dumps({"at": time.time()}).encode())
     return updated
 
