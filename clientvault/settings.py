@@ -240,8 +240,9 @@ class VaultSettings(Producer, RotationIdentity):
     # The public keys the vault trusts for the events it acts on ("producer:base64,…", as the audit service's):
     # auth's, for a user disabled (services/vault/leavers.py). Without auth's key no rotation task is made.
     event_public_keys: CommaSeparated = []
-    # With client scoping on: how long the vault keeps a user's access to a client as the clients service answered
-    # it (membership changes drop it at once, through the revocation bucket); 0: ask on every call.
+    # How long the vault keeps what the clients service answered about a client (with scoping on, a user's access to
+    # it, never past a grant's end; for a reveal, whether it requires a reason). Changes drop it at once, through the
+    # revocation bucket; 0: ask on every call.
     client_access_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
 
 

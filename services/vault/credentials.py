@@ -3,7 +3,9 @@
 A reveal is one statement (store.REVEAL): the stamp, the audit event and the read commit together or not at
 all, and the secret is decrypted only from what that statement answered, so nothing is revealed unless its
 event is durable. A reveal refused by the limits writes a `reveal_throttled` event in that same statement; one
-refused by policy (the caller's role) a `reveal_denied` event (`record_denied`, called by the gRPC edge). The
+refused by policy (the caller's role) a `reveal_denied` event (`record_denied`, called by the gRPC edge), and so does
+one refused because the caller may not see the client (per-client access, services/vault/access.py). A reveal of a
+client that requires a reason, without one, is refused before anything is counted or written (docs/access.md). The
 outbox relay (clientvault/outbox.py) publishes the events afterwards.
 """
 
@@ -730,7 +732,7 @@ class Credentials:
     async def record_denied(
         self, caller: Caller, meta: RequestContext, client_id: UUID | None, credential_id: UUID | None, reason: str
     ) -> None:
-        """Records a reveal the policy refused (one statement, as the reveal is)."""
+        """Records a refused reveal: the policy's, or per-client access's (one statement, as the reveal is)."""
         event = self._event(AuditAction.REVEAL_DENIED, caller, meta, datetime.now(UTC))
         async with self._db.read() as conn:  # one statement in autocommit
             await store.insert_denied(
