@@ -24,10 +24,11 @@ async def test_create_returns_the_client_owned_by_the_caller(api: Api, sessions:
                           notes="VIP")  # fmt: skip
 
     assert set(client) == {"id", "name", "company", "email", "phone", "status", "notes", "ownerUserId",
-                           "createdAt", "updatedAt", "archivedAt"}  # fmt: skip
+                           "createdAt", "updatedAt", "archivedAt", "revealReasonRequired"}  # fmt: skip
     assert client["ownerUserId"] == me["id"]
     assert client["status"] == "active"
     assert client["archivedAt"] is None
+    assert client["revealReasonRequired"] is False  # issue 16: off unless an admin sets it
     assert client["email"] == "Ops@example.com"  # the domain is normalised, the local part kept
     assert client["createdAt"].endswith("Z")
     fetched = await api.raw.get(f"/clients/{client['id']}", headers=sessions["read_only"].headers)
