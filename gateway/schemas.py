@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar, get_args
 from uuid import UUID
 
-from fastapi import Path
+from fastapi import Path, Query
 from google.protobuf.message import Message
 from pydantic import (
     AfterValidator,
@@ -475,6 +475,17 @@ class RevealIn(WireModel):
         Field(max_length=fields.TICKET_REF_MAX, json_schema_extra=ONE_LINE, description="The ticket it is for."),
         AfterValidator(_storable),
     ] = None
+
+
+# The same, where the reveal is a GET (a TOTP code): query parameters (the gateway's access log leaves out the query).
+ReasonQuery = Annotated[
+    str | None,
+    Query(max_length=fields.REASON_MAX, json_schema_extra=ONE_LINE, description="Why (see RevealIn.reason)."),
+]
+TicketRefQuery = Annotated[
+    str | None,
+    Query(alias="ticketRef", max_length=fields.TICKET_REF_MAX, json_schema_extra=ONE_LINE, description="The ticket."),
+]
 
 
 class RevealedOut(WireModel):

@@ -732,17 +732,24 @@ class GetCredentialTotpRequest(_message.Message):
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_REF_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     credential_id: _builtins.str
+    reason: _builtins.str
+    """As for RevealCredential: a code gives what a reveal gives (clientvault/policy.py NEEDS_MFA)."""
+    ticket_ref: _builtins.str
     def __init__(
         self,
         *,
         client_id: _builtins.str = ...,
         credential_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "credential_id", b"credential_id", "reason", b"reason", "ticket_ref", b"ticket_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -20,8 +20,10 @@ from gateway.schemas import (
     ExportIn,
     ImportFormat,
     ImportOut,
+    ReasonQuery,
     RevealedOut,
     RevealIn,
+    TicketRefQuery,
     TotpOut,
     VersionNumber,
     VersionOut,
@@ -263,15 +265,30 @@ async def restore_credential_version(
     return CredentialOut.from_proto(await call.vault.RestoreCredentialVersion(request))
 
 
-@operation(router.get, "/{credentialId}/totp", "Vault/GetCredentialTotp", response_model=TotpOut, errors=(404, 410))
-async def get_credential_totp(client_id: ClientId, credential_id: CredentialId, call: Call) -> JSONResponse:
+@operation(
+    router.get,
+    "/{credentialId}/totp",
+    "Vault/GetCredentialTotp",
+    response_model=TotpOut,
+    errors=(404, 410, 422, 428),
+)
+async def get_credential_totp(
+    client_id: ClientId,
+    credential_id: CredentialId,
+    call: Call,
+    reason: ReasonQuery = None,
+    ticket_ref: TicketRefQuery = None,
+) -> JSONResponse:
     """The current TOTP code of a credential's seed.
 
-    RFC 6238 from the seed given as `totpSecret` (never answered itself). Audited (`credential_totp`);
-    answered only once the audit event is committed. `Cache-Control: no-store`. 404 when the credential has no
-    seed. Who may reveal may read codes (and needs MFA where a reveal does)."""
+    RFC 6238 from the seed given as `totpSecret` (never answered itself). Audited (`credential_totp`, with `reason`
+    and `ticketRef` in its `detail` when given); answered only once the audit event is committed.
+    `Cache-Control: no-store`. 404 when the credential has no seed. Who may reveal may read codes (and needs MFA
+    where a reveal does); a client with `revealReasonRequired` answers 428 unless `reason` is given."""
     found = await call.vault.GetCredentialTotp(
-        pb.GetCredentialTotpRequest(client_id=client_id, credential_id=credential_id)
+        pb.GetCredentialTotpRequest(
+            client_id=client_id, credential_id=credential_id, reason=reason or "", ticket_ref=ticket_ref or ""
+        )
     )
     body = TotpOut(code=found.code, period=found.period, expires_in=found.expires_in, digits=found.digits)
     return JSONResponse(body.model_dump(mode="json", by_alias=True), headers=NO_STORE)

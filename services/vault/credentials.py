@@ -143,6 +143,12 @@ def reason_of(reason: str, ticket_ref: str) -> Reason:
     return Reason(_said("reason", reason, fields.REASON_MAX), _said("ticket_ref", ticket_ref, fields.TICKET_REF_MAX))
 
 
+def _reason_given(access: Access, why: Reason) -> None:
+    """A client that requires a reason refuses a reveal (or a TOTP code) without one."""
+    if access.reveal_reason_required and why.reason is None:
+        raise PreconditionRequired(NEEDS_REASON)
+
+
 def _reveal_detail(version: int | None, why: Reason, access: Access) -> str:
     """A reveal's event detail: the version revealed, the reason, ticket and grant, each only when there is one
     (a plain reveal's detail stays empty, and its event is encoded as it always was)."""
@@ -625,15 +631,27 @@ class Credentials:
         log.info("credentials.exported", client_id=str(client_id), credentials=len(items))
         return content, len(items)
 
-    async def totp_code(self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID) -> totp.Code:
-        """The current code of the credential's sealed TOTP seed; its `credential_totp` event commits first."""
-        await self._require_access(caller, client_id)
+    async def totp_code(
+        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, why: Reason = NO_REASON
+    ) -> totp.Code:
+        """The current code of the credential's sealed TOTP seed; its `credential_totp` event commits first (with
+        the reason, ticket and grant in its detail, as a reveal's). A code gives what a reveal gives: a client that
+        requires a reason refuses one without it (PreconditionRequired), before anything is written."""
+        access = await self._require_access(caller, client_id, reveal=True)
+        _reason_given(access, why)
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             row = await store.get_field(conn, client_id, credential_id, "totp")
             if row is not None:
                 await self._record(
-                    conn, AuditAction.CREDENTIAL_TOTP, caller, meta, now, client_id=client_id, credential=row
+                    conn,
+                    AuditAction.CREDENTIAL_TOTP,
+                    caller,
+                    meta,
+                    now,
+                    client_id=client_id,
+                    credential=row,
+                    detail=_reveal_detail(None, why, access),
                 )
         if row is None:
             raise await self._missing(client_id, NotFound("credential not found, or it has no TOTP seed"))
@@ -667,8 +685,7 @@ class Credentials:
         except NotFound:
             await self.record_denied(caller, meta, client_id, credential_id, NOT_A_MEMBER)
             raise
-        if access.reveal_reason_required and why.reason is None:
-            raise PreconditionRequired(NEEDS_REASON)
+        _reason_given(access, why)
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL

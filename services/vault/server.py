@@ -444,7 +444,13 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
     ) -> pb.CredentialTotp:
         client_id = parse_id(request.client_id, "client")
         credential_id = parse_id(request.credential_id, "credential")
-        code = await self._credentials.totp_code(rpc.current_caller(), rpc.current_request(), client_id, credential_id)
+        code = await self._credentials.totp_code(
+            rpc.current_caller(),
+            rpc.current_request(),
+            client_id,
+            credential_id,
+            reason_of(request.reason, request.ticket_ref),
+        )
         return pb.CredentialTotp(code=code.code, period=code.period, expires_in=code.expires_in, digits=code.digits)
 
     async def ImportCredentials(

@@ -422,3 +422,33 @@ async def test_a_reason_that_cannot_be_kept_is_422_naming_the_field(
     assert (r.status_code, r.headers["content-type"]) == (422, PROBLEM)
     assert [e["field"] for e in r.json()["errors"]] == [field]
     assert "switch-secret" not in r.text
+
+
+async def test_a_totp_code_of_a_reason_required_client_needs_a_reason_too(
+    api: Api, sessions: dict[str, Session]
+) -> None:
+    """A code gives what a reveal gives (it needs MFA where a reveal does): the reason rule holds for it as well."""
+    admin, manager = sessions["admin"], sessions["manager"]
+    client = await new_client(api, admin)
+    made = await api.raw.post(
+        f"/clients/{client['id']}/credentials",
+        headers=admin.headers,
+        json={"label": "Registrar", "secret": "registrar-pw", "totpSecret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"},
+    )
+    assert made.status_code == 201, made.text
+    totp = f"/clients/{client['id']}/credentials/{made.json()['id']}/totp"
+    set_flag = await api.raw.patch(
+        f"/clients/{client['id']}", headers=admin.headers, json={"revealReasonRequired": True}
+    )
+    assert set_flag.status_code == 200, set_flag.text
+
+    refused = await api.raw.get(totp, headers=manager.headers)
+    bad = await api.raw.get(totp, headers=manager.headers, params={"reason": "ok", "ticketRef": "INC\n1"})
+    code = await api.raw.get(totp, headers=manager.headers, params={"reason": "Registrar login", "ticketRef": "CHG-9"})
+    page = await wait_for_entries(api, admin, 1, clientId=client["id"], action="credential_totp")
+
+    assert (refused.status_code, refused.json()) == (428, NEEDS_REASON)
+    assert (bad.status_code, [e["field"] for e in bad.json()["errors"]]) == (422, ["ticketRef"])
+    assert code.status_code == 200, code.text
+    assert len(code.json()["code"]) == 6
+    assert [e["detail"] for e in page["items"]] == [{"reason": "Registrar login", "ticketRef": "CHG-9"}]

@@ -284,6 +284,7 @@ def test_the_reveal_with_a_reason_is_typed_and_428_is_documented() -> None:
         ("GET", "/clients/{clientId}/credentials/{credentialId}"),
         ("POST", "/clients/{clientId}/credentials/{credentialId}/reveal"),
         ("POST", "/clients/{clientId}/credentials/{credentialId}/versions/{version}/reveal"),
+        ("GET", "/clients/{clientId}/credentials/{credentialId}/totp"),
     ]:
         assert "428" in OPERATIONS[key]["responses"], key
     assert SCHEMAS["ClientOut"]["properties"]["revealReasonRequired"]["type"] == "boolean"
