@@ -33,6 +33,8 @@ SERVICE_ROLES: Final = frozenset(Role) - PEOPLE  # issued by the operator, never
 ANYONE: Final = PEOPLE  # any signed-in person
 STAFF: Final = frozenset({Role.ADMIN, Role.MANAGER})
 ADMIN: Final = frozenset({Role.ADMIN})
+# Who may ask for time-boxed access to a client: anyone who does not see every client already (an admin does).
+REQUESTERS: Final = ANYONE - ADMIN
 
 POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
     {
@@ -76,8 +78,8 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/ListMembers": ANYONE,  # GET /clients/{clientId}/members (the service: admin, or a member)
         "Clients/PutMember": ADMIN,  # PUT /clients/{clientId}/members/{userId}
         "Clients/RemoveMember": ADMIN,  # DELETE /clients/{clientId}/members/{userId}
-        # time-boxed access (services/clients/grants.py; the service: no admin requests, nobody decides their own)
-        "Clients/RequestAccess": ANYONE,  # POST /clients/{clientId}/access-requests
+        # time-boxed access (services/clients/grants.py; the service: nobody decides their own request)
+        "Clients/RequestAccess": REQUESTERS,  # POST /clients/{clientId}/access-requests
         "Clients/ListAccessRequests": ANYONE,  # GET /access-requests (admin: all; others: their own)
         "Clients/ApproveAccessRequest": ADMIN,  # POST /access-requests/{requestId}/approve
         "Clients/DenyAccessRequest": ADMIN,  # POST /access-requests/{requestId}/deny

@@ -51,6 +51,12 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("GET", "/clients/{clientId}/members"): ("Clients/ListMembers", ANYONE),
     ("PUT", "/clients/{clientId}/members/{userId}"): ("Clients/PutMember", ADMIN),
     ("DELETE", "/clients/{clientId}/members/{userId}"): ("Clients/RemoveMember", ADMIN),
+    ("POST", "/clients/{clientId}/access-requests"): ("Clients/RequestAccess", ANYONE - ADMIN),
+    ("GET", "/access-requests"): ("Clients/ListAccessRequests", ANYONE),
+    ("POST", "/access-requests/{requestId}/approve"): ("Clients/ApproveAccessRequest", ADMIN),
+    ("POST", "/access-requests/{requestId}/deny"): ("Clients/DenyAccessRequest", ADMIN),
+    ("DELETE", "/grants/{grantId}"): ("Clients/RevokeGrant", ADMIN),
+    ("POST", "/clients/{clientId}/break-glass"): ("Clients/BreakGlass", STAFF),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
     # Staff identity (issue 15): the caller's own account, and every account for admins.
     ("POST", "/auth/mfa"): ("Auth/CompleteMfa", PUBLIC),

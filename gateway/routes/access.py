@@ -34,9 +34,9 @@ async def request_access(client_id: ClientId, body: AccessRequestIn, call: Call)
     """Ask for time-boxed access to a client.
 
     For someone who is not a member of the client: an admin approves it (a grant valid for `minutes`, ending by
-    itself) or denies it. 409 for an admin (who sees every client), a member, someone holding an active grant for
-    it or with a pending request for it already, or an archived client; 422 when `minutes` is over
-    CLIENTVAULT_GRANT_MAX_MINUTES. Audited as `access_requested`."""
+    itself) or denies it. An admin sees every client and has nothing to ask (403). 409 for a member, someone
+    holding an active grant for it or with a pending request for it already, or an archived client; 422 when
+    `minutes` is over CLIENTVAULT_GRANT_MAX_MINUTES. Audited as `access_requested`."""
     request = pb.RequestAccessRequest(
         client_id=client_id, reason=body.reason, ticket_ref=body.ticket_ref, minutes=body.minutes
     )

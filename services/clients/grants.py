@@ -1,10 +1,10 @@
 """Access requests, grants and break-glass: time-boxed access to a client (docs/access.md). The rules; no transport.
 
-- A person who is not a member of a client (and not an admin, who sees every client) asks for access with a reason,
-  an optional ticket reference and a number of minutes (1 .. CLIENTVAULT_GRANT_MAX_MINUTES); they hold at most one
-  pending request per client. An admin other than the requester approves it (the request becomes a grant, its id
-  the grant's id, valid for its minutes from the approval) or denies it; deciding a request that is no longer
-  pending is a conflict. An admin ends a grant early (revoke).
+- A person who is not a member of a client (not an admin, who sees every client: the policy refuses them) asks for
+  access with a reason, an optional ticket reference and a number of minutes (1 .. CLIENTVAULT_GRANT_MAX_MINUTES);
+  they hold at most one pending request per client. An admin other than the requester approves it (the request
+  becomes a grant, its id the grant's id, valid for its minutes from the approval) or denies it; deciding a request
+  that is no longer pending is a conflict. An admin ends a grant early (revoke).
 - With client scoping on, an active grant gives what membership gives (services/clients/store.py `_membership`):
   it stops at `expires_at` by the SQL condition alone, nobody acting.
 - Break-glass (CLIENTVAULT_BREAK_GLASS=on; off by default): an admin or manager takes access at once, for 60
@@ -132,8 +132,6 @@ async def request_access(
     checked_reason = _reason(reason)
     ticket = rules.text(ticket_ref, "ticketRef", max_length=fields.TICKET_REF_MAX) or None
     _minutes(minutes, max_minutes)
-    if policy.sees_every_client(caller.role):
-        raise Conflict("an admin sees every client: there is no access to request")
     async with db.begin() as conn:
         await _live_client(conn, client_id)
         if await store.is_member(conn, client_id, caller.user_id):
