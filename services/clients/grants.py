@@ -35,6 +35,7 @@ from clientvault.errors import Conflict, Forbidden, Invalid, NotFound
 from clientvault.events import AuditAction
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
+from clientvault.outbox import Actor
 from clientvault.tokens import Caller
 from services.clients import audit, rules, store
 from services.clients.clients import ClientArchived
@@ -92,6 +93,26 @@ def _detail(row: AccessRequest, **more: object) -> dict[str, object]:
         "expiresAt": _when(row.expires_at),
         **more,
     }
+
+
+async def _record(
+    conn: AsyncConnection,
+    action: AuditAction,
+    actor: Actor,
+    context: RequestContext,
+    request: AccessRequest,
+    **more: object,
+) -> None:
+    """The event of a step of this request or grant: about its client and its requester (or holder)."""
+    await audit.record(
+        conn,
+        action,
+        actor,
+        context,
+        client_id=request.client_id,
+        member_id=request.user_id,
+        detail=_detail(request, **more),
+    )
 
 
 def _reason(value: str) -> str:
@@ -152,15 +173,7 @@ async def request_access(
         if row is None:
             raise Conflict("you have a pending access request for this client already")
         made = AccessRequest.from_row(row)
-        await audit.record(
-            conn,
-            AuditAction.ACCESS_REQUESTED,
-            caller,
-            context,
-            client_id=client_id,
-            member_id=caller.user_id,
-            detail=_detail(made),
-        )
+        await _record(conn, AuditAction.ACCESS_REQUESTED, caller, context, made)
     changes.outbox_written()
     log.info("access.requested", request_id=str(made.id), client_id=str(client_id))
     return made
@@ -216,15 +229,7 @@ async def approve(
             expires_at=now + timedelta(minutes=request.minutes),
         )
         granted = AccessRequest.from_row(row)
-        await audit.record(
-            conn,
-            AuditAction.ACCESS_APPROVED,
-            caller,
-            context,
-            client_id=granted.client_id,
-            member_id=granted.user_id,
-            detail=_detail(granted),
-        )
+        await _record(conn, AuditAction.ACCESS_APPROVED, caller, context, granted)
     await _announce(changes, granted, "access.approved")
     return granted
 
@@ -239,15 +244,7 @@ async def deny(
             conn, request_id, status="denied", decided_at=datetime.now(UTC), decided_by_user_id=caller.user_id
         )
         denied = AccessRequest.from_row(row)
-        await audit.record(
-            conn,
-            AuditAction.ACCESS_DENIED,
-            caller,
-            context,
-            client_id=denied.client_id,
-            member_id=denied.user_id,
-            detail=_detail(denied),
-        )
+        await _record(conn, AuditAction.ACCESS_DENIED, caller, context, denied)
     changes.outbox_written()
     log.info("access.denied", request_id=str(request_id))
     return denied
@@ -266,15 +263,7 @@ async def revoke(db: Database, caller: Caller, context: RequestContext, grant_id
             conn, grant_id, revoked_at=now, revoked_by_user_id=caller.user_id, ended_at=now
         )
         ended = AccessRequest.from_row(row)
-        await audit.record(
-            conn,
-            AuditAction.ACCESS_GRANT_ENDED,
-            caller,
-            context,
-            client_id=ended.client_id,
-            member_id=ended.user_id,
-            detail=_detail(ended, ended="revoked", endedAt=_when(now)),
-        )
+        await _record(conn, AuditAction.ACCESS_GRANT_ENDED, caller, context, ended, ended="revoked", endedAt=_when(now))
     await _announce(changes, ended, "access.grant_revoked")
 
 
@@ -313,15 +302,7 @@ async def break_glass(
         if row is None:  # a new id conflicts with nothing, and a grant is never pending
             raise Conflict("the break-glass was not recorded: try again")
         granted = AccessRequest.from_row(row)
-        await audit.record(
-            conn,
-            AuditAction.BREAK_GLASS,
-            caller,
-            context,
-            client_id=client_id,
-            member_id=caller.user_id,
-            detail=_detail(granted),
-        )
+        await _record(conn, AuditAction.BREAK_GLASS, caller, context, granted)
     await _announce(changes, granted, "access.break_glass")
     return granted
 
@@ -332,15 +313,8 @@ async def end_expired(db: Database, changes: Changes) -> int:
     async with db.begin() as conn:
         rows = [AccessRequest.from_row(row) for row in await store.end_expired_grants(conn, SWEEP_BATCH)]
         for ended in rows:
-            await audit.record(
-                conn,
-                AuditAction.ACCESS_GRANT_ENDED,
-                audit.GRANT_EXPIRY,
-                NO_REQUEST,
-                client_id=ended.client_id,
-                member_id=ended.user_id,
-                detail=_detail(ended, ended="expired", endedAt=_when(ended.expires_at)),
-            )
+            expired = {"ended": "expired", "endedAt": _when(ended.expires_at)}
+            await _record(conn, AuditAction.ACCESS_GRANT_ENDED, audit.GRANT_EXPIRY, NO_REQUEST, ended, **expired)
     for ended in rows:
         await _announce(changes, ended, "access.grant_expired")
     return len(rows)

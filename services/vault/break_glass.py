@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from clientvault import events, fields
+from clientvault import events
 from clientvault.db import Database
 from clientvault.events import AuditAction
 from clientvault.nats_access import BREAK_GLASS_DURABLE, BREAK_GLASS_SUBJECT
 from services.vault import store
-from services.vault.rotation_work import RotationTask, RotationWork, TaskSink, instant, title
+from services.vault.rotation_work import RotationTask, RotationWork, TaskSink, instant
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +63,8 @@ async def tasks_of(db: Database, event: events.Event) -> list[RotationTask] | No
             f"{row.label} under it (last at {instant(row.last_revealed_at)}); it has not changed since: change it at "
             "its system, then update the credential's secret in ClientVault."
         )
-        made.append(
-            RotationTask(
-                client_id=ended.client_id,
-                credential_id=row.credential_id,
-                title=title(row.label, f"revealed under break-glass by {name}"),
-                description=description[: fields.DESCRIPTION_MAX],
-                origin_key=f"breakglass:{ended.grant_id}:{row.credential_id}",
-            )
-        )
+        why = f"revealed under break-glass by {name}"
+        made.append(RotationTask.of(row, why, description, f"breakglass:{ended.grant_id}:{row.credential_id}"))
     return made
 
 

@@ -15,12 +15,12 @@ import json
 from datetime import UTC
 from uuid import UUID
 
-from clientvault import events, fields
+from clientvault import events
 from clientvault.db import Database
 from clientvault.events import AuditAction
 from clientvault.nats_access import LEAVERS_DURABLE, LEAVERS_SUBJECT
 from services.vault import store
-from services.vault.rotation_work import RotationTask, RotationWork, TaskSink, instant, title
+from services.vault.rotation_work import RotationTask, RotationWork, TaskSink, instant
 
 DURABLE = LEAVERS_DURABLE
 SUBJECT = LEAVERS_SUBJECT
@@ -48,15 +48,8 @@ async def rotation_tasks(db: Database, user_id: UUID, email: str) -> list[Rotati
             f"{row.reveal_count} time(s), last at {when}, and it has not changed since: change it at its system, "
             "then update the credential's secret in ClientVault."
         )
-        made.append(
-            RotationTask(
-                client_id=row.client_id,
-                credential_id=row.credential_id,
-                title=title(row.label, f"revealed by {name}"),
-                description=description[: fields.DESCRIPTION_MAX],
-                origin_key=f"leaver:{user_id}:{row.credential_id}:{instant(row.last_revealed_at)}",
-            )
-        )
+        origin = f"leaver:{user_id}:{row.credential_id}:{instant(row.last_revealed_at)}"
+        made.append(RotationTask.of(row, f"revealed by {name}", description, origin))
     return made
 
 

@@ -28,7 +28,7 @@ Only the sink (`TaskSink`) touches gRPC: it is made by server.py, so this module
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from nats.aio.msg import Msg
@@ -57,6 +57,17 @@ class RotationTask:
     title: str
     description: str
     origin_key: str
+
+    @classmethod
+    def of(cls, row: Any, why: str, description: str, origin_key: str) -> "RotationTask":
+        """The task for an exposure row (store.rotation_exposure): `Rotate <label>: <why>`."""
+        return cls(
+            client_id=row.client_id,
+            credential_id=row.credential_id,
+            title=title(row.label, why),
+            description=description[: fields.DESCRIPTION_MAX],
+            origin_key=origin_key,
+        )
 
 
 class TaskSink(Protocol):

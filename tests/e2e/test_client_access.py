@@ -435,31 +435,29 @@ async def wait_for_rotation_tasks(api: Api, admin: Session, client_id: str, coun
         await asyncio.sleep(0.2)
 
 
+async def broken_revealed_and_ended(api: Api, admin: Session, tech: Session) -> tuple[dict[str, str], str]:
+    """A new client whose one credential the technician reveals under a break-glass that an admin then ends: the
+    client's ids and the grant's id, once the rotation task of that end is there."""
+    ids = await a_client_with_everything(api, admin)
+    broken = await api.raw.post(f"/clients/{ids['client']}/break-glass", headers=tech.headers, json={"reason": "P1"})
+    revealed = await api.raw.get(f"/clients/{ids['client']}/credentials/{ids['credential']}", headers=tech.headers)
+    ended = await api.raw.delete(f"/grants/{broken.json()['id']}", headers=admin.headers)
+    assert (broken.status_code, revealed.status_code, ended.status_code) == (201, 200, 204)
+    assert len(await wait_for_rotation_tasks(api, admin, ids["client"], 1)) == 1
+    return ids, str(broken.json()["id"])
+
+
 @pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="publishes as the embedded NATS server's operator")
 async def test_a_break_glass_end_delivered_again_adds_no_task(scoped: Api, scoped_system: System) -> None:
     admin, tech = await scoped.session("admin"), await scoped.session("manager")
-    ids = await a_client_with_everything(scoped, admin)
-    broken = (
-        await scoped.raw.post(f"/clients/{ids['client']}/break-glass", headers=tech.headers, json={"reason": "P1"})
-    ).json()
-    assert (await scoped.raw.get(f"/clients/{ids['client']}/credentials/{ids['credential']}",
-                                 headers=tech.headers)).status_code == 200  # fmt: skip
-    assert (await scoped.raw.delete(f"/grants/{broken['id']}", headers=admin.headers)).status_code == 204
+    ids, grant_id = await broken_revealed_and_ended(scoped, admin, tech)
     first = await wait_for_rotation_tasks(scoped, admin, ids["client"], 1)
-    assert len(first) == 1
 
     nats_url = scoped_system.info()["nats_url"]
-    original = await published_end(nats_url, broken["id"])
+    original = await published_end(nats_url, grant_id)
     await republish(nats_url, GRANT_ENDED, original, original)
     # A later break-glass end on the same consumer: once its task is there, the copies before it were handled.
-    later = await a_client_with_everything(scoped, admin)
-    sentinel = (
-        await scoped.raw.post(f"/clients/{later['client']}/break-glass", headers=tech.headers, json={"reason": "P2"})
-    ).json()
-    assert (await scoped.raw.get(f"/clients/{later['client']}/credentials/{later['credential']}",
-                                 headers=tech.headers)).status_code == 200  # fmt: skip
-    assert (await scoped.raw.delete(f"/grants/{sentinel['id']}", headers=admin.headers)).status_code == 204
-    assert len(await wait_for_rotation_tasks(scoped, admin, later["client"], 1)) == 1
+    await broken_revealed_and_ended(scoped, admin, tech)
 
     again = await wait_for_rotation_tasks(scoped, admin, ids["client"], 2)
     assert [t["id"] for t in again] == [t["id"] for t in first]
