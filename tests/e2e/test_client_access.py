@@ -21,8 +21,11 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from clientvault import ed25519
+from clientvault.convert import timestamp
+from clientvault.events import EventSigner
 from clientvault.v1 import events_pb2, vault_pb2, vault_pb2_grpc
-from tests.audit_support import wait_for_entries
+from tests.audit_support import signed, vault_signer, wait_for_entries
 from tests.system import Api, Session, System, me, new_task, running
 from tests.vault_support import create
 
@@ -425,8 +428,10 @@ async def test_break_glass_opens_at_once_and_its_end_leaves_one_rotation_task_pe
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-async def wait_for_rotation_tasks(api: Api, admin: Session, client_id: str, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 30
+async def wait_for_rotation_tasks(
+    api: Api, admin: Session, client_id: str, count: int, timeout_s: float = 30
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
     while True:
         r = await api.raw.get(f"/clients/{client_id}/tasks", headers=admin.headers, params={"pageSize": 100})
         tasks = [t for t in r.json()["items"] if t["title"].startswith("Rotate ")]
@@ -464,6 +469,45 @@ async def test_a_break_glass_end_delivered_again_adds_no_task(scoped: Api, scope
 
 
 GRANT_ENDED = "audit.clients.access_grant_ended"
+
+
+def a_break_glass_end(client_id: str, user_id: str) -> events_pb2.AuditEvent:
+    """An access_grant_ended event saying a break-glass of the user on the client ended (as the clients service
+    writes one, unsigned), for a grant that never was."""
+    started = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    detail = {"breakGlass": True, "ended": "revoked", "grantId": str(uuid.uuid4()), "startedAt": started}
+    return events_pb2.AuditEvent(
+        event_id=str(uuid.uuid4()),
+        action=events_pb2.AUDIT_ACTION_ACCESS_GRANT_ENDED,
+        occurred_at=timestamp(datetime.now(UTC)),
+        user_full_name="clients service (grant expiry)",
+        client_id=client_id,
+        target_user_id=user_id,
+        detail=json.dumps(detail, sort_keys=True, separators=(",", ":")),
+    )
+
+
+@pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="publishes as the embedded NATS server's operator")
+async def test_a_forged_break_glass_end_makes_no_task(scoped: Api, scoped_system: System) -> None:
+    """Someone who can publish on the stream (another process's NATS user, the operator's) cannot make rotation
+    tasks appear: unsigned, signed by the vault's key, or by an unknown key named "clients", the vault refuses it."""
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    ids = await a_client_with_everything(scoped, admin)
+    tech_id = await me(scoped, tech)
+    assert (await scoped.raw.put(f"/clients/{ids['client']}/members/{tech_id}", headers=admin.headers)).is_success
+    revealed = await scoped.raw.get(f"/clients/{ids['client']}/credentials/{ids['credential']}", headers=tech.headers)
+    assert revealed.status_code == 200  # an exposure a genuine end would turn into a task
+    stranger = EventSigner("clients", ed25519.private_key(ed25519.generate(), "attacker"))
+    forged = [
+        a_break_glass_end(ids["client"], tech_id),  # unsigned
+        signed(a_break_glass_end(ids["client"], tech_id), vault_signer(scoped_system)),  # not the clients' key
+        signed(a_break_glass_end(ids["client"], tech_id), stranger),  # "clients" by name, a key nobody trusts
+    ]
+
+    await republish(scoped_system.info()["nats_url"], GRANT_ENDED, *(event.SerializeToString() for event in forged))
+    await broken_revealed_and_ended(scoped, admin, tech)  # a genuine end behind them: they were handled by then
+
+    assert await wait_for_rotation_tasks(scoped, admin, ids["client"], 1, timeout_s=0) == []
 
 
 async def published_end(nats_url: str, grant_id: str) -> bytes:
