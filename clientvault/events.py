@@ -79,6 +79,12 @@ class AuditAction(StrEnum):
     CLIENT_MEMBER_ADDED = "client_member_added"
     CLIENT_MEMBER_REMOVED = "client_member_removed"
     CLIENT_UNARCHIVED = "client_unarchived"
+    ACCESS_REQUESTED = "access_requested"
+    ACCESS_APPROVED = "access_approved"
+    ACCESS_DENIED = "access_denied"
+    ACCESS_GRANT_ENDED = "access_grant_ended"
+    BREAK_GLASS = "break_glass"
+    CLIENT_ARCHIVED = "client_archived"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
@@ -98,7 +104,17 @@ VAULT_ACTIONS = (
     AuditAction.CREDENTIAL_EXPORT,
 )
 AUDIT_ACTIONS = (AuditAction.AUDIT_LOG_READ,)
-CLIENTS_ACTIONS = (AuditAction.CLIENT_MEMBER_ADDED, AuditAction.CLIENT_MEMBER_REMOVED, AuditAction.CLIENT_UNARCHIVED)
+CLIENTS_ACTIONS = (
+    AuditAction.CLIENT_MEMBER_ADDED,
+    AuditAction.CLIENT_MEMBER_REMOVED,
+    AuditAction.CLIENT_UNARCHIVED,
+    AuditAction.ACCESS_REQUESTED,
+    AuditAction.ACCESS_APPROVED,
+    AuditAction.ACCESS_DENIED,
+    AuditAction.ACCESS_GRANT_ENDED,
+    AuditAction.BREAK_GLASS,
+    AuditAction.CLIENT_ARCHIVED,
+)
 # Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
 # stolen auth key cannot make a credential reveal. A unit test holds every action to exactly one producer.
 PRODUCER_OF: dict[str, str] = {

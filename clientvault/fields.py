@@ -11,8 +11,10 @@ DESCRIPTION_MAX = 10_000
 SEARCH_MAX = 200
 PAGE_MAX = 1_000_000
 PAGE_SIZE_MAX = 100
-REASON_MAX = 500  # why a secret is revealed (kept in the reveal's audit event)
-TICKET_REF_MAX = 100  # the ticket a reveal is for
+REASON_MAX = 500  # why someone reveals, asks for access or breaks the glass (kept in the audit event)
+TICKET_REF_MAX = 100  # a ticket reference (e.g. "INC-4711")
+GRANT_MINUTES_MAX = 43_200  # the most CLIENTVAULT_GRANT_MAX_MINUTES may allow: 30 days
+BREAK_GLASS_MINUTES = 60  # a break-glass grant's length
 
 # The services' rules on text as JSON Schema patterns, for the gateway's OpenAPI document (the services check them).
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL

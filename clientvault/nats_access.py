@@ -16,9 +16,10 @@ process can read another's deliveries or learn the audit consumer's reply inbox.
 - the vault publishes its audit events (`audit.vault.>`), nothing else on the `AUDIT` stream, and reads the
   audit consumer's info (its lag, for the vault's metrics: services/vault/backlog.py);
 - the audit service alone creates (if missing), inspects, pulls from and acknowledges its durable consumer;
-- the vault alone does the same with its own durable consumer `vault-leavers`, created only with the filter
-  `audit.auth.user_updated` (a user disabled becomes rotation tasks: services/vault/leavers.py), so it reads no
-  other event;
+- the vault alone does the same with its own durable consumers `vault-leavers`, created only with the filter
+  `audit.auth.user_updated` (a user disabled becomes rotation tasks: services/vault/leavers.py), and
+  `vault-break-glass`, created only with the filter `audit.clients.access_grant_ended` (a break-glass ended becomes
+  rotation tasks: services/vault/break_glass.py), so it reads no other event;
 - nobody creates, updates, deletes, purges or sources a stream: the operator user does that, once, before the
   processes start (ops/jetstream.py: `clientvault up` and `clientvault migrate`).
 The operator user (the CLI, the migration step) may do anything.
@@ -38,6 +39,8 @@ AUDIT_STREAM = events.STREAM
 AUDIT_DURABLE = "audit"  # the audit service's durable pull consumer on AUDIT_STREAM
 LEAVERS_DURABLE = "vault-leavers"  # the vault's, of auth's user_updated events only
 LEAVERS_SUBJECT = events.subject("auth", events.AuditAction.USER_UPDATED)
+BREAK_GLASS_DURABLE = "vault-break-glass"  # the vault's, of the clients service's access_grant_ended events only
+BREAK_GLASS_SUBJECT = events.subject("clients", events.AuditAction.ACCESS_GRANT_ENDED)
 BUCKET = "CLIENTVAULT_REVOCATIONS"  # the revocation bucket (clientvault/revocation.py)
 KV_STREAM = f"KV_{BUCKET}"  # the stream behind it
 # What a process logs when the stream or bucket it binds to is missing (it may not create it).
@@ -52,6 +55,17 @@ class Permissions:
 
 def inbox_prefix(user: str) -> str:
     return f"_INBOX_{user}"
+
+
+def _durable(durable: str, subject: str) -> tuple[str, ...]:
+    """What a process needs to create (with exactly this filter), inspect, pull from and acknowledge its own durable
+    consumer of the AUDIT stream."""
+    return (
+        f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{durable}",
+        f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}.{durable}.{subject}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.{durable}",
+        f"$JS.ACK.{AUDIT_STREAM}.{durable}.>",
+    )
 
 
 def _allowed(user: str, *publish: str) -> Permissions:
@@ -72,18 +86,10 @@ PERMISSIONS: dict[str, Permissions] = {
         "vault",
         events.subject("vault", ">"),
         f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}",
-        f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{LEAVERS_DURABLE}",
-        f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}.{LEAVERS_DURABLE}.{LEAVERS_SUBJECT}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.{LEAVERS_DURABLE}",
-        f"$JS.ACK.{AUDIT_STREAM}.{LEAVERS_DURABLE}.>",
+        *_durable(LEAVERS_DURABLE, LEAVERS_SUBJECT),
+        *_durable(BREAK_GLASS_DURABLE, BREAK_GLASS_SUBJECT),
     ),
-    "audit": _allowed(
-        "audit",
-        f"$JS.API.CONSUMER.INFO.{AUDIT_STREAM}.{AUDIT_DURABLE}",
-        f"$JS.API.CONSUMER.CREATE.{AUDIT_STREAM}.{AUDIT_DURABLE}.>",
-        f"$JS.API.CONSUMER.MSG.NEXT.{AUDIT_STREAM}.{AUDIT_DURABLE}",
-        f"$JS.ACK.{AUDIT_STREAM}.{AUDIT_DURABLE}.>",
-    ),
+    "audit": _allowed("audit", *_durable(AUDIT_DURABLE, ">")),
 }
 
 

@@ -33,6 +33,8 @@ SERVICE_ROLES: Final = frozenset(Role) - PEOPLE  # issued by the operator, never
 ANYONE: Final = PEOPLE  # any signed-in person
 STAFF: Final = frozenset({Role.ADMIN, Role.MANAGER})
 ADMIN: Final = frozenset({Role.ADMIN})
+# Who may ask for time-boxed access to a client: anyone who does not see every client already (an admin does).
+REQUESTERS: Final = ANYONE - ADMIN
 
 POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
     {
@@ -76,6 +78,13 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
         "Clients/ListMembers": ANYONE,  # GET /clients/{clientId}/members (the service: admin, or a member)
         "Clients/PutMember": ADMIN,  # PUT /clients/{clientId}/members/{userId}
         "Clients/RemoveMember": ADMIN,  # DELETE /clients/{clientId}/members/{userId}
+        # time-boxed access (services/clients/grants.py; the service: nobody decides their own request)
+        "Clients/RequestAccess": REQUESTERS,  # POST /clients/{clientId}/access-requests
+        "Clients/ListAccessRequests": ANYONE,  # GET /access-requests (admin: all; others: their own)
+        "Clients/ApproveAccessRequest": ADMIN,  # POST /access-requests/{requestId}/approve
+        "Clients/DenyAccessRequest": ADMIN,  # POST /access-requests/{requestId}/deny
+        "Clients/RevokeGrant": ADMIN,  # DELETE /grants/{grantId}
+        "Clients/BreakGlass": STAFF,  # POST /clients/{clientId}/break-glass (when CLIENTVAULT_BREAK_GLASS=on)
         # vault
         "Vault/ListCredentials": ANYONE,  # GET /clients/{clientId}/credentials
         "Vault/CreateCredential": ANYONE,  # POST /clients/{clientId}/credentials

@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from clientvault import fields
 from clientvault.policy import Role
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -192,7 +193,16 @@ class AuthSettings(Producer):
 
 
 class ClientsSettings(Producer):
-    """The clients service: a producer of its audit events (member changes, unarchive) through its outbox."""
+    """The clients service: a producer of its audit events (member changes, archive, access) through its outbox,
+    and the owner of access requests, grants and break-glass (docs/access.md)."""
+
+    # The longest grant an approved access request may give, in minutes (a request asking more is refused, 422).
+    grant_max_minutes: int = Field(480, ge=1, le=fields.GRANT_MINUTES_MAX)
+    # Break-glass (POST /clients/{clientId}/break-glass): off unless the installation turns it on.
+    break_glass: bool = False
+    # How often the clients service records the end of grants past their expiry (the `access_grant_ended` event and,
+    # for a break-glass, the vault's rotation tasks). Access itself stops at the expiry, without it.
+    grant_sweep_interval_s: float = Field(15.0, gt=0, le=300)
 
 
 class GatewaySettings(Settings):

@@ -18,7 +18,7 @@ from clientvault.verification import verifier_for
 from gateway import errors, openapi
 from gateway.calls import Methods, Services
 from gateway.middleware import RequestContext
-from gateway.routes import audit, auth, clients, credentials, reports, tasks, tools, users
+from gateway.routes import access, audit, auth, clients, credentials, reports, tasks, tools, users
 from gateway.schemas import ServicesOut, StatusOut
 
 log = get_logger(__name__)
@@ -78,7 +78,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    for routes in (auth, users, clients, tasks, credentials, reports, audit, tools):
+    for routes in (auth, users, clients, access, tasks, credentials, reports, audit, tools):
         app.include_router(routes.router)
     app.include_router(credentials.bulk)
     if settings.cors_origins:

@@ -887,3 +887,84 @@ class MemberList(WireModel):
     """A client's members, first added first."""
 
     items: list[MemberOut]
+
+
+# --- access requests, grants and break-glass (per-client access) ------------------------------------------------
+
+RequestId = Annotated[str, Path(alias="requestId", description="The access request's id.")]
+GrantId = Annotated[str, Path(alias="grantId", description="The grant's id (its approved request's id).")]
+Reason = Annotated[
+    str,
+    Field(min_length=1, max_length=fields.REASON_MAX, json_schema_extra=STORED, description="Why, for the audit."),
+]
+
+
+class AccessRequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # a grant: in force until expiresAt, unless revoked
+    DENIED = "denied"
+    ACTIVE = "active"  # only as a filter: approved grants in force now
+
+
+class AccessRequestIn(WireModel):
+    reason: Reason
+    ticket_ref: str | None = Field(
+        None, max_length=fields.TICKET_REF_MAX, json_schema_extra=STORED, description="A ticket reference."
+    )
+    minutes: int = Field(
+        ge=1,
+        le=fields.GRANT_MINUTES_MAX,
+        description="How long the grant lasts once approved, at most CLIENTVAULT_GRANT_MAX_MINUTES (default 480).",
+    )
+
+
+class BreakGlassIn(WireModel):
+    reason: Reason
+
+
+class AccessRequestOut(WireModel):
+    """An access request; once approved (or made by a break-glass) the grant it is, with the same id."""
+
+    id: str
+    status: AccessRequestStatus
+    client_id: str
+    user_id: str
+    reason: str
+    ticket_ref: str | None
+    minutes: int
+    break_glass: bool
+    created_at: DateTime
+    decided_at: DateTime | None
+    decided_by_user_id: str | None
+    expires_at: DateTime | None = Field(description="When the grant ends by itself (approved only).")
+    revoked_at: DateTime | None
+    revoked_by_user_id: str | None
+    active: bool = Field(description="An approved grant in force now.")
+
+    @classmethod
+    def from_proto(cls, message: clients_pb2.AccessRequest) -> Self:
+        def when(name: str) -> datetime | None:
+            stamp = _optional(message, name)
+            return None if stamp is None else from_timestamp(stamp)
+
+        return cls(
+            id=message.id,
+            status=enum_name(clients_pb2.AccessRequestStatus.DESCRIPTOR, message.status),
+            client_id=message.client_id,
+            user_id=message.user_id,
+            reason=message.reason,
+            ticket_ref=_optional(message, "ticket_ref"),
+            minutes=message.minutes,
+            break_glass=message.break_glass,
+            created_at=from_timestamp(message.created_at),
+            decided_at=when("decided_at"),
+            decided_by_user_id=_optional(message, "decided_by_user_id"),
+            expires_at=when("expires_at"),
+            revoked_at=when("revoked_at"),
+            revoked_by_user_id=_optional(message, "revoked_by_user_id"),
+            active=message.active,
+        )
+
+
+class AccessRequestPage(Page[AccessRequestOut]):
+    """A page of access requests (and grants)."""

@@ -426,8 +426,11 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         if name == "vault":
             child_env |= vault_env
             child_env["CLIENTVAULT_ROTATION_TASKS_PASSWORD"] = rotation_password
-            # Only auth's key: the vault acts on auth's "user disabled" events and on nobody else's.
-            child_env["CLIENTVAULT_EVENT_PUBLIC_KEYS"] = signers["auth"].trusted_entry
+            # Only auth's and the clients service's keys: the vault acts on auth's "user disabled" events and on the
+            # clients service's "break-glass ended" ones (rotation work), and on nobody else's.
+            child_env["CLIENTVAULT_EVENT_PUBLIC_KEYS"] = ",".join(
+                signers[producer].trusted_entry for producer in ("auth", "clients")
+            )
         if process is GATEWAY:
             child_env[CONTEXT_KEY] = context_key
         else:  # only its own key: it cannot vouch for calls to another service

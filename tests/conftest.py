@@ -13,8 +13,10 @@ ROLES = ("admin", "manager", "read_only")
 # The gateway trusts X-Forwarded-For from loopback so that each test can act from its own client IP.
 # Reveal limits are on but high: the rotation test reveals thousands of times as one user
 # (test_abuse_limits.py runs a system of its own with small limits).
+# Break-glass is on (it is off by default) so that the role matrix proves its route; tests/service proves it off.
 TEST_ENV = {
     "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
+    "CLIENTVAULT_BREAK_GLASS": "on",
     **HIGH_REVEAL_LIMITS,
 }
 

@@ -53,6 +53,12 @@ CATALOGUE: dict[tuple[str, str], tuple[str, Rule]] = {
     ("DELETE", "/clients/{clientId}/members/{userId}"): ("Clients/RemoveMember", ADMIN),
     # Reveal reasons (issue 16 item 4): the reveal with a body {reason, ticketRef}, the same operation as the GET.
     ("POST", "/clients/{clientId}/credentials/{credentialId}/reveal"): ("Vault/RevealCredential", STAFF),
+    ("POST", "/clients/{clientId}/access-requests"): ("Clients/RequestAccess", ANYONE - ADMIN),
+    ("GET", "/access-requests"): ("Clients/ListAccessRequests", ANYONE),
+    ("POST", "/access-requests/{requestId}/approve"): ("Clients/ApproveAccessRequest", ADMIN),
+    ("POST", "/access-requests/{requestId}/deny"): ("Clients/DenyAccessRequest", ADMIN),
+    ("DELETE", "/grants/{grantId}"): ("Clients/RevokeGrant", ADMIN),
+    ("POST", "/clients/{clientId}/break-glass"): ("Clients/BreakGlass", STAFF),
     ("GET", "/audit-logs"): ("Audit/ListEvents", ADMIN),
     # Staff identity (issue 15): the caller's own account, and every account for admins.
     ("POST", "/auth/mfa"): ("Auth/CompleteMfa", PUBLIC),

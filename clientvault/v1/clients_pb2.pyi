@@ -87,6 +87,31 @@ TASK_PRIORITY_MEDIUM: TaskPriority.ValueType  # 2
 TASK_PRIORITY_HIGH: TaskPriority.ValueType  # 3
 Global___TaskPriority: _TypeAlias = TaskPriority  # noqa: Y015
 
+class _AccessRequestStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessRequestStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessRequestStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_REQUEST_STATUS_UNSPECIFIED: _AccessRequestStatus.ValueType  # 0
+    ACCESS_REQUEST_STATUS_PENDING: _AccessRequestStatus.ValueType  # 1
+    ACCESS_REQUEST_STATUS_APPROVED: _AccessRequestStatus.ValueType  # 2
+    """a grant: active until expires_at, unless revoked"""
+    ACCESS_REQUEST_STATUS_DENIED: _AccessRequestStatus.ValueType  # 3
+    ACCESS_REQUEST_STATUS_ACTIVE: _AccessRequestStatus.ValueType  # 4
+    """Only as a filter of ListAccessRequests: approved grants in force now."""
+
+class AccessRequestStatus(_AccessRequestStatus, metaclass=_AccessRequestStatusEnumTypeWrapper): ...
+
+ACCESS_REQUEST_STATUS_UNSPECIFIED: AccessRequestStatus.ValueType  # 0
+ACCESS_REQUEST_STATUS_PENDING: AccessRequestStatus.ValueType  # 1
+ACCESS_REQUEST_STATUS_APPROVED: AccessRequestStatus.ValueType  # 2
+"""a grant: active until expires_at, unless revoked"""
+ACCESS_REQUEST_STATUS_DENIED: AccessRequestStatus.ValueType  # 3
+ACCESS_REQUEST_STATUS_ACTIVE: AccessRequestStatus.ValueType  # 4
+"""Only as a filter of ListAccessRequests: approved grants in force now."""
+Global___AccessRequestStatus: _TypeAlias = AccessRequestStatus  # noqa: Y015
+
 @_typing.final
 class Client(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -917,3 +942,260 @@ class RemoveMemberResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveMemberResponse: _TypeAlias = RemoveMemberResponse  # noqa: Y015
+
+@_typing.final
+class AccessRequest(_message.Message):
+    """An access request and, once approved (or made by a break-glass), the grant it is: the grant's id is the
+    request's id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_REF_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
+    BREAK_GLASS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_USER_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    status: Global___AccessRequestStatus.ValueType
+    """pending, approved or denied"""
+    client_id: _builtins.str
+    user_id: _builtins.str
+    """who asked (and holds the grant)"""
+    reason: _builtins.str
+    ticket_ref: _builtins.str
+    minutes: _builtins.int
+    break_glass: _builtins.bool
+    decided_by_user_id: _builtins.str
+    revoked_by_user_id: _builtins.str
+    active: _builtins.bool
+    """an approved grant in force now"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """approved: when the grant ends by itself"""
+
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        status: Global___AccessRequestStatus.ValueType = ...,
+        client_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket_ref: _builtins.str | None = ...,
+        minutes: _builtins.int = ...,
+        break_glass: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        decided_by_user_id: _builtins.str | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_by_user_id: _builtins.str | None = ...,
+        active: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_decided_at", b"_decided_at", "_decided_by_user_id", b"_decided_by_user_id", "_expires_at", b"_expires_at", "_revoked_at", b"_revoked_at", "_revoked_by_user_id", b"_revoked_by_user_id", "_ticket_ref", b"_ticket_ref", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by_user_id", b"decided_by_user_id", "expires_at", b"expires_at", "revoked_at", b"revoked_at", "revoked_by_user_id", b"revoked_by_user_id", "ticket_ref", b"ticket_ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_decided_at", b"_decided_at", "_decided_by_user_id", b"_decided_by_user_id", "_expires_at", b"_expires_at", "_revoked_at", b"_revoked_at", "_revoked_by_user_id", b"_revoked_by_user_id", "_ticket_ref", b"_ticket_ref", "active", b"active", "break_glass", b"break_glass", "client_id", b"client_id", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by_user_id", b"decided_by_user_id", "expires_at", b"expires_at", "id", b"id", "minutes", b"minutes", "reason", b"reason", "revoked_at", b"revoked_at", "revoked_by_user_id", b"revoked_by_user_id", "status", b"status", "ticket_ref", b"ticket_ref", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__decided_at: _TypeAlias = _typing.Literal["decided_at"]  # noqa: Y015
+    _WhichOneofArgType__decided_at: _TypeAlias = _typing.Literal["_decided_at", b"_decided_at"]  # noqa: Y015
+    _WhichOneofReturnType__decided_by_user_id: _TypeAlias = _typing.Literal["decided_by_user_id"]  # noqa: Y015
+    _WhichOneofArgType__decided_by_user_id: _TypeAlias = _typing.Literal["_decided_by_user_id", b"_decided_by_user_id"]  # noqa: Y015
+    _WhichOneofReturnType__expires_at: _TypeAlias = _typing.Literal["expires_at"]  # noqa: Y015
+    _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
+    _WhichOneofReturnType__revoked_at: _TypeAlias = _typing.Literal["revoked_at"]  # noqa: Y015
+    _WhichOneofArgType__revoked_at: _TypeAlias = _typing.Literal["_revoked_at", b"_revoked_at"]  # noqa: Y015
+    _WhichOneofReturnType__revoked_by_user_id: _TypeAlias = _typing.Literal["revoked_by_user_id"]  # noqa: Y015
+    _WhichOneofArgType__revoked_by_user_id: _TypeAlias = _typing.Literal["_revoked_by_user_id", b"_revoked_by_user_id"]  # noqa: Y015
+    _WhichOneofReturnType__ticket_ref: _TypeAlias = _typing.Literal["ticket_ref"]  # noqa: Y015
+    _WhichOneofArgType__ticket_ref: _TypeAlias = _typing.Literal["_ticket_ref", b"_ticket_ref"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decided_at) -> _WhichOneofReturnType__decided_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decided_by_user_id) -> _WhichOneofReturnType__decided_by_user_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_at) -> _WhichOneofReturnType__expires_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__revoked_at) -> _WhichOneofReturnType__revoked_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__revoked_by_user_id) -> _WhichOneofReturnType__revoked_by_user_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ticket_ref) -> _WhichOneofReturnType__ticket_ref | None: ...
+
+Global___AccessRequest: _TypeAlias = AccessRequest  # noqa: Y015
+
+@_typing.final
+class RequestAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TICKET_REF_FIELD_NUMBER: _builtins.int
+    MINUTES_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    reason: _builtins.str
+    ticket_ref: _builtins.str
+    minutes: _builtins.int
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ticket_ref: _builtins.str | None = ...,
+        minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ticket_ref", b"_ticket_ref", "ticket_ref", b"ticket_ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ticket_ref", b"_ticket_ref", "client_id", b"client_id", "minutes", b"minutes", "reason", b"reason", "ticket_ref", b"ticket_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ticket_ref: _TypeAlias = _typing.Literal["ticket_ref"]  # noqa: Y015
+    _WhichOneofArgType__ticket_ref: _TypeAlias = _typing.Literal["_ticket_ref", b"_ticket_ref"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ticket_ref) -> _WhichOneofReturnType__ticket_ref | None: ...
+
+Global___RequestAccessRequest: _TypeAlias = RequestAccessRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    status: Global___AccessRequestStatus.ValueType
+    """unspecified: any"""
+    page: _builtins.int
+    page_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: Global___AccessRequestStatus.ValueType = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessRequestsRequest: _TypeAlias = ListAccessRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    page: _builtins.int
+    page_size: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessRequest]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___AccessRequest] | None = ...,
+        total: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "page", b"page", "page_size", b"page_size", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessRequestsResponse: _TypeAlias = ListAccessRequestsResponse  # noqa: Y015
+
+@_typing.final
+class DecideAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideAccessRequest: _TypeAlias = DecideAccessRequest  # noqa: Y015
+
+@_typing.final
+class RevokeGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    grant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        grant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeGrantRequest: _TypeAlias = RevokeGrantRequest  # noqa: Y015
+
+@_typing.final
+class RevokeGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeGrantResponse: _TypeAlias = RevokeGrantResponse  # noqa: Y015
+
+@_typing.final
+class BreakGlassRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreakGlassRequest: _TypeAlias = BreakGlassRequest  # noqa: Y015

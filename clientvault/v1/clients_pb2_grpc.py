@@ -115,6 +115,36 @@ class ClientsStub:
                 request_serializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberRequest.SerializeToString,
                 response_deserializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberResponse.FromString,
                 _registered_method=True)
+        self.RequestAccess = channel.unary_unary(
+                '/clientvault.v1.Clients/RequestAccess',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.RequestAccessRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.ListAccessRequests = channel.unary_unary(
+                '/clientvault.v1.Clients/ListAccessRequests',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.ListAccessRequestsRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.ListAccessRequestsResponse.FromString,
+                _registered_method=True)
+        self.ApproveAccessRequest = channel.unary_unary(
+                '/clientvault.v1.Clients/ApproveAccessRequest',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.DecideAccessRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.DenyAccessRequest = channel.unary_unary(
+                '/clientvault.v1.Clients/DenyAccessRequest',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.DecideAccessRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/clientvault.v1.Clients/RevokeGrant',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
+        self.BreakGlass = channel.unary_unary(
+                '/clientvault.v1.Clients/BreakGlass',
+                request_serializer=clientvault_dot_v1_dot_clients__pb2.BreakGlassRequest.SerializeToString,
+                response_deserializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+                _registered_method=True)
 
 
 class ClientsServicer:
@@ -227,6 +257,48 @@ class ClientsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestAccess(self, request, context):
+        """Time-boxed access (docs/access.md): a non-member asks for a client's access with a reason; an admin other than
+        the requester approves (a grant valid for `minutes`, ending by itself) or denies it; an admin ends a grant
+        early. With client scoping on, an active grant gives what membership gives.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessRequests(self, request, context):
+        """Admin: every request; anyone else: their own. Newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveAccessRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenyAccessRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BreakGlass(self, request, context):
+        """Access at once for 60 minutes, when the installation allows it (CLIENTVAULT_BREAK_GLASS); audited as
+        break_glass; its end leaves a rotation task per credential revealed under it (the vault's consumer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +381,36 @@ def add_ClientsServicer_to_server(servicer, server):
                     servicer.RemoveMember,
                     request_deserializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberRequest.FromString,
                     response_serializer=clientvault_dot_v1_dot_clients__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'RequestAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestAccess,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.RequestAccessRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.SerializeToString,
+            ),
+            'ListAccessRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessRequests,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.ListAccessRequestsRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.ListAccessRequestsResponse.SerializeToString,
+            ),
+            'ApproveAccessRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveAccessRequest,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.DecideAccessRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.SerializeToString,
+            ),
+            'DenyAccessRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyAccessRequest,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.DecideAccessRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.RevokeGrantResponse.SerializeToString,
+            ),
+            'BreakGlass': grpc.unary_unary_rpc_method_handler(
+                    servicer.BreakGlass,
+                    request_deserializer=clientvault_dot_v1_dot_clients__pb2.BreakGlassRequest.FromString,
+                    response_serializer=clientvault_dot_v1_dot_clients__pb2.AccessRequest.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -744,6 +846,168 @@ class Clients:
             '/clientvault.v1.Clients/RemoveMember',
             clientvault_dot_v1_dot_clients__pb2.RemoveMemberRequest.SerializeToString,
             clientvault_dot_v1_dot_clients__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/RequestAccess',
+            clientvault_dot_v1_dot_clients__pb2.RequestAccessRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/ListAccessRequests',
+            clientvault_dot_v1_dot_clients__pb2.ListAccessRequestsRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.ListAccessRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveAccessRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/ApproveAccessRequest',
+            clientvault_dot_v1_dot_clients__pb2.DecideAccessRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyAccessRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/DenyAccessRequest',
+            clientvault_dot_v1_dot_clients__pb2.DecideAccessRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/RevokeGrant',
+            clientvault_dot_v1_dot_clients__pb2.RevokeGrantRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.RevokeGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BreakGlass(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clientvault.v1.Clients/BreakGlass',
+            clientvault_dot_v1_dot_clients__pb2.BreakGlassRequest.SerializeToString,
+            clientvault_dot_v1_dot_clients__pb2.AccessRequest.FromString,
             options,
             channel_credentials,
             insecure,

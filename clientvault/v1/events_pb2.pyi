@@ -79,6 +79,21 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     """
     AUDIT_ACTION_CLIENT_MEMBER_REMOVED: _AuditAction.ValueType  # 28
     AUDIT_ACTION_CLIENT_UNARCHIVED: _AuditAction.ValueType  # 29
+    AUDIT_ACTION_ACCESS_REQUESTED: _AuditAction.ValueType  # 30
+    """clients: time-boxed access (docs/access.md). client_id names the client, target_user_id the requester (the
+    grant's holder); detail carries {"requestId"/"grantId", "reason", "ticketRef", "minutes", ...}.
+    """
+    AUDIT_ACTION_ACCESS_APPROVED: _AuditAction.ValueType  # 31
+    AUDIT_ACTION_ACCESS_DENIED: _AuditAction.ValueType  # 32
+    AUDIT_ACTION_ACCESS_GRANT_ENDED: _AuditAction.ValueType  # 33
+    """A grant ended: detail {"ended": "expired"|"revoked", "grantId", "breakGlass", "startedAt", ...}; an expiry has
+    no actor (noticed by the clients service's sweep). The vault turns a break-glass grant's end into rotation tasks.
+    """
+    AUDIT_ACTION_BREAK_GLASS: _AuditAction.ValueType  # 34
+    """Access taken at once for 60 minutes (CLIENTVAULT_BREAK_GLASS): detail {"reason", "grantId", "breakGlass": true,
+    "minutes": 60, "expiresAt"}. Integrations alerting admins consume `audit.clients.break_glass`.
+    """
+    AUDIT_ACTION_CLIENT_ARCHIVED: _AuditAction.ValueType  # 35
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. Each producer publishes one AuditEvent per audited action to stream
@@ -138,6 +153,21 @@ member added or removed (target_user_email empty: the clients service keeps no e
 """
 AUDIT_ACTION_CLIENT_MEMBER_REMOVED: AuditAction.ValueType  # 28
 AUDIT_ACTION_CLIENT_UNARCHIVED: AuditAction.ValueType  # 29
+AUDIT_ACTION_ACCESS_REQUESTED: AuditAction.ValueType  # 30
+"""clients: time-boxed access (docs/access.md). client_id names the client, target_user_id the requester (the
+grant's holder); detail carries {"requestId"/"grantId", "reason", "ticketRef", "minutes", ...}.
+"""
+AUDIT_ACTION_ACCESS_APPROVED: AuditAction.ValueType  # 31
+AUDIT_ACTION_ACCESS_DENIED: AuditAction.ValueType  # 32
+AUDIT_ACTION_ACCESS_GRANT_ENDED: AuditAction.ValueType  # 33
+"""A grant ended: detail {"ended": "expired"|"revoked", "grantId", "breakGlass", "startedAt", ...}; an expiry has
+no actor (noticed by the clients service's sweep). The vault turns a break-glass grant's end into rotation tasks.
+"""
+AUDIT_ACTION_BREAK_GLASS: AuditAction.ValueType  # 34
+"""Access taken at once for 60 minutes (CLIENTVAULT_BREAK_GLASS): detail {"reason", "grantId", "breakGlass": true,
+"minutes": 60, "expiresAt"}. Integrations alerting admins consume `audit.clients.break_glass`.
+"""
+AUDIT_ACTION_CLIENT_ARCHIVED: AuditAction.ValueType  # 35
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

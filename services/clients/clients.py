@@ -5,7 +5,7 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 from uuid import UUID
@@ -52,6 +52,9 @@ class Client:
     archived_at: datetime | None
     revision: int  # the ETag; +1 on every change
     reveal_reason_required: bool  # every reveal of its credentials must name a reason (0007)
+    # The caller's grant when a grant is their only access to it (GetClient for a scoped caller; else None).
+    access_grant_id: UUID | None = None
+    access_expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> "Client":
@@ -68,7 +71,8 @@ Scope = UUID | None  # the user whose memberships bound what a caller sees, or N
 
 def scope_of(caller: Caller, scoping: bool) -> Scope:
     """With client scoping on, a caller who does not see every client (policy.SEES_EVERY_CLIENT) sees only the
-    clients they are a member of; anything else is answered as if it did not exist."""
+    clients they are a member of or hold an active grant for (services/clients/grants.py); anything else is answered
+    as if it did not exist."""
     return caller.user_id if scoping and not policy.sees_every_client(caller.role) else None
 
 
@@ -156,11 +160,19 @@ async def create_client(
 
 
 async def get_client(db: Database, client_id: UUID, scope: Scope = None) -> Client:
+    """The client; for a scoped caller whose only access is a grant, with that grant's id and end (the vault keeps
+    its answer no longer than that)."""
     async with db.read() as conn:
         row = await store.get_client(conn, client_id, member=scope)
-    if row is None:
-        raise NotFound("client not found")
-    return Client.from_row(row)
+        if row is None:
+            raise NotFound("client not found")
+        client = Client.from_row(row)
+        if scope is None or await store.is_member(conn, client_id, scope):
+            return client
+        grant = await store.active_grant(conn, client_id, scope)
+    if grant is None:  # it ended between the two statements: the next call answers 404
+        return client
+    return replace(client, access_grant_id=grant.id, access_expires_at=grant.expires_at)
 
 
 async def get_clients(db: Database, client_ids: list[UUID], scope: Scope = None) -> list[Client]:
@@ -207,16 +219,22 @@ async def update_client(
     return client
 
 
-async def archive_client(db: Database, client_id: UUID) -> None:
-    """Archives once; archiving again changes nothing and keeps the first `archived_at`."""
+async def archive_client(
+    db: Database, caller: Caller, context: RequestContext, client_id: UUID, outbox_written: Callable[[], None]
+) -> None:
+    """Archives once, audited as `client_archived`; archiving again changes nothing (no event) and keeps the first
+    `archived_at`."""
     async with db.begin() as conn:
         row = await store.get_client(conn, client_id, lock=True)
         if row is None:
             raise NotFound("client not found")
-        if row.archived_at is None:
-            now = datetime.now(UTC)
-            await store.update_client(conn, client_id, status="archived", archived_at=now, updated_at=now)
-            log.info("client.archived", client_id=str(client_id))
+        if row.archived_at is not None:
+            return
+        now = datetime.now(UTC)
+        await store.update_client(conn, client_id, status="archived", archived_at=now, updated_at=now)
+        await audit.record(conn, AuditAction.CLIENT_ARCHIVED, caller, context, client_id=client_id)
+    outbox_written()
+    log.info("client.archived", client_id=str(client_id))
 
 
 async def unarchive_client(

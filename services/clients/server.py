@@ -1,6 +1,7 @@
 """The clients service's gRPC transport: proto in, domain call, proto out. Errors are mapped by the edge."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,8 +22,9 @@ from clientvault.service import Service
 from clientvault.settings import ClientsSettings
 from clientvault.v1 import auth_pb2, auth_pb2_grpc, clients_pb2_grpc
 from clientvault.v1 import clients_pb2 as pb
-from services.clients import clients, members, store, tasks
+from services.clients import clients, grants, members, store, tasks
 from services.clients.clients import Client, Scope
+from services.clients.grants import AccessRequest
 from services.clients.members import AccessChanged, Member
 from services.clients.rules import Page
 from services.clients.tasks import Task
@@ -32,6 +34,7 @@ PRODUCER = "clients"  # of its audit events (clientvault/events.py PRODUCER_OF)
 MIGRATIONS = Path(__file__).with_name("migrations")  # the schema is at their head before it serves
 CLIENT_STATUS, TASK_STATUS = pb.ClientStatus.DESCRIPTOR, pb.TaskStatus.DESCRIPTOR
 TASK_PRIORITY = pb.TaskPriority.DESCRIPTOR
+REQUEST_STATUS = pb.AccessRequestStatus.DESCRIPTOR
 
 
 def client_to_proto(client: Client) -> pb.Client:
@@ -51,7 +54,35 @@ def client_to_proto(client: Client) -> pb.Client:
     )
     if client.archived_at is not None:
         message.archived_at.CopyFrom(timestamp(client.archived_at))
+    if client.access_grant_id is not None and client.access_expires_at is not None:
+        message.access_grant_id = str(client.access_grant_id)
+        message.access_expires_at.CopyFrom(timestamp(client.access_expires_at))
     return message
+
+
+def access_request_to_proto(request: AccessRequest, now: datetime) -> pb.AccessRequest:
+    message = pb.AccessRequest(
+        id=str(request.id),
+        status=enum_number(REQUEST_STATUS, request.status),
+        client_id=str(request.client_id),
+        user_id=str(request.user_id),
+        reason=request.reason,
+        ticket_ref=request.ticket_ref,
+        minutes=request.minutes,
+        break_glass=request.break_glass,
+        created_at=timestamp(request.created_at),
+        decided_by_user_id=_text(request.decided_by_user_id),
+        revoked_by_user_id=_text(request.revoked_by_user_id),
+        active=request.active(now),
+    )
+    for name in ("decided_at", "expires_at", "revoked_at"):
+        if (value := getattr(request, name)) is not None:
+            getattr(message, name).CopyFrom(timestamp(value))
+    return message
+
+
+def _text(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def member_to_proto(member: Member) -> pb.ClientMember:
@@ -130,11 +161,15 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         scoping: bool = False,
         access_changed: AccessChanged,
         outbox_written: Callable[[], None] = lambda: None,
+        grant_max_minutes: int = 480,
+        break_glass: bool = False,
     ) -> None:
         self._db = db
         self._auth = auth
         self._timeout_s = timeout_s
         self._scoping = scoping
+        self._grant_max_minutes = grant_max_minutes
+        self._break_glass = break_glass
         self._outbox_written = outbox_written
         self._changes = members.Changes(access_changed, outbox_written)
 
@@ -238,8 +273,76 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
         return client_to_proto(updated)
 
     async def ArchiveClient(self, request: pb.ArchiveClientRequest, context: Any) -> pb.ArchiveClientResponse:
-        await clients.archive_client(self._db, parse_id(request.client_id, "client"))
+        client_id = parse_id(request.client_id, "client")
+        await clients.archive_client(
+            self._db, rpc.current_caller(), rpc.current_request(), client_id, self._outbox_written
+        )
         return pb.ArchiveClientResponse()
+
+    async def RequestAccess(self, request: pb.RequestAccessRequest, context: Any) -> pb.AccessRequest:
+        made = await grants.request_access(
+            self._db,
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            reason=request.reason,
+            ticket_ref=request.ticket_ref if request.HasField("ticket_ref") else None,
+            minutes=request.minutes,
+            max_minutes=self._grant_max_minutes,
+            changes=self._changes,
+        )
+        return access_request_to_proto(made, datetime.now(UTC))
+
+    async def ListAccessRequests(
+        self, request: pb.ListAccessRequestsRequest, context: Any
+    ) -> pb.ListAccessRequestsResponse:
+        page = await grants.list_access_requests(
+            self._db,
+            rpc.current_caller(),
+            status=enum_name(REQUEST_STATUS, request.status),
+            page=request.page or 1,
+            page_size=request.page_size or 20,
+        )
+        now = datetime.now(UTC)
+        return pb.ListAccessRequestsResponse(
+            items=[access_request_to_proto(item, now) for item in page.items],
+            total=page.total,
+            page=page.page,
+            page_size=page.page_size,
+        )
+
+    async def ApproveAccessRequest(self, request: pb.DecideAccessRequest, context: Any) -> pb.AccessRequest:
+        approved = await grants.approve(
+            self._db,
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.request_id, "access request"),
+            max_minutes=self._grant_max_minutes,
+            changes=self._changes,
+        )
+        return access_request_to_proto(approved, datetime.now(UTC))
+
+    async def DenyAccessRequest(self, request: pb.DecideAccessRequest, context: Any) -> pb.AccessRequest:
+        request_id = parse_id(request.request_id, "access request")
+        denied = await grants.deny(self._db, rpc.current_caller(), rpc.current_request(), request_id, self._changes)
+        return access_request_to_proto(denied, datetime.now(UTC))
+
+    async def RevokeGrant(self, request: pb.RevokeGrantRequest, context: Any) -> pb.RevokeGrantResponse:
+        grant_id = parse_id(request.grant_id, "grant")
+        await grants.revoke(self._db, rpc.current_caller(), rpc.current_request(), grant_id, self._changes)
+        return pb.RevokeGrantResponse()
+
+    async def BreakGlass(self, request: pb.BreakGlassRequest, context: Any) -> pb.AccessRequest:
+        granted = await grants.break_glass(
+            self._db,
+            rpc.current_caller(),
+            rpc.current_request(),
+            parse_id(request.client_id, "client"),
+            reason=request.reason,
+            enabled=self._break_glass,
+            changes=self._changes,
+        )
+        return access_request_to_proto(granted, datetime.now(UTC))
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
         page = await tasks.list_tasks(
@@ -305,7 +408,18 @@ async def main(settings: ClientsSettings) -> None:
             scoping=settings.client_scoping,
             access_changed=revoker.access_changed,
             outbox_written=relay.wake,
+            grant_max_minutes=settings.grant_max_minutes,
+            break_glass=settings.break_glass,
+        )
+        # Records the end of expired grants (their events, and the vault's cache told): services/clients/grants.py
+        sweep = grants.end_expired_forever(
+            service.db, members.Changes(revoker.access_changed, relay.wake), settings.grant_sweep_interval_s
         )
         await service.serve(
-            clients_pb2_grpc.add_ClientsServicer_to_server, servicer, CLIENTS, relay.run(), relay.purge_forever()
+            clients_pb2_grpc.add_ClientsServicer_to_server,
+            servicer,
+            CLIENTS,
+            relay.run(),
+            relay.purge_forever(),
+            sweep,
         )

@@ -8,8 +8,10 @@ Totals: `client_counts` keeps the number of live clients per status, maintained 
 triggers (one update per statement, so bulk COPY stays fast); only a search term needs a real count.
 Archived clients list from a partial index of their own (migration 0005) and are counted for real.
 Members: `client_members` (migration 0006). A query scoped to a member (`member=user_id`, CLIENTVAULT_CLIENT_SCOPING)
-keeps only the clients that user is a member of, in the same statement (a semi-join on the members' primary key
-or their (user_id, client_id) index), and counts them for real: the kept counts are everyone's.
+keeps only the clients that user is a member of or holds an active grant for (`access_requests`, migration 0008:
+approved, not revoked, `now() < expires_at`), in the same statement (a semi-join on the members' (user_id,
+client_id) index and the grants' partial index), and counts them for real: the kept counts are everyone's. A grant
+stops giving access at its `expires_at` by this condition alone, with nobody acting.
 """
 
 from collections.abc import Collection
@@ -26,6 +28,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     Row,
     Select,
     Table,
@@ -38,6 +41,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -133,12 +137,46 @@ Index(
 
 outbox = outbox_table(metadata)  # the audit events of member changes and unarchiving (services/clients/audit.py)
 
+# Access requests and grants (migration 0008; services/clients/grants.py): an approved row is a grant.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("client_id", Uuid, ForeignKey("clients.clients.id"), nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ticket_ref", Text),
+    Column("minutes", Integer, nullable=False),
+    Column("break_glass", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by_user_id", Uuid),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by_user_id", Uuid),
+    Column("ended_at", DateTime(timezone=True)),  # its end recorded (revoked, or the expiry noticed): once
+    CheckConstraint("status in ('pending', 'approved', 'denied')", name="status"),
+)
+
+
+def _active_grant() -> list[Any]:
+    """An approved grant in force now: not revoked, not past its expiry (PostgreSQL's clock, at the statement's
+    transaction start)."""
+    return [
+        access_requests.c.status == "approved",
+        access_requests.c.revoked_at.is_(None),
+        access_requests.c.expires_at > func.now(),
+    ]
+
 
 def _membership(member: UUID | None, client_id: Any = clients.c.id) -> list[Any]:
-    """Nothing when unscoped; else: `client_id` is one of `member`'s clients."""
+    """Nothing when unscoped; else: `client_id` is one of `member`'s clients, or one they hold an active grant for."""
     if member is None:
         return []
-    return [client_id.in_(select(client_members.c.client_id).where(client_members.c.user_id == member))]
+    members = select(client_members.c.client_id).where(client_members.c.user_id == member)
+    granted = select(access_requests.c.client_id).where(access_requests.c.user_id == member, *_active_grant())
+    return [client_id.in_(members.union_all(granted))]
 
 
 def _listed(term: str | None, status: str | None, archived: bool, member: UUID | None) -> list[Any]:
@@ -239,6 +277,79 @@ async def add_member(conn: AsyncConnection, **values: object) -> tuple[Row[Any],
 async def remove_member(conn: AsyncConnection, client_id: UUID, user_id: UUID) -> bool:
     query = delete(client_members).where(client_members.c.client_id == client_id, client_members.c.user_id == user_id)
     return bool((await conn.execute(query.returning(client_members.c.user_id))).one_or_none())
+
+
+async def is_member(conn: AsyncConnection, client_id: UUID, user_id: UUID) -> bool:
+    query = select(true()).where(client_members.c.client_id == client_id, client_members.c.user_id == user_id)
+    return (await conn.execute(query)).one_or_none() is not None
+
+
+async def active_grant(conn: AsyncConnection, client_id: UUID, user_id: UUID) -> Row[Any] | None:
+    """The user's active grant for the client that ends last (None: they hold none)."""
+    query = select(access_requests).where(
+        access_requests.c.client_id == client_id, access_requests.c.user_id == user_id, *_active_grant()
+    )
+    return (await conn.execute(query.order_by(access_requests.c.expires_at.desc()).limit(1))).one_or_none()
+
+
+async def insert_access_request(conn: AsyncConnection, **values: object) -> Row[Any] | None:
+    """The new request; None when the user has a pending one for this client already (one pending per pair)."""
+    query = pg_insert(access_requests).values(**values).on_conflict_do_nothing().returning(access_requests)
+    row: Row[Any] | None = (await conn.execute(query)).one_or_none()
+    return row
+
+
+async def get_access_request(conn: AsyncConnection, request_id: UUID, *, lock: bool = False) -> Row[Any] | None:
+    query = select(access_requests).where(access_requests.c.id == request_id)
+    return (await conn.execute(query.with_for_update() if lock else query)).one_or_none()
+
+
+def _requests_of(user_id: UUID | None, status: str | None) -> list[Any]:
+    where: list[Any] = [] if user_id is None else [access_requests.c.user_id == user_id]
+    if status == "active":
+        where += [*_active_grant(), access_requests.c.ended_at.is_(None)]
+    elif status is not None:
+        where.append(access_requests.c.status == status)
+    return where
+
+
+async def list_access_requests(
+    conn: AsyncConnection, *, user_id: UUID | None, status: str | None, limit: int, offset: int
+) -> list[Row[Any]]:
+    """Newest first; with `user_id` only that user's; `status` "active": grants in force now."""
+    query = select(access_requests).where(*_requests_of(user_id, status))
+    query = query.order_by(access_requests.c.created_at.desc(), access_requests.c.id.desc())
+    return list((await conn.execute(query.limit(limit).offset(offset))).all())
+
+
+async def count_access_requests(conn: AsyncConnection, *, user_id: UUID | None, status: str | None) -> int:
+    query = select(func.count()).select_from(access_requests).where(*_requests_of(user_id, status))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def update_access_request(conn: AsyncConnection, request_id: UUID, **values: object) -> Row[Any]:
+    query = update(access_requests).where(access_requests.c.id == request_id).values(**values)
+    row: Row[Any] = (await conn.execute(query.returning(access_requests))).one()
+    return row
+
+
+async def end_expired_grants(conn: AsyncConnection, limit: int) -> list[Row[Any]]:
+    """Records the end of up to `limit` grants past their expiry whose end is not recorded yet, and answers them.
+    Rows another replica is recording are skipped (SKIP LOCKED), and `ended_at` is set once: each end is recorded by
+    exactly one transaction."""
+    due = (
+        select(access_requests.c.id)
+        .where(
+            access_requests.c.status == "approved",
+            access_requests.c.ended_at.is_(None),
+            access_requests.c.expires_at <= func.now(),
+        )
+        .order_by(access_requests.c.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    query = update(access_requests).where(access_requests.c.id.in_(due.scalar_subquery()))
+    return list((await conn.execute(query.values(ended_at=func.now()).returning(access_requests))).all())
 
 
 async def insert_client(conn: AsyncConnection, **values: object) -> Row[Any]:

@@ -26,6 +26,7 @@ from clientvault.v1 import vault_pb2 as pb
 from services.vault import exposure, generator, store
 from services.vault.access import Access, ClientAccess
 from services.vault.backlog import Backlog
+from services.vault.break_glass import BreakGlassEnds
 from services.vault.credentials import (
     FIELDS,
     NEW_REVISION,
@@ -39,9 +40,10 @@ from services.vault.credentials import (
 )
 from services.vault.crypto import DataKeys
 from services.vault.keys import KeyFailure, KeyProvider, TransitKeys, provider_for
-from services.vault.leavers import Leavers, RotationTask
+from services.vault.leavers import Leavers
 from services.vault.limits import RevealLimiter
 from services.vault.rotation import check_keys
+from services.vault.rotation_work import RotationTask, RotationWork
 
 log = get_logger(__name__)
 
@@ -142,7 +144,7 @@ class ClientsDirectory:
 
 
 class RotationTaskSink:
-    """Creates rotation tasks (leavers.py) through Clients/CreateTask as the rotation-tasks identity: it signs in
+    """Creates rotation tasks (rotation_work.py) through Clients/CreateTask as the rotation-tasks identity: it signs in
     to auth with the identity's password (Auth/SignIn, public) and keeps the access token until shortly before it
     expires. That token's role may call Clients/CreateTask and nothing else (clientvault/policy.py)."""
 
@@ -212,32 +214,35 @@ class RotationTaskSink:
                 raise Unavailable("the clients service is unavailable") from None
 
 
-def leavers_of(settings: VaultSettings, service: Service) -> Leavers | None:
-    """The rotation work on leave, when it is configured: the identity's password and auth's public key (each
-    missing one is said once, and the vault runs without it)."""
-    missing = [
-        name
-        for name, given in (
-            ("CLIENTVAULT_ROTATION_TASKS_PASSWORD", settings.rotation_tasks_password is not None),
-            (
-                "CLIENTVAULT_EVENT_PUBLIC_KEYS (auth's key)",
-                any(e.startswith("auth:") for e in settings.event_public_keys),
-            ),
+def rotation_work_of(settings: VaultSettings, service: Service) -> list[RotationWork]:
+    """The rotation work that is configured (the identity's password, and the key of the producer each kind trusts:
+    auth's for leavers, the clients service's for break-glass ends); each missing piece is said once, and the vault
+    runs without that kind."""
+    trusted = {entry.partition(":")[0] for entry in settings.event_public_keys}
+    kinds = (("leavers", "auth", Leavers), ("break_glass", "clients", BreakGlassEnds))
+    password = settings.rotation_tasks_password
+    sink = (
+        None
+        if password is None
+        else RotationTaskSink(
+            auth_pb2_grpc.AuthStub(service.channel("auth")),
+            clients_pb2_grpc.ClientsStub(service.channel("clients")),
+            settings.rotation_tasks_email,
+            password,
+            settings.rpc_timeout_s,
         )
-        if not given
-    ]
-    if missing or settings.rotation_tasks_password is None:
-        log.warning("leavers.off", missing=missing, effect="no rotation tasks are made when a user is disabled")
-        return None
-    sink = RotationTaskSink(
-        auth_pb2_grpc.AuthStub(service.channel("auth")),
-        clients_pb2_grpc.ClientsStub(service.channel("clients")),
-        settings.rotation_tasks_email,
-        settings.rotation_tasks_password,
-        settings.rpc_timeout_s,
     )
-    keys = TrustedKeys.from_setting(settings.event_public_keys)
-    return Leavers(service.db, settings.require_nats_url(), keys, sink)
+    keys = TrustedKeys.from_setting(settings.event_public_keys) if trusted else None
+    work: list[RotationWork] = []
+    for kind, producer, consumer in kinds:
+        missing = [] if sink is not None else ["CLIENTVAULT_ROTATION_TASKS_PASSWORD"]
+        if producer not in trusted:
+            missing.append(f"CLIENTVAULT_EVENT_PUBLIC_KEYS ({producer}'s key)")
+        if sink is None or keys is None or missing:
+            log.warning(f"{kind}.off", missing=missing, effect=f"no rotation tasks are made by {kind}")
+            continue
+        work.append(consumer(service.db, settings.require_nats_url(), keys, sink))
+    return work
 
 
 def _encode_created(credential_id: UUID) -> bytes:
@@ -542,11 +547,10 @@ async def main(settings: VaultSettings) -> None:
             require_access=access.require,
         )
         servicer = VaultServicer(service.db, credentials, directory)
-        leavers = leavers_of(settings, service)
         jobs = []
-        if leavers is not None:
-            service.on_close(leavers.close)
-            jobs.append(leavers.run())
+        for work in rotation_work_of(settings, service):
+            service.on_close(work.close)
+            jobs.append(work.run())
         await service.serve(
             vault_pb2_grpc.add_VaultServicer_to_server,
             servicer,

@@ -582,10 +582,15 @@ EXPOSED_COLUMNS = (
 )
 
 
-async def leaver_exposure(conn: AsyncConnection, user_id: UUID) -> list[Row[Any]]:
-    """Everything the user revealed that nobody changed since (the exposure report, ever, all of it) with the
-    user's name at each reveal: what becomes rotation tasks when they leave (leavers.py)."""
-    joined, where = _exposed(user_id, None)
+async def rotation_exposure(
+    conn: AsyncConnection, user_id: UUID, *, client_id: UUID | None = None, since: datetime | None = None
+) -> list[Row[Any]]:
+    """Everything the user revealed that nobody changed since (the exposure report, all of it) with the user's name
+    at each reveal: what becomes rotation tasks (rotation_work.py) when they leave (ever, every client) or when
+    their break-glass ends (in its client, since it started)."""
+    joined, where = _exposed(user_id, since)
+    if client_id is not None:
+        where.append(reveals.c.client_id == client_id)
     query = (
         select(*EXPOSED_COLUMNS, reveals.c.user_full_name)
         .select_from(joined)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -25,6 +26,8 @@ from clientvault.events import PullConsumer
 from clientvault.nats_access import (
     AUDIT_DURABLE,
     AUDIT_STREAM,
+    BREAK_GLASS_DURABLE,
+    BREAK_GLASS_SUBJECT,
     BUCKET,
     KV_STREAM,
     LEAVERS_DURABLE,
@@ -39,6 +42,7 @@ from ops.embedded import NATS_OPERATOR, nats_authorization_from_environment, nat
 from ops.jetstream import BootstrapRefused, bootstrap
 from ops.supervisor import free_port
 from services.audit.consumer import Consumer
+from services.vault.break_glass import BreakGlassEnds
 from services.vault.leavers import Leavers
 from tests.deploy.compose import COMPOSE, interpolate
 from tests.deploy.files import DEPLOY, PROCESSES, tool
@@ -268,52 +272,57 @@ async def test_each_process_does_its_job_under_the_compose_config(nats_server: t
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
 
 
-async def test_the_vault_reads_auth_user_updated_events_through_its_own_consumer_and_nothing_else(
-    nats_server: tuple[int, dict[str, str]],
+@pytest.mark.parametrize(
+    ("work", "durable", "subject", "producer", "other"),
+    [
+        (Leavers, LEAVERS_DURABLE, LEAVERS_SUBJECT, "auth", "audit.auth.sign_in"),
+        (BreakGlassEnds, BREAK_GLASS_DURABLE, BREAK_GLASS_SUBJECT, "clients", "audit.clients.break_glass"),
+    ],
+    ids=["leavers", "break-glass"],
+)
+async def test_the_vault_reads_its_rotation_work_events_through_its_own_consumers_and_nothing_else(
+    nats_server: tuple[int, dict[str, str]], work: Any, durable: str, subject: str, producer: str, other: str
 ) -> None:
-    """Rotation work on leave (services/vault/leavers.py): the vault creates and pulls its durable `vault-leavers`
-    with exactly the filter `audit.auth.user_updated`; the same durable on every event, or another durable, is
-    refused, so the vault's user cannot read the rest of the audit stream."""
+    """Rotation work (services/vault/rotation_work.py): the vault creates and pulls its durable `vault-leavers`
+    with exactly the filter `audit.auth.user_updated`, and `vault-break-glass` with exactly
+    `audit.clients.access_grant_ended`; the same durable on every event, or another durable, is refused, so the
+    vault's user cannot read the rest of the audit stream."""
     await bootstrap(url(nats_server, NATS_OPERATOR), JetStreamSettings())
-    auth = await connect(url(nats_server, "auth"), allow_reconnect=False)
+    publisher = await connect(url(nats_server, producer), allow_reconnect=False)
     try:
-        disabled = await auth.jetstream().publish(LEAVERS_SUBJECT, b"disabled", headers={"Nats-Msg-Id": "u1"})
-        await auth.jetstream().publish("audit.auth.sign_in", b"sign-in", headers={"Nats-Msg-Id": "s1"})
+        first = await publisher.jetstream().publish(subject, b"first", headers={"Nats-Msg-Id": f"{durable}-1"})
+        await publisher.jetstream().publish(other, b"other", headers={"Nats-Msg-Id": f"{durable}-o"})
     finally:
-        await auth.close()
-    leavers = Leavers(db=None, nats_url=url(nats_server, "vault"), keys=None, sink=None)  # type: ignore[arg-type]
+        await publisher.close()
+    consumer = work(db=None, nats_url=url(nats_server, "vault"), keys=None, sink=None)
     everything = PullConsumer(
         url(nats_server, "vault"), name="t", durable="vault-everything", subject="audit.>", config=ConsumerConfig()
     )
     widened = PullConsumer(
-        url(nats_server, "vault"), name="t", durable=LEAVERS_DURABLE, subject="audit.>", config=ConsumerConfig()
+        url(nats_server, "vault"), name="t", durable=durable, subject="audit.>", config=ConsumerConfig()
     )
     try:
         # Made after the two were published (it starts at new events): a third one is what it gets.
-        assert await leavers._pull.fetch(10, 0.5) == []
-        auth = await connect(url(nats_server, "auth"), allow_reconnect=False)
+        assert await consumer._pull.fetch(10, 0.5) == []
+        publisher = await connect(url(nats_server, producer), allow_reconnect=False)
         try:
-            await auth.jetstream().publish(LEAVERS_SUBJECT, b"disabled again", headers={"Nats-Msg-Id": "u2"})
+            await publisher.jetstream().publish(subject, b"again", headers={"Nats-Msg-Id": f"{durable}-2"})
         finally:
-            await auth.close()
-        (msg,) = await leavers._pull.fetch(10, 5)
-        assert (msg.subject, msg.data, msg.metadata.sequence.stream > disabled.seq) == (
-            LEAVERS_SUBJECT,
-            b"disabled again",
-            True,
-        )
+            await publisher.close()
+        (msg,) = await consumer._pull.fetch(10, 5)
+        assert (msg.subject, msg.data, msg.metadata.sequence.stream > first.seq) == (subject, b"again", True)
         await msg.ack_sync()
         operator = await nats.connect(url(nats_server, NATS_OPERATOR))
         try:  # gone (an operator's clean-up): the vault may make it again only as it was
-            await operator.jetstream().delete_consumer(AUDIT_STREAM, LEAVERS_DURABLE)
+            await operator.jetstream().delete_consumer(AUDIT_STREAM, durable)
         finally:
             await operator.close()
         for refused in (everything, widened):
             with pytest.raises((TimeoutError, NatsTimeoutError, NotFoundError, APIError)):
                 await refused.fetch(10, 1)
     finally:
-        for consumer in (leavers._pull, everything, widened):
-            await consumer.reset()
+        for pulled in (consumer._pull, everything, widened):
+            await pulled.reset()
 
 
 DAY_S = 86_400

@@ -6,21 +6,37 @@ to the vault with their own token; an admin adds them and they work on it; remov
 The run's shared system keeps scoping off: there everything behaves as before members existed.
 """
 
+import asyncio
+import json
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from clientvault.v1 import vault_pb2, vault_pb2_grpc
-from tests.audit_support import wait_for_entries
+from clientvault import ed25519
+from clientvault.convert import timestamp
+from clientvault.events import EventSigner
+from clientvault.v1 import events_pb2, vault_pb2, vault_pb2_grpc
+from tests.audit_support import signed, vault_signer, wait_for_entries
 from tests.system import Api, Session, System, me, new_task, running
 from tests.vault_support import create
 
 PROBLEM = "application/problem+json"
-SCOPED_ENV = {"CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32", "CLIENTVAULT_CLIENT_SCOPING": "on"}
+# Break-glass on, and the end of expired grants looked for every second (15 s by default).
+SCOPED_ENV = {
+    "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
+    "CLIENTVAULT_CLIENT_SCOPING": "on",
+    "CLIENTVAULT_BREAK_GLASS": "on",
+    "CLIENTVAULT_GRANT_SWEEP_INTERVAL_S": "1",
+}
 NOT_FOUND = {"type": "about:blank", "title": "Not Found", "status": 404}
 
 
@@ -205,16 +221,22 @@ async def test_member_changes_and_unarchive_are_signed_entries_of_the_audit_chai
     assert (await scoped.raw.put(members, headers=admin.headers)).status_code == 200  # again: no second event
     assert (await scoped.raw.delete(members, headers=admin.headers)).status_code == 204
     assert (await scoped.raw.post(f"/clients/{client['id']}/archive", headers=admin.headers)).status_code == 204
+    assert (await scoped.raw.post(f"/clients/{client['id']}/archive", headers=admin.headers)).status_code == 204
     assert (await scoped.raw.post(f"/clients/{client['id']}/unarchive", headers=admin.headers)).status_code == 200
     assert (await scoped.raw.post(f"/clients/{client['id']}/unarchive", headers=admin.headers)).status_code == 200
 
-    page = await wait_for_entries(scoped, admin, 3, clientId=client["id"])
+    page = await wait_for_entries(scoped, admin, 4, clientId=client["id"])
     entries = sorted(page["items"], key=lambda entry: entry["occurredAt"])
     verified = scoped_system.cli("audit", "verify")
 
-    assert [e["action"] for e in entries] == ["client_member_added", "client_member_removed", "client_unarchived"]
+    assert [e["action"] for e in entries] == [
+        "client_member_added",
+        "client_member_removed",
+        "client_archived",  # once: archiving again writes nothing
+        "client_unarchived",
+    ]
     assert {e["userId"] for e in entries} == {admin_id}
-    assert [(e.get("targetUser") or {}).get("id") for e in entries] == [tech_id, tech_id, None]
+    assert [(e.get("targetUser") or {}).get("id") for e in entries] == [tech_id, tech_id, None, None]
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -238,6 +260,305 @@ async def test_a_non_members_refused_reveal_is_in_the_audit_log_and_answers_as_a
     assert [(e["userId"], e["credentialId"], e["detail"]) for e in page["items"]] == [
         (await me(scoped, outsider), ids["credential"], {"reason": "not a member of the client (or no such client)"})
     ] * 2
+
+
+# --- access requests, grants and break-glass (scoping on) -------------------------------------------------------
+
+MILLISECOND = timedelta(milliseconds=1)
+GRANT_WAIT_S = 100  # a 1-minute grant, then the sweep's second and the vault's cache drop
+
+
+async def ask(api: Api, tech: Session, client_id: str, **body: Any) -> Any:
+    r = await api.raw.post(
+        f"/clients/{client_id}/access-requests",
+        headers=tech.headers,
+        json={"reason": "INC-4711 firewall down", "ticketRef": "INC-4711", "minutes": 30, **body},
+    )
+    return r
+
+
+async def decide(api: Api, admin: Session, request_id: str, verdict: str) -> Any:
+    return await api.raw.post(f"/access-requests/{request_id}/{verdict}", headers=admin.headers)
+
+
+async def test_an_approved_request_opens_the_client_until_the_grant_ends_by_itself(
+    scoped: Api, scoped_system: System
+) -> None:
+    """A real 1-minute grant: the technician reveals under it, then, with nobody acting, everything is 404 again."""
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    tech_id = await me(scoped, tech)
+    word = f"ibex{uuid.uuid4().hex[:8]}"
+    ids = await a_client_with_everything(scoped, admin, f"{word} Ltd")
+    client, reveal = ids["client"], f"/clients/{ids['client']}/credentials/{ids['credential']}"
+
+    def hidden() -> list[tuple[str, dict[str, Any] | None]]:
+        return [(path, None) for path in (f"/clients/{client}", f"/clients/{client}/tasks", reveal)]
+
+    before = [(await scoped.raw.get(path, headers=tech.headers)).status_code for path, _ in hidden()]
+    asked = await ask(scoped, tech, client, minutes=1)
+    approved = await decide(scoped, admin, asked.json()["id"], "approve")
+    opened = [(await scoped.raw.get(path, headers=tech.headers)).status_code for path, _ in hidden()]
+    revealed = await scoped.raw.get(reveal, headers=tech.headers)
+    searched = (await scoped.raw.get("/clients", params={"q": word}, headers=tech.headers)).json()
+    active = (await scoped.raw.get("/access-requests", params={"status": "active"}, headers=tech.headers)).json()
+
+    assert before == [404, 404, 404]
+    assert asked.status_code == 201, asked.text
+    body = asked.json()
+    assert (body["status"], body["clientId"], body["userId"], body["minutes"]) == ("pending", client, tech_id, 1)
+    assert (body["reason"], body["ticketRef"], body["expiresAt"], body["active"]) == (
+        "INC-4711 firewall down",
+        "INC-4711",
+        None,
+        False,
+    )
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["status"], approved.json()["active"]) == ("approved", True)
+    assert opened == [200, 200, 200]
+    assert revealed.json()["secret"] == "hunter3"
+    assert ([c["id"] for c in searched["items"]], searched["total"]) == ([client], 1)
+    assert [g["id"] for g in active["items"]] == [body["id"]]
+
+    # Nobody acts from here on: the grant ends at its expiresAt.
+    deadline = time.monotonic() + GRANT_WAIT_S
+    statuses = opened
+    while time.monotonic() < deadline and statuses != [404, 404, 404]:
+        await asyncio.sleep(1)
+        statuses = [(await scoped.raw.get(path, headers=tech.headers)).status_code for path, _ in hidden()]
+    ended_at = datetime.now(UTC)
+    after_search = (await scoped.raw.get("/clients", params={"q": word}, headers=tech.headers)).json()
+
+    assert statuses == [404, 404, 404]
+    assert ended_at >= datetime.fromisoformat(approved.json()["expiresAt"])
+    assert (after_search["items"], after_search["total"]) == ([], 0)
+    page = await wait_for_entries(scoped, admin, 4, clientId=client, action="access_grant_ended")
+    assert [e["detail"]["ended"] for e in page["items"]] == ["expired"]
+    verified = scoped_system.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_nobody_approves_their_own_request_even_once_promoted_and_a_denial_stays(scoped: Api) -> None:
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    tech_id = await me(scoped, tech)
+    ids = await a_client_with_everything(scoped, admin)
+    asked = (await ask(scoped, tech, ids["client"])).json()
+    by_requester_as_manager = await decide(scoped, tech, asked["id"], "approve")
+    by_admin_requesting = await ask(scoped, admin, ids["client"])
+    promoted = await scoped.raw.patch(f"/users/{tech_id}", headers=admin.headers, json={"role": "admin"})
+    assert promoted.status_code == 200, promoted.text
+    await asyncio.sleep(1.1)  # a role change revokes the tokens issued up to its second: sign in after it
+    as_admin_now = await scoped.sign_in(tech.account)
+
+    own = await decide(scoped, as_admin_now, asked["id"], "approve")
+    own_deny = await decide(scoped, as_admin_now, asked["id"], "deny")
+    denied = await decide(scoped, admin, asked["id"], "deny")
+    approve_denied = await decide(scoped, admin, asked["id"], "approve")
+
+    assert by_requester_as_manager.status_code == 403
+    assert by_admin_requesting.status_code == 403
+    assert (own.status_code, own.headers["content-type"]) == (403, PROBLEM)
+    assert own.json()["detail"] == "nobody approves or denies their own access request: another admin must"
+    assert own_deny.status_code == 403
+    assert (denied.status_code, denied.json()["status"], denied.json()["decidedByUserId"]) == (
+        200,
+        "denied",
+        await me(scoped, admin),
+    )
+    assert (approve_denied.status_code, approve_denied.json()["detail"]) == (
+        409,
+        "the access request is denied already",
+    )
+
+
+async def test_a_denied_request_opens_nothing_and_a_revoked_grant_closes_at_once(scoped: Api) -> None:
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    ids = await a_client_with_everything(scoped, admin)
+    reveal = f"/clients/{ids['client']}/credentials/{ids['credential']}"
+    first = (await ask(scoped, tech, ids["client"])).json()
+    assert (await decide(scoped, admin, first["id"], "deny")).status_code == 200
+    after_denial = await scoped.raw.get(reveal, headers=tech.headers)
+    second = (await ask(scoped, tech, ids["client"])).json()  # a denied request is no longer pending
+    assert (await decide(scoped, admin, second["id"], "approve")).status_code == 200
+    during = await scoped.raw.get(reveal, headers=tech.headers)
+    twice = await ask(scoped, tech, ids["client"])
+
+    revoked = await scoped.raw.delete(f"/grants/{second['id']}", headers=admin.headers)
+    after = await scoped.raw.get(reveal, headers=tech.headers)
+    again = await scoped.raw.delete(f"/grants/{second['id']}", headers=admin.headers)
+    by_tech = await scoped.raw.delete(f"/grants/{second['id']}", headers=tech.headers)
+    a_request = await scoped.raw.delete(f"/grants/{first['id']}", headers=admin.headers)
+    too_long = await ask(scoped, tech, ids["client"], minutes=481)
+
+    assert after_denial.status_code == 404
+    assert during.status_code == 200
+    assert (twice.status_code, twice.json()["detail"]) == (409, "you hold an active grant for this client already")
+    assert revoked.status_code == 204
+    assert (after.status_code, after.json()["detail"]) == (404, "client not found")  # no wait: the vault was told
+    assert again.status_code == 409
+    assert by_tech.status_code == 403
+    assert a_request.status_code == 404  # a denied request is no grant
+    assert too_long.status_code == 422
+
+
+async def test_break_glass_opens_at_once_and_its_end_leaves_one_rotation_task_per_revealed_credential(
+    scoped: Api, scoped_system: System
+) -> None:
+    admin, tech, viewer = [await scoped.session(role) for role in ("admin", "manager", "read_only")]
+    tech_id = await me(scoped, tech)
+    ids = await a_client_with_everything(scoped, admin)
+    client = ids["client"]
+    router, unseen = ids["credential"], await create(scoped, admin, client, label="Unseen", secret="u-1")
+    nas = await create(scoped, admin, client, label="NAS", secret="n-1")
+    before = await scoped.raw.get(f"/clients/{client}/credentials/{router}", headers=tech.headers)
+
+    by_viewer = await scoped.raw.post(f"/clients/{client}/break-glass", headers=viewer.headers, json={"reason": "x"})
+    broken = await scoped.raw.post(
+        f"/clients/{client}/break-glass", headers=tech.headers, json={"reason": "P1 outage, on-call alone"}
+    )
+    for credential_id in (router, router, nas):
+        r = await scoped.raw.get(f"/clients/{client}/credentials/{credential_id}", headers=tech.headers)
+        assert r.status_code == 200, r.text
+    ended = await scoped.raw.delete(f"/grants/{broken.json()['id']}", headers=admin.headers)
+    tasks = await wait_for_rotation_tasks(scoped, admin, client, 2)
+
+    assert before.status_code == 404
+    assert by_viewer.status_code == 403
+    assert broken.status_code == 201, broken.text
+    grant = broken.json()
+    assert (grant["breakGlass"], grant["minutes"], grant["status"], grant["active"]) == (True, 60, "approved", True)
+    assert ended.status_code == 204
+    assert sorted(t["title"].split(":")[0] for t in tasks) == ["Rotate NAS", "Rotate Router"]
+    assert all("revealed under break-glass by" in t["title"] for t in tasks)
+    assert {(t["priority"], t["assigneeUserId"]) for t in tasks} == {("high", await me(scoped, admin))}
+    assert unseen not in str(tasks)
+
+    entries = (await wait_for_entries(scoped, admin, 1, clientId=client, action="break_glass"))["items"]
+    assert [(e["userId"], (e.get("targetUser") or {}).get("id")) for e in entries] == [(tech_id, tech_id)]
+    detail = dict(entries[0]["detail"])
+    for key, answered in (("expiresAt", grant["expiresAt"]), ("startedAt", grant["decidedAt"])):  # µs vs ms
+        assert abs(datetime.fromisoformat(detail.pop(key)) - datetime.fromisoformat(answered)) < MILLISECOND
+    assert detail == {
+        "breakGlass": True,
+        "grantId": grant["id"],
+        "minutes": 60,
+        "reason": "P1 outage, on-call alone",
+        "requestId": grant["id"],
+    }
+    ends = (await wait_for_entries(scoped, admin, 1, clientId=client, action="access_grant_ended"))["items"]
+    assert [e["detail"]["ended"] for e in ends] == ["revoked"]
+    verified = scoped_system.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def wait_for_rotation_tasks(
+    api: Api, admin: Session, client_id: str, count: int, timeout_s: float = 30
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = await api.raw.get(f"/clients/{client_id}/tasks", headers=admin.headers, params={"pageSize": 100})
+        tasks = [t for t in r.json()["items"] if t["title"].startswith("Rotate ")]
+        if len(tasks) >= count or time.monotonic() > deadline:
+            return tasks
+        await asyncio.sleep(0.2)
+
+
+async def broken_revealed_and_ended(api: Api, admin: Session, tech: Session) -> tuple[dict[str, str], str]:
+    """A new client whose one credential the technician reveals under a break-glass that an admin then ends: the
+    client's ids and the grant's id, once the rotation task of that end is there."""
+    ids = await a_client_with_everything(api, admin)
+    broken = await api.raw.post(f"/clients/{ids['client']}/break-glass", headers=tech.headers, json={"reason": "P1"})
+    revealed = await api.raw.get(f"/clients/{ids['client']}/credentials/{ids['credential']}", headers=tech.headers)
+    ended = await api.raw.delete(f"/grants/{broken.json()['id']}", headers=admin.headers)
+    assert (broken.status_code, revealed.status_code, ended.status_code) == (201, 200, 204)
+    assert len(await wait_for_rotation_tasks(api, admin, ids["client"], 1)) == 1
+    return ids, str(broken.json()["id"])
+
+
+@pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="publishes as the embedded NATS server's operator")
+async def test_a_break_glass_end_delivered_again_adds_no_task(scoped: Api, scoped_system: System) -> None:
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    ids, grant_id = await broken_revealed_and_ended(scoped, admin, tech)
+    first = await wait_for_rotation_tasks(scoped, admin, ids["client"], 1)
+
+    nats_url = scoped_system.info()["nats_url"]
+    original = await published_end(nats_url, grant_id)
+    await republish(nats_url, GRANT_ENDED, original, original)
+    # A later break-glass end on the same consumer: once its task is there, the copies before it were handled.
+    await broken_revealed_and_ended(scoped, admin, tech)
+
+    again = await wait_for_rotation_tasks(scoped, admin, ids["client"], 2)
+    assert [t["id"] for t in again] == [t["id"] for t in first]
+
+
+GRANT_ENDED = "audit.clients.access_grant_ended"
+
+
+def a_break_glass_end(client_id: str, user_id: str) -> events_pb2.AuditEvent:
+    """An access_grant_ended event saying a break-glass of the user on the client ended (as the clients service
+    writes one, unsigned), for a grant that never was."""
+    started = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    detail = {"breakGlass": True, "ended": "revoked", "grantId": str(uuid.uuid4()), "startedAt": started}
+    return events_pb2.AuditEvent(
+        event_id=str(uuid.uuid4()),
+        action=events_pb2.AUDIT_ACTION_ACCESS_GRANT_ENDED,
+        occurred_at=timestamp(datetime.now(UTC)),
+        user_full_name="clients service (grant expiry)",
+        client_id=client_id,
+        target_user_id=user_id,
+        detail=json.dumps(detail, sort_keys=True, separators=(",", ":")),
+    )
+
+
+@pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="publishes as the embedded NATS server's operator")
+async def test_a_forged_break_glass_end_makes_no_task(scoped: Api, scoped_system: System) -> None:
+    """Someone who can publish on the stream (another process's NATS user, the operator's) cannot make rotation
+    tasks appear: unsigned, signed by the vault's key, or by an unknown key named "clients", the vault refuses it."""
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    ids = await a_client_with_everything(scoped, admin)
+    tech_id = await me(scoped, tech)
+    assert (await scoped.raw.put(f"/clients/{ids['client']}/members/{tech_id}", headers=admin.headers)).is_success
+    revealed = await scoped.raw.get(f"/clients/{ids['client']}/credentials/{ids['credential']}", headers=tech.headers)
+    assert revealed.status_code == 200  # an exposure a genuine end would turn into a task
+    stranger = EventSigner("clients", ed25519.private_key(ed25519.generate(), "attacker"))
+    forged = [
+        a_break_glass_end(ids["client"], tech_id),  # unsigned
+        signed(a_break_glass_end(ids["client"], tech_id), vault_signer(scoped_system)),  # not the clients' key
+        signed(a_break_glass_end(ids["client"], tech_id), stranger),  # "clients" by name, a key nobody trusts
+    ]
+
+    await republish(scoped_system.info()["nats_url"], GRANT_ENDED, *(event.SerializeToString() for event in forged))
+    await broken_revealed_and_ended(scoped, admin, tech)  # a genuine end behind them: they were handled by then
+
+    assert await wait_for_rotation_tasks(scoped, admin, ids["client"], 1, timeout_s=0) == []
+
+
+async def published_end(nats_url: str, grant_id: str) -> bytes:
+    """The bytes the clients service published when the grant ended (as anyone reading the stream can copy them)."""
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(
+            GRANT_ENDED,
+            stream="AUDIT",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for msg in await sub.fetch(500, timeout=5):
+                if json.loads(events_pb2.AuditEvent.FromString(msg.data).detail).get("grantId") == grant_id:
+                    return bytes(msg.data)
+        raise AssertionError(f"no access_grant_ended event of {grant_id} in the stream")
+    finally:
+        await nc.close()
+
+
+async def republish(nats_url: str, subject: str, *payloads: bytes) -> None:
+    """As the operator, each payload again under a message id of its own (past the stream's duplicate window)."""
+    nc = await nats.connect(nats_url)
+    try:
+        for data in payloads:
+            await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    finally:
+        await nc.close()
 
 
 # --- the shared system: scoping off -------------------------------------------------------------------------

@@ -62,6 +62,8 @@ class Fresh(Enum):
     ENROLLING = "enrolling"  # a new account of the role with a TOTP enrolment pending
     ENROLLED = "enrolled"  # a new account of the role with TOTP on, and an MFA challenge of its sign-in
     MEMBER = "member"  # a new client, whose creator (the shared admin, the case's user) is its member to remove
+    REQUEST = "request"  # a new client and the shared manager's pending access request for it (an admin decides)
+    GRANT = "grant"  # the same request approved by the shared admin: a grant in force, to revoke
 
 
 FRESH = {
@@ -80,6 +82,10 @@ FRESH = {
     "Vault/RestoreCredential": Fresh.TRASHED,
     "Vault/ShredClient": Fresh.ARCHIVED,
     "Clients/RemoveMember": Fresh.MEMBER,
+    "Clients/RequestAccess": Fresh.CLIENT,  # one pending request per user and client
+    "Clients/ApproveAccessRequest": Fresh.REQUEST,
+    "Clients/DenyAccessRequest": Fresh.REQUEST,
+    "Clients/RevokeGrant": Fresh.GRANT,
 }
 
 
@@ -95,6 +101,7 @@ class Ids:
     client_name: str = ""  # the fresh archived client's, for a shred
     seed: str = ""  # the TOTP seed of the session's account (ENROLLING, ENROLLED)
     mfa_token: str = ""  # a sign-in's MFA challenge of that account (ENROLLED)
+    request_id: str = ""  # an access request (REQUEST) or grant (GRANT) of the shared manager's
 
     @property
     def session_id(self) -> str:
@@ -108,6 +115,8 @@ class Ids:
             version=VERSION,
             userId=self.user_id,
             sessionId=self.session_id,
+            requestId=self.request_id,
+            grantId=self.request_id,
         )
 
     def next_code(self) -> str:
@@ -177,6 +186,12 @@ GATEWAY_BODIES: Mapping[str, Body] = {
     "Auth/ResetPassword": no_body,
     "Auth/RevokeUserSessions": no_body,
     "Auth/ResetMfa": no_body,
+    "Clients/RequestAccess": lambda _: {"reason": "matrix", "ticketRef": "MX-1", "minutes": 5},
+    "Clients/ListAccessRequests": no_body,
+    "Clients/ApproveAccessRequest": no_body,
+    "Clients/DenyAccessRequest": no_body,
+    "Clients/RevokeGrant": no_body,
+    "Clients/BreakGlass": lambda _: {"reason": "matrix emergency"},
 }
 # The multipart form (files, fields) of a route that takes a file instead of a JSON body.
 GATEWAY_FORMS: Mapping[str, tuple[dict[str, Any], dict[str, str]]] = {
@@ -295,6 +310,14 @@ RPC_REQUESTS: Mapping[str, Callable[[Ids], Message]] = {
     "Auth/ResetPassword": lambda ids: auth_pb2.ResetPasswordRequest(user_id=ids.user_id),
     "Auth/RevokeUserSessions": lambda ids: auth_pb2.RevokeUserSessionsRequest(user_id=ids.user_id),
     "Auth/ResetMfa": lambda ids: auth_pb2.ResetMfaRequest(user_id=ids.user_id),
+    "Clients/RequestAccess": lambda ids: clients_pb2.RequestAccessRequest(
+        client_id=ids.client_id, reason="matrix", minutes=5
+    ),
+    "Clients/ListAccessRequests": lambda _: clients_pb2.ListAccessRequestsRequest(),
+    "Clients/ApproveAccessRequest": lambda ids: clients_pb2.DecideAccessRequest(request_id=ids.request_id),
+    "Clients/DenyAccessRequest": lambda ids: clients_pb2.DecideAccessRequest(request_id=ids.request_id),
+    "Clients/RevokeGrant": lambda ids: clients_pb2.RevokeGrantRequest(grant_id=ids.request_id),
+    "Clients/BreakGlass": lambda ids: clients_pb2.BreakGlassRequest(client_id=ids.client_id, reason="matrix"),
 }
 
 
@@ -412,9 +435,11 @@ class World:
         admin, client_id = self.sessions[Role.ADMIN], self.shared.client_id
         if fresh is Fresh.SESSION:  # the same account signed in again: no new user for every case
             session = await self.api.sign_in(session.account, ip=unique_ip())
-        client_name = ""
-        if fresh in (Fresh.CLIENT, Fresh.MEMBER):
+        client_name, request_id = "", ""
+        if fresh in (Fresh.CLIENT, Fresh.MEMBER, Fresh.REQUEST, Fresh.GRANT):
             client_id = await new_client(self.api, admin)
+        if fresh in (Fresh.REQUEST, Fresh.GRANT):
+            request_id = await self.access_request(client_id, approve=fresh is Fresh.GRANT)
         if fresh is Fresh.ARCHIVED:
             client_name = f"Matrix shred {uuid.uuid4()}"
             made = await self.api.raw.post("/clients", headers=admin.headers, json={"name": client_name})
@@ -458,7 +483,21 @@ class World:
                 headers={"X-Forwarded-For": unique_ip()},
             )
             mfa_token = signed.json()["mfaToken"]
-        return Ids(session, client_id, task_id, credential_id, user_id, client_name, seed, mfa_token)
+        return Ids(session, client_id, task_id, credential_id, user_id, client_name, seed, mfa_token, request_id)
+
+    async def access_request(self, client_id: str, *, approve: bool) -> str:
+        """The shared manager's pending request for the client, or (approve) the grant the shared admin makes of it."""
+        body = {"reason": "matrix", "minutes": 5}
+        made = await self.api.raw.post(
+            f"/clients/{client_id}/access-requests", headers=self.sessions[Role.MANAGER].headers, json=body
+        )
+        assert made.status_code == 201, made.text
+        if approve:
+            approved = await self.api.raw.post(
+                f"/access-requests/{made.json()['id']}/approve", headers=self.sessions[Role.ADMIN].headers
+            )
+            assert approved.status_code == 200, approved.text
+        return str(made.json()["id"])
 
 
 @pytest.fixture(scope="module")

@@ -162,10 +162,11 @@ def test_each_child_gets_only_the_secrets_it_uses(system: System) -> None:
     assert all(env[name]["DATABASE_URL"] for name in ("auth", "clients", "vault", "audit"))
     assert [name for name in env if env[name].get("CLIENTVAULT_TOKEN_SIGNING_KEY")] == ["auth"]
     assert [name for name in env if env[name].get("CLIENTVAULT_KEK_FILE")] == ["vault"]
-    # The rotation-tasks identity's password (the vault signs in with it), and auth's event key alone to trust.
+    # The rotation-tasks identity's password (the vault signs in with it), and only auth's and the clients service's
+    # event keys to trust (users disabled, break-glass ends).
     assert [name for name in env if env[name].get("CLIENTVAULT_ROTATION_TASKS_PASSWORD")] == ["vault"]
-    assert env["vault"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"].startswith("auth:")
-    assert "," not in env["vault"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"]
+    trusted = env["vault"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"].split(",")
+    assert [entry.partition(":")[0] for entry in trusted] == ["auth", "clients"]
     # The gateway holds the context key; each service only the key derived for itself (clientvault/attestation.py).
     context_key = base64.b64decode(system.secrets()["context_key"])
     assert [name for name in env if env[name].get("CLIENTVAULT_CONTEXT_KEY")] == ["gateway"]

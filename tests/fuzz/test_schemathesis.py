@@ -101,6 +101,20 @@ async def target(
         seeds += [{"userId": other_user}, {"clientId": client_id, "userId": other_user}]
         second = await api.sign_in(session.account, ip=ip)  # another session of the fuzzing user
         seeds.append({"sessionId": str(jwt.decode(second.access_token, options={"verify_signature": False})["sid"])})
+    # A pending access request to decide and a grant to end (/access-requests/{requestId}/…, /grants/{grantId}), two
+    # of each: a manager's, not the fuzzing user's, so that an admin's approval is not of their own request.
+    requester = await api.session("manager")
+    for approve in (False, False, True, True):
+        asked = await api.raw.post(
+            f"/clients/{await new_client(api, admin)}/access-requests",
+            headers=requester.headers,
+            json={"reason": "seed", "minutes": 30},
+        )
+        assert asked.status_code == 201, asked.text
+        if approve:
+            approved = await api.raw.post(f"/access-requests/{asked.json()['id']}/approve", headers=admin.headers)
+            assert approved.status_code == 200, approved.text
+        seeds.append({"grantId" if approve else "requestId": asked.json()["id"]})
     spare = await api.new_account(role)
     found = Target(role, api.system.url, ip, session.access_token, user_id, spare, seeds, archivable)
     found.http.hooks["response"].append(found.count)

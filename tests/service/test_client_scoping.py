@@ -25,7 +25,7 @@ from clientvault.settings import VaultSettings
 from clientvault.v1 import clients_pb2 as pb
 from clientvault.v1 import clients_pb2_grpc, vault_pb2, vault_pb2_grpc
 from services.auth.users import User
-from tests.service.conftest import VAULT_KEK, Register, Service, Tokens, service, unannounced
+from tests.service.conftest import VAULT_KEK, Register, Service, Tokens, service
 
 
 @dataclass
@@ -66,16 +66,24 @@ async def scoped(database_url: str, tokens: Tokens) -> AsyncIterator[Scoped]:
     from services.vault.rotation import check_keys
     from services.vault.server import ClientsDirectory, VaultServicer
 
+    denylist = DenyList()
+
+    async def access_changed(client_id: UUID, user_id: UUID | None = None) -> None:
+        """Grants announce their changes as in production: the entry reaches the vault's deny list."""
+        key = f"access.{client_id}" if user_id is None else f"access.{client_id}.{user_id}"
+        denylist.apply(key, json.dumps({"at": time.time()}).encode())
+
     async with rpc.channel("127.0.0.1:9") as no_auth:
 
         def clients_build(db: Database) -> Register:
-            servicer = ClientsServicer(db, no_auth_stub(no_auth), 5, scoping=True, access_changed=unannounced)
+            servicer = ClientsServicer(
+                db, no_auth_stub(no_auth), 5, scoping=True, access_changed=access_changed, grant_max_minutes=60
+            )
             return lambda server: clients_pb2_grpc.add_ClientsServicer_to_server(servicer, server)
 
         async with service(database_url, tokens, "clients", clients_pb2_grpc.ClientsStub, clients_build) as clients:
             keys = EnvKeys({"v1": bytearray(VAULT_KEK)}, "v1")
             settings = VaultSettings(reveal_user_max=1_000_000, reveal_ip_max=1_000_000)
-            denylist = DenyList()
             async with rpc.channel(clients.address) as to_clients:
                 directory = ClientsDirectory(clients_pb2_grpc.ClientsStub(to_clients), 5)
                 access = ClientAccess(directory.see, scoping=True, ttl_s=3600)  # only a change drops an answer
@@ -418,3 +426,203 @@ async def test_a_non_members_refused_reveal_is_recorded_and_answered_as_an_unkno
     assert [(user, str(credential), json.loads(detail)) for user, credential, detail in denied] == [
         (outsider.id, credential_id, {"reason": "not a member of the client (or no such client)"})
     ]
+
+
+# --- access requests and grants (services/clients/grants.py), by direct gRPC ------------------------------------
+
+
+async def granted(scoped: Scoped, client_id: str, tech: User, minutes: int = 30) -> pb.AccessRequest:
+    """The technician asks, an admin approves: the grant."""
+    c = scoped.clients.stub
+    asked = await c.RequestAccess(
+        pb.RequestAccessRequest(client_id=client_id, reason="INC-1 router down", ticket_ref="INC-1", minutes=minutes),
+        metadata=scoped.clients.tokens.metadata(tech),
+    )
+    return await c.ApproveAccessRequest(  # type: ignore[no-any-return]
+        pb.DecideAccessRequest(request_id=asked.id), metadata=scoped.clients.tokens.metadata("admin")
+    )
+
+
+async def test_a_grant_gives_what_membership_gives_until_it_expires_then_nothing_without_anyone_acting(
+    scoped: Scoped,
+) -> None:
+    from services.clients import grants
+    from services.clients.members import Changes
+
+    word = f"okapi{uuid.uuid4().hex[:8]}"
+    client, credential_id = await acme(scoped, f"{word} Ltd")
+    tech = scoped.clients.tokens.user("manager")
+    metadata = scoped.clients.tokens.metadata(tech)
+    c, v = scoped.clients.stub, scoped.vault.stub
+    reveal = vault_pb2.RevealCredentialRequest(client_id=client.id, credential_id=credential_id)
+    before = await code_of(v.RevealCredential(reveal, metadata=metadata))
+
+    grant = await granted(scoped, client.id, tech)
+    fetched = await c.GetClient(pb.GetClientRequest(client_id=client.id), metadata=metadata)
+    revealed = await v.RevealCredential(reveal, metadata=metadata)
+    searched = await c.ListClients(pb.ListClientsRequest(q=word), metadata=metadata)
+
+    assert before is grpc.StatusCode.NOT_FOUND
+    assert (grant.status, grant.active) == (pb.ACCESS_REQUEST_STATUS_APPROVED, True)
+    assert (fetched.access_grant_id, fetched.access_expires_at) == (grant.id, grant.expires_at)
+    assert revealed.secret == "hunter2-router"
+    assert ([i.id for i in searched.items], searched.total) == ([client.id], 1)
+
+    # The grant's time runs out (as an operator would move its clock: expires_at into the past).
+    await scoped.clients.sql(
+        "UPDATE clients.access_requests SET expires_at = now() - interval '1 second' WHERE id = %s", UUID(grant.id)
+    )
+    codes = [
+        await code_of(c.GetClient(pb.GetClientRequest(client_id=client.id), metadata=metadata)),
+        await code_of(c.ListTasks(pb.ListTasksRequest(client_id=client.id), metadata=metadata)),
+    ]
+    after_search = await c.ListClients(pb.ListClientsRequest(q=word), metadata=metadata)
+    announced: list[tuple[UUID, UUID | None]] = []
+
+    async def access_changed(client_id: UUID, user_id: UUID | None = None) -> None:
+        announced.append((client_id, user_id))
+        scoped.denylist.apply(f"access.{client_id}.{user_id}", json.dumps({"at": time.time()}).encode())
+
+    changes = Changes(access_changed, lambda: None)
+    first, second = (
+        await grants.end_expired(scoped.clients.db, changes),
+        await grants.end_expired(scoped.clients.db, changes),
+    )
+    after_reveal = await code_of(v.RevealCredential(reveal, metadata=metadata))
+    ended = await scoped.clients.sql(
+        "SELECT detail, user_id FROM clients.outbox WHERE client_id = %s AND action = 'access_grant_ended'",
+        UUID(client.id),
+    )
+
+    assert codes == [grpc.StatusCode.NOT_FOUND] * 2
+    assert (list(after_search.items), after_search.total) == ([], 0)
+    assert first >= 1
+    assert second == 0
+    assert (UUID(client.id), tech.id) in announced
+    assert after_reveal is grpc.StatusCode.NOT_FOUND
+    assert len(ended) == 1
+    detail = json.loads(ended[0][0])
+    assert (detail["ended"], detail["grantId"], detail["reason"], detail["ticketRef"]) == (
+        "expired",
+        grant.id,
+        "INC-1 router down",
+        "INC-1",
+    )
+    assert ended[0][1] is None  # nobody acted
+
+
+async def test_nobody_decides_their_own_request_and_a_decided_one_stays_decided(scoped: Scoped) -> None:
+    client, _ = await acme(scoped)
+    tech = scoped.clients.tokens.user("manager")
+    c = scoped.clients.stub
+    asked = await c.RequestAccess(
+        pb.RequestAccessRequest(client_id=client.id, reason="help", minutes=10),
+        metadata=scoped.clients.tokens.metadata(tech),
+    )
+    promoted = scoped.clients.tokens.user("admin", tech.id)  # the same person, an admin now
+    decide = pb.DecideAccessRequest(request_id=asked.id)
+
+    with pytest.raises(grpc.aio.AioRpcError) as own:
+        await c.ApproveAccessRequest(decide, metadata=scoped.clients.tokens.metadata(promoted))
+    by_manager = await code_of(c.DenyAccessRequest(decide, metadata=scoped.clients.tokens.metadata("manager")))
+    denied = await c.DenyAccessRequest(decide, metadata=scoped.clients.tokens.metadata("admin"))
+    approve_denied = await code_of(c.ApproveAccessRequest(decide, metadata=scoped.clients.tokens.metadata("admin")))
+    still_hidden = await code_of(
+        c.GetClient(pb.GetClientRequest(client_id=client.id), metadata=scoped.clients.tokens.metadata(tech))
+    )
+
+    assert own.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "their own access request" in (own.value.details() or "")
+    assert by_manager is grpc.StatusCode.PERMISSION_DENIED
+    assert denied.status == pb.ACCESS_REQUEST_STATUS_DENIED
+    assert approve_denied is grpc.StatusCode.FAILED_PRECONDITION
+    assert still_hidden is grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_revoked_grant_closes_the_client_at_once(scoped: Scoped) -> None:
+    client, _credential_id = await acme(scoped)
+    tech = scoped.clients.tokens.user("read_only")
+    metadata = scoped.clients.tokens.metadata(tech)
+    grant = await granted(scoped, client.id, tech)
+    opened = await scoped.clients.stub.ListTasks(pb.ListTasksRequest(client_id=client.id), metadata=metadata)
+    admin = scoped.clients.tokens.metadata("admin")
+
+    await scoped.clients.stub.RevokeGrant(pb.RevokeGrantRequest(grant_id=grant.id), metadata=admin)
+    closed = await code_of(scoped.clients.stub.ListTasks(pb.ListTasksRequest(client_id=client.id), metadata=metadata))
+    again = await code_of(scoped.clients.stub.RevokeGrant(pb.RevokeGrantRequest(grant_id=grant.id), metadata=admin))
+    listed = await scoped.clients.stub.ListAccessRequests(pb.ListAccessRequestsRequest(), metadata=metadata)
+
+    assert opened.total == 0
+    assert closed is grpc.StatusCode.NOT_FOUND
+    assert again is grpc.StatusCode.FAILED_PRECONDITION
+    assert [(i.id, i.active, i.HasField("revoked_at")) for i in listed.items] == [(grant.id, False, True)]
+
+
+async def test_requests_are_refused_with_a_reason_for_members_the_too_long_and_twice(scoped: Scoped) -> None:
+    tech = scoped.clients.tokens.user("manager")
+    metadata = scoped.clients.tokens.metadata(tech)
+    own = await scoped.clients.stub.CreateClient(
+        pb.CreateClientRequest(client=pb.ClientFields(name=f"Own {uuid.uuid4()}")), metadata=metadata
+    )
+    other, _ = await acme(scoped)
+    c = scoped.clients.stub
+
+    def ask(client_id: str, minutes: int = 10) -> Any:
+        return c.RequestAccess(
+            pb.RequestAccessRequest(client_id=client_id, reason="why", minutes=minutes), metadata=metadata
+        )
+
+    member = await code_of(ask(own.id))
+    too_long = await code_of(ask(other.id, 61))  # this service's CLIENTVAULT_GRANT_MAX_MINUTES is 60
+    await ask(other.id)
+    twice = await code_of(ask(other.id))
+    by_admin = await code_of(
+        c.RequestAccess(
+            pb.RequestAccessRequest(client_id=other.id, reason="why", minutes=5),
+            metadata=scoped.clients.tokens.metadata("admin"),
+        )
+    )
+    unknown = await code_of(ask(str(uuid.uuid4())))
+
+    assert member is grpc.StatusCode.FAILED_PRECONDITION
+    assert too_long is grpc.StatusCode.INVALID_ARGUMENT
+    assert twice is grpc.StatusCode.FAILED_PRECONDITION
+    assert by_admin is grpc.StatusCode.PERMISSION_DENIED
+    assert unknown is grpc.StatusCode.NOT_FOUND
+
+
+async def test_others_see_only_their_own_requests_and_an_admin_sees_all(scoped: Scoped) -> None:
+    client, _ = await acme(scoped)
+    ana, ben = scoped.clients.tokens.user("manager"), scoped.clients.tokens.user("read_only")
+    c = scoped.clients.stub
+    for who in (ana, ben):
+        await c.RequestAccess(
+            pb.RequestAccessRequest(client_id=client.id, reason="why", minutes=5),
+            metadata=scoped.clients.tokens.metadata(who),
+        )
+
+    anas = await c.ListAccessRequests(pb.ListAccessRequestsRequest(), metadata=scoped.clients.tokens.metadata(ana))
+    pending = await c.ListAccessRequests(
+        pb.ListAccessRequestsRequest(status=pb.ACCESS_REQUEST_STATUS_PENDING, page_size=100),
+        metadata=scoped.clients.tokens.metadata("admin"),
+    )
+
+    assert [(i.user_id, i.client_id) for i in anas.items] == [(str(ana.id), client.id)]
+    assert {str(ana.id), str(ben.id)} <= {i.user_id for i in pending.items if i.client_id == client.id}
+
+
+async def test_break_glass_is_refused_while_the_installation_leaves_it_off(scoped: Scoped) -> None:
+    client, _ = await acme(scoped)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await scoped.clients.stub.BreakGlass(
+            pb.BreakGlassRequest(client_id=client.id, reason="outage"),
+            metadata=scoped.clients.tokens.metadata("manager"),
+        )
+
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "CLIENTVAULT_BREAK_GLASS" in (refused.value.details() or "")
+    rows = await scoped.clients.sql(
+        "SELECT count(*) FROM clients.access_requests WHERE client_id = %s", UUID(client.id)
+    )
+    assert rows == [(0,)]

@@ -42,6 +42,12 @@ OPERATION_IDS = {
     "Clients/ListMembers": "listMembers",
     "Clients/PutMember": "putMember",
     "Clients/RemoveMember": "removeMember",
+    "Clients/RequestAccess": "requestAccess",
+    "Clients/ListAccessRequests": "listAccessRequests",
+    "Clients/ApproveAccessRequest": "approveAccessRequest",
+    "Clients/DenyAccessRequest": "denyAccessRequest",
+    "Clients/RevokeGrant": "revokeGrant",
+    "Clients/BreakGlass": "breakGlass",
     "Vault/ListCredentials": "listCredentials",
     "Vault/CreateCredential": "createCredential",
     "Vault/RevealCredential": "revealCredential",
@@ -174,7 +180,7 @@ def test_operation_ids_are_short_stable_and_unique() -> None:
 def test_path_parameters_are_named_as_in_the_contract() -> None:
     names = {p["name"] for op in OPERATIONS.values() for p in op.get("parameters", []) if p["in"] == "path"}
 
-    assert names == {"clientId", "taskId", "credentialId", "version", "userId", "sessionId"}
+    assert names == {"clientId", "taskId", "credentialId", "version", "userId", "sessionId", "requestId", "grantId"}
     assert {path for _, path in CATALOGUE} <= set(SPEC["paths"])
 
 

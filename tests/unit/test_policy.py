@@ -9,7 +9,7 @@ from tests.policy_support import CATALOGUE, QUERY_VARIANTS, proto_methods, route
 
 
 def test_the_catalogue_has_its_routes_each_in_the_policy_with_its_roles() -> None:
-    assert len(CATALOGUE) == 50
+    assert len(CATALOGUE) == 56
     for operation, roles in CATALOGUE.values():
         assert POLICY[operation] == roles, operation
     for _, operation, roles in QUERY_VARIANTS.values():
