@@ -29,6 +29,7 @@ from clientvault.settings import FILE_SUFFIX, AuthSettings, GatewaySettings, Jet
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
+from ops.forkserver import Forked, ForkServer
 from ops.registry import CONTEXT_KEY, CONTEXT_VERIFY_KEY, GATEWAY, SECRET_HOLDERS, SERVICES
 
 APP_STOP_GRACE_S = 4.0
@@ -71,7 +72,8 @@ class Child:
     name: str
     command: Command
     stop_signal: int = signal.SIGTERM
-    process: asyncio.subprocess.Process | None = None
+    forked: bool = False  # a ClientVault process: forked by the fork server (command.env its environment)
+    process: asyncio.subprocess.Process | Forked | None = None
     started_at: float = 0.0
     restarts: int = 0
 
@@ -87,6 +89,28 @@ class Supervisor:
         self.stopping = False
         self._watchers: list[asyncio.Task[None]] = []
         self._logs: list[IO[bytes]] = []
+        self.forkserver = ForkServer(self._start_forkserver)
+
+    async def _start_forkserver(self, channel: int) -> asyncio.subprocess.Process:
+        """The fork server, with every secret blanked: each child gets its own through a pipe (ops/forkserver.py)."""
+        log = self.data.log("forkserver").open("ab")
+        self._logs.append(log)
+        blanked = {variable: "" for secret in SECRET_HOLDERS for variable in (secret, secret + FILE_SUFFIX)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ops.forkserver",
+            str(channel),
+            pass_fds=(channel,),
+            env={**os.environ, **blanked},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+        )
+        self.data.write_pid("forkserver", process.pid)
+        return process
 
     async def start(self, child: Child) -> None:
         self.children[child.name] = child
@@ -97,6 +121,12 @@ class Supervisor:
         log = self.data.log(child.name).open("ab")
         self._logs.append(log)
         sig = child.stop_signal
+        if child.forked:
+            environment = {**os.environ, **child.command.env}
+            child.process = await self.forkserver.spawn(child.name, environment, log, sig)
+            child.started_at = time.monotonic()
+            self.data.write_pid(child.name, child.process.pid)
+            return
         child.process = await asyncio.create_subprocess_exec(
             *child.command.argv,
             env={**os.environ, **child.command.env},
@@ -146,9 +176,10 @@ class Supervisor:
         apps = [c for c in self.children.values() if c.name not in ("postgres", "nats")]
         servers = [c for c in self.children.values() if c.name in ("nats", "postgres")]
         await self._stop(apps, APP_STOP_GRACE_S)
+        await self.forkserver.stop(SERVER_STOP_GRACE_S)
         await self._stop(servers, SERVER_STOP_GRACE_S)
-        for child in self.children.values():
-            self.data.pid_file(child.name).unlink(missing_ok=True)
+        for name in (*self.children, "forkserver"):
+            self.data.pid_file(name).unlink(missing_ok=True)
         for log in self._logs:
             log.close()
 
@@ -367,6 +398,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     started = time.monotonic()
     _check_port_free(host, port)
     _TAKEN.add(port)
+    await supervisor.forkserver.start()  # it imports the processes' code meanwhile
     keys = data.secrets()
     given = VaultSettings()  # what the operator exported (as a variable or a *_FILE), DATABASE_URL and NATS_URL too
     embedded_postgres = not given.database_url
@@ -446,7 +478,8 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             if name not in holders
             for variable in (secret, secret + FILE_SUFFIX)
         }
-        await supervisor.start(Child(name, Command([sys.executable, "-m", "ops", "serve", name], child_env)))
+        serve = Command([sys.executable, "-m", "ops", "serve", name], child_env)  # what the fork server's child runs
+        await supervisor.start(Child(name, serve, forked=True))
     from services.auth.admin import create_first_admin, issue_rotation_identity
 
     # While the children start (they need neither): the first admin (made only while auth has no person's account),

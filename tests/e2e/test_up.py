@@ -18,7 +18,7 @@ from ops.migrate import config
 from ops.registry import BY_NAME
 from tests.system import Api, System, pid_alive
 
-PROCESSES = {"postgres", "nats", "gateway", "auth", "clients", "vault", "audit"}
+PROCESSES = {"postgres", "nats", "forkserver", "gateway", "auth", "clients", "vault", "audit"}
 
 
 @pytest.fixture
@@ -149,41 +149,57 @@ def test_a_port_in_use_is_a_clear_error(system: System, tmp_path: Path) -> None:
     assert taken.process.returncode == 1
 
 
-def environment_of(pid: int) -> dict[str, str]:
-    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(entry.decode().partition("=")[::2] for entry in entries if b"=" in entry)
+def secrets_in_memory(pid: int, secrets: dict[str, str]) -> set[str]:
+    """The names of the `secrets` whose value is anywhere in the process's writable memory (heap, stacks, its
+    environment), read through /proc/<pid>/mem: the test is an ancestor of every process `up` starts."""
+    needles = {name: value.encode() for name, value in secrets.items()}
+    found: set[str] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as memory:
+        for region in maps:
+            span, permissions = region.split()[:2]
+            if "r" not in permissions or "w" not in permissions:
+                continue
+            start, end = (int(address, 16) for address in span.split("-"))
+            try:
+                memory.seek(start)
+                chunk = memory.read(end - start)
+            except OSError:  # a guard page or a mapping gone meanwhile
+                continue
+            found |= {name for name, needle in needles.items() if needle in chunk}
+    return found
 
 
-def test_each_child_gets_only_the_secrets_it_uses(system: System) -> None:
+def test_each_child_holds_only_the_secrets_it_uses(system: System) -> None:
     pids = system.pids()
-    env = {name: environment_of(pids[name]) for name in ("gateway", "auth", "clients", "vault", "audit")}
-
-    assert env["gateway"].get("DATABASE_URL", "") == ""  # the gateway has no database access
-    assert all(env[name]["DATABASE_URL"] for name in ("auth", "clients", "vault", "audit"))
-    assert [name for name in env if env[name].get("CLIENTVAULT_TOKEN_SIGNING_KEY")] == ["auth"]
-    assert [name for name in env if env[name].get("CLIENTVAULT_KEK_FILE")] == ["vault"]
-    # The rotation-tasks identity's password (the vault signs in with it), and auth's event key alone to trust.
-    assert [name for name in env if env[name].get("CLIENTVAULT_ROTATION_TASKS_PASSWORD")] == ["vault"]
-    assert env["vault"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"].startswith("auth:")
-    assert "," not in env["vault"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"]
-    # The gateway holds the context key; each service only the key derived for itself (clientvault/attestation.py).
-    context_key = base64.b64decode(system.secrets()["context_key"])
-    assert [name for name in env if env[name].get("CLIENTVAULT_CONTEXT_KEY")] == ["gateway"]
-    assert env["gateway"]["CLIENTVAULT_CONTEXT_KEY"] == system.secrets()["context_key"]
-    assert env["gateway"].get("CLIENTVAULT_CONTEXT_VERIFY_KEY", "") == ""
-    for name in ("auth", "clients", "vault", "audit"):
-        assert env[name]["CLIENTVAULT_CONTEXT_VERIFY_KEY"] == service_key_setting(context_key, name)
-    assert len({env[name]["CLIENTVAULT_CONTEXT_VERIFY_KEY"] for name in ("auth", "clients", "vault", "audit")}) == 4
+    secrets = {name: value for name, value in system.secrets().items() if name != "vault_kek_active"}
+    holders = {"rotation_tasks_password": {"vault"}, "context_key": {"gateway"}}
+    holders |= {"token_signing_key": {"auth"}, "mfa_key": {"auth"}}
+    holders |= {f"{name}_{kind}": {name} for name in pids for kind in ("event_signing_key", "db_password")}
     if not os.environ.get("NATS_URL"):  # embedded nats-server: a NATS user each
-        assert len({env[name]["NATS_URL"] for name in env}) == 5
+        holders |= {f"nats_{name}_password": {name} for name in pids}
+    # The fork server imports and forks; each child reads its environment from a pipe of its own after its fork.
+    children = ("forkserver", "gateway", "auth", "clients", "vault", "audit")
+    held = {name: secrets_in_memory(pids[name], secrets) for name in children}
+
+    # Auth checks the rotation password when the vault signs in; the vault reads its keyring from secrets.json.
+    may_hold = {"rotation_tasks_password": {"auth"}, "vault_keks": {"vault"}}
+    for secret in secrets:
+        found = {name for name in children if secret in held[name]}
+        assert found - may_hold.get(secret, set()) == holders.get(secret, set()), secret
+    assert not held["forkserver"]
+    for name in ("gateway", "auth", "clients", "vault", "audit"):  # what `ps e` shows: no secret at all
+        environ = Path(f"/proc/{pids[name]}/environ").read_bytes()
+        assert not [secret for secret, value in secrets.items() if value.encode() in environ], name
+    # The gateway has no database access; each service only the key derived for itself (clientvault/attestation.py).
+    context_key = base64.b64decode(system.secrets()["context_key"])
+    derived = {name: service_key_setting(context_key, name) for name in ("auth", "clients", "vault", "audit")}
+    for name in ("gateway", "auth", "clients", "vault", "audit"):
+        assert secrets_in_memory(pids[name], derived) == ({name} if name in derived else set()), name
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="an external database's roles are the operator's")
 async def test_each_service_logs_in_as_its_own_role_that_sees_only_its_schema(system: System) -> None:
     admin_url = system.info()["database_url"]
-    pids = system.pids()
-    for service in ("auth", "clients", "vault", "audit"):
-        assert environment_of(pids[service])["DATABASE_URL"].startswith(f"postgresql://clientvault_{service}:")
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         logins = await (
             await conn.execute(
