@@ -1,8 +1,9 @@
 """`clientvault up`: run the whole system on one machine, in the foreground, until SIGINT/SIGTERM.
 
-Order: lock the data dir, start (or reach) PostgreSQL and NATS, migrate, create the first admin, start
-the four services and the gateway, wait until each is healthy, print one `ready` line. A child that
-dies is restarted (with jittered backoff) and its pid file rewritten. On a signal every child is stopped:
+Order: lock the data dir, start the fork server (it imports the ClientVault processes' code meanwhile:
+ops/forkserver.py), start (or reach) PostgreSQL and NATS, migrate what is behind, fork the four services and the
+gateway from the fork server, create the first admin, wait until each is healthy, print one `ready` line. A child
+that dies is restarted (with jittered backoff) and its pid file rewritten. On a signal every child is stopped:
 politely (SIGTERM) first, SIGKILL after a grace period, so nothing outlives `up`.
 """
 
@@ -305,14 +306,20 @@ async def _grpc_serving(address: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-async def _http_ready(url: str) -> bool:
-    import httpx
-
+async def _http_ready(host: str, port: int, path: str) -> bool:
+    """Whether GET `path` answers 200: one request on a plain connection (an HTTP client library is a third of a
+    second of imports that `up` would pay at each start for this one probe)."""
     try:
-        async with httpx.AsyncClient(timeout=1) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
+        async with asyncio.timeout(1):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+                status = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
         return False
+    return status.split(b" ", 2)[1:2] == [b"200"]
 
 
 def _vault_keys(data: DataDir, given: VaultSettings) -> dict[str, str]:
@@ -489,7 +496,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"
-    await _wait_until(lambda: _http_ready(f"{url}/readyz"), "the gateway", supervisor, "gateway")
+    await _wait_until(lambda: _http_ready(host, port, "/readyz"), "the gateway", supervisor, "gateway")
 
     data.write_system(
         {
