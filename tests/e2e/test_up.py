@@ -5,6 +5,7 @@ import base64
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,10 +23,15 @@ PROCESSES = {"postgres", "nats", "forkserver", "gateway", "auth", "clients", "va
 
 
 @pytest.fixture
-def own_system(tmp_path: Path) -> System:
+def own_system(tmp_path: Path) -> Iterator[System]:
+    """A system the test starts (and restarts) itself; stopped at the end whatever happened, also when an assertion
+    fails while it runs."""
     # Always embedded servers here: the test is about what `up` starts and stops itself.
-    env = {"DATABASE_URL": "", "NATS_URL": ""}
-    return System(tmp_path / "data", env=env)
+    own = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": ""})
+    try:
+        yield own
+    finally:
+        own.stop()
 
 
 def test_up_stops_everything_on_sigterm_and_keeps_data_across_restarts(own_system: System) -> None:
