@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import IO
 
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 MAX_MESSAGE = 4096
 
 
@@ -54,7 +54,9 @@ def _child(name: str, stop_signal: int, environment_fd: int, log_fd: int, parent
     import ctypes
 
     os.setsid()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, stop_signal)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, stop_signal)
+    libc.prctl(PR_SET_NAME, f"cv-{name}".encode()[:15])  # what `top` and `ps -o comm` show, not the fork server's
     if os.getppid() != parent:  # the server died before the prctl: nobody would stop this child
         return 1
     with os.fdopen(environment_fd, "rb") as pipe:

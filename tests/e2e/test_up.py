@@ -41,6 +41,8 @@ def test_up_stops_everything_on_sigterm_and_keeps_data_across_restarts(own_syste
     pids = own_system.pids()
     assert set(pids) == PROCESSES
     assert all(pid_alive(pid) for pid in pids.values())
+    forked = ("gateway", "auth", "clients", "vault", "audit")  # named for `top`, not after the fork server
+    assert [Path(f"/proc/{pids[name]}/comm").read_text().strip() for name in forked] == [f"cv-{n}" for n in forked]
     made = own_system.cli("users", "create", "--email", "kept@example.com", "--full-name", "Kept", "--role",
                           "manager", "--password-stdin", stdin="a-long-enough-password")  # fmt: skip
     assert made.returncode == 0, made.stderr
