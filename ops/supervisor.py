@@ -392,6 +392,16 @@ async def _start_nats(
     return operator_url, nats_urls
 
 
+async def _accounts(database_url: str, admin_email: str, rotation_email: str, rotation_password: str) -> str | None:
+    """The first admin (made only while auth has no person's account), then the vault's rotation-tasks identity
+    with the exported password or the data dir's (docs/security.md 4.6); the admin's password when one was made."""
+    from services.auth.admin import create_first_admin, issue_rotation_identity
+
+    admin_password = await create_first_admin(database_url, admin_email)
+    await issue_rotation_identity(database_url, email=rotation_email, password=rotation_password)
+    return admin_password
+
+
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -429,6 +439,9 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         if given.rotation_tasks_password
         else keys["rotation_tasks_password"]
     )
+    # Meanwhile (the processes need neither, and the fork server is likely still importing): the accounts.
+    accounts = asyncio.create_task(_accounts(database_url, admin_email, given.rotation_tasks_email, rotation_password))
+    accounts.add_done_callback(lambda done: done.cancelled() or done.exception())  # awaited below, unless start failed
 
     # With an external database every service uses the operator's DATABASE_URL as given (deploy/README.md, 3.2).
     service_urls = (
@@ -487,12 +500,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         }
         serve = Command([sys.executable, "-m", "ops", "serve", name], child_env)  # what the fork server's child runs
         await supervisor.start(Child(name, serve, forked=True))
-    from services.auth.admin import create_first_admin, issue_rotation_identity
-
-    # While the children start (they need neither): the first admin (made only while auth has no person's account),
-    # then the vault's rotation-tasks identity, with the exported password or the data dir's (docs/security.md 4.6).
-    admin_password = await create_first_admin(database_url, admin_email)
-    await issue_rotation_identity(database_url, email=given.rotation_tasks_email, password=rotation_password)
+    admin_password = await accounts
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"
