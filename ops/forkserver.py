@@ -163,7 +163,7 @@ class ForkServer:
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._pids: asyncio.Queue[int | None] = asyncio.Queue()
+        self._pids: asyncio.Queue[Forked | None] = asyncio.Queue()
         self._ended: dict[int, asyncio.Future[int]] = {}
 
     async def start(self) -> None:
@@ -178,34 +178,42 @@ class ForkServer:
         ours.setblocking(False)
         self._channel = ours
         self._ready = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read(ours, self._ready))
+        self._pids = asyncio.Queue()  # this server's answers only: none of an earlier one's is taken for its
+        self._reader = asyncio.create_task(self._read(ours, self._ready, self._pids))
 
     async def spawn(self, name: str, environment: Mapping[str, str], log: IO[bytes], stop_signal: int) -> Forked:
         async with self._lock:  # one spawn at a time: the answers come in order
             await self.start()
             assert self._channel is not None
             assert self._ready is not None
+            pids = self._pids
             await asyncio.shield(self._ready)
             read_end, write_end = os.pipe()
             try:
                 socket.send_fds(self._channel, [f"spawn {name} {int(stop_signal)}".encode()], [read_end, log.fileno()])
+            except OSError as error:  # it ended, and the reader has not seen it yet
+                os.close(write_end)
+                raise ForkServerGone(f"the fork server ended before it started {name}") from error
             finally:
                 os.close(read_end)
             await asyncio.to_thread(_write_and_close, write_end, json.dumps(dict(environment)).encode())
-            pid = await self._pids.get()
-        if pid is None:
+            forked = await pids.get()
+        if forked is None:
             raise ForkServerGone(f"the fork server ended before it started {name}")
-        return Forked(pid, self._ended[pid])
+        return forked
 
-    async def _read(self, channel: socket.socket, ready: "asyncio.Future[None]") -> None:
+    async def _read(
+        self, channel: socket.socket, ready: "asyncio.Future[None]", pids: "asyncio.Queue[Forked | None]"
+    ) -> None:
         loop = asyncio.get_running_loop()
         while message := await loop.sock_recv(channel, MAX_MESSAGE):
             kind, *values = message.decode().split()
             if kind == "ready":
                 ready.set_result(None)
             elif kind == "pid":
-                self._ended[int(values[0])] = loop.create_future()
-                self._pids.put_nowait(int(values[0]))
+                pid = int(values[0])
+                self._ended[pid] = loop.create_future()
+                pids.put_nowait(Forked(pid, self._ended[pid]))
             elif kind == "exit" and (ended := self._ended.pop(int(values[0]), None)) is not None:
                 ended.set_result(int(values[1]))
         # The server ended: the kernel sent each child its stop signal (parent death); once they are gone, their
@@ -214,7 +222,7 @@ class ForkServer:
         self._channel = None
         if not ready.done():
             ready.set_exception(ForkServerGone("the fork server ended while it imported (see its log)"))
-        self._pids.put_nowait(None)
+        pids.put_nowait(None)  # to a spawn waiting for this server's answer, if any
         orphans, self._ended = self._ended, {}
         await asyncio.gather(*(_until_gone(pid, self.ORPHAN_GRACE_S) for pid in orphans))
         for ended in orphans.values():

@@ -30,7 +30,7 @@ from clientvault.settings import FILE_SUFFIX, AuthSettings, GatewaySettings, Jet
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
-from ops.forkserver import Forked, ForkServer
+from ops.forkserver import Forked, ForkServer, ForkServerGone
 from ops.registry import CONTEXT_KEY, CONTEXT_VERIFY_KEY, GATEWAY, SECRET_HOLDERS, SERVICES
 
 APP_STOP_GRACE_S = 4.0
@@ -161,12 +161,18 @@ class Supervisor:
                         f"(see {self.data.log(child.name)})")  # fmt: skip
                     if not ran_long:
                         raise _Exited
-            await self._restart(child)
+            with contextlib.suppress(_Exited):  # not restarted: it counts as an exit that did not run long
+                await self._restart(child)
 
     async def _restart(self, child: Child) -> None:
         if self.stopping:
             return
-        await self._spawn(child)
+        try:
+            await self._spawn(child)
+        except (OSError, ForkServerGone) as error:  # e.g. the fork server ended meanwhile: the next try starts one
+            say(f"{child.name} could not be restarted: {error}")
+            child.started_at = time.monotonic()
+            raise _Exited from error
         assert child.process is not None
         say(f"{child.name} restarted (pid {child.process.pid})")
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import time
@@ -143,6 +144,27 @@ async def test_a_child_that_dies_is_restarted(api: Api) -> None:
     assert any("auth exited" in line for line in system.lines)
     token = signed_in.json()["accessToken"]
     assert (await api.raw.get("/users/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+def test_when_the_fork_server_dies_every_process_is_forked_again_from_a_new_one(own_system: System) -> None:
+    own_system.start()
+    old = own_system.pids()
+    forked = ("gateway", "auth", "clients", "vault", "audit")
+
+    os.kill(old["forkserver"], signal.SIGKILL)  # its children get their stop signal from the kernel
+
+    deadline = time.monotonic() + 90
+    while True:
+        pids = own_system.pids()
+        if all(pids.get(name) not in (None, old[name]) and pid_alive(pids[name]) for name in (*forked, "forkserver")):
+            names = [Path(f"/proc/{pids[name]}/comm").read_text().strip() for name in forked]
+            with httpx.Client(base_url=own_system.url, timeout=5) as http, contextlib.suppress(httpx.TransportError):
+                if [http.get(path).status_code for path in ("/readyz", "/healthz/services")] == [200, 200]:
+                    break
+        assert time.monotonic() < deadline, "not every process was forked again and serving within 90 s"
+        time.sleep(0.5)
+    assert names == [f"cv-{name}" for name in forked]  # each pid file names the process it says
+    assert not [name for name in forked if pid_alive(old[name])]
 
 
 def test_a_port_in_use_is_a_clear_error(system: System, tmp_path: Path) -> None:
