@@ -220,10 +220,11 @@ def load_details(load: Mapping[str, Any], duration_s: int | None = None) -> list
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its descendants: the live ones, and the ones it has reaped (cutime)."""
+def _tree(pid: int, own: Callable[[int], float], skip: frozenset[int]) -> float:
+    """`own` of a process plus that of its live descendants, except those in `skip` (each counted apart: the
+    children of up's fork server are up's processes of their own)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from 3 (state) on
+        value = own(pid)
         children = [
             int(child)
             for task in Path(f"/proc/{pid}/task").iterdir()
@@ -231,8 +232,29 @@ def tree_cpu_s(pid: int) -> float:
         ]
     except (OSError, IndexError, ValueError):
         return 0.0  # gone meanwhile
+    return value + sum(_tree(child, own, skip) for child in children if child not in skip)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and of the children it has reaped (cutime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from 3 (state) on
     utime, stime, cutime, cstime = (int(field) for field in stat[11:15])
-    return (utime + stime + cutime + cstime) / CLOCK_TICKS + sum(tree_cpu_s(child) for child in children)
+    return (utime + stime + cutime + cstime) / CLOCK_TICKS
+
+
+def _kib(path: str, field: str) -> float:
+    found = re.search(rf"^{field}:\s+(\d+) kB", Path(path).read_text(), re.MULTILINE)
+    return int(found[1]) if found else 0.0
+
+
+def tree_cpu_s(pid: int, skip: frozenset[int] = frozenset()) -> float:
+    """CPU seconds of a process and its descendants: the live ones, and the ones it has reaped (cutime)."""
+    return _tree(pid, _cpu_s, skip)
+
+
+def tree_rss_mib(pid: int, skip: frozenset[int] = frozenset()) -> float:
+    """Resident memory of a process and its live descendants, in MiB (VmRSS of /proc/<pid>/status)."""
+    return _tree(pid, lambda each: _kib(f"/proc/{each}/status", "VmRSS") / 1024, skip)
 
 
 def up_pids(data_dir: Path) -> dict[str, int]:
@@ -244,25 +266,27 @@ def up_pids(data_dir: Path) -> dict[str, int]:
     return pids
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and its live descendants, in MiB (VmRSS of /proc/<pid>/status)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        children = [
-            int(child)
-            for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()
-        ]
-    except (OSError, ValueError):
-        return 0.0  # gone meanwhile
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    own = int(found[1]) / 1024 if found else 0.0
-    return own + sum(tree_rss_mib(child) for child in children)
-
-
 def rss_snapshot(data_dir: Path) -> dict[str, float]:
     """RSS in MiB of each process `up` runs (with its children: PostgreSQL's backends count with PostgreSQL)."""
-    return {name: round(tree_rss_mib(pid), 1) for name, pid in up_pids(data_dir).items()}
+    pids = up_pids(data_dir)
+    return {name: round(tree_rss_mib(pid, frozenset(pids.values())), 1) for name, pid in pids.items()}
+
+
+MEMORY_FIELDS = {"rss": "Rss", "pss": "Pss", "anonymous": "Anonymous"}
+
+
+def memory_snapshot(data_dir: Path) -> dict[str, dict[str, float]]:
+    """Of each process `up` runs (with its children), in MiB from /proc/<pid>/smaps_rollup: RSS; PSS (each shared
+    page divided among the processes that map it: the pages a fork shares with the fork server, PostgreSQL's
+    shared buffers); anonymous memory (heaps and stacks, not files or PostgreSQL's shared buffers: what a leak
+    grows)."""
+    pids = up_pids(data_dir)
+    skip = frozenset(pids.values())
+
+    def of(pid: int, field: str) -> float:
+        return round(_tree(pid, lambda each: _kib(f"/proc/{each}/smaps_rollup", field) / 1024, skip), 1)
+
+    return {name: {kind: of(pid, fields) for kind, fields in MEMORY_FIELDS.items()} for name, pid in pids.items()}
 
 
 def cpu_line(cpu_s: dict[str, float], done: int, duration_s: int, cpus: int | None = None) -> str:
@@ -355,7 +379,8 @@ def profile_lines(profiled: dict[str, Any]) -> str:
 def cpu_snapshot(data_dir: Path) -> dict[str, float]:
     """CPU seconds so far of each process `up` runs (from <data-dir>/run/<name>.pid, with its children), of this
     script ("bench"), of the children it has waited for ("children": wrk, pgbench), and of the whole machine."""
-    seconds = {name: tree_cpu_s(pid) for name, pid in up_pids(data_dir).items()}
+    pids = up_pids(data_dir)
+    seconds = {name: tree_cpu_s(pid, frozenset(pids.values())) for name, pid in pids.items()}
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds["children"] = usage.ru_utime + usage.ru_stime
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -98,35 +98,9 @@ def reveal_load(
     work: Path, name: str, env: dict[str, str], duration: int, connections: int, profile_s: int
 ) -> tuple[Load, dict[str, Any]]:
     data_dir = work / name
-    # MANAGERS managers, each from an IP of its own, reveal as fast as they can: the reveal limits stay on
-    # (counting is part of a reveal's cost) but high enough for that; the gateway believes the bench's
-    # X-Forwarded-For.
-    env = {
-        "CLIENTVAULT_REVEAL_USER_MAX": "1000000000",
-        "CLIENTVAULT_REVEAL_IP_MAX": "1000000000",
-        "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
-        **env,
-    }
-    up = start_up(data_dir, env)
+    up = start_up(data_dir, RELAXED | env)
     try:
-        url, admin = up.url, up.admin
-        if admin is None:
-            raise BenchError("`up` did not print the first admin")
-        token = httpx.post(f"{url}/auth/sign-in", json={"email": admin[0], "password": admin[1]}, timeout=10).json()[
-            "accessToken"
-        ]
-        headers = {"Authorization": f"Bearer {token}"}
-        paths = []
-        with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
-            for c in range(CLIENTS):
-                made = http.post("/clients", json={"name": f"Bench {c}"})
-                client_id = made.json()["id"] if made.status_code == 201 else str(uuid.uuid4())
-                for n in range(PER_CLIENT):
-                    body = {"label": f"Credential {n}", "username": f"user{n}", "secret": f"secret-{c}-{n}-🔑"}
-                    created = http.post(f"/clients/{client_id}/credentials", json=body)
-                    created.raise_for_status()
-                    paths.append(f"/clients/{client_id}/credentials/{created.json()['id']}")
-            http.get(paths[0]).raise_for_status()
+        url, paths = up.url, credentials(up)
         script = work / f"{name}.lua"
         script.write_text(lua(paths, {}, managers(up, url)))
         database_url = up.info()["database_url"]
@@ -141,6 +115,36 @@ def reveal_load(
         return load, events | {"wal_flushes": flushes, "wal_flushes_per_reveal": round(flushes / max(1, warm), 3)}
     finally:
         up.stop()
+
+
+# MANAGERS managers, each from an IP of its own, reveal as fast as they can: the reveal limits stay on (counting is
+# part of a reveal's cost) but high enough for that; the gateway believes the bench's X-Forwarded-For.
+RELAXED = {
+    "CLIENTVAULT_REVEAL_USER_MAX": "1000000000",
+    "CLIENTVAULT_REVEAL_IP_MAX": "1000000000",
+    "CLIENTVAULT_TRUSTED_PROXIES": "127.0.0.1/32",
+}
+
+
+def credentials(up: System) -> list[str]:
+    """As the first admin (`up` on a new data dir), CLIENTS clients with PER_CLIENT credentials each: the path
+    of each credential's reveal."""
+    if up.admin is None:
+        raise BenchError("`up` did not print the first admin")
+    answer = httpx.post(f"{up.url}/auth/sign-in", json={"email": up.admin[0], "password": up.admin[1]}, timeout=10)
+    headers = {"Authorization": f"Bearer {answer.json()['accessToken']}"}
+    paths = []
+    with httpx.Client(base_url=up.url, headers=headers, timeout=10) as http:
+        for c in range(CLIENTS):
+            made = http.post("/clients", json={"name": f"Bench {c}"})
+            client_id = made.json()["id"] if made.status_code == 201 else str(uuid.uuid4())
+            for n in range(PER_CLIENT):
+                body = {"label": f"Credential {n}", "username": f"user{n}", "secret": f"secret-{c}-{n}-🔑"}
+                created = http.post(f"/clients/{client_id}/credentials", json=body)
+                created.raise_for_status()
+                paths.append(f"/clients/{client_id}/credentials/{created.json()['id']}")
+        http.get(paths[0]).raise_for_status()
+    return paths
 
 
 def managers(up: System, url: str) -> list[tuple[str, str]]:

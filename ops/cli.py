@@ -120,6 +120,11 @@ def _progress() -> "Progress":
     return Progress(*columns, console=console, disable=not console.is_terminal)
 
 
+def _count(number: int, noun: str) -> str:
+    """ "1 credential", "2 credentials", "0 rows"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _print_json(document: object) -> None:
     typer.echo(json.dumps(document, indent=2))
 
@@ -793,7 +798,7 @@ def credentials_import(
         _print_json(report)
         return
     verb = "would import" if report["dryRun"] else "imported"
-    typer.echo(f"{verb} {report['imported']} credentials, skipped {report['skipped']} rows")
+    typer.echo(f"{verb} {_count(report['imported'], 'credential')}, skipped {_count(report['skipped'], 'row')}")
     for problem in report["problems"]:
         typer.echo(f"row {problem['row']}: {problem['message']}")
 
@@ -820,7 +825,7 @@ def credentials_export(
             return transfer.export_file(session, client_id, recipient, out, progress=progress)
 
     exported = _through_api(api_url, data_dir, email, password_stdin, work)
-    typer.echo(f"exported {exported} credentials to {out} (decrypt: age -d -i KEY_FILE {out})")
+    typer.echo(f"exported {_count(exported, 'credential')} to {out} (decrypt: age -d -i KEY_FILE {out})")
 
 
 def _head(value: str) -> tuple[int, bytes]:

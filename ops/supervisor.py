@@ -1,8 +1,9 @@
 """`clientvault up`: run the whole system on one machine, in the foreground, until SIGINT/SIGTERM.
 
-Order: lock the data dir, start (or reach) PostgreSQL and NATS, migrate, create the first admin, start
-the four services and the gateway, wait until each is healthy, print one `ready` line. A child that
-dies is restarted (with jittered backoff) and its pid file rewritten. On a signal every child is stopped:
+Order: lock the data dir, start the fork server (it imports the ClientVault processes' code meanwhile:
+ops/forkserver.py), start (or reach) PostgreSQL and NATS, migrate what is behind, fork the four services and the
+gateway from the fork server, create the first admin, wait until each is healthy, print one `ready` line. A child
+that dies is restarted (with jittered backoff) and its pid file rewritten. On a signal every child is stopped:
 politely (SIGTERM) first, SIGKILL after a grace period, so nothing outlives `up`.
 """
 
@@ -29,6 +30,7 @@ from clientvault.settings import FILE_SUFFIX, AuthSettings, GatewaySettings, Jet
 from ops import embedded
 from ops.datadir import AlreadyRunning, DataDir
 from ops.embedded import Command
+from ops.forkserver import Forked, ForkServer, ForkServerGone
 from ops.registry import CONTEXT_KEY, CONTEXT_VERIFY_KEY, GATEWAY, SECRET_HOLDERS, SERVICES
 
 APP_STOP_GRACE_S = 4.0
@@ -71,7 +73,8 @@ class Child:
     name: str
     command: Command
     stop_signal: int = signal.SIGTERM
-    process: asyncio.subprocess.Process | None = None
+    forked: bool = False  # a ClientVault process: forked by the fork server (command.env its environment)
+    process: asyncio.subprocess.Process | Forked | None = None
     started_at: float = 0.0
     restarts: int = 0
 
@@ -87,6 +90,28 @@ class Supervisor:
         self.stopping = False
         self._watchers: list[asyncio.Task[None]] = []
         self._logs: list[IO[bytes]] = []
+        self.forkserver = ForkServer(self._start_forkserver)
+
+    async def _start_forkserver(self, channel: int) -> asyncio.subprocess.Process:
+        """The fork server, with every secret blanked: each child gets its own through a pipe (ops/forkserver.py)."""
+        log = self.data.log("forkserver").open("ab")
+        self._logs.append(log)
+        blanked = {variable: "" for secret in SECRET_HOLDERS for variable in (secret, secret + FILE_SUFFIX)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ops.forkserver",
+            str(channel),
+            pass_fds=(channel,),
+            env={**os.environ, **blanked},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+        )
+        self.data.write_pid("forkserver", process.pid)
+        return process
 
     async def start(self, child: Child) -> None:
         self.children[child.name] = child
@@ -97,6 +122,12 @@ class Supervisor:
         log = self.data.log(child.name).open("ab")
         self._logs.append(log)
         sig = child.stop_signal
+        if child.forked:
+            environment = {**os.environ, **child.command.env}
+            child.process = await self.forkserver.spawn(child.name, environment, log, sig)
+            child.started_at = time.monotonic()
+            self.data.write_pid(child.name, child.process.pid)
+            return
         child.process = await asyncio.create_subprocess_exec(
             *child.command.argv,
             env={**os.environ, **child.command.env},
@@ -130,12 +161,18 @@ class Supervisor:
                         f"(see {self.data.log(child.name)})")  # fmt: skip
                     if not ran_long:
                         raise _Exited
-            await self._restart(child)
+            with contextlib.suppress(_Exited):  # not restarted: it counts as an exit that did not run long
+                await self._restart(child)
 
     async def _restart(self, child: Child) -> None:
         if self.stopping:
             return
-        await self._spawn(child)
+        try:
+            await self._spawn(child)
+        except (OSError, ForkServerGone) as error:  # e.g. the fork server ended meanwhile: the next try starts one
+            say(f"{child.name} could not be restarted: {error}")
+            child.started_at = time.monotonic()
+            raise _Exited from error
         assert child.process is not None
         say(f"{child.name} restarted (pid {child.process.pid})")
 
@@ -146,9 +183,10 @@ class Supervisor:
         apps = [c for c in self.children.values() if c.name not in ("postgres", "nats")]
         servers = [c for c in self.children.values() if c.name in ("nats", "postgres")]
         await self._stop(apps, APP_STOP_GRACE_S)
+        await self.forkserver.stop(SERVER_STOP_GRACE_S)
         await self._stop(servers, SERVER_STOP_GRACE_S)
-        for child in self.children.values():
-            self.data.pid_file(child.name).unlink(missing_ok=True)
+        for name in (*self.children, "forkserver"):
+            self.data.pid_file(name).unlink(missing_ok=True)
         for log in self._logs:
             log.close()
 
@@ -274,14 +312,20 @@ async def _grpc_serving(address: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-async def _http_ready(url: str) -> bool:
-    import httpx
-
+async def _http_ready(host: str, port: int, path: str) -> bool:
+    """Whether GET `path` answers 200: one request on a plain connection (an HTTP client library is a third of a
+    second of imports that `up` would pay at each start for this one probe)."""
     try:
-        async with httpx.AsyncClient(timeout=1) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
+        async with asyncio.timeout(1):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+                status = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
         return False
+    return status.split(b" ", 2)[1:2] == [b"200"]
 
 
 def _vault_keys(data: DataDir, given: VaultSettings) -> dict[str, str]:
@@ -354,6 +398,16 @@ async def _start_nats(
     return operator_url, nats_urls
 
 
+async def _accounts(database_url: str, admin_email: str, rotation_email: str, rotation_password: str) -> str | None:
+    """The first admin (made only while auth has no person's account), then the vault's rotation-tasks identity
+    with the exported password or the data dir's (docs/security.md 4.6); the admin's password when one was made."""
+    from services.auth.admin import create_first_admin, issue_rotation_identity
+
+    admin_password = await create_first_admin(database_url, admin_email)
+    await issue_rotation_identity(database_url, email=rotation_email, password=rotation_password)
+    return admin_password
+
+
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -367,6 +421,7 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
     started = time.monotonic()
     _check_port_free(host, port)
     _TAKEN.add(port)
+    await supervisor.forkserver.start()  # it imports the processes' code meanwhile
     keys = data.secrets()
     given = VaultSettings()  # what the operator exported (as a variable or a *_FILE), DATABASE_URL and NATS_URL too
     embedded_postgres = not given.database_url
@@ -390,6 +445,9 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
         if given.rotation_tasks_password
         else keys["rotation_tasks_password"]
     )
+    # Meanwhile (the processes need neither, and the fork server is likely still importing): the accounts.
+    accounts = asyncio.create_task(_accounts(database_url, admin_email, given.rotation_tasks_email, rotation_password))
+    accounts.add_done_callback(lambda done: done.cancelled() or done.exception())  # awaited below, unless start failed
 
     # With an external database every service uses the operator's DATABASE_URL as given (deploy/README.md, 3.2).
     service_urls = (
@@ -449,17 +507,13 @@ async def _start(supervisor: Supervisor, data: DataDir, host: str, port: int, ad
             if name not in holders
             for variable in (secret, secret + FILE_SUFFIX)
         }
-        await supervisor.start(Child(name, Command([sys.executable, "-m", "ops", "serve", name], child_env)))
-    from services.auth.admin import create_first_admin, issue_rotation_identity
-
-    # While the children start (they need neither): the first admin (made only while auth has no person's account),
-    # then the vault's rotation-tasks identity, with the exported password or the data dir's (docs/security.md 4.6).
-    admin_password = await create_first_admin(database_url, admin_email)
-    await issue_rotation_identity(database_url, email=given.rotation_tasks_email, password=rotation_password)
+        serve = Command([sys.executable, "-m", "ops", "serve", name], child_env)  # what the fork server's child runs
+        await supervisor.start(Child(name, serve, forked=True))
+    admin_password = await accounts
     for name, address in addresses.items():
         await _wait_until(lambda a=address: _grpc_serving(a), f"the {name} service", supervisor, name)
     url = f"http://{host}:{port}"
-    await _wait_until(lambda: _http_ready(f"{url}/readyz"), "the gateway", supervisor, "gateway")
+    await _wait_until(lambda: _http_ready(host, port, "/readyz"), "the gateway", supervisor, "gateway")
 
     data.write_system(
         {

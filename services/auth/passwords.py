@@ -6,6 +6,7 @@ Hashing takes tens of milliseconds and memory, so it runs in a worker thread, of
 """
 
 import asyncio
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,8 +20,13 @@ MIN_SCORE = 3  # zxcvbn: "safely unguessable: moderate protection from offline s
 SCORED_LENGTH = 72
 
 _hasher = PasswordHasher()
-# Verified when the email is unknown, so that answer takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("clientvault-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so that answer takes as long as a wrong password. Made on first use,
+    not at import: `up` and every operator command import this module and need none."""
+    return _hasher.hash("clientvault-timing-equaliser")
 
 
 def check_strength(password: str, email: str, field: str = "password") -> None:
@@ -51,7 +57,7 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
 
     def verify() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False
 

@@ -554,7 +554,7 @@ async def test_the_cli_imports_as_an_admin_with_a_dry_run_first_then_exports_a_f
 
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
-        "would import 2 credentials, skipped 1 rows",
+        "would import 2 credentials, skipped 1 row",
         "row 3: the row has no password",
     ]
     assert done.returncode == 0, done.stderr
@@ -572,6 +572,11 @@ async def test_the_cli_imports_as_an_admin_with_a_dry_run_first_then_exports_a_f
     again = system.cli("credentials", "export", "--recipient", str(identity.to_public()), "--out", str(out),
                        *base, stdin=operator.password + "\n")  # fmt: skip
     assert again.returncode == 2  # never overwrites a file
+    one = tmp_path / "one.csv"
+    one.write_text("name,password\nRouter,r0uter-pass\nNo password,\n")
+    counted = system.cli("credentials", "import", str(one), "--format", "csv", "--dry-run", *base,
+                         stdin=operator.password + "\n")  # fmt: skip
+    assert counted.stdout.splitlines()[0] == "would import 1 credential, skipped 1 row"  # one, in the singular
 
 
 async def test_the_cli_refuses_a_manager_and_a_wrong_password_and_names_the_file_problem(

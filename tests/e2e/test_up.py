@@ -2,9 +2,11 @@
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,18 +16,24 @@ from alembic import command
 
 from clientvault.attestation import service_key_setting
 from clientvault.migrations import SchemaVersion
+from ops.datadir import DataDir
 from ops.migrate import config
 from ops.registry import BY_NAME
 from tests.system import Api, System, pid_alive
 
-PROCESSES = {"postgres", "nats", "gateway", "auth", "clients", "vault", "audit"}
+PROCESSES = {"postgres", "nats", "forkserver", "gateway", "auth", "clients", "vault", "audit"}
 
 
 @pytest.fixture
-def own_system(tmp_path: Path) -> System:
+def own_system(tmp_path: Path) -> Iterator[System]:
+    """A system the test starts (and restarts) itself; stopped at the end whatever happened, also when an assertion
+    fails while it runs."""
     # Always embedded servers here: the test is about what `up` starts and stops itself.
-    env = {"DATABASE_URL": "", "NATS_URL": ""}
-    return System(tmp_path / "data", env=env)
+    own = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": ""})
+    try:
+        yield own
+    finally:
+        own.stop()
 
 
 def test_up_stops_everything_on_sigterm_and_keeps_data_across_restarts(own_system: System) -> None:
@@ -35,6 +43,8 @@ def test_up_stops_everything_on_sigterm_and_keeps_data_across_restarts(own_syste
     pids = own_system.pids()
     assert set(pids) == PROCESSES
     assert all(pid_alive(pid) for pid in pids.values())
+    forked = ("gateway", "auth", "clients", "vault", "audit")  # named for `top`, not after the fork server
+    assert [Path(f"/proc/{pids[name]}/comm").read_text().strip() for name in forked] == [f"cv-{n}" for n in forked]
     made = own_system.cli("users", "create", "--email", "kept@example.com", "--full-name", "Kept", "--role",
                           "manager", "--password-stdin", stdin="a-long-enough-password")  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -137,6 +147,27 @@ async def test_a_child_that_dies_is_restarted(api: Api) -> None:
     assert (await api.raw.get("/users/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
 
 
+def test_when_the_fork_server_dies_every_process_is_forked_again_from_a_new_one(own_system: System) -> None:
+    own_system.start()
+    old = own_system.pids()
+    forked = ("gateway", "auth", "clients", "vault", "audit")
+
+    os.kill(old["forkserver"], signal.SIGKILL)  # its children get their stop signal from the kernel
+
+    deadline = time.monotonic() + 90
+    while True:
+        pids = own_system.pids()
+        if all(pids.get(name) not in (None, old[name]) and pid_alive(pids[name]) for name in (*forked, "forkserver")):
+            names = [Path(f"/proc/{pids[name]}/comm").read_text().strip() for name in forked]
+            with httpx.Client(base_url=own_system.url, timeout=5) as http, contextlib.suppress(httpx.TransportError):
+                if [http.get(path).status_code for path in ("/readyz", "/healthz/services")] == [200, 200]:
+                    break
+        assert time.monotonic() < deadline, "not every process was forked again and serving within 90 s"
+        time.sleep(0.5)
+    assert names == [f"cv-{name}" for name in forked]  # each pid file names the process it says
+    assert not [name for name in forked if pid_alive(old[name])]
+
+
 def test_a_port_in_use_is_a_clear_error(system: System, tmp_path: Path) -> None:
     taken = System(tmp_path / "data", env={"DATABASE_URL": "", "NATS_URL": ""}, port=system.port)
 
@@ -149,42 +180,60 @@ def test_a_port_in_use_is_a_clear_error(system: System, tmp_path: Path) -> None:
     assert taken.process.returncode == 1
 
 
-def environment_of(pid: int) -> dict[str, str]:
-    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(entry.decode().partition("=")[::2] for entry in entries if b"=" in entry)
+def secrets_in_memory(pid: int, secrets: dict[str, str]) -> set[str]:
+    """The names of the `secrets` whose value is anywhere in the process's writable memory (heap, stacks, its
+    environment), read through /proc/<pid>/mem: the test is an ancestor of every process `up` starts."""
+    needles = {name: value.encode() for name, value in secrets.items()}
+    found: set[str] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as memory:
+        for region in maps:
+            span, permissions = region.split()[:2]
+            if "r" not in permissions or "w" not in permissions:
+                continue
+            start, end = (int(address, 16) for address in span.split("-"))
+            try:
+                memory.seek(start)
+                chunk = memory.read(end - start)
+            except OSError:  # a guard page or a mapping gone meanwhile
+                continue
+            found |= {name for name, needle in needles.items() if needle in chunk}
+    return found
 
 
-def test_each_child_gets_only_the_secrets_it_uses(system: System) -> None:
+def test_each_child_holds_only_the_secrets_it_uses(system: System) -> None:
     pids = system.pids()
-    env = {name: environment_of(pids[name]) for name in ("gateway", "auth", "clients", "vault", "audit")}
-
-    assert env["gateway"].get("DATABASE_URL", "") == ""  # the gateway has no database access
-    assert all(env[name]["DATABASE_URL"] for name in ("auth", "clients", "vault", "audit"))
-    assert [name for name in env if env[name].get("CLIENTVAULT_TOKEN_SIGNING_KEY")] == ["auth"]
-    assert [name for name in env if env[name].get("CLIENTVAULT_KEK_FILE")] == ["vault"]
-    # The rotation-tasks identity's password (the vault signs in with it), and only auth's and the clients service's
-    # event keys to trust (users disabled, break-glass ends).
-    assert [name for name in env if env[name].get("CLIENTVAULT_ROTATION_TASKS_PASSWORD")] == ["vault"]
-    trusted = env["vault"]["CLIENTVAULT_EVENT_PUBLIC_KEYS"].split(",")
-    assert [entry.partition(":")[0] for entry in trusted] == ["auth", "clients"]
-    # The gateway holds the context key; each service only the key derived for itself (clientvault/attestation.py).
-    context_key = base64.b64decode(system.secrets()["context_key"])
-    assert [name for name in env if env[name].get("CLIENTVAULT_CONTEXT_KEY")] == ["gateway"]
-    assert env["gateway"]["CLIENTVAULT_CONTEXT_KEY"] == system.secrets()["context_key"]
-    assert env["gateway"].get("CLIENTVAULT_CONTEXT_VERIFY_KEY", "") == ""
-    for name in ("auth", "clients", "vault", "audit"):
-        assert env[name]["CLIENTVAULT_CONTEXT_VERIFY_KEY"] == service_key_setting(context_key, name)
-    assert len({env[name]["CLIENTVAULT_CONTEXT_VERIFY_KEY"] for name in ("auth", "clients", "vault", "audit")}) == 4
+    secrets = {name: value for name, value in system.secrets().items() if name != "vault_kek_active"}
+    holders = {"rotation_tasks_password": {"vault"}, "context_key": {"gateway"}}
+    holders |= {"token_signing_key": {"auth"}, "mfa_key": {"auth"}}
+    holders |= {f"{name}_{kind}": {name} for name in pids for kind in ("event_signing_key", "db_password")}
     if not os.environ.get("NATS_URL"):  # embedded nats-server: a NATS user each
-        assert len({env[name]["NATS_URL"] for name in env}) == 5
+        holders |= {f"nats_{name}_password": {name} for name in pids}
+    # The fork server imports and forks; each child reads its environment from a pipe of its own after its fork.
+    children = ("forkserver", "gateway", "auth", "clients", "vault", "audit")
+    held = {name: secrets_in_memory(pids[name], secrets) for name in children}
+
+    # Auth checks the rotation password when the vault signs in; the vault reads its keyring from secrets.json.
+    may_hold = {"rotation_tasks_password": {"auth"}, "vault_keks": {"vault"}}
+    for secret in secrets:
+        found = {name for name in children if secret in held[name]}
+        assert found - may_hold.get(secret, set()) == holders.get(secret, set()), secret
+    assert not held["forkserver"]
+    for name in ("gateway", "auth", "clients", "vault", "audit"):  # what `ps e` shows: no secret at all
+        environ = Path(f"/proc/{pids[name]}/environ").read_bytes()
+        assert not [secret for secret, value in secrets.items() if value.encode() in environ], name
+    # The gateway has no database access; each service only the key derived for itself (clientvault/attestation.py).
+    context_key = base64.b64decode(system.secrets()["context_key"])
+    derived = {name: service_key_setting(context_key, name) for name in ("auth", "clients", "vault", "audit")}
+    for name in ("gateway", "auth", "clients", "vault", "audit"):
+        assert secrets_in_memory(pids[name], derived) == ({name} if name in derived else set()), name
+    # The vault trusts only auth's and the clients service's event keys (users disabled, break-glass ends).
+    trusted = {signer.producer: signer.trusted_entry for signer in DataDir(system.data_dir).event_signers()}
+    assert secrets_in_memory(pids["vault"], trusted) == {"auth", "clients"}
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="an external database's roles are the operator's")
 async def test_each_service_logs_in_as_its_own_role_that_sees_only_its_schema(system: System) -> None:
     admin_url = system.info()["database_url"]
-    pids = system.pids()
-    for service in ("auth", "clients", "vault", "audit"):
-        assert environment_of(pids[service])["DATABASE_URL"].startswith(f"postgresql://clientvault_{service}:")
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         logins = await (
             await conn.execute(
