@@ -164,6 +164,10 @@ async def on_http_error(_request: Request, error: Exception) -> JSONResponse:
         # FastAPI's one 400: a body that json.loads raised on other than a syntax error (not UTF-8, nested too
         # deep, an integer of thousands of digits). To the caller it is as much not JSON as a syntax error.
         return _invalid({"body": NOT_JSON})
+    if error.status_code == 400:
+        # Starlette's one 400: a form body it could not parse ("Invalid multipart data.", "Missing boundary in
+        # multipart."): an invalid body like any other, named as the one 422 names it. Its words hold no input.
+        return _invalid({"body": f"not valid form data: {error.detail}"})
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     return problem(error.status_code, detail, dict(error.headers or {}))
 
