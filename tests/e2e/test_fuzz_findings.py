@@ -179,7 +179,8 @@ async def test_classic_bad_inputs_get_a_problem_naming_what_is_wrong(
 
 
 async def test_a_multipart_body_that_does_not_parse_is_a_422_naming_the_body(api: Api, admin: Session) -> None:
-    """Found by the fuzz test: a multipart upload without its boundary, or with a part header that is none, was an undocumented 400."""
+    """Found by the fuzz test: a multipart upload without its boundary, or with a part header that is none, was an
+    undocumented 400."""
     client_id = await new_client(api, admin)
     path = f"/clients/{client_id}/credentials:import"
     no_header = b"--xyz\r\nthis line is no header\r\n\r\ncsv\r\n--xyz--\r\n"
