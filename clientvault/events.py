@@ -85,6 +85,7 @@ class AuditAction(StrEnum):
     ACCESS_GRANT_ENDED = "access_grant_ended"
     BREAK_GLASS = "break_glass"
     CLIENT_ARCHIVED = "client_archived"
+    CLIENT_POLICY_CHANGED = "client_policy_changed"
 
 
 ACTIONS: tuple[str, ...] = tuple(AuditAction)
@@ -114,6 +115,7 @@ CLIENTS_ACTIONS = (
     AuditAction.ACCESS_GRANT_ENDED,
     AuditAction.BREAK_GLASS,
     AuditAction.CLIENT_ARCHIVED,
+    AuditAction.CLIENT_POLICY_CHANGED,
 )
 # Which producer may publish (and sign) each action: a producer's key signs only its own kind of event, so a
 # stolen auth key cannot make a credential reveal. A unit test holds every action to exactly one producer.

@@ -94,6 +94,10 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     "minutes": 60, "expiresAt"}. Integrations alerting admins consume `audit.clients.break_glass`.
     """
     AUDIT_ACTION_CLIENT_ARCHIVED: _AuditAction.ValueType  # 35
+    AUDIT_ACTION_CLIENT_POLICY_CHANGED: _AuditAction.ValueType  # 36
+    """What a client requires of access to it changed (an admin's PATCH): detail {"revealReasonRequired": {"from": false,
+    "to": true}}.
+    """
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """Events published to NATS JetStream. Each producer publishes one AuditEvent per audited action to stream
@@ -168,6 +172,10 @@ AUDIT_ACTION_BREAK_GLASS: AuditAction.ValueType  # 34
 "minutes": 60, "expiresAt"}. Integrations alerting admins consume `audit.clients.break_glass`.
 """
 AUDIT_ACTION_CLIENT_ARCHIVED: AuditAction.ValueType  # 35
+AUDIT_ACTION_CLIENT_POLICY_CHANGED: AuditAction.ValueType  # 36
+"""What a client requires of access to it changed (an admin's PATCH): detail {"revealReasonRequired": {"from": false,
+"to": true}}.
+"""
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 @_typing.final

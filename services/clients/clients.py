@@ -189,12 +189,15 @@ async def update_client(
     client_id: UUID,
     changes: dict[str, Any],
     client_changed: ClientChanged,
+    context: RequestContext,
+    outbox_written: Callable[[], None],
     if_revision: Collection[int] = (),
     scope: Scope = None,
 ) -> Client:
     """Changes the client; with `if_revision` (If-Match) only while it is at one of those revisions, else
     PreconditionFailed. Only an admin changes `reveal_reason_required` (Forbidden otherwise, before anything is
-    read); a change of it is announced (`client_changed`) once committed."""
+    read); a change of it is audited (`client_policy_changed`, in the same transaction) and announced
+    (`client_changed`) once committed."""
     if refused := policy.field_refusal("Clients/UpdateClient", changes, caller.role):
         raise Forbidden(refused)
     checked = validate(changes, (*WRITABLE, REASON_REQUIRED))
@@ -212,8 +215,15 @@ async def update_client(
             )
             if row is None:
                 raise rules.changed("client")
+        policy_changed = REASON_REQUIRED in checked and checked[REASON_REQUIRED] != before
+        if policy_changed:
+            change = {"revealReasonRequired": {"from": before, "to": row.reveal_reason_required}}
+            await audit.record(
+                conn, AuditAction.CLIENT_POLICY_CHANGED, caller, context, client_id=client_id, detail=change
+            )
     client = Client.from_row(row)
-    if REASON_REQUIRED in checked and checked[REASON_REQUIRED] != before:
+    if policy_changed:
+        outbox_written()
         log.info("client.reveal_reason_required", client_id=str(client_id), required=client.reveal_reason_required)
         await client_changed(client_id)
     return client

@@ -267,6 +267,8 @@ class ClientsServicer(clients_pb2_grpc.ClientsServicer):
             client_id,
             changes,
             lambda changed: self._changes.access_changed(changed, None),
+            rpc.current_request(),
+            self._outbox_written,
             if_revision,
             self._scope(),
         )

@@ -673,7 +673,9 @@ async def test_a_reason_required_client_reveals_only_with_a_reason_and_the_audit
     old = await api.raw.post(
         f"{credential}/versions/1/reveal", headers=manager.headers, json={"reason": "Comparing with the backup"}
     )
+    again = await api.raw.patch(f"/clients/{client['id']}", headers=admin.headers, json={"revealReasonRequired": True})
     page = await wait_for_entries(api, admin, 5, clientId=client["id"], credentialId=credential_id)
+    policy = await wait_for_entries(api, admin, 1, clientId=client["id"], action="client_policy_changed")
     reveals = sorted(
         (e for e in page["items"] if e["action"] != "credential_create" and e["action"] != "credential_update"),
         key=lambda e: e["occurredAt"],
@@ -686,6 +688,11 @@ async def test_a_reason_required_client_reveals_only_with_a_reason_and_the_audit
     assert by_admin.status_code == 200, by_admin.text
     assert by_admin.json()["revealReasonRequired"] is True
     assert by_admin.headers["etag"] != tag
+    assert again.status_code == 200, again.text
+    # the admin's change is in the chain once (setting it again to what it is changes nothing)
+    assert [(e["action"], e["userId"], e["detail"]) for e in policy["items"]] == [
+        ("client_policy_changed", await me(api, admin), {"revealReasonRequired": {"from": False, "to": True}})
+    ]
     for answer in refused:
         assert (answer.status_code, answer.headers["content-type"], answer.json()) == (428, PROBLEM, NEEDS_REASON)
     assert (revealed.status_code, revealed.json()["secret"]) == (200, "new-firewall")
