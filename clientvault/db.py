@@ -147,7 +147,7 @@ class Database:
     async def hot(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
         """A psycopg connection in autocommit from a small pool of its own (HOT_POOL_SIZE), for the hot single
         statements (`GET /users/me`, a reveal) run with `fetch_one`: no SQLAlchemy compile, result or greenlet
-        around them (in-process, a primary-key read costs ~135 us of CPU this way against ~500 us through
+        around them (in-process, a primary-key read costs ~150 us of CPU this way against ~570 us through
         `read`; bench/README.md). Unreachable database or no connection within the pool timeout: `Unavailable`."""
         with _unavailable_on_outage():
             if not self._hot_opened:
