@@ -1,6 +1,5 @@
 """The database engine: SQLAlchemy 2 async over psycopg 3, pooled, one per process and schema."""
 
-import asyncio
 import select
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -8,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from clientvault import metrics, tracing
 from clientvault.errors import Unavailable
@@ -27,9 +26,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-# Connections of a process's pool for its hot single statements (`Database.hot`), besides the `pool_size` of the
-# engine: each statement holds one for a round trip, so a few serve two cores' worth of requests.
-HOT_POOL_SIZE = 4
 
 
 def metadata(schema: str) -> MetaData:
@@ -65,9 +61,6 @@ def _unavailable_on_outage() -> Iterator[None]:
     except TimeoutError as error:  # SQLAlchemy's: no pooled connection within the pool timeout
         metrics.DB_POOL_TIMEOUTS.inc()
         raise Unavailable("the database is unavailable") from error
-    except PoolTimeout as error:  # the hot pool's (`Database.hot`)
-        metrics.DB_POOL_TIMEOUTS.inc()
-        raise Unavailable("the database is unavailable") from error
     except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as error:
         raise Unavailable("the database is unavailable") from error
 
@@ -83,12 +76,6 @@ def _closed_by_server(dbapi_connection: Any, _record: object, _proxy: object) ->
     fileno = dbapi_connection.driver_connection.fileno()
     if select.select([fileno], [], [], 0)[0]:
         raise DisconnectionError("the server closed this idle connection")
-
-
-async def _hot_alive(conn: "psycopg.AsyncConnection[Any]") -> None:
-    """The hot pool's check at checkout, the same poll(2) as `_closed_by_server`: a dead one is replaced."""
-    if select.select([conn.fileno()], [], [], 0)[0]:
-        raise psycopg.OperationalError("the server closed this idle connection")
 
 
 class Database:
@@ -115,19 +102,6 @@ class Database:
         )
         event.listen(self.engine.sync_engine, "checkout", _closed_by_server)
         tracing.instrument_engine(self.engine)
-        self._pool_timeout_s = pool_timeout_s
-        # Opened on first use: only the processes with a hot statement (auth, vault) connect it.
-        self._hot = AsyncConnectionPool(
-            sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1),
-            min_size=1,
-            max_size=HOT_POOL_SIZE,
-            kwargs={**connect_args, "autocommit": True},
-            check=_hot_alive,
-            open=False,
-            name=f"{name}-hot",
-        )
-        self._hot_opened = False
-        self._hot_opening = asyncio.Lock()
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -145,18 +119,21 @@ class Database:
 
     @asynccontextmanager
     async def hot(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
-        """A psycopg connection in autocommit from a small pool of its own (HOT_POOL_SIZE), for the hot single
-        statements (`GET /users/me`, a reveal) run with `fetch_one`: no SQLAlchemy compile, result or greenlet
-        around them (in-process, a primary-key read costs ~150 us of CPU this way against ~570 us through
-        `read`; bench/README.md). Unreachable database or no connection within the pool timeout: `Unavailable`."""
+        """A pooled connection's psycopg connection, in autocommit, for the hot single statements (`GET /users/me`,
+        a reveal) run with `fetch_one`: no SQLAlchemy compile, result or statement around them (in-process, a
+        primary-key read costs ~170-200 us of CPU this way against ~470-570 us through `read`; bench/README.md).
+        The engine's pool, its checks and limits; the connection goes back to it as it came."""
         with _unavailable_on_outage():
-            if not self._hot_opened:
-                async with self._hot_opening:
-                    if not self._hot_opened:
-                        await self._hot.open()
-                        self._hot_opened = True
-            async with self._hot.connection(timeout=self._pool_timeout_s) as conn:
-                yield conn
+            pooled = await self.engine.raw_connection()
+            try:
+                conn: psycopg.AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    await conn.set_autocommit(False)
+            finally:
+                await greenlet_spawn(pooled.close)  # the pool's return (its reset) runs SQLAlchemy's async adapter
 
     @classmethod
     def for_service(cls, settings: "Settings", name: str) -> "Database":
@@ -172,8 +149,6 @@ class Database:
         return db
 
     async def dispose(self) -> None:
-        if self._hot_opened:
-            await self._hot.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> "Database":
