@@ -131,7 +131,10 @@ class Database:
                 try:
                     yield conn
                 finally:
-                    await conn.set_autocommit(False)
+                    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                        await conn.set_autocommit(False)
+                    else:  # left mid-statement (the call was cancelled) or broken: not lent again
+                        await greenlet_spawn(pooled.invalidate)
             finally:
                 await greenlet_spawn(pooled.close)  # the pool's return (its reset) runs SQLAlchemy's async adapter
 
