@@ -125,6 +125,14 @@ def _ms(value: str) -> float:
     return float(number) * UNITS_MS[unit]
 
 
+def wrk_missing() -> bool:
+    """True, having said how to install it, when wrk is not on the PATH (a script then exits with 2)."""
+    if shutil.which("wrk") is not None:
+        return False
+    print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
+    return True
+
+
 def parse_wrk(output: str) -> Load:
     def find(pattern: str) -> str:
         match = re.search(pattern, output, re.MULTILINE)

@@ -1,13 +1,16 @@
 """The database engine: SQLAlchemy 2 async over psycopg 3, pooled, one per process and schema."""
 
 import select
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from clientvault import metrics, tracing
 from clientvault.errors import Unavailable
@@ -35,6 +38,14 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+def driver_sql(statement: Any) -> str:
+    """A SQLAlchemy statement as the SQL text psycopg runs (`%(name)s` parameters, typed casts), rendered once at
+    import for a hot statement (`fetch_one`), so its columns are still named in one place: the table."""
+    from sqlalchemy.dialects.postgresql.psycopg import dialect
+
+    return str(statement.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
+
+
 def sqlalchemy_url(url: str) -> str:
     """`postgresql://…` as operators write it, with the psycopg 3 driver named for SQLAlchemy."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
@@ -50,7 +61,7 @@ def _unavailable_on_outage() -> Iterator[None]:
     except TimeoutError as error:  # SQLAlchemy's: no pooled connection within the pool timeout
         metrics.DB_POOL_TIMEOUTS.inc()
         raise Unavailable("the database is unavailable") from error
-    except (OperationalError, InterfaceError) as error:
+    except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as error:
         raise Unavailable("the database is unavailable") from error
 
 
@@ -106,6 +117,27 @@ class Database:
             async with self.engine.connect() as conn:
                 yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    @asynccontextmanager
+    async def hot(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
+        """A pooled connection's psycopg connection, in autocommit, for the hot single statements (`GET /users/me`,
+        a reveal) run with `fetch_one`: no SQLAlchemy compile, result or statement around them (in-process, a
+        primary-key read costs ~170-200 us of CPU this way against ~470-570 us through `read`; bench/README.md).
+        The engine's pool, its checks and limits; the connection goes back to it as it came."""
+        with _unavailable_on_outage():
+            pooled = await self.engine.raw_connection()
+            try:
+                conn: psycopg.AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                        await conn.set_autocommit(False)
+                    else:  # left mid-statement (the call was cancelled) or broken: not lent again
+                        await greenlet_spawn(pooled.invalidate)
+            finally:
+                await greenlet_spawn(pooled.close)  # the pool's return (its reset) runs SQLAlchemy's async adapter
+
     @classmethod
     def for_service(cls, settings: "Settings", name: str) -> "Database":
         """The pool of a service process, sized and bounded by its settings, and reported in its metrics."""
@@ -127,3 +159,12 @@ class Database:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.dispose()
+
+
+async def fetch_one(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapping[str, Any]) -> Any:
+    """One row (attributes named as the columns) of a hot statement on a `Database.hot` connection, prepared by the
+    server (once per connection) and traced like the engine's statements when tracing is on."""
+    with tracing.statement(sql):
+        cursor = conn.cursor(row_factory=namedtuple_row)
+        await cursor.execute(sql, params, prepare=True)
+        return await cursor.fetchone()

@@ -71,6 +71,18 @@ def instrument_engine(engine: Any) -> None:
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
 
 
+@contextmanager
+def statement(sql: str) -> Iterator[None]:
+    """A span for a statement run outside the engine (clientvault/db.py `fetch_one`), with its text (never its
+    values) as the SQLAlchemy instrumentation records it."""
+    if not _enabled:
+        yield
+        return
+    attributes = {"db.system": "postgresql", "db.statement": sql}
+    with trace.get_tracer(TRACER_NAME).start_as_current_span(sql.split(None, 1)[0], attributes=attributes):
+        yield
+
+
 def trace_id() -> str | None:
     """The current span's trace id, as the tracing backend shows it (32 hex digits); None outside a span."""
     span_context = trace.get_current_span().get_span_context()

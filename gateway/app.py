@@ -75,6 +75,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         servers=[{"url": "/", "description": "This gateway (relative to where the document was fetched)."}],
+        # FastAPI's own OpenTelemetry asks the OTel globals (environment lookups) on every request whether it is
+        # on: tracing is ours to turn on (clientvault/tracing.py, instrumented below), metrics and logs never.
+        telemetry={"tracing": tracing.enabled(), "metrics": False, "logs": False},
     )
     errors.install(app)
     openapi.install(app)

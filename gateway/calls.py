@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import grpc
 import structlog
@@ -39,6 +39,17 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 S = TypeVar("S")
 
 
+class _Recorder:
+    """Stands in for a channel while a generated stub is made once: each attribute becomes its RPC's path."""
+
+    def __init__(self) -> None:
+        self.options: dict[str, dict[str, Any]] = {}
+
+    def unary_unary(self, path: str, **options: Any) -> str:
+        self.options[path] = options
+        return path
+
+
 class Methods:
     """A service's channel as a generated stub uses it: each RPC method is made once per process and shared.
     With an `attester` (the gateway's context key is set) every call's metadata is vouched for."""
@@ -46,13 +57,18 @@ class Methods:
     def __init__(self, channel: grpc.aio.Channel, attester: Attester | None = None) -> None:
         self.channel = channel
         self.attester = attester
-        self._made: dict[str, Any] = {}
+        self._rpcs: dict[str, tuple[str, Any]] | None = None
 
-    def unary_unary(self, path: str, **options: Any) -> Any:
-        made = self._made.get(path)
-        if made is None:
-            made = self._made[path] = self.channel.unary_unary(path, **options)
-        return made
+    def rpcs(self, stub: Callable[[Any], Any]) -> dict[str, tuple[str, Any]]:
+        """Each RPC of the generated `stub` class by its attribute name: its path and its method on the channel,
+        made the first time (a request then binds only the RPC it calls, not the stub's every method)."""
+        if self._rpcs is None:
+            recorder = _Recorder()
+            paths = vars(stub(recorder))
+            self._rpcs = {
+                name: (path, self.channel.unary_unary(path, **recorder.options[path])) for name, path in paths.items()
+            }
+        return self._rpcs
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +81,30 @@ class Services:
     audit: Methods
 
 
-@dataclass(frozen=True, slots=True)
 class _Bound:
-    """A channel to a generated stub, whose every method sends one request's metadata and deadline."""
+    """One request's stub of a service: each RPC, bound when the route first uses it, sends the request's metadata
+    and deadline (and, with an attester, an attestation made when it is sent)."""
 
-    methods: Methods
-    metadata: Metadata
-    timeout: float
+    def __init__(self, methods: Methods, rpcs: dict[str, tuple[str, Any]], metadata: Metadata, timeout: float):
+        self._methods, self._rpcs, self._metadata, self._timeout = methods, rpcs, metadata, timeout
 
-    def unary_unary(self, path: str, **options: Any) -> Any:
-        method, attester = self.methods.unary_unary(path, **options), self.methods.attester
+    def __getattr__(self, name: str) -> Any:
+        try:
+            path, method = self._rpcs[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        metadata, timeout, attester = self._metadata, self._timeout, self._methods.attester
+        bound: Callable[..., Any]
         if attester is None:
-            return functools.partial(method, metadata=self.metadata, timeout=self.timeout)
+            bound = functools.partial(method, metadata=metadata, timeout=timeout)
+        else:
 
-        def attested(request: Any) -> Any:  # vouched for when sent: the attestation's time is the call's
-            attestation = attester.attest(path, dict(self.metadata))
-            return method(request, metadata=(*self.metadata, (HEADER, attestation)), timeout=self.timeout)
+            def bound(request: Any) -> Any:  # vouched for when sent: the attestation's time is the call's
+                attestation = attester.attest(path, dict(metadata))
+                return method(request, metadata=(*metadata, (HEADER, attestation)), timeout=timeout)
 
-        return attested
+        setattr(self, name, bound)  # this request's next call of it finds it at once
+        return bound
 
 
 class _Stub(Generic[S]):
@@ -95,7 +117,8 @@ class _Stub(Generic[S]):
         self.name = name
 
     def __get__(self, call: "Call", owner: type) -> S:
-        stub = self.make(_Bound(getattr(call.services, self.name), call.metadata, call.timeout))
+        methods: Methods = getattr(call.services, self.name)
+        stub = cast(S, _Bound(methods, methods.rpcs(self.make), call.metadata, call.timeout))
         call.__dict__[self.name] = stub  # the instance's own attribute from now on
         return stub
 

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg import AsyncConnection as DriverConnection
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     delete,
     false,
     func,
@@ -29,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import policy
-from clientvault.db import like_pattern
+from clientvault.db import driver_sql, fetch_one, like_pattern
 from clientvault.db import metadata as schema_metadata
 from clientvault.outbox import outbox_table
 
@@ -117,6 +119,27 @@ async def insert_user(conn: AsyncConnection, **values: object) -> Row[Any]:
 
 async def get_user(conn: AsyncConnection, user_id: UUID) -> Row[Any] | None:
     return (await conn.execute(select(users).where(users.c.id == user_id))).one_or_none()
+
+
+# `GET /users/me`'s read, on a hot connection (clientvault/db.py `Database.hot`): what `users.User` holds, no hash
+# or sealed seed.
+USER_BY_ID = driver_sql(
+    select(
+        users.c.id,
+        users.c.email,
+        users.c.full_name,
+        users.c.role,
+        users.c.created_at,
+        users.c.disabled_at,
+        users.c.password_change_required,
+        users.c.mfa_enabled_at,
+    ).where(users.c.id == bindparam("user_id"))
+)
+
+
+async def read_user(conn: DriverConnection[Any], user_id: UUID) -> Any:
+    """A user's row by id (None if there is none), as `get_user` answers it, off the engine (the hot path)."""
+    return await fetch_one(conn, USER_BY_ID, {"user_id": user_id})
 
 
 async def get_user_by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:

@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from clientvault import fields
@@ -40,17 +39,17 @@ class User:
     mfa_enabled: bool = False
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> "User":
-        m = row._mapping
+    def from_row(cls, row: Any) -> "User":
+        """From a row of `auth.users` (SQLAlchemy's, or psycopg's named tuple from a hot read)."""
         return cls(
-            m["id"],
-            m["email"],
-            m["full_name"],
-            Role(m["role"]),
-            m["created_at"],
-            m["disabled_at"],
-            m["password_change_required"],
-            m["mfa_enabled_at"] is not None,
+            row.id,
+            row.email,
+            row.full_name,
+            Role(row.role),
+            row.created_at,
+            row.disabled_at,
+            row.password_change_required,
+            row.mfa_enabled_at is not None,
         )
 
 
@@ -182,8 +181,8 @@ async def issue_service_account(db: Database, *, role: Role, email: str, full_na
 
 
 async def get_user(db: Database, user_id: UUID) -> User:
-    async with db.read() as conn:
-        row = await store.get_user(conn, user_id)
+    async with db.hot() as conn:  # `GET /users/me` on every page load: the hot path
+        row = await store.read_user(conn, user_id)
     if row is None:
         raise NotFound("user not found")
     return User.from_row(row)

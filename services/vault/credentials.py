@@ -690,7 +690,7 @@ class Credentials:
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL
         event = self._event(action, caller, meta, now)
-        async with self._db.read() as conn:  # one statement in autocommit: its own transaction, one round trip
+        async with self._db.hot() as conn:  # one statement in autocommit: its own transaction, one round trip
             row = await store.reveal(
                 conn,
                 credential_id=credential_id,

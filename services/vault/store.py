@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
+from psycopg import AsyncConnection as DriverConnection
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -31,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault.db import driver_sql, fetch_one
 from clientvault.db import metadata as schema_metadata
 from clientvault.idempotency import idempotency_table
 from clientvault.outbox import outbox_table
@@ -301,8 +303,12 @@ async def insert_denied(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(DENIED, values)
 
 
-async def reveal(conn: AsyncConnection, **values: Any) -> Row[Any]:
-    return (await conn.execute(REVEAL, values)).one()
+REVEAL_SQL = driver_sql(REVEAL)  # run off the engine, on a hot connection (clientvault/db.py `Database.hot`)
+
+
+async def reveal(conn: DriverConnection[Any], **values: Any) -> Any:
+    """The reveal statement's one row (REVEAL): every reveal runs it, so it skips SQLAlchemy."""
+    return await fetch_one(conn, REVEAL_SQL, values)
 
 
 async def list_credentials(conn: AsyncConnection, client_id: UUID, *, trashed: bool = False) -> list[Row[Any]]:

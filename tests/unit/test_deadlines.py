@@ -1,5 +1,6 @@
 """A service calling another passes on what is left of its own caller's deadline (clientvault/rpc.py),
-shown on a real gRPC server behind the real edge interceptor."""
+shown on a real gRPC server behind the real edge, as `serve` puts it there (each handler guarded as it is
+registered) and as an interceptor; either way a call of ours without a token is refused."""
 
 from collections.abc import AsyncIterator
 
@@ -26,11 +27,16 @@ async def no_keys() -> dict[str, bytes]:
     raise AssertionError("a public RPC verifies no token")
 
 
-@pytest.fixture
-async def stub() -> AsyncIterator[auth_pb2_grpc.AuthStub]:
+@pytest.fixture(params=["guarded when registered", "interceptor"])
+async def stub(request: pytest.FixtureRequest) -> AsyncIterator[auth_pb2_grpc.AuthStub]:
     verifier = TokenVerifier(issuer="t", audience="t", max_ttl_s=900, fetch_keys=no_keys, denylist=DenyList())  # type: ignore[arg-type]
-    server = grpc.aio.server(interceptors=[rpc.Edge(verifier, ContextCheck("auth", None))])
-    auth_pb2_grpc.add_AuthServicer_to_server(Echo(), server)
+    edge = rpc.Edge(verifier, ContextCheck("auth", None))
+    if request.param == "interceptor":
+        server = grpc.aio.server(interceptors=[edge])
+        auth_pb2_grpc.add_AuthServicer_to_server(Echo(), server)
+    else:
+        server = grpc.aio.server()
+        auth_pb2_grpc.add_AuthServicer_to_server(Echo(), rpc.GuardedServer(server, edge))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -52,3 +58,9 @@ async def test_an_onward_call_gets_what_is_left_of_the_callers_deadline(stub: au
 
 async def test_without_a_deadline_the_onward_call_gets_its_own_limit(stub: auth_pb2_grpc.AuthStub) -> None:
     assert await onward(stub, deadline_s=None) == 60.0
+
+
+async def test_a_call_that_needs_a_token_is_refused_without_one(stub: auth_pb2_grpc.AuthStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.GetMe(auth_pb2.GetMeRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # the edge's answer, not the servicer's
