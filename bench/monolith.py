@@ -1,10 +1,10 @@
 """A bare FastAPI "monolith" to compare the gateway with: `GET /users/me` reads one user row, nothing else.
 
-No token check, no gRPC hop, no middleware: the floor under what `/users/me` costs on the project's stack
-(FastAPI, uvicorn with uvloop and httptools and one worker, SQLAlchemy async over psycopg 3 through
-`clientvault.db.Database` with the auth service's default pool of 10). bench/users_me.py runs it as
+No token check, no gRPC hop, no middleware: the anchor issue 20 names, one FastAPI process pair (uvicorn with
+uvloop and httptools, 2 workers: one per core) over a psycopg pool, one primary-key lookup (prepared) per request.
+bench/users_me.py runs it as
 
-    DATABASE_URL=postgresql://... python bench/monolith.py --port PORT --user-id UUID
+    DATABASE_URL=postgresql://... python bench/monolith.py --port PORT --user-id UUID [--workers 2]
 """
 
 import argparse
@@ -12,17 +12,15 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from uuid import UUID
 
 import uvicorn
 from fastapi import FastAPI, HTTPException
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, field_serializer
 from pydantic.alias_generators import to_camel
-from sqlalchemy import text
 
-from clientvault.db import Database
-
-QUERY = text("SELECT id, email, full_name, role, created_at FROM auth.users WHERE id = :id")
+QUERY = "SELECT id, email, full_name, role, created_at FROM auth.users WHERE id = %s"
+USER_ID = "CLIENTVAULT_BENCH_USER_ID"  # how the workers learn the row to read (each imports this module anew)
 
 
 class UserOut(BaseModel):
@@ -40,28 +38,27 @@ class UserOut(BaseModel):
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def create_app(database_url: str, user_id: UUID) -> FastAPI:
-    db: Database | None = None
+def create_app() -> FastAPI:
+    """The app of one worker (a uvicorn factory): its own pool of 10, as the auth service has."""
+    url, user_id = os.environ["DATABASE_URL"], os.environ[USER_ID]
+    pool = AsyncConnectionPool(url, min_size=10, max_size=10, open=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal db
-        db = Database(database_url, pool_size=10, name="clientvault-bench-monolith")
+        await pool.open(wait=True)
         yield
-        await db.dispose()
+        await pool.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/users/me", response_model=UserOut)
     async def me() -> UserOut:
-        assert db is not None
-        async with db.begin() as conn:
-            row = (await conn.execute(QUERY, {"id": user_id})).one_or_none()
+        async with pool.connection() as conn:
+            row = await (await conn.execute(QUERY, (user_id,), prepare=True)).fetchone()
         if row is None:
             raise HTTPException(404, "user not found")
-        return UserOut(
-            id=str(row.id), email=row.email, full_name=row.full_name, role=row.role, created_at=row.created_at
-        )
+        found_id, email, full_name, role, created_at = row
+        return UserOut(id=str(found_id), email=email, full_name=full_name, role=role, created_at=created_at)
 
     return app
 
@@ -69,12 +66,15 @@ def create_app(database_url: str, user_id: UUID) -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--user-id", type=UUID, required=True, help="the user every request reads")
+    parser.add_argument("--user-id", required=True, help="the user every request reads")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2: one per core)")
     args = parser.parse_args()
-    app = create_app(os.environ["DATABASE_URL"], args.user_id)
-    # The gateway's uvicorn settings (gateway/app.py `main`).
-    config = uvicorn.Config(
-        app,
+    os.environ[USER_ID] = args.user_id
+    # The gateway's uvicorn settings (gateway/app.py `main`), with a worker per core.
+    uvicorn.run(
+        "monolith:create_app",
+        factory=True,
+        workers=args.workers,
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",
@@ -83,8 +83,8 @@ def main() -> None:
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=5,
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
     )
-    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":
