@@ -218,9 +218,10 @@ def audit_event(facts: AuditFacts) -> pb.AuditEvent:
 
 
 def detail_text(facts: Mapping[str, object] | None) -> str:
-    """An event's `detail` as its producer writes it: a JSON object's text, sorted keys, no whitespace ('' when
-    there is nothing to say). Never a secret."""
-    return json.dumps(dict(facts), sort_keys=True, separators=(",", ":"), default=str) if facts else ""
+    """An event's `detail` as its producer writes it: a JSON object's text, sorted keys, no whitespace, a key whose
+    value is None left out ('' when there is nothing left to say). Never a secret."""
+    said = {name: value for name, value in (facts or {}).items() if value is not None}
+    return json.dumps(said, sort_keys=True, separators=(",", ":"), default=str) if said else ""
 
 
 # Versions of `canonical`: 1, the unsigned events chained before signing; 2, signed (the key id is encoded);

@@ -41,8 +41,7 @@ async def record(
     detail: Mapping[str, object] | None = None,
 ) -> None:
     """Writes one event to the outbox in `conn`'s transaction: `caller` acted on the client (and on the member, or
-    the user whose access it is), with `detail` (keys with no value are left out)."""
-    facts = {key: value for key, value in (detail or {}).items() if value is not None}
+    the user whose access it is), with `detail` (keys with no value are left out: `detail_text`)."""
     await outbox.record_event(
         conn,
         store.outbox,
@@ -52,5 +51,5 @@ async def record(
         context,
         client_id=client_id,
         target_user_id=member_id,
-        detail=detail_text(facts),
+        detail=detail_text(detail),
     )

@@ -152,8 +152,9 @@ def _reason_given(access: Access, why: Reason) -> None:
 def _reveal_detail(version: int | None, why: Reason, access: Access) -> str:
     """A reveal's event detail: the version revealed, the reason, ticket and grant, each only when there is one
     (a plain reveal's detail stays empty, and its event is encoded as it always was)."""
-    facts = {"version": version, "reason": why.reason, "ticketRef": why.ticket_ref, "grantId": access.grant_id}
-    return detail_text({name: value for name, value in facts.items() if value is not None})
+    return detail_text(
+        {"version": version, "reason": why.reason, "ticketRef": why.ticket_ref, "grantId": access.grant_id}
+    )
 
 
 @dataclass(frozen=True, slots=True)

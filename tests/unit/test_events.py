@@ -141,3 +141,9 @@ def test_a_bad_trusted_key_setting_is_refused_with_its_reason(entry: str) -> Non
 def test_no_trusted_key_at_all_is_refused() -> None:
     with pytest.raises(Misconfigured, match="CLIENTVAULT_EVENT_PUBLIC_KEYS is not set"):
         events.TrustedKeys.from_setting([])
+
+
+def test_a_detail_leaves_out_the_keys_without_a_value() -> None:
+    assert events.detail_text({"reason": None, "version": 3, "grantId": None}) == '{"version":3}'
+    assert events.detail_text({"reason": None}) == ""
+    assert events.detail_text(None) == ""
