@@ -1,6 +1,6 @@
-"""gRPC plumbing shared by every service: the server bootstrap, the edge interceptor and client channels.
+"""gRPC plumbing shared by every service: the server bootstrap, the edge (a guard before every handler), channels.
 
-The edge interceptor is the one place where, for every RPC, the request context is taken (believed only when
+The edge is the one place where, for every RPC, the request context is taken (believed only when
 the gateway attests it, clientvault/attestation.py) and its request id bound, the caller's token is verified
 and checked against the policy table, and a `DomainError` becomes a gRPC status.
 """
@@ -78,7 +78,7 @@ _deadline: ContextVar[float | None] = ContextVar("deadline", default=None)  # mo
 
 
 def current_caller() -> Caller:
-    """The verified caller of the RPC being served (set by the edge interceptor)."""
+    """The verified caller of the RPC being served (set by the edge)."""
     caller = _caller.get()
     if caller is None:
         raise errors.Unauthenticated("missing bearer token")
@@ -118,7 +118,10 @@ def _status_of(error: errors.DomainError) -> grpc.StatusCode:
     return STATUS[kind]
 
 
-class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class Edge:
+    """Every call of ours: its context, its caller authorized by the policy, its refusal as a status and trailers,
+    its timing. `GuardedServer` puts it in front of each handler once, as the handler is registered."""
+
     def __init__(
         self,
         verifier: TokenVerifier,
@@ -131,13 +134,6 @@ class Edge(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._on_forbidden = on_forbidden or {}
         self._mfa_required_roles = frozenset(mfa_required_roles)
         self._guarded: dict[str, Any] = {}  # method -> wrapped handler, built once per method
-
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
-    ) -> Any:
-        """As an interceptor (tests serve a servicer this way); `serve` guards the handlers once instead."""
-        guarded = self._guarded.get(details.method)
-        return guarded if guarded is not None else self.guard(details.method, await continuation(details))
 
     def guard(self, method: str, handler: Any) -> Any:
         """The handler of `method` behind the edge (made once per method); health checks and reflection as they are;

@@ -1,5 +1,5 @@
-"""The service tier: one service in-process on a real PostgreSQL, served on port 0 through the kit's edge
-interceptor, called through a real gRPC channel.
+"""The service tier: one service in-process on a real PostgreSQL, served on port 0 behind the kit's edge
+(registered as `rpc.serve` registers it), called through a real gRPC channel.
 
 Each service gets its schema migrated (its own migrations only) in one database of the run, and tokens
 minted in-process with the auth service's signing code, verified by the kit's verifier as in production.
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import grpc
@@ -93,11 +93,11 @@ def tokens() -> Tokens:
 async def serving(
     register: Callable[[grpc.aio.Server], None], verifier: TokenVerifier, name: str
 ) -> AsyncIterator[str]:
-    """A gRPC server on 127.0.0.1, port 0, with the kit's edge interceptor and `name`'s own context key (derived
-    from the tier's, as `up` does): its address."""
+    """A gRPC server on 127.0.0.1, port 0, its handlers behind the kit's edge as `rpc.serve` puts them, with `name`'s
+    own context key (derived from the tier's, as `up` does): its address."""
     context = ContextCheck(name, derive_key(CONTEXT_KEY, name))
-    server = grpc.aio.server(interceptors=[rpc.Edge(verifier, context)])
-    register(server)
+    server = grpc.aio.server()
+    register(cast(grpc.aio.Server, rpc.GuardedServer(server, rpc.Edge(verifier, context))))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

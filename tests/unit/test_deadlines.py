@@ -1,6 +1,6 @@
 """A service calling another passes on what is left of its own caller's deadline (clientvault/rpc.py),
 shown on a real gRPC server behind the real edge, as `serve` puts it there (each handler guarded as it is
-registered) and as an interceptor; either way a call of ours without a token is refused."""
+registered); a call of ours without a token is refused there."""
 
 from collections.abc import AsyncIterator
 
@@ -27,16 +27,12 @@ async def no_keys() -> dict[str, bytes]:
     raise AssertionError("a public RPC verifies no token")
 
 
-@pytest.fixture(params=["guarded when registered", "interceptor"])
-async def stub(request: pytest.FixtureRequest) -> AsyncIterator[auth_pb2_grpc.AuthStub]:
+@pytest.fixture
+async def stub() -> AsyncIterator[auth_pb2_grpc.AuthStub]:
     verifier = TokenVerifier(issuer="t", audience="t", max_ttl_s=900, fetch_keys=no_keys, denylist=DenyList())  # type: ignore[arg-type]
     edge = rpc.Edge(verifier, ContextCheck("auth", None))
-    if request.param == "interceptor":
-        server = grpc.aio.server(interceptors=[edge])
-        auth_pb2_grpc.add_AuthServicer_to_server(Echo(), server)
-    else:
-        server = grpc.aio.server()
-        auth_pb2_grpc.add_AuthServicer_to_server(Echo(), rpc.GuardedServer(server, edge))
+    server = grpc.aio.server()
+    auth_pb2_grpc.add_AuthServicer_to_server(Echo(), rpc.GuardedServer(server, edge))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
