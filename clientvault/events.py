@@ -26,8 +26,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
-from cryptography.exceptions import InvalidSignature
 from google.protobuf.message import DecodeError
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -283,6 +284,7 @@ class EventSigner:
     def __init__(self, producer: str, private_key: ed25519.Ed25519PrivateKey) -> None:
         self.producer = producer
         self._key = private_key
+        self._signing = ed25519.event_signing_key(private_key)
         self.key_id = ed25519.key_id(private_key.public_key())
 
     @classmethod
@@ -300,7 +302,7 @@ class EventSigner:
             raise Misconfigured(str(error)) from None
 
     def signature(self, facts: AuditFacts) -> bytes:
-        return self._key.sign(canonical(facts, self.key_id))
+        return self._signing.sign(canonical(facts, self.key_id)).signature
 
     def event(self, facts: AuditFacts) -> pb.AuditEvent:
         """The signed wire form of an event."""
@@ -318,7 +320,7 @@ class EventSigner:
 @dataclass(frozen=True, slots=True)
 class TrustedKey:
     producer: str
-    public_key: ed25519.Ed25519PublicKey
+    verify_key: VerifyKey
 
 
 class TrustedKeys:
@@ -335,7 +337,7 @@ class TrustedKeys:
                     f"(entries are producer:base64, producers {sorted(set(PRODUCER_OF.values()))})"
                 )
             key = ed25519.public_key(encoded, f"CLIENTVAULT_EVENT_PUBLIC_KEYS ({producer})")
-            self.by_id[ed25519.key_id(key)] = TrustedKey(producer, key)
+            self.by_id[ed25519.key_id(key)] = TrustedKey(producer, ed25519.event_verify_key(key))
 
     @classmethod
     def from_setting(cls, entries: Iterable[str]) -> "TrustedKeys":
@@ -371,8 +373,8 @@ class TrustedKeys:
         if PRODUCER_OF.get(facts.action) != trusted.producer:
             return f"{trusted.producer} may not sign {facts.action} events"
         try:
-            trusted.public_key.verify(signature, encoded if encoded is not None else canonical(facts, key_id))
-        except InvalidSignature:
+            trusted.verify_key.verify(encoded if encoded is not None else canonical(facts, key_id), signature)
+        except CryptoError:  # a signature that does not verify, or one that is not 64 bytes
             return f"signature does not verify with key {key_id}"
         return None
 

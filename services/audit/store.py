@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from clientvault.db import copy_rows
 from clientvault.db import metadata as schema_metadata
 
 metadata = schema_metadata("audit")
@@ -120,8 +121,7 @@ async def last_ordinals(conn: AsyncConnection, dimension: str, values: Sequence[
 
 
 async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(events.insert(), list(rows))
+    await copy_rows(conn, events, rows)
 
 
 async def insert_dead_letters(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
