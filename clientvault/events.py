@@ -491,14 +491,22 @@ def _is_json_object(text: str) -> bool:
 def verified(name: str, data: bytes, keys: TrustedKeys) -> Event | Malformed:
     """A message on subject `name` → the event it proves, or why it proves none: malformed, on a subject that does
     not name its action, or not signed by a key trusted for the producer its subject names."""
+    checked = verified_encoded(name, data, keys)
+    return checked if isinstance(checked, Malformed) else checked[0]
+
+
+def verified_encoded(name: str, data: bytes, keys: TrustedKeys) -> tuple[Event, bytes] | Malformed:
+    """`verified`, with the bytes its signature was checked over (`canonical`): the audit chain hashes the same
+    bytes, so its consumer encodes each event once."""
     decoded = decode(data)
     if isinstance(decoded, Malformed):
         return decoded
     producer = producer_of_subject(name)
     if producer is None or name != subject(producer, decoded.action):
         return Malformed(f"subject {name} does not name its action {decoded.action}")
-    problem = keys.problem(decoded, decoded.key_id or "", decoded.signature or b"", producer)
-    return decoded if problem is None else Malformed(problem)
+    encoded = canonical(decoded, decoded.key_id)
+    problem = keys.problem(decoded, decoded.key_id or "", decoded.signature or b"", producer, encoded)
+    return (decoded, encoded) if problem is None else Malformed(problem)
 
 
 def delivery_problem(msg: Msg, durable: str) -> str | None:

@@ -54,16 +54,23 @@ class Appended:
     parked: int
 
 
-async def append(db: Database, entries: Sequence[Entry], dead_letters: Sequence[dict[str, Any]] = ()) -> Appended:
+async def append(
+    db: Database,
+    entries: Sequence[Entry],
+    dead_letters: Sequence[dict[str, Any]] = (),
+    encoded: Sequence[bytes] | None = None,
+) -> Appended:
     """Appends the entries not stored yet (by event id, within the batch too) in one transaction, and
-    parks the dead letters in the same one. When it returns, all of it is committed."""
+    parks the dead letters in the same one. When it returns, all of it is committed. `encoded`: each entry's
+    `canonical` encoding, in order, when the caller has it already (the consumer checked the signatures over it)."""
     async with db.begin() as conn:
         await store.lock_chain(conn)
         existing = await store.existing_event_ids(conn, [e.event_id for e in entries]) if entries else set()
-        new: dict[UUID, Entry] = {}
-        for entry in entries:
+        new: dict[UUID, tuple[Entry, bytes | None]] = {}
+        encodings: Sequence[bytes | None] = encoded if encoded is not None else [None] * len(entries)
+        for entry, encoding in zip(entries, encodings, strict=True):
             if entry.event_id not in existing and entry.event_id not in new:
-                new[entry.event_id] = entry
+                new[entry.event_id] = (entry, encoding)
         rows = await _chained(conn, list(new.values()))
         await store.insert_events(conn, rows)
         await store.insert_dead_letters(conn, dead_letters)
@@ -80,19 +87,21 @@ async def length(db: Database) -> int:
     return 0 if newest is None else int(newest.seq)
 
 
-async def _chained(conn: AsyncConnection, entries: list[Entry]) -> list[dict[str, Any]]:
+async def _chained(conn: AsyncConnection, entries: list[tuple[Entry, bytes | None]]) -> list[dict[str, Any]]:
     if not entries:
         return []
     newest = await store.head(conn)
     seq, prev = (newest.seq, newest.hash) if newest is not None else (0, GENESIS)
     ordinals = {
-        dimension: await store.last_ordinals(conn, dimension, list({getattr(e, dimension) for e in entries} - {None}))
+        dimension: await store.last_ordinals(
+            conn, dimension, list({getattr(e, dimension) for e, _ in entries} - {None})
+        )
         for dimension in store.DIMENSIONS
     }
     rows = []
-    for entry in entries:
+    for entry, encoding in entries:
         seq += 1
-        digest = link(prev, entry)
+        digest = link(prev, entry) if encoding is None else _linked(prev, encoding, entry.signature)
         # The fields as they are (immutable values), not dataclasses.asdict: its deep copy costs more than the hash.
         row: dict[str, Any] = {name: getattr(entry, name) for name in Entry.__dataclass_fields__}
         row.update(seq=seq, prev_hash=prev, hash=digest)

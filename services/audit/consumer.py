@@ -85,7 +85,7 @@ class Consumer:
         msgs = await self._pull.fetch(self._batch, FETCH_WAIT_S)
         if not msgs:  # nothing to consume within FETCH_WAIT_S
             return 0
-        entries, parked, delivered = [], [], []
+        entries, encoded, parked, delivered = [], [], [], []
         for msg in msgs:
             not_delivered = delivery_problem(msg)
             if not_delivered is not None:  # nothing of the stream's to park or acknowledge
@@ -96,9 +96,10 @@ class Consumer:
             if isinstance(checked, Malformed):
                 parked.append(dead_letter(msg, checked.reason))
             else:
-                entries.append(checked)
+                entries.append(checked[0])
+                encoded.append(checked[1])
         with tracing.continued("audit.append", [msg.headers for msg in delivered]):
-            appended = await chain.append(self._db, entries, parked)
+            appended = await chain.append(self._db, entries, parked, encoded)
         metrics.AUDIT_DEAD_LETTERS.inc(appended.parked)
         # Only after the commit. Plain acks then one flush (a round trip for the batch, not one per message):
         # an ack lost on the way only causes a redelivery, which the unique event id absorbs.
@@ -111,7 +112,7 @@ class Consumer:
         log.debug("audit.stored", events=appended.stored, duplicates=appended.duplicates, parked=appended.parked)
         return len(msgs)
 
-    async def _checked(self, msgs: list[Msg]) -> list[chain.Entry | Malformed]:
+    async def _checked(self, msgs: list[Msg]) -> list[tuple[chain.Entry, bytes] | Malformed]:
         """`check` of each message, in order. Most of it is verifying signatures, during which the cryptography
         library releases the GIL: a large batch is checked in CHECK_THREADS threads at once, off the event loop."""
         if len(msgs) < CHECK_IN_THREADS_FROM:
@@ -121,8 +122,8 @@ class Consumer:
         checked = await asyncio.gather(*(asyncio.to_thread(self._check_all, part) for part in parts))
         return [entry for part in checked for entry in part]
 
-    def _check_all(self, msgs: list[Msg]) -> list[chain.Entry | Malformed]:
-        return [events.verified(msg.subject, msg.data, self._keys) for msg in msgs]
+    def _check_all(self, msgs: list[Msg]) -> list[tuple[chain.Entry, bytes] | Malformed]:
+        return [events.verified_encoded(msg.subject, msg.data, self._keys) for msg in msgs]
 
     async def close(self) -> None:
         await self._pull.reset()

@@ -50,18 +50,18 @@ def wait_until_chained(conn: psycopg.Connection, marker: str, count: int) -> lis
 def test_events_published_again_after_a_crash_are_chained_once_and_in_order(system: System) -> None:
     marker = f"ingest-{uuid.uuid4().hex[:8]}@example.com"
     with psycopg.connect(system.info()["database_url"]) as conn:
-        first = add_events(conn, 450, marker)  # more than a batch (CLIENTVAULT_OUTBOX_BATCH, 200)
-        assert [event_id for event_id, _ in wait_until_chained(conn, marker, 450)] == first
+        first = add_events(conn, 1450, marker)  # more than a batch (CLIENTVAULT_OUTBOX_BATCH, 1000)
+        assert [event_id for event_id, _ in wait_until_chained(conn, marker, 1450)] == first
 
         # The vault died after JetStream acknowledged these, before it marked them sent: they go out again, with
         # new events behind them in the same batches.
         conn.execute("UPDATE vault.outbox SET sent_at = NULL WHERE event_id = ANY(%s)", (first[-150:],))
         conn.commit()
         second = add_events(conn, 100, marker)
-        found = wait_until_chained(conn, marker, 550)
+        found = wait_until_chained(conn, marker, 1550)
 
     assert [event_id for event_id, _ in found] == first + second  # each once, in the order they happened
-    assert len({seq for _, seq in found}) == 550
+    assert len({seq for _, seq in found}) == 1550
     refused = [line for line in system.data_dir.joinpath("logs", "vault.log").read_text().splitlines()
                if "outbox.batch_refused" in line]  # fmt: skip
     assert refused, "the batch with events already in the stream was not refused as a whole"
