@@ -10,9 +10,13 @@ never blocks the ones behind it. A message that is not a JetStream delivery of t
 published straight to its inbox) has no place in the stream to park or acknowledge: it is logged and dropped.
 While NATS or PostgreSQL is down it retries with backoff
 (clientvault/retrying.py). The stream and the event are the kit's contract (clientvault/events.py).
+
+While one batch is being stored (its round trips to PostgreSQL and its commit), the next is fetched and checked,
+so the signatures' CPU overlaps the database's waits: one batch ahead at most, stored in the order fetched.
 """
 
 import asyncio
+import contextlib
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -67,6 +71,7 @@ class Consumer:
             ),
         )
         self._measured = False  # the chain's length, read once; each append then sets it
+        self._storing: asyncio.Task[None] | None = None  # the batch fetched before this one, being stored
 
     async def run(self) -> None:
         await retrying.forever(
@@ -77,14 +82,28 @@ class Consumer:
         return await self._pull.subscription()
 
     async def consume_batch(self) -> int:
-        """Fetches, stores and acknowledges one batch; the number of messages it handled."""
+        """Fetches and checks one batch, then stores and acknowledges it in the background once the batch before it
+        is stored (a failure of that one is raised here); the number of messages it handled."""
         await self._pull.subscription()
         if not self._measured:
             metrics.CHAIN_LENGTH.set(await chain.length(self._db))
             self._measured = True
         msgs = await self._pull.fetch(self._batch, FETCH_WAIT_S)
-        if not msgs:  # nothing to consume within FETCH_WAIT_S
-            return 0
+        checked = await self._checked_batch(msgs)
+        await self.stored()
+        if msgs:
+            self._storing = asyncio.create_task(self._store(*checked))
+        return len(msgs)
+
+    async def stored(self) -> None:
+        """Waits until the batch handed over last is stored and acknowledged (raises what failed it)."""
+        storing, self._storing = self._storing, None
+        if storing is not None:
+            await storing
+
+    async def _checked_batch(
+        self, msgs: list[Msg]
+    ) -> tuple[list[Msg], list[chain.Entry], list[bytes], list[dict[str, Any]]]:
         entries, encoded, parked, delivered = [], [], [], []
         for msg in msgs:
             not_delivered = delivery_problem(msg)
@@ -98,6 +117,11 @@ class Consumer:
             else:
                 entries.append(checked[0])
                 encoded.append(checked[1])
+        return delivered, entries, encoded, parked
+
+    async def _store(
+        self, delivered: list[Msg], entries: list[chain.Entry], encoded: list[bytes], parked: list[dict[str, Any]]
+    ) -> None:
         with tracing.continued("audit.append", [msg.headers for msg in delivered]):
             appended = await chain.append(self._db, entries, parked, encoded)
         metrics.AUDIT_DEAD_LETTERS.inc(appended.parked)
@@ -110,7 +134,6 @@ class Consumer:
         for letter in parked:
             log.warning("audit.parked", stream_seq=letter["stream_seq"], reason=letter["reason"])
         log.debug("audit.stored", events=appended.stored, duplicates=appended.duplicates, parked=appended.parked)
-        return len(msgs)
 
     async def _checked(self, msgs: list[Msg]) -> list[tuple[chain.Entry, bytes] | Malformed]:
         """`check` of each message, in order. Most of it is verifying signatures, during which the cryptography
@@ -126,4 +149,6 @@ class Consumer:
         return [events.verified_encoded(msg.subject, msg.data, self._keys) for msg in msgs]
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):  # stopping: what failed it is redelivered to the next consumer
+            await self.stored()
         await self._pull.reset()
