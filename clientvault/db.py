@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import namedtuple_row
-from sqlalchemy import MetaData, Table, event
+from sqlalchemy import ColumnElement, MetaData, Table, any_, bindparam, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
@@ -188,3 +189,9 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[
         async with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 await copy.write_row([row[column] for column in columns])
+
+
+def one_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: an IN over many values as one array parameter, where `column.in_` would render
+    and bind one parameter per value (the outbox relay marks 1,000 rows at once)."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))

@@ -59,7 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clientvault import events, metrics, retrying, tracing
 from clientvault.context import RequestContext
-from clientvault.db import Database
+from clientvault.db import Database, one_of
 from clientvault.errors import Unavailable
 from clientvault.ids import new_id
 from clientvault.logging import get_logger
@@ -190,7 +190,7 @@ async def unsent_backlog(conn: AsyncConnection, outbox: Table) -> Row[Any]:
 
 
 async def mark_sent(conn: AsyncConnection, outbox: Table, event_ids: Sequence[UUID], now: datetime) -> None:
-    await conn.execute(update(outbox).where(outbox.c.event_id.in_(list(event_ids))).values(sent_at=now))
+    await conn.execute(update(outbox).where(one_of(outbox.c.event_id, event_ids)).values(sent_at=now))
 
 
 async def purge_sent(conn: AsyncConnection, outbox: Table, before: datetime) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault.db import copy_rows
+from clientvault.db import copy_rows, one_of
 from clientvault.db import metadata as schema_metadata
 
 metadata = schema_metadata("audit")
@@ -102,7 +102,7 @@ async def head(conn: AsyncConnection) -> Any:
 
 
 async def existing_event_ids(conn: AsyncConnection, event_ids: Sequence[UUID]) -> set[UUID]:
-    query = select(events.c.event_id).where(events.c.event_id.in_(event_ids))
+    query = select(events.c.event_id).where(one_of(events.c.event_id, event_ids))
     return set((await conn.execute(query)).scalars())
 
 
