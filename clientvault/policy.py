@@ -108,10 +108,10 @@ POLICY: Final[Mapping[str, Rule]] = MappingProxyType(
     }
 )
 
-# Operations whose refusal the service records (a denied reveal is audited by the vault, clientvault/rpc.py
+# Operations whose refusal the service records (a denied reveal or TOTP code is audited by the vault, rpc.py
 # `on_forbidden`): the gateway passes a refused caller's call on instead of refusing it itself, and the service
 # refuses it, with the same 403.
-REFUSED_BY_SERVICE: Final = frozenset({"Vault/RevealCredential"})
+REFUSED_BY_SERVICE: Final = frozenset({"Vault/RevealCredential", "Vault/GetCredentialTotp"})
 
 # Per-client access (CLIENTVAULT_CLIENT_SCOPING=on): these roles see every client; the others only the clients they
 # are a member of (checked by the services that own the data: clients and vault). The rotation-tasks identity

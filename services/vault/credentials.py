@@ -638,8 +638,7 @@ class Credentials:
         """The current code of the credential's sealed TOTP seed; its `credential_totp` event commits first (with
         the reason, ticket and grant in its detail, as a reveal's). A code gives what a reveal gives: a client that
         requires a reason refuses one without it (PreconditionRequired), before anything is written."""
-        access = await self._require_access(caller, client_id, reveal=True)
-        _reason_given(access, why)
+        access = await self._may_disclose(caller, meta, client_id, credential_id, why)
         now = datetime.now(UTC)
         async with self._db.begin() as conn:
             row = await store.get_field(conn, client_id, credential_id, "totp")
@@ -681,12 +680,7 @@ class Credentials:
         is recorded (`reveal_denied`, as a role's is). A client that requires a reason refuses a reveal without one
         (PreconditionRequired), before anything is counted or written: nothing was attempted yet, the caller is
         asked to say why and retry (docs/access.md)."""
-        try:
-            access = await self._require_access(caller, client_id, reveal=True)
-        except NotFound:
-            await self.record_denied(caller, meta, client_id, credential_id, NOT_A_MEMBER)
-            raise
-        _reason_given(access, why)
+        access = await self._may_disclose(caller, meta, client_id, credential_id, why)
         now = datetime.now(UTC)
         counting = self._limiter.counting(caller.user_id, meta.client_ip, now)
         action = AuditAction.CREDENTIAL_REVEAL if version is None else AuditAction.CREDENTIAL_VERSION_REVEAL
@@ -736,6 +730,20 @@ class Credentials:
             self._keys.release(dek)
         log.debug("credential.revealed", credential_id=str(row.id))  # the audit event is the record
         return Revealed(row.id, row.label, row.username, row.url, secret, notes)
+
+    async def _may_disclose(
+        self, caller: Caller, meta: RequestContext, client_id: UUID, credential_id: UUID, why: Reason
+    ) -> Access:
+        """What every read of a secret (a reveal, a version's reveal, a TOTP code) checks first, before anything is
+        counted or written: the caller may see the client, else the refusal is recorded (`reveal_denied`) and the
+        client is not found; then the client's reason rule (PreconditionRequired)."""
+        try:
+            access = await self._require_access(caller, client_id, reveal=True)
+        except NotFound:
+            await self.record_denied(caller, meta, client_id, credential_id, NOT_A_MEMBER)
+            raise
+        _reason_given(access, why)
+        return access
 
     async def _open_notes(self, client_id: UUID, row: Row[Any]) -> str:
         """The sealed notes the reveal statement answered with (under their own data key generation)."""

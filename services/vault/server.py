@@ -9,7 +9,7 @@ from uuid import UUID
 import grpc
 from pydantic import SecretStr
 
-from clientvault import idempotency, rpc
+from clientvault import idempotency, policy, rpc
 from clientvault.context import Caller, RequestContext
 from clientvault.convert import from_timestamp, timestamp
 from clientvault.db import Database
@@ -316,8 +316,13 @@ class VaultServicer(vault_pb2_grpc.VaultServicer):
         )
         return revealed_to_proto(found)
 
-    async def reveal_denied(self, caller: Caller, request: pb.RevealCredentialRequest, meta: RequestContext) -> None:
-        """The policy refused `caller` a reveal (clientvault/rpc.py): the vault records it."""
+    async def reveal_denied(
+        self,
+        caller: Caller,
+        request: pb.RevealCredentialRequest | pb.GetCredentialTotpRequest,
+        meta: RequestContext,
+    ) -> None:
+        """The policy refused `caller` a reveal or a TOTP code (clientvault/rpc.py): the vault records it."""
         await self._credentials.record_denied(
             caller,
             meta,
@@ -561,5 +566,5 @@ async def main(settings: VaultSettings) -> None:
             limiter.purge_forever(),
             backlog.watch_forever(),
             credentials.purge_trash_forever(timedelta(days=settings.trash_days), settings.trash_purge_interval_s),
-            on_forbidden={"Vault/RevealCredential": servicer.reveal_denied},
+            on_forbidden=dict.fromkeys(policy.REFUSED_BY_SERVICE, servicer.reveal_denied),
         )

@@ -252,14 +252,17 @@ async def test_a_non_members_refused_reveal_is_in_the_audit_log_and_answers_as_a
         headers=outsider.headers,
         json={"reason": "just looking"},
     )
+    code = await scoped.raw.get(
+        f"/clients/{ids['client']}/credentials/{ids['credential']}/totp", headers=outsider.headers
+    )
     unknown = await scoped.raw.get(f"/clients/{uuid.uuid4()}/credentials/{ids['credential']}", headers=outsider.headers)
-    page = await wait_for_entries(scoped, admin, 2, clientId=ids["client"], action="reveal_denied")
+    page = await wait_for_entries(scoped, admin, 3, clientId=ids["client"], action="reveal_denied")
 
-    assert hidden.status_code == said.status_code == unknown.status_code == 404
-    assert hidden.json() == said.json() == unknown.json() == {**NOT_FOUND, "detail": "client not found"}
+    assert hidden.status_code == said.status_code == code.status_code == unknown.status_code == 404
+    assert hidden.json() == said.json() == code.json() == unknown.json() == {**NOT_FOUND, "detail": "client not found"}
     assert [(e["userId"], e["credentialId"], e["detail"]) for e in page["items"]] == [
         (await me(scoped, outsider), ids["credential"], {"reason": "not a member of the client (or no such client)"})
-    ] * 2
+    ] * 3
 
 
 # --- access requests, grants and break-glass (scoping on) -------------------------------------------------------

@@ -202,6 +202,33 @@ async def test_a_refused_reveal_is_audited_by_the_vault_through_the_gateway_and_
 @pytest.mark.skipif(
     bool(__import__("os").environ.get("NATS_URL")), reason="an external NATS server's users are its own"
 )
+async def test_a_refused_totp_code_is_audited_like_a_refused_reveal(api: Api, admin: Session) -> None:
+    # A TOTP code gives what a reveal gives: a role that may not reveal asking for one is a refused reveal too.
+    client_id = await new_client(api, admin)
+    credential_id = await create(api, admin, client_id, label="Router", secret="s3cret-router")
+    reader = await api.session("read_only")
+    reader_id = await me(api, reader)
+
+    through_gateway = await api.raw.get(
+        f"/clients/{client_id}/credentials/{credential_id}/totp", headers=reader.headers
+    )
+    async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as direct:
+            await vault_pb2_grpc.VaultStub(channel).GetCredentialTotp(
+                vault_pb2.GetCredentialTotpRequest(client_id=client_id, credential_id=credential_id),
+                metadata=(("authorization", f"Bearer {reader.access_token}"),),
+                timeout=10,
+            )
+
+    assert through_gateway.status_code == 403
+    assert through_gateway.json()["detail"] == "your role does not allow this operation"
+    assert direct.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    page = await wait_for_entries(api, admin, 2, action="reveal_denied", actorUserId=reader_id, clientId=client_id)
+    assert [(e["credentialId"], e["detail"]) for e in page["items"]] == [
+        (credential_id, {"reason": "role read_only may not reveal"})
+    ] * 2
+
+
 async def test_an_auth_event_under_another_producers_key_or_subject_never_reaches_the_chain(api: Api) -> None:
     info = api.system.info()
     auth_key = EventSigner("auth", ed25519.private_key(api.system.secrets()["auth_event_signing_key"], "secrets"))
