@@ -12,9 +12,9 @@ ties status 'archived' to `archived_at`), so a search never needs the wide row b
 Indexes: trigram over live and, apart, over archived clients (each search reads only its own), and live newest
 first, so a common term's page walks the newest rows until it has 20.
 
-At a million clients the upgrade takes about 12 s (copy, three index builds) on the shared 2-core machine; writes to
-clients wait for it, reads go on until the final DROP COLUMN. A bulk COPY costs PostgreSQL about 1.2x the CPU it did
-(the search table's rows and indexes against the wide table's one trigram index; bench/README.md).
+At a million clients the upgrade takes 12-21 s (copy, three index builds; the downgrade 19 s) on the shared 2-core
+machine; writes to clients wait for it, reads go on until the final DROP COLUMN. A bulk COPY costs PostgreSQL about
+1.2x the CPU it did (the search table's rows and indexes against the wide table's one trigram index; bench/README.md).
 
 Revision ID: 0009
 Revises: 0008
