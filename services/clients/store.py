@@ -5,7 +5,7 @@ id, created_at, status and `search` = lower(name) || newline || lower(company). 
 same transaction as every insert, update, delete and truncate (one run per statement, so a bulk COPY stays fast), so
 it never disagrees with `clients`, and only this module's queries read it. A substring search (`search LIKE
 lower('%term%')`, the caller's %, _ and \ escaped) is a scan of its pg_trgm GIN index (live or archived clients,
-one each), and its exact count rechecks the LIKE on this narrow table, about a third of the wide rows' pages: that
+one each), and its exact count rechecks the LIKE on this narrow table, about 40% of the wide rows' pages: that
 recheck was the search tail at a million clients (bench/README.md). The page takes the newest 20 ids here (a common
 term walks the live newest-first index until it has them), then their rows from `clients`.
 Lists without a term skip archived clients and sort newest first by (created_at, id), served by a partial index
