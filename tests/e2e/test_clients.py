@@ -100,6 +100,34 @@ async def test_patch_changes_only_the_fields_sent_and_null_clears(api: Api, sess
     assert body["updatedAt"] > client["updatedAt"]
 
 
+async def test_a_search_finds_a_client_by_its_new_name_and_company_through_archive_and_unarchive(
+    api: Api, sessions: dict[str, Session]
+) -> None:
+    admin = sessions["admin"].headers
+    old, new = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    client = await create(api, sessions["manager"], name=f"Before {old}", company=f"Firm {old}")
+
+    async def search(term: str, status: str | None = None) -> tuple[list[str], int]:
+        params = {"q": term, **({"status": status} if status else {})}
+        body = (await api.raw.get("/clients", headers=admin, params=params)).json()
+        return [c["id"] for c in body["items"]], body["total"]
+
+    await api.raw.patch(f"/clients/{client['id']}", headers=admin, json={"name": f"After {new}"})
+    renamed = await search(old), await search(f"after {new.upper()}")  # the company still says `old`
+    await api.raw.patch(f"/clients/{client['id']}", headers=admin, json={"company": "Elsewhere"})
+    moved = await search(old)
+    await api.raw.post(f"/clients/{client['id']}/archive", headers=admin)
+    archived = await search(new), await search(new, "archived")
+    await api.raw.post(f"/clients/{client['id']}/unarchive", headers=admin)
+    unarchived = await search(new), await search(new, "archived")
+
+    mine = ([client["id"]], 1)
+    assert renamed == (mine, mine)
+    assert moved == ([], 0)
+    assert archived == (([], 0), mine)
+    assert unarchived == (mine, ([], 0))
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -245,6 +245,32 @@ async def test_lists_and_search_totals_count_only_the_callers_clients(scoped: Sc
     assert as_admin.total == 2
 
 
+async def test_a_members_search_follows_a_rename_and_archiving_and_counts_only_their_clients(scoped: Scoped) -> None:
+    old, new = (f"yak{uuid.uuid4().hex[:8]}" for _ in range(2))
+    mine, _ = await acme(scoped, f"{old} mine")
+    await acme(scoped, f"{new} theirs")  # another's client that matches too: neither listed nor counted
+    tech, admin = scoped.clients.tokens.user("manager"), scoped.clients.tokens.metadata("admin")
+    await scoped.member(mine.id, tech)
+    metadata = scoped.clients.tokens.metadata(tech)
+
+    async def search(term: str) -> tuple[list[str], int]:
+        page = await scoped.clients.stub.ListClients(pb.ListClientsRequest(q=term), metadata=metadata)
+        return [c.id for c in page.items], page.total
+
+    await scoped.clients.stub.UpdateClient(
+        pb.UpdateClientRequest(
+            client_id=mine.id, client=pb.ClientFields(name=f"{new} mine"), update_mask=FieldMask(paths=["name"])
+        ),
+        metadata=admin,
+    )
+    renamed = await search(new), await search(old)
+    await scoped.clients.stub.ArchiveClient(pb.ArchiveClientRequest(client_id=mine.id), metadata=admin)
+    archived = await search(new)
+
+    assert renamed == (([mine.id], 1), ([], 0))
+    assert archived == ([], 0)
+
+
 async def test_a_new_clients_creator_is_its_member_and_sees_it(scoped: Scoped) -> None:
     manager = scoped.clients.tokens.user("manager")
     metadata = scoped.clients.tokens.metadata(manager)

@@ -24,6 +24,22 @@ async def listed(clients: Service, **request: Any) -> pb.ListClientsResponse:
     return found
 
 
+async def update(clients: Service, client_id: str, **fields: Any) -> pb.Client:
+    """Changes the named fields of the client as an admin."""
+    request = pb.UpdateClientRequest(
+        client_id=client_id, client=pb.ClientFields(**fields), update_mask=FieldMask(paths=list(fields))
+    )
+    changed: pb.Client = await clients.stub.UpdateClient(request, metadata=clients.tokens.metadata("admin"))
+    return changed
+
+
+async def searched(clients: Service, term: str, *, archived: bool = False) -> tuple[list[str], int]:
+    """The ids a search answers (live clients, or the archived ones), and its total."""
+    request, admin = pb.ListClientsRequest(q=term, page_size=100), clients.tokens.metadata("admin")
+    page = await (clients.stub.ListArchivedClients if archived else clients.stub.ListClients)(request, metadata=admin)
+    return sorted(c.id for c in page.items), page.total
+
+
 async def test_read_only_cannot_archive_by_direct_grpc_and_nobody_reads_without_a_token(clients: Service) -> None:
     client = await new_client(clients)
 
@@ -85,6 +101,56 @@ async def test_search_is_a_case_insensitive_substring_of_name_or_company(clients
 
     assert [c.id for c in found.items] == [by_company.id, by_name.id]  # newest first
     assert (found.total, found.page, found.page_size) == (2, 1, 20)
+
+
+async def test_search_finds_a_client_by_what_it_is_now_through_rename_company_change_archive_and_unarchive(
+    clients: Service,
+) -> None:
+    old, new, firm = (uuid.uuid4().hex[:10] for _ in range(3))
+    client = await new_client(clients, f"Alpha {old}", company=f"Corp {old}")
+    other = await new_client(clients, f"Other {new}")
+    admin = clients.tokens.metadata("admin")
+
+    await update(clients, client.id, name=f"Beta {new}")
+    renamed = await searched(clients, new), await searched(clients, old)  # the company still says `old`
+    await update(clients, client.id, company=f"Firm {firm}")
+    moved = await searched(clients, old), await searched(clients, firm)
+    await clients.stub.ArchiveClient(pb.ArchiveClientRequest(client_id=client.id), metadata=admin)
+    archived = await searched(clients, new), await searched(clients, new, archived=True)
+    await clients.stub.UnarchiveClient(pb.UnarchiveClientRequest(client_id=client.id), metadata=admin)
+    unarchived = await searched(clients, new), await searched(clients, new, archived=True)
+
+    both = (sorted([client.id, other.id]), 2)
+    assert renamed == (both, ([client.id], 1))
+    assert moved == (([], 0), ([client.id], 1))
+    assert archived == (([other.id], 1), ([client.id], 1))
+    assert unarchived == (both, ([], 0))
+
+
+async def test_clients_written_deleted_or_changed_straight_in_sql_are_searched_as_they_are(clients: Service) -> None:
+    """What an operator's bulk load (COPY, a multi-row INSERT) or a fix by hand does is what a search finds: the
+    search table is written with every change of `clients`, in the same transaction, and never disagrees with it."""
+    tag, mended = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    loaded = await clients.sql(
+        "INSERT INTO clients.clients (id, name, company, status, owner_user_id, created_at, updated_at) "
+        "SELECT gen_random_uuid(), %s || ' ' || n, 'Bulk', 'lead', gen_random_uuid(), now(), now() "
+        "FROM generate_series(1, 3) AS n RETURNING id",
+        f"Loaded {tag}",
+    )
+    gone, renamed = await new_client(clients, f"Gone {tag}"), await new_client(clients, f"Fixed {tag}")
+
+    await clients.sql("DELETE FROM clients.client_members WHERE client_id = %s", uuid.UUID(gone.id))  # its creator
+    await clients.sql("DELETE FROM clients.clients WHERE id = %s", uuid.UUID(gone.id))
+    await clients.sql("UPDATE clients.clients SET name = %s WHERE id = %s", f"Mended {mended}", uuid.UUID(renamed.id))
+
+    assert await searched(clients, tag) == (sorted(str(id_) for (id_,) in loaded), 3)
+    assert await searched(clients, mended.upper()) == ([renamed.id], 1)
+    disagreeing = await clients.sql(
+        "SELECT count(*) FROM (SELECT id, created_at, status, lower(name) || E'\\n' || lower(coalesce(company, ''))"
+        " AS search FROM clients.clients) AS c FULL JOIN clients.client_search AS s USING (id)"
+        " WHERE (c.created_at, c.status, c.search) IS DISTINCT FROM (s.created_at, s.status, s.search)"
+    )
+    assert disagreeing == [(0,)]
 
 
 @pytest.mark.parametrize(
