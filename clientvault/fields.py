@@ -1,6 +1,10 @@
 """Bounds of what people type in, shared by the gateway's wire models (early, per-field 422s) and the
 services' rules (which enforce them again: a direct gRPC call gets the same answer)."""
 
+import unicodedata
+
+from clientvault.errors import Invalid
+
 NAME_MAX = 200
 TITLE_MAX = 200
 COMPANY_MAX = 200
@@ -20,3 +24,15 @@ BREAK_GLASS_MINUTES = 60  # a break-glass grant's length
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"  # a search term: a match may not span the newline between columns
 PHONE = r"^[0-9+()./ -]*(?:(?:[Ee][Xx][Tt]|[Xx])\.? ?[0-9]+)?$"  # digits, spaces, + ( ) . - and an extension
+
+
+def said(value: str | None, field: str, max_length: int) -> str | None:
+    """A caller's words for the audit trail (a reveal's or an access request's reason, a ticket reference): trimmed,
+    bounded, one line of printable characters (the gateway's `ONE_LINE`: a newline or an escape sequence in an
+    event's detail would mislead whoever reads the log as lines); blank or absent: none."""
+    value = (value or "").strip()
+    if len(value) > max_length:
+        raise Invalid(f"{field} must be at most {max_length} characters", field)
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise Invalid(f"{field} must not contain control characters", field)
+    return value or None

@@ -453,8 +453,8 @@ class VersionOut(WireModel):
         )
 
 
-# What a caller says about a reveal, for the audit trail: one line (the vault refuses control characters, naming the
-# field), trimmed by the vault; blank is none.
+# What a caller says for the audit trail (a reveal's or an access request's reason, a ticket): one line (the services
+# refuse control characters, naming the field: clientvault/fields.py `said`), trimmed by them; blank is none.
 ONE_LINE: dict[str, Any] = {"pattern": fields.NO_CONTROL}
 
 
@@ -895,7 +895,7 @@ RequestId = Annotated[str, Path(alias="requestId", description="The access reque
 GrantId = Annotated[str, Path(alias="grantId", description="The grant's id (its approved request's id).")]
 Reason = Annotated[
     str,
-    Field(min_length=1, max_length=fields.REASON_MAX, json_schema_extra=STORED, description="Why, for the audit."),
+    Field(min_length=1, max_length=fields.REASON_MAX, json_schema_extra=ONE_LINE, description="Why, for the audit."),
 ]
 
 
@@ -909,7 +909,7 @@ class AccessRequestStatus(StrEnum):
 class AccessRequestIn(WireModel):
     reason: Reason
     ticket_ref: str | None = Field(
-        None, max_length=fields.TICKET_REF_MAX, json_schema_extra=STORED, description="A ticket reference."
+        None, max_length=fields.TICKET_REF_MAX, json_schema_extra=ONE_LINE, description="A ticket reference."
     )
     minutes: int = Field(
         ge=1,

@@ -116,8 +116,9 @@ async def _record(
 
 
 def _reason(value: str) -> str:
-    checked = rules.text(value, "reason", max_length=fields.REASON_MAX, required=True)
-    assert checked is not None  # required
+    checked = fields.said(value, "reason", fields.REASON_MAX)
+    if checked is None:
+        raise Invalid("reason must not be blank", "reason")
     return checked
 
 
@@ -151,7 +152,7 @@ async def request_access(
 ) -> AccessRequest:
     """A pending request of the caller for the client, audited as `access_requested`."""
     checked_reason = _reason(reason)
-    ticket = rules.text(ticket_ref, "ticketRef", max_length=fields.TICKET_REF_MAX) or None
+    ticket = fields.said(ticket_ref, "ticketRef", fields.TICKET_REF_MAX)
     _minutes(minutes, max_minutes)
     async with db.begin() as conn:
         await _live_client(conn, client_id)

@@ -10,7 +10,6 @@ outbox relay (clientvault/outbox.py) publishes the events afterwards.
 """
 
 import asyncio
-import unicodedata
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -129,18 +128,10 @@ class Reason:
 NO_REASON = Reason()
 
 
-def _said(name: str, value: str, high: int) -> str | None:
-    """A caller's short text for the audit trail: trimmed, bounded, one line of printable characters; blank: none."""
-    value = value.strip()
-    if len(value) > high:
-        raise Invalid(f"{name} must be at most {high} characters", name)
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
-        raise Invalid(f"{name} must not contain control characters", name)
-    return value or None
-
-
 def reason_of(reason: str, ticket_ref: str) -> Reason:
-    return Reason(_said("reason", reason, fields.REASON_MAX), _said("ticket_ref", ticket_ref, fields.TICKET_REF_MAX))
+    return Reason(
+        fields.said(reason, "reason", fields.REASON_MAX), fields.said(ticket_ref, "ticket_ref", fields.TICKET_REF_MAX)
+    )
 
 
 def _reason_given(access: Access, why: Reason) -> None:

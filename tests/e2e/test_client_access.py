@@ -24,7 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from clientvault import ed25519
 from clientvault.convert import timestamp
 from clientvault.events import EventSigner
-from clientvault.v1 import events_pb2, vault_pb2, vault_pb2_grpc
+from clientvault.v1 import clients_pb2, clients_pb2_grpc, events_pb2, vault_pb2, vault_pb2_grpc
 from tests.audit_support import signed, vault_signer, wait_for_entries
 from tests.system import Api, Session, System, me, new_task, running
 from tests.vault_support import create
@@ -401,6 +401,42 @@ async def test_a_denied_request_opens_nothing_and_a_revoked_grant_closes_at_once
     assert by_tech.status_code == 403
     assert a_request.status_code == 404  # a denied request is no grant
     assert too_long.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": "INC-1 down\n2026-12-04 admin approved"}, "reason"),  # a forged second line in the log
+        ({"reason": "\x1b[2Jall clear"}, "reason"),  # an escape sequence for whoever reads it in a terminal
+        ({"reason": "INC-1 down", "ticketRef": "INC-1\r\nINC-2"}, "ticketRef"),
+    ],
+)
+async def test_an_access_requests_words_are_one_line_like_a_reveals(
+    scoped: Api, scoped_system: System, body: dict[str, Any], field: str
+) -> None:
+    """The reason and ticket go into signed audit events, read as lines: the rule a reveal's reason follows, at the
+    gateway and in the clients service on a direct call alike."""
+    admin, tech = await scoped.session("admin"), await scoped.session("manager")
+    client = await new_client(scoped, admin)
+
+    r = await scoped.raw.post(
+        f"/clients/{client['id']}/access-requests", headers=tech.headers, json={"minutes": 30, **body}
+    )
+    async with grpc.aio.insecure_channel(scoped_system.info_address("clients")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as direct:
+            await clients_pb2_grpc.ClientsStub(channel).RequestAccess(
+                clients_pb2.RequestAccessRequest(
+                    client_id=client["id"], reason=body["reason"], ticket_ref=body.get("ticketRef"), minutes=30
+                ),
+                metadata=(("authorization", f"Bearer {tech.access_token}"),),
+                timeout=5,
+            )
+    listed = await scoped.raw.get("/access-requests", headers=admin.headers, params={"status": "pending"})
+
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == [field]
+    assert direct.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert client["id"] not in [item["clientId"] for item in listed.json()["items"]]
 
 
 async def test_break_glass_opens_at_once_and_its_end_leaves_one_rotation_task_per_revealed_credential(
