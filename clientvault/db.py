@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import MetaData, event
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as EnginePoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from clientvault import metrics, tracing
@@ -62,7 +63,7 @@ def sqlalchemy_url(url: str) -> str:
 def _unavailable_on_outage() -> Iterator[None]:
     try:
         yield
-    except TimeoutError as error:  # SQLAlchemy's: no pooled connection within the pool timeout
+    except EnginePoolTimeout as error:  # no pooled connection within the pool timeout
         metrics.DB_POOL_TIMEOUTS.inc()
         raise Unavailable("the database is unavailable") from error
     except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as error:
