@@ -50,6 +50,8 @@ NOT_SENT, NO_KEY = "no attestation", "no key configured"
 INNOCENT = frozenset({NOT_SENT, NO_KEY})
 # What the MAC covers besides the service, method and time: what the gateway says, and whose call it is.
 VOUCHED = ("x-request-id", "x-client-ip", "x-user-agent")
+# Made once: `json.dumps` with separators builds an encoder on every call (a third of a MAC's CPU).
+_FIELDS = json.JSONEncoder(separators=(",", ":"))
 
 
 def derive_key(context_key: bytes, service: str) -> bytes:
@@ -86,7 +88,7 @@ def _mac(key: bytes, service: str, method: str, issued_at: int, metadata: Mappin
     caller = hashlib.sha256(authorization.encode()).hexdigest() if authorization else ""
     # A JSON list of strings: no two different sets of fields encode the same way.
     fields = [VERSION, service, method, str(issued_at), *(metadata.get(name, "") for name in VOUCHED), caller]
-    return hmac.digest(key, json.dumps(fields, separators=(",", ":")).encode(), "sha256")
+    return hmac.digest(key, _FIELDS.encode(fields).encode(), "sha256")
 
 
 class Attester:

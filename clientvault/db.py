@@ -1,18 +1,20 @@
-"""The database engine: SQLAlchemy 2 async over psycopg 3, pooled, one per process and schema."""
+"""The database engine: SQLAlchemy 2 async over psycopg 3, pooled, one per process and schema; and a few psycopg
+connections of its own for the hot single statements (`Database.hot`)."""
 
+import asyncio
 import select
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
+from psycopg import sql as pg_sql
 from psycopg.rows import namedtuple_row
 from sqlalchemy import ColumnElement, MetaData, Table, any_, bindparam, event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, TimeoutError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as EnginePoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import greenlet_spawn
 
 from clientvault import metrics, tracing
 from clientvault.errors import Unavailable
@@ -28,6 +30,9 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+# Connections of a process for its hot single statements (`Database.hot`), besides the engine's `pool_size`: each
+# statement holds one for a round trip, so a few serve two cores' worth of requests.
+HOT_POOL_SIZE = 4
 
 
 def metadata(schema: str) -> MetaData:
@@ -60,24 +65,74 @@ def sqlalchemy_url(url: str) -> str:
 def _unavailable_on_outage() -> Iterator[None]:
     try:
         yield
-    except TimeoutError as error:  # SQLAlchemy's: no pooled connection within the pool timeout
+    except EnginePoolTimeout as error:  # no pooled connection within the pool timeout
         metrics.DB_POOL_TIMEOUTS.inc()
         raise Unavailable("the database is unavailable") from error
     except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as error:
         raise Unavailable("the database is unavailable") from error
 
 
-def _closed_by_server(dbapi_connection: Any, _record: object, _proxy: object) -> None:
-    """Replaces a pooled connection that the server closed while it sat idle (a database restart, a failover,
-    an idle timeout), so the next request gets a fresh one instead of failing.
+def _hung_up(fileno: int) -> bool:
+    """Whether the server closed an idle connection (a database restart, a failover, an idle timeout): an idle
+    connection has nothing to read unless the server hung up, so a readable socket is a dead one. One poll(2), not
+    the round trip of SQLAlchemy's `pool_pre_ping` (measured: +170 us of CPU per checkout, about a third of a
+    checkout and `SELECT 1`)."""
+    return bool(select.select([fileno], [], [], 0)[0])
 
-    An idle connection has nothing to read unless the server hung up, so a readable socket is a dead one. This
-    costs one poll(2), not the round trip of SQLAlchemy's `pool_pre_ping` (measured: +170 us of CPU per
-    checkout, about a third of a checkout and `SELECT 1`); raising DisconnectionError makes the pool
-    reconnect that slot and check it again."""
-    fileno = dbapi_connection.driver_connection.fileno()
-    if select.select([fileno], [], [], 0)[0]:
+
+def _closed_by_server(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+    """Replaces a pooled connection that the server closed while it sat idle, so the next request gets a fresh one
+    instead of failing: raising DisconnectionError makes the pool reconnect that slot and check it again."""
+    if _hung_up(dbapi_connection.driver_connection.fileno()):
         raise DisconnectionError("the server closed this idle connection")
+
+
+class _HotConnections:
+    """At most HOT_POOL_SIZE psycopg connections in autocommit, kept idle between statements and opened in the request
+    that finds none idle: no background task and so no reconnection backoff, so the first request after a database
+    restart connects at once. (A psycopg_pool waited out its backoff there, answering 503 where a 200 was due,
+    tests/faults/test_restarts.py; lending the engine's pooled connections costs ~130 us more CPU per statement,
+    bench/README.md.) A connection left mid-statement (the call was cancelled) or broken is closed, not lent again."""
+
+    def __init__(self, conninfo: str, connect_args: Mapping[str, Any], timeout_s: float) -> None:
+        self._conninfo = conninfo
+        self._connect_args = {**connect_args, "autocommit": True}
+        self._timeout_s = timeout_s
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(HOT_POOL_SIZE)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
+        if self._slots.locked():  # all in use: wait for one, as long as the engine's pool would
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError:
+                metrics.DB_POOL_TIMEOUTS.inc()
+                raise Unavailable("the database is unavailable") from None
+        else:
+            await self._slots.acquire()
+        conn = None
+        try:
+            while self._idle and conn is None:
+                conn = self._idle.pop()
+                if _hung_up(conn.fileno()):
+                    await conn.close()
+                    conn = None
+            if conn is None:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_args)
+            yield conn
+        finally:
+            if conn is not None:
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    self._idle.append(conn)
+                else:
+                    await conn.close()
+            self._slots.release()
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
 
 
 class Database:
@@ -104,6 +159,8 @@ class Database:
         )
         event.listen(self.engine.sync_engine, "checkout", _closed_by_server)
         tracing.instrument_engine(self.engine)
+        conninfo = sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
+        self._hot = _HotConnections(conninfo, connect_args, pool_timeout_s)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -121,24 +178,14 @@ class Database:
 
     @asynccontextmanager
     async def hot(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
-        """A pooled connection's psycopg connection, in autocommit, for the hot single statements (`GET /users/me`,
-        a reveal) run with `fetch_one`: no SQLAlchemy compile, result or statement around them (in-process, a
-        primary-key read costs ~170-200 us of CPU this way against ~470-570 us through `read`; bench/README.md).
-        The engine's pool, its checks and limits; the connection goes back to it as it came."""
+        """A psycopg connection in autocommit of the process's few hot ones (`_HotConnections`), for the hot single
+        statements (`GET /users/me`, a reveal) run with `fetch_one`: no SQLAlchemy compile, result, pool or
+        greenlet around them (in-process, a primary-key read costs ~80-120 us of CPU this way, ~210-250 us on a
+        connection lent by the engine's pool, ~470-570 us through `read`; bench/README.md). Unreachable
+        database or no connection within the pool timeout: `Unavailable`."""
         with _unavailable_on_outage():
-            pooled = await self.engine.raw_connection()
-            try:
-                conn: psycopg.AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
-                await conn.set_autocommit(True)
-                try:
-                    yield conn
-                finally:
-                    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                        await conn.set_autocommit(False)
-                    else:  # left mid-statement (the call was cancelled) or broken: not lent again
-                        await greenlet_spawn(pooled.invalidate)
-            finally:
-                await greenlet_spawn(pooled.close)  # the pool's return (its reset) runs SQLAlchemy's async adapter
+            async with self._hot.connection() as conn:
+                yield conn
 
     @classmethod
     def for_service(cls, settings: "Settings", name: str) -> "Database":
@@ -154,6 +201,7 @@ class Database:
         return db
 
     async def dispose(self) -> None:
+        await self._hot.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> "Database":
@@ -179,9 +227,9 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[
     if not rows:
         return
     columns = list(rows[0])
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(*([table.schema] if table.schema else []), table.name),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
+    statement = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+        pg_sql.Identifier(*([table.schema] if table.schema else []), table.name),
+        pg_sql.SQL(", ").join(map(pg_sql.Identifier, columns)),
     )
     pooled = await conn.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]

@@ -81,7 +81,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     errors.install(app)
     openapi.install(app)
-    for routes in (auth, users, clients, access, tasks, credentials, reports, audit, tools):
+    # The router of the hottest routes first (a request is matched against the routers in this order, each route's
+    # pattern in turn: a reveal ~65 us of CPU less with the credentials ahead of clients, access and tasks). No path
+    # is served by two routers (tests/unit/test_routes.py), so the order changes nothing else.
+    for routes in (auth, users, credentials, clients, access, tasks, reports, audit, tools):
         app.include_router(routes.router)
     app.include_router(credentials.bulk)
     if settings.cors_origins:

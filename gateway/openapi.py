@@ -7,13 +7,17 @@ what the error handlers and the middleware do to every response, so that is adde
 - Every route that takes a body can answer 413 (the middleware's size limit).
 - A multipart form (an import's) is closed like every JSON body: `additionalProperties: false` (the route
   refuses another field with 422), so a generated client types it without a catch-all.
+- The bearer scheme is declared here: the operations name it (gateway/calls.py `operation`), but no route runs it as
+  a dependency, so FastAPI does not find it.
 """
 
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 
+from gateway.calls import BEARER, BEARER_NAME
 from gateway.errors import MEDIA_TYPE
 from gateway.middleware import REQUEST_ID
 
@@ -65,6 +69,8 @@ def as_answered(spec: dict[str, Any]) -> dict[str, Any]:
                 }
     for name in UNUSED_SCHEMAS:
         spec["components"]["schemas"].pop(name, None)
+    bearer = jsonable_encoder(BEARER.model, by_alias=True, exclude_none=True)
+    spec["components"]["securitySchemes"] = {BEARER_NAME: bearer}
     return spec
 
 
