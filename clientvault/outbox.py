@@ -69,6 +69,10 @@ from clientvault.settings import Producer
 log = get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 3.0
+# After a wake, how long the relay lets more events commit before it publishes: under load (reveals at hundreds a
+# second) they ride one batch (one transaction, one JetStream fsync) instead of one each; an event reaches the
+# audit log that much later, never lost (it is committed in the outbox already).
+LINGER_S = 0.02
 BATCH_ID, BATCH_SEQUENCE, BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 # Sent events stay this long: `audit verify` compares the chain's recent entries with them (ops/audit_gaps.py).
 RETENTION = timedelta(days=7)
@@ -251,6 +255,7 @@ class Relay:
             raise
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._sweep_s)
+            await asyncio.sleep(LINGER_S)
         self._wake.clear()
 
     async def _connection(self) -> NATS:

@@ -20,6 +20,7 @@ import contextlib
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from clientvault import events, metrics, retrying, tracing
@@ -35,12 +36,23 @@ DURABLE = AUDIT_DURABLE
 FETCH_WAIT_S = 1.0
 ACK_WAIT_S = 30.0
 CHECK_THREADS = 2  # the cores of a small machine; more threads only queue for the GIL between verifications
+# A fetch that found only a few messages (events trickling in, a reveal at a time) waits this long for more to join
+# the batch: one transaction, head and ordinal lookup and ack flush for them all, the log that much later.
+GATHER_BELOW, GATHER_S = 50, 0.02
 CHECK_IN_THREADS_FROM = 64  # messages; a smaller batch is checked on the event loop (a thread hop costs more)
 
 
 def delivery_problem(msg: Msg) -> str | None:
     """Why a message is not a JetStream delivery of the `AUDIT` stream to this consumer (None: it is one)."""
     return events.delivery_problem(msg, DURABLE)
+
+
+async def _handed_back(msgs: list[Msg]) -> None:
+    """Negative acks, so JetStream redelivers the messages now rather than after the ack wait; best effort (without
+    NATS they come back after the ack wait all the same)."""
+    with contextlib.suppress(NatsError, OSError, TimeoutError):
+        for msg in msgs:
+            await msg.nak()
 
 
 def dead_letter(msg: Msg, reason: str) -> dict[str, Any]:
@@ -89,8 +101,15 @@ class Consumer:
             metrics.CHAIN_LENGTH.set(await chain.length(self._db))
             self._measured = True
         msgs = await self._pull.fetch(self._batch, FETCH_WAIT_S)
+        if 0 < len(msgs) < min(GATHER_BELOW, self._batch):
+            await asyncio.sleep(GATHER_S)
+            msgs += await self._pull.fetch(self._batch - len(msgs), GATHER_S)
         checked = await self._checked_batch(msgs)
-        await self.stored()
+        try:
+            await self.stored()
+        except Exception:
+            await _handed_back(checked[0])  # not stored after the one that failed: redelivered with it, at once
+            raise
         if msgs:
             self._storing = asyncio.create_task(self._store(*checked))
         return len(msgs)
@@ -122,15 +141,23 @@ class Consumer:
     async def _store(
         self, delivered: list[Msg], entries: list[chain.Entry], encoded: list[bytes], parked: list[dict[str, Any]]
     ) -> None:
-        with tracing.continued("audit.append", [msg.headers for msg in delivered]):
-            appended = await chain.append(self._db, entries, parked, encoded)
+        try:
+            with tracing.continued("audit.append", [msg.headers for msg in delivered]):
+                appended = await chain.append(self._db, entries, parked, encoded)
+        except Exception:
+            await _handed_back(delivered)
+            raise
         metrics.AUDIT_DEAD_LETTERS.inc(appended.parked)
         # Only after the commit. Plain acks then one flush (a round trip for the batch, not one per message):
-        # an ack lost on the way only causes a redelivery, which the unique event id absorbs.
-        for msg in delivered:
-            await msg.ack()
-        if delivered:
-            await self._pull.flush()
+        # an ack lost on the way (NATS went away) only causes a redelivery, which the unique event id absorbs, so it
+        # is no failure of the batch.
+        try:
+            for msg in delivered:
+                await msg.ack()
+            if delivered:
+                await self._pull.flush()
+        except (NatsError, OSError, TimeoutError) as error:
+            log.warning("audit.ack_lost", events=len(delivered), error=type(error).__name__)
         for letter in parked:
             log.warning("audit.parked", stream_seq=letter["stream_seq"], reason=letter["reason"])
         log.debug("audit.stored", events=appended.stored, duplicates=appended.duplicates, parked=appended.parked)
