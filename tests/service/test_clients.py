@@ -153,6 +153,17 @@ async def test_clients_written_deleted_or_changed_straight_in_sql_are_searched_a
     assert disagreeing == [(0,)]
 
 
+async def test_a_replica_still_on_the_old_code_finds_clients_during_a_rolling_upgrade(clients: Service) -> None:
+    """Migration 0009 moved searches to `client_search`; a replica not yet replaced still runs the search of
+    migration 0002 (`clients.search LIKE …`): it must answer with the clients as they are now, not fail."""
+    tag = uuid.uuid4().hex[:10]
+    made = await new_client(clients, f"Rolling {tag}")
+    await clients.sql("UPDATE clients.clients SET company = %s WHERE id = %s", f"Upgrade {tag}", uuid.UUID(made.id))
+
+    old_search = "SELECT id FROM clients.clients WHERE archived_at IS NULL AND search LIKE lower(%s)"
+    assert await clients.sql(old_search, f"%upgrade {tag}%") == [(uuid.UUID(made.id),)]
+
+
 @pytest.mark.parametrize(
     ("term", "matches", "misses"),
     [

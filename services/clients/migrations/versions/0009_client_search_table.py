@@ -3,7 +3,11 @@
 A common term's exact count rechecks its LIKE on almost every page that holds the search text (the trigram index
 only narrows the candidates). On the wide `clients` row (238 MB at a million) that was the search tail; this table
 holds only what a search filters, counts and orders by, about 40% of the size (98 against 238 MB at a million), so
-a count reads 40% of the pages. The `search` column moves here: the clients row no longer carries it.
+a count reads 40% of the pages. Searches move here; the code no longer reads `clients.search`.
+
+The generated column `clients.search` stays, without its trigram index (the new code never reads it, and the index
+was the cost of keeping it): during a rolling upgrade a replica still on the old code searches with a sequential scan,
+slower but right, instead of failing on a missing column. A later migration drops it, once no such replica is left.
 
 Never out of step with `clients`: statement-level triggers (one run per statement, so a COPY of 50,000 rows is one
 INSERT … SELECT here) write it in the same transaction as the change, for INSERT, UPDATE (an update that changes
@@ -13,7 +17,7 @@ Indexes: trigram over live and, apart, over archived clients (each search reads 
 first, so a common term's page walks the newest rows until it has 20.
 
 At a million clients the upgrade takes 12-21 s (copy, three index builds; the downgrade 19 s) on the shared 2-core
-machine; writes to clients wait for it, reads go on until the final DROP COLUMN. A bulk COPY costs PostgreSQL about
+machine; writes to clients wait for it, reads go on. A bulk COPY costs PostgreSQL about
 1.2x the CPU it did (the search table's rows and indexes against the wide table's one trigram index; bench/README.md).
 
 Revision ID: 0009
@@ -87,13 +91,11 @@ def upgrade() -> None:
         "WHERE status <> 'archived'"
     )
     op.execute("ANALYZE clients.client_search")  # the planner's statistics now, not at autovacuum's next round
-    # Last, as it locks out reads too (until the commit, a moment later). Its index ix_clients_live_search_trgm goes
-    # with it; the dropped values' space in clients is reused as rows are rewritten (or at once by a VACUUM FULL).
-    op.execute("ALTER TABLE clients.clients DROP COLUMN search")
+    # The old column's index: no reader left on the new code (the column stays for old replicas, see above).
+    op.execute("DROP INDEX clients.ix_clients_live_search_trgm")
 
 
 def downgrade() -> None:
-    op.execute(f"ALTER TABLE clients.clients ADD COLUMN search text GENERATED ALWAYS AS ({SEARCH_TEXT}) STORED")
     op.execute(
         "CREATE INDEX ix_clients_live_search_trgm ON clients.clients USING gin (search gin_trgm_ops) "
         "WHERE archived_at IS NULL"
