@@ -41,6 +41,24 @@ def test_an_entry_survives_the_wire_with_its_signature() -> None:
     assert events.TrustedKeys([signer.trusted_entry]).problem(signed, signer.key_id, signed.signature or b"") is None
 
 
+def test_a_chain_signed_with_openssl_verifies_after_the_switch_to_libsodium_and_the_other_way() -> None:
+    """Entries stored before events were signed with libsodium carry OpenSSL's signatures (and an operator's
+    `audit verify` may run either): the same Ed25519, byte for byte, on the same key."""
+    key = ed25519.private_key(ed25519.generate(), "test")
+    signer = events.EventSigner("vault", key)
+    encoded = events.canonical(ENTRY, signer.key_id)
+    trusted = events.TrustedKeys([signer.trusted_entry])
+
+    by_openssl = key.sign(encoded)
+
+    assert signer.signature(ENTRY) == by_openssl  # deterministic: the same bytes from both libraries
+    assert trusted.problem(ENTRY, signer.key_id, by_openssl) is None
+    key.public_key().verify(signer.signature(ENTRY), encoded)  # raises if OpenSSL disagreed
+    assert (
+        trusted.problem(ENTRY, signer.key_id, by_openssl[:-1]) == f"signature does not verify with key {signer.key_id}"
+    )
+
+
 def test_every_action_has_exactly_one_producer() -> None:
     assert set(events.PRODUCER_OF) == set(events.ACTIONS)
     assert events.PRODUCER_OF["sign_in"] == "auth"
