@@ -164,6 +164,16 @@ async def test_actor_and_target_filters_give_exact_totals(api: Api, admin: Sessi
     assert [e["field"] for e in differ.json()["errors"]] == ["actorUserId"]
 
 
+async def refused_by_the_vault(api: Api, session: Session, method: str, request: Any) -> grpc.aio.AioRpcError:
+    """What the vault answers a call made straight to it (no gateway) with the session's token: an error."""
+    async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await getattr(vault_pb2_grpc.VaultStub(channel), method)(
+                request, metadata=(("authorization", f"Bearer {session.access_token}"),), timeout=10
+            )
+    return refused.value
+
+
 async def test_a_refused_reveal_is_audited_by_the_vault_through_the_gateway_and_on_a_direct_call(
     api: Api, admin: Session
 ) -> None:
@@ -176,18 +186,17 @@ async def test_a_refused_reveal_is_audited_by_the_vault_through_the_gateway_and_
     through_gateway = await api.raw.get(
         f"/clients/{client_id}/credentials/{credential_id}", headers={**reader.headers, **as_client(ip)}
     )
-    async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as direct:
-            await vault_pb2_grpc.VaultStub(channel).RevealCredential(
-                vault_pb2.RevealCredentialRequest(client_id=client_id, credential_id=credential_id),
-                metadata=(("authorization", f"Bearer {reader.access_token}"),),
-                timeout=10,
-            )
+    direct = await refused_by_the_vault(
+        api,
+        reader,
+        "RevealCredential",
+        vault_pb2.RevealCredentialRequest(client_id=client_id, credential_id=credential_id),
+    )
 
     assert through_gateway.status_code == 403
     assert through_gateway.json()["detail"] == "your role does not allow this operation"
     assert "s3cret" not in through_gateway.text
-    assert direct.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert direct.code() == grpc.StatusCode.PERMISSION_DENIED
     page = await wait_for_entries(api, admin, 2, action="reveal_denied", actorUserId=reader_id)
     assert page["total"] == 2
     for entry in page["items"]:
@@ -199,9 +208,6 @@ async def test_a_refused_reveal_is_audited_by_the_vault_through_the_gateway_and_
     assert direct_entry["ip"] == "127.0.0.1"  # unattested: the caller's own address, nothing it claims
 
 
-@pytest.mark.skipif(
-    bool(__import__("os").environ.get("NATS_URL")), reason="an external NATS server's users are its own"
-)
 async def test_a_refused_totp_code_is_audited_like_a_refused_reveal(api: Api, admin: Session) -> None:
     # A TOTP code gives what a reveal gives: a role that may not reveal asking for one is a refused reveal too.
     client_id = await new_client(api, admin)
@@ -212,23 +218,25 @@ async def test_a_refused_totp_code_is_audited_like_a_refused_reveal(api: Api, ad
     through_gateway = await api.raw.get(
         f"/clients/{client_id}/credentials/{credential_id}/totp", headers=reader.headers
     )
-    async with grpc.aio.insecure_channel(api.system.info_address("vault")) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as direct:
-            await vault_pb2_grpc.VaultStub(channel).GetCredentialTotp(
-                vault_pb2.GetCredentialTotpRequest(client_id=client_id, credential_id=credential_id),
-                metadata=(("authorization", f"Bearer {reader.access_token}"),),
-                timeout=10,
-            )
+    direct = await refused_by_the_vault(
+        api,
+        reader,
+        "GetCredentialTotp",
+        vault_pb2.GetCredentialTotpRequest(client_id=client_id, credential_id=credential_id),
+    )
 
     assert through_gateway.status_code == 403
     assert through_gateway.json()["detail"] == "your role does not allow this operation"
-    assert direct.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert direct.code() == grpc.StatusCode.PERMISSION_DENIED
     page = await wait_for_entries(api, admin, 2, action="reveal_denied", actorUserId=reader_id, clientId=client_id)
     assert [(e["credentialId"], e["detail"]) for e in page["items"]] == [
         (credential_id, {"reason": "role read_only may not reveal"})
     ] * 2
 
 
+@pytest.mark.skipif(
+    bool(__import__("os").environ.get("NATS_URL")), reason="an external NATS server's users are its own"
+)
 async def test_an_auth_event_under_another_producers_key_or_subject_never_reaches_the_chain(api: Api) -> None:
     info = api.system.info()
     auth_key = EventSigner("auth", ed25519.private_key(api.system.secrets()["auth_event_signing_key"], "secrets"))
