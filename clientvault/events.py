@@ -521,6 +521,10 @@ def delivery_problem(msg: Msg, durable: str) -> str | None:
     return None
 
 
+# What a call on a connection whose server went away raises (closed, reset, timed out).
+NATS_GONE: tuple[type[BaseException], ...] = (NatsError, OSError, TimeoutError)
+
+
 async def connect(nats_url: str) -> NATS:
     """A connection for a producer or the consumer, as the URL's user with its own inbox prefix
     (clientvault/nats_access.py). It neither creates nor looks up the stream (that user may not: the operator
@@ -536,7 +540,7 @@ async def connect(nats_url: str) -> NATS:
 async def disconnect(nc: NATS | None) -> None:
     """Closes a connection that may be broken already, quietly."""
     if nc is not None and not nc.is_closed:
-        with contextlib.suppress(OSError, NatsError, TimeoutError):
+        with contextlib.suppress(*NATS_GONE):
             await nc.close()
 
 

@@ -20,7 +20,6 @@ import contextlib
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from clientvault import events, metrics, retrying, tracing
@@ -50,7 +49,7 @@ def delivery_problem(msg: Msg) -> str | None:
 async def _handed_back(msgs: list[Msg]) -> None:
     """Negative acks, so JetStream redelivers the messages now rather than after the ack wait; best effort (without
     NATS they come back after the ack wait all the same)."""
-    with contextlib.suppress(NatsError, OSError, TimeoutError):
+    with contextlib.suppress(*events.NATS_GONE):
         for msg in msgs:
             await msg.nak()
 
@@ -156,7 +155,7 @@ class Consumer:
                 await msg.ack()
             if delivered:
                 await self._pull.flush()
-        except (NatsError, OSError, TimeoutError) as error:
+        except events.NATS_GONE as error:
             log.warning("audit.ack_lost", events=len(delivered), error=type(error).__name__)
         for letter in parked:
             log.warning("audit.parked", stream_seq=letter["stream_seq"], reason=letter["reason"])
