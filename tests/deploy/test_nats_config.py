@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DiscardPolicy, StreamInfo
 from nats.js.errors import APIError, BucketNotFoundError, NoStreamResponseError, NotFoundError
 
-from clientvault.events import PullConsumer
+from clientvault.events import DUPLICATE_WINDOW_S, PullConsumer, stream_config
 from clientvault.nats_access import (
     AUDIT_DURABLE,
     AUDIT_STREAM,
@@ -366,3 +367,26 @@ async def test_migrate_brings_the_stream_to_the_settings(tmp_path: Path, monkeyp
         with pytest.raises(BootstrapRefused, match=f"NATS refused the {AUDIT_STREAM} stream's settings: .*replica"):
             await bootstrap(operator, JetStreamSettings())
         assert (await stream_info(operator, AUDIT_STREAM)).config == updated.config
+
+
+async def test_migrate_shortens_an_earlier_release_s_hour_long_duplicate_window(tmp_path: Path) -> None:
+    """A stream made by a release that kept every event id for an hour (nats-server holding them all in memory) is
+    brought to the two minutes the relay needs, in place, its events kept; within the new window a republished
+    event is still dropped."""
+    port = free_port()
+    with running_nats(["--jetstream", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)], port, {}):
+        operator = f"nats://127.0.0.1:{port}"
+        nc = await nats.connect(operator)
+        js = nc.jetstream()
+        earlier = replace(stream_config(replicas=1, max_age_s=7 * DAY_S, max_bytes=None), duplicate_window=3600.0)
+        await js.add_stream(earlier)
+        await js.publish("audit.vault.credential_reveal", b"event", headers={"Nats-Msg-Id": "e1"})
+
+        await bootstrap(operator, JetStreamSettings())
+
+        updated = await js.stream_info(AUDIT_STREAM)
+        assert updated.config.duplicate_window == DUPLICATE_WINDOW_S < 3600.0
+        assert updated.state.messages == 1, "updated, not made anew"
+        again = await js.publish("audit.vault.credential_reveal", b"event", headers={"Nats-Msg-Id": "e1"})
+        assert again.duplicate, "the relay's republish within the window is dropped"
+        await nc.close()
