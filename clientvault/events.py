@@ -50,8 +50,8 @@ SUBJECTS = ("audit.>",)
 # Long enough for the one republish the relay does by design: a batch JetStream stored but the relay did not mark
 # sent (it crashed or lost PostgreSQL between the ack and the commit) goes out again once it is back, from the
 # next sweep (`outbox_sweep_s`) or a restart. A later duplicate is still stored only once: the audit chain's unique
-# event id drops it (services/audit/chain.py). The server keeps every id of the window in memory (about 240 bytes
-# each): an hour, as before, was some 700 MB at 800 reveals/s, and nats-server grew for the whole hour.
+# event id drops it (services/audit/chain.py). The server keeps every id of the window in memory (about 300 bytes
+# each, bench/README.md `memory.py`): an hour, as before, was some 800 MB at 800 reveals/s, growing all hour.
 DUPLICATE_WINDOW_S = 120.0
 
 
