@@ -30,15 +30,16 @@ from harness import (
 from reveal import RELAXED, credentials, lua, managers
 
 WARMUP_S = 15  # pools, caches and the allocators' arenas fill first: growth after that is what counts
-# A process grows when its anonymous memory (the mean of its last three samples against the mean of its first three)
-# grew by both of these over the run, and by half as much over the run's second half: still growing at the end, not
-# a step early on (a pool's new connection, PostgreSQL's autovacuum worker) after which it stays flat.
+# A process grows when its anonymous memory (the median of its last three samples against the median of its first
+# three) grew by both of these over the run, and by half as much over the run's second half: still growing at the
+# end, not a step early on (a pool's new connection) after which it stays flat, nor one sample's passing worker
+# (PostgreSQL's autovacuum, whose memory is its own backend's for a few seconds).
 GROWTH_MIB, GROWTH_SHARE = 3.0, 0.05
 
 
 def _growth(samples: list[float]) -> float:
     edge = min(3, len(samples) // 2) or 1
-    return statistics.mean(samples[-edge:]) - statistics.mean(samples[:edge])
+    return statistics.median(samples[-edge:]) - statistics.median(samples[:edge])
 
 
 def grew(samples: list[float]) -> tuple[float, bool]:
