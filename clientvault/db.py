@@ -47,7 +47,7 @@ def like_pattern(term: str) -> str:
 
 def driver_sql(statement: Any) -> str:
     """A SQLAlchemy statement as the SQL text psycopg runs (`%(name)s` parameters, typed casts), rendered once at
-    import for a hot statement (`fetch_one`), so its columns are still named in one place: the table."""
+    import for a hot statement (`fetch_one`, `fetch_all`), so its columns are still named in one place: the table."""
     from sqlalchemy.dialects.postgresql.psycopg import dialect
 
     return str(statement.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
@@ -218,6 +218,14 @@ async def fetch_one(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapp
         cursor = conn.cursor(row_factory=namedtuple_row)
         await cursor.execute(sql, params, prepare=True)
         return await cursor.fetchone()
+
+
+async def fetch_all(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapping[str, Any]) -> list[Any]:
+    """Every row of a hot statement, as `fetch_one` answers one."""
+    with tracing.statement(sql):
+        cursor = conn.cursor(row_factory=namedtuple_row)
+        await cursor.execute(sql, params, prepare=True)
+        return await cursor.fetchall()
 
 
 async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
