@@ -2,13 +2,15 @@
 the JSON that `ClientOut` (the documented model, which still checks a single client) answers, key for key."""
 
 import json
+import random
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from clientvault.convert import timestamp
+from clientvault.convert import from_timestamp, timestamp
 from clientvault.v1 import clients_pb2 as pb
-from gateway.schemas import ClientOut, ClientPage, WireJSON, client_json, page_json
+from gateway.schemas import ClientOut, ClientPage, WireJSON, _rfc3339, client_json, instant, page_json
 
 CREATED = datetime(2026, 1, 31, 9, 30, 0, 123_456, tzinfo=UTC)
 BARE = pb.Client(
@@ -75,3 +77,10 @@ def test_each_field_as_the_api_writes_it_instants_in_utc_with_milliseconds_cut_a
         "2026-01-31T09:30:00.123Z",
         False,
     )
+
+
+def test_an_instant_is_what_the_models_datetime_answers_for_any_timestamp() -> None:
+    rnd = random.Random(22)
+    for _ in range(5_000):
+        stamp = Timestamp(seconds=rnd.randint(-62_135_596_800, 253_402_300_799), nanos=rnd.randint(0, 999_999_999))
+        assert instant(stamp) == _rfc3339(from_timestamp(stamp)), stamp
