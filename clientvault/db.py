@@ -178,11 +178,11 @@ class Database:
 
     @asynccontextmanager
     async def hot(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
-        """A psycopg connection in autocommit of the process's few hot ones (`_HotConnections`), for the hot single
-        statements (`GET /users/me`, a reveal) run with `fetch_one`: no SQLAlchemy compile, result, pool or
-        greenlet around them (in-process, a primary-key read costs ~80-120 us of CPU this way, ~210-250 us on a
-        connection lent by the engine's pool, ~470-570 us through `read`; bench/README.md). Unreachable
-        database or no connection within the pool timeout: `Unavailable`."""
+        """A psycopg connection in autocommit of the process's few hot ones (`_HotConnections`), for the hot
+        statements (`GET /users/me`, a reveal, the first page of clients and its total) run with `fetch_one` or
+        `fetch_all`: no SQLAlchemy compile, result, pool or greenlet around them (in-process, a primary-key read
+        costs ~80-120 us of CPU this way, ~210-250 us on a connection lent by the engine's pool, ~470-570 us through
+        `read`; bench/README.md). Unreachable database or no connection within the pool timeout: `Unavailable`."""
         with _unavailable_on_outage():
             async with self._hot.connection() as conn:
                 yield conn
