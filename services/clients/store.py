@@ -11,7 +11,9 @@ term walks the live newest-first index until it has them), then their rows from 
 Lists without a term skip archived clients and sort newest first by (created_at, id), served by a partial index
 over live clients.
 Totals: `client_counts` keeps the number of live clients per status, maintained by statement-level
-triggers (one update per statement, so bulk COPY stays fast); only a search term needs a real count.
+triggers (one update per statement, so bulk COPY stays fast); only a search term needs a real count. That unsearched,
+unscoped list of live clients and its kept total (the web frontend's first page) also run off the engine, on a hot
+connection (`read_live_clients`, `read_live_count`).
 Archived clients list from a partial index of their own (migration 0005) and are counted for real.
 Members: `client_members` (migration 0006). A query scoped to a member (`member=user_id`, CLIENTVAULT_CLIENT_SCOPING)
 keeps only the clients that user is a member of or holds an active grant for (`access_requests`, migration 0008:
@@ -243,6 +245,7 @@ def count_clients_query(
     if term or archived or member is not None:
         table = client_search if term else clients
         return select(func.count()).select_from(table).where(and_(*_listed(term, status, archived, member)))
+    # 0 written in, not bound: the hot path passes only the parameters it names (LIVE_COUNT_SQL)
     query = select(func.coalesce(func.sum(client_counts.c.live), literal_column("0")))
     return query if status is None else query.where(client_counts.c.status == bindparam("status", status))
 
