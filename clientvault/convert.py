@@ -2,20 +2,25 @@
 
 import functools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+    """As `Timestamp.FromDatetime` of the instant in UTC, by arithmetic: that method (Python, over a time tuple)
+    cost ~1.7 us against ~0.5, and a page of 20 clients has 40 of them."""
+    since = (value if value.tzinfo is not None else value.astimezone(UTC)) - EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1_000)
 
 
 def from_timestamp(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    """As `stamp.ToDatetime(tzinfo=UTC)` (nanoseconds cut to microseconds), without its detour through a naive
+    datetime and `astimezone`."""
+    return EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1_000)
 
 
 @functools.cache  # a few enum descriptors, module singletons; asked for every enum field of every item

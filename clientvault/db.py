@@ -47,7 +47,7 @@ def like_pattern(term: str) -> str:
 
 def driver_sql(statement: Any) -> str:
     """A SQLAlchemy statement as the SQL text psycopg runs (`%(name)s` parameters, typed casts), rendered once at
-    import for a hot statement (`fetch_one`), so its columns are still named in one place: the table."""
+    import for a hot statement (`fetch_one`, `fetch_all`), so its columns are still named in one place: the table."""
     from sqlalchemy.dialects.postgresql.psycopg import dialect
 
     return str(statement.compile(dialect=dialect()))  # type: ignore[no-untyped-call]
@@ -178,11 +178,11 @@ class Database:
 
     @asynccontextmanager
     async def hot(self) -> AsyncIterator["psycopg.AsyncConnection[Any]"]:
-        """A psycopg connection in autocommit of the process's few hot ones (`_HotConnections`), for the hot single
-        statements (`GET /users/me`, a reveal) run with `fetch_one`: no SQLAlchemy compile, result, pool or
-        greenlet around them (in-process, a primary-key read costs ~80-120 us of CPU this way, ~210-250 us on a
-        connection lent by the engine's pool, ~470-570 us through `read`; bench/README.md). Unreachable
-        database or no connection within the pool timeout: `Unavailable`."""
+        """A psycopg connection in autocommit of the process's few hot ones (`_HotConnections`), for the hot
+        statements (`GET /users/me`, a reveal, the first page of clients and its total) run with `fetch_one` or
+        `fetch_all`: no SQLAlchemy compile, result, pool or greenlet around them (in-process, a primary-key read
+        costs ~80-120 us of CPU this way, ~210-250 us on a connection lent by the engine's pool, ~470-570 us through
+        `read`; bench/README.md). Unreachable database or no connection within the pool timeout: `Unavailable`."""
         with _unavailable_on_outage():
             async with self._hot.connection() as conn:
                 yield conn
@@ -218,6 +218,14 @@ async def fetch_one(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapp
         cursor = conn.cursor(row_factory=namedtuple_row)
         await cursor.execute(sql, params, prepare=True)
         return await cursor.fetchone()
+
+
+async def fetch_all(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapping[str, Any]) -> list[Any]:
+    """Every row of a hot statement, as `fetch_one` answers one."""
+    with tracing.statement(sql):
+        cursor = conn.cursor(row_factory=namedtuple_row)
+        await cursor.execute(sql, params, prepare=True)
+        return await cursor.fetchall()
 
 
 async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

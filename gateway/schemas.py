@@ -6,13 +6,16 @@ enum is one named schema (`Role`, `ClientStatus`, `TaskStatus`, `TaskPriority`, 
 
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar, get_args
 from uuid import UUID
 
+import pydantic_core
 from fastapi import Path, Query
+from fastapi.responses import JSONResponse
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -219,20 +222,44 @@ class ClientOut(WireModel):
 
     @classmethod
     def from_proto(cls, client: clients_pb2.Client) -> "ClientOut":
-        return cls(
-            id=client.id,
-            name=client.name,
-            company=_optional(client, "company"),
-            email=_optional(client, "email"),
-            phone=_optional(client, "phone"),
-            status=enum_name(clients_pb2.ClientStatus.DESCRIPTOR, client.status),
-            notes=_optional(client, "notes"),
-            owner_user_id=client.owner_user_id,
-            created_at=from_timestamp(client.created_at),
-            updated_at=from_timestamp(client.updated_at),
-            archived_at=from_timestamp(client.archived_at) if client.HasField("archived_at") else None,
-            reveal_reason_required=client.reveal_reason_required,
-        )
+        """The client's JSON (`client_json`), checked against this model: a single client is checked on its way
+        out; a page of them (the list, on every visit) is answered as `client_json` builds it."""
+        return cls.model_validate(client_json(client))
+
+
+CLIENT_STATUS_NAMES = {
+    value.number: enum_name(clients_pb2.ClientStatus.DESCRIPTOR, value.number)
+    for value in clients_pb2.ClientStatus.DESCRIPTOR.values
+}
+
+
+def client_json(client: clients_pb2.Client) -> dict[str, Any]:
+    """A client as `ClientOut` answers it in JSON (its aliases, its order, its instants), straight from the proto:
+    the one conversion of a client for the wire. Building and serializing 20 models was most of what the gateway
+    spent on a page of clients (bench/README.md, `clients.py`)."""
+    return {
+        "id": client.id,
+        "name": client.name,
+        "company": client.company if client.HasField("company") else None,
+        "email": client.email if client.HasField("email") else None,
+        "phone": client.phone if client.HasField("phone") else None,
+        "status": CLIENT_STATUS_NAMES[client.status],
+        "notes": client.notes if client.HasField("notes") else None,
+        "ownerUserId": client.owner_user_id,
+        "createdAt": instant(client.created_at),
+        "updatedAt": instant(client.updated_at),
+        "archivedAt": instant(client.archived_at) if client.HasField("archived_at") else None,
+        "revealReasonRequired": client.reveal_reason_required,
+    }
+
+
+EPOCH_IN_UTC = datetime(1970, 1, 1)  # naive: the instants below are in UTC
+
+
+def instant(stamp: Timestamp) -> str:
+    """A proto timestamp as the `DateTime` of the wire models answers it (`_rfc3339`), from a naive datetime in UTC:
+    ~1.2 us against ~1.7 through an aware one, 40 times for a page of 20 clients."""
+    return (EPOCH_IN_UTC + timedelta(0, stamp.seconds, stamp.nanos // 1_000)).isoformat(timespec="milliseconds") + "Z"
 
 
 class TaskIn(WireModel):
@@ -302,6 +329,24 @@ class Page(WireModel, Generic[T]):
     def of(cls, reply: Any, item: Callable[[Any], T]) -> Self:
         """A list RPC's reply (items, total, page, page_size), each item shaped by `item`."""
         return cls(items=[item(i) for i in reply.items], total=reply.total, page=reply.page, page_size=reply.page_size)
+
+
+class WireJSON(JSONResponse):
+    """A body built as the wire models answer it (`client_json`, `page_json`), serialized by pydantic's own encoder:
+    the bytes FastAPI sends for the model, ~4x faster than `json.dumps` for a page of clients."""
+
+    def render(self, content: Any) -> bytes:
+        return pydantic_core.to_json(content)
+
+
+def page_json(reply: Any, item: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """A list RPC's reply as a `Page` answers it in JSON, each item's JSON made by `item` and not checked again."""
+    return {
+        "items": [item(i) for i in reply.items],
+        "total": reply.total,
+        "page": reply.page,
+        "pageSize": reply.page_size,
+    }
 
 
 # Each page by a name of its own in the OpenAPI document (a generic one would be `Page_ClientOut_`).

@@ -23,7 +23,10 @@ from gateway.schemas import (
     ShredIn,
     ShredOut,
     UserId,
+    WireJSON,
+    client_json,
     number,
+    page_json,
     to_fields,
 )
 from gateway.strict_json import StrictJsonRoute
@@ -36,10 +39,10 @@ PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=fields.PAGE_SIZE_MAX,
 Search = Annotated[str, Query(max_length=fields.SEARCH_MAX, json_schema_extra=SEARCH, description="Search term.")]
 
 
-@operation(router.get, "", "Clients/ListClients", errors=(422,))
+@operation(router.get, "", "Clients/ListClients", response_model=ClientPage, errors=(422,))
 async def list_clients(
     call: Call, q: Search = "", status: ClientStatus | None = None, page: PageNumber = 1, page_size: PageSize = 20
-) -> ClientPage:
+) -> WireJSON:
     """List live clients, newest first.
 
     `q` matches a case-insensitive substring of name or company (% and _ match themselves); archived
@@ -48,10 +51,10 @@ async def list_clients(
     non-admin lists only the clients they are a member of, and `total` counts only those."""
     if status is ClientStatus.ARCHIVED:
         archived = pb.ListClientsRequest(q=q, page=page, page_size=page_size)
-        return ClientPage.of(await call.clients.ListArchivedClients(archived), ClientOut.from_proto)
+        return WireJSON(page_json(await call.clients.ListArchivedClients(archived), client_json))
     status_number = number(pb.ClientStatus.DESCRIPTOR, status)
     request = pb.ListClientsRequest(q=q, status=status_number, page=page, page_size=page_size)
-    return ClientPage.of(await call.clients.ListClients(request), ClientOut.from_proto)
+    return WireJSON(page_json(await call.clients.ListClients(request), client_json))
 
 
 @operation(router.post, "", "Clients/CreateClient", status_code=201, errors=(422,), openapi_extra=with_etag(201))

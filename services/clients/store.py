@@ -11,7 +11,9 @@ term walks the live newest-first index until it has them), then their rows from 
 Lists without a term skip archived clients and sort newest first by (created_at, id), served by a partial index
 over live clients.
 Totals: `client_counts` keeps the number of live clients per status, maintained by statement-level
-triggers (one update per statement, so bulk COPY stays fast); only a search term needs a real count.
+triggers (one update per statement, so bulk COPY stays fast); only a search term needs a real count. That unsearched,
+unscoped list of live clients and its kept total (the web frontend's first page) also run off the engine, on a hot
+connection (`read_live_clients`, `read_live_count`).
 Archived clients list from a partial index of their own (migration 0005) and are counted for real.
 Members: `client_members` (migration 0006). A query scoped to a member (`member=user_id`, CLIENTVAULT_CLIENT_SCOPING)
 keeps only the clients that user is a member of or holds an active grant for (`access_requests`, migration 0008:
@@ -24,6 +26,7 @@ from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
+from psycopg import AsyncConnection as DriverConnection
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -41,10 +44,12 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     and_,
+    bindparam,
     delete,
     false,
     func,
     insert,
+    literal_column,
     not_,
     select,
     true,
@@ -53,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clientvault.db import like_pattern
+from clientvault.db import driver_sql, fetch_all, fetch_one, like_pattern
 from clientvault.db import metadata as schema_metadata
 from clientvault.idempotency import idempotency_table
 from clientvault.outbox import outbox_table
@@ -200,7 +205,7 @@ def _listed(term: str | None, status: str | None, archived: bool, member: UUID |
     archived_now = table.c.status == "archived" if term else table.c.archived_at.is_not(None)
     conditions: list[Any] = [archived_now if archived else not_(archived_now)]
     if status is not None and not archived:
-        conditions.append(table.c.status == status)
+        conditions.append(table.c.status == bindparam("status", status))
     if term:
         # LIKE on the lower-cased text, lower() applied by PostgreSQL to both sides so they agree
         conditions.append(client_search.c.search.like(func.lower(like_pattern(term))))
@@ -222,9 +227,11 @@ def list_clients_query(
     table = client_search if term else clients
     where = and_(*_listed(term, status, archived, member))
     newest = (table.c.created_at.desc(), table.c.id.desc())
+    # named, so that the hot path passes them by name (LIVE_PAGE_SQL)
+    first, skipped = bindparam("limit", limit, Integer), bindparam("offset", offset, Integer)
     if not term:
-        return select(*CLIENT_FIELDS).where(where).order_by(*newest).limit(limit).offset(offset)
-    page = select(table.c.id, table.c.created_at).where(where).order_by(*newest).limit(limit).offset(offset)
+        return select(*CLIENT_FIELDS).where(where).order_by(*newest).limit(first).offset(skipped)
+    page = select(table.c.id, table.c.created_at).where(where).order_by(*newest).limit(first).offset(skipped)
     found = page.subquery("page")
     query = select(*CLIENT_FIELDS).join_from(found, clients, clients.c.id == found.c.id)
     return query.order_by(found.c.created_at.desc(), found.c.id.desc())
@@ -238,8 +245,9 @@ def count_clients_query(
     if term or archived or member is not None:
         table = client_search if term else clients
         return select(func.count()).select_from(table).where(and_(*_listed(term, status, archived, member)))
-    query = select(func.coalesce(func.sum(client_counts.c.live), 0))
-    return query if status is None else query.where(client_counts.c.status == status)
+    # 0 written in, not bound: the hot path passes only the parameters it names (LIVE_COUNT_SQL)
+    query = select(func.coalesce(func.sum(client_counts.c.live), literal_column("0")))
+    return query if status is None else query.where(client_counts.c.status == bindparam("status", status))
 
 
 async def list_clients(
@@ -261,6 +269,27 @@ async def count_clients(
 ) -> int:
     query = count_clients_query(term=term, status=status, archived=archived, member=member)
     return int((await conn.execute(query)).scalar_one())
+
+
+# The unscoped list of live clients without a term and its kept total (the web frontend's first page, on every
+# visit), run off the engine on a hot connection (clientvault/db.py `Database.hot`): rendered once from the builders
+# above, for every status and for one (by `status is not None`), with the parameters they name.
+LIVE_PAGE_SQL = {
+    one: driver_sql(list_clients_query(term=None, status="" if one else None, limit=0, offset=0))
+    for one in (False, True)
+}
+LIVE_COUNT_SQL = {one: driver_sql(count_clients_query(term=None, status="" if one else None)) for one in (False, True)}
+
+
+async def read_live_clients(conn: DriverConnection[Any], *, status: str | None, limit: int, offset: int) -> list[Any]:
+    """`list_clients` of the live clients without a term, unscoped, off the engine (the hot path)."""
+    params = {"status": status, "limit": limit, "offset": offset}
+    return await fetch_all(conn, LIVE_PAGE_SQL[status is not None], params)
+
+
+async def read_live_count(conn: DriverConnection[Any], *, status: str | None) -> int:
+    """`count_clients` of the live clients without a term, unscoped (their kept counts), off the engine."""
+    return int((await fetch_one(conn, LIVE_COUNT_SQL[status is not None], {"status": status}))[0])
 
 
 async def get_client(

@@ -128,6 +128,33 @@ async def test_a_search_finds_a_client_by_its_new_name_and_company_through_archi
     assert unarchived == (mine, ([], 0))
 
 
+async def test_the_first_page_is_the_newest_live_clients_as_get_answers_them_with_the_exact_total(
+    api: Api, sessions: dict[str, Session]
+) -> None:
+    admin = sessions["admin"].headers
+
+    async def first_page(**params: Any) -> dict[str, Any]:
+        r = await api.raw.get("/clients", headers=admin, params={"pageSize": 2, **params})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        return r.json()  # type: ignore[no-any-return]
+
+    before, leads_before = (await first_page())["total"], (await first_page(status="lead"))["total"]
+    full = await create(api, sessions["manager"], company="Ström AB", email="it@fileserver", phone="+46 8 123 45",
+                        notes="line one\nline two", status="lead")  # fmt: skip
+    bare = await create(api, sessions["manager"])
+    archived = await create(api, sessions["manager"])
+    await api.raw.post(f"/clients/{archived['id']}/archive", headers=admin)
+
+    page, leads = await first_page(), await first_page(status="lead")
+
+    expected = [(await api.raw.get(f"/clients/{c['id']}", headers=admin)).json() for c in (bare, full)]
+    assert page["items"] == expected  # newest first, the archived one left out, each as GET answers it
+    assert (page["total"], page["page"], page["pageSize"]) == (before + 2, 1, 2)
+    assert leads["items"][0] == expected[1]
+    assert leads["total"] == leads_before + 1
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
