@@ -18,7 +18,6 @@ The script also runs the two skeleton processes: `python bench/floor.py front|ho
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from harness import (  # run as a script, bench/ is on the path
     stop,
     wait_http,
     wrk,
+    wrk_missing,
 )
 from reveal import RELAXED, OpenBao, credentials, lua, managers
 
@@ -330,8 +330,7 @@ def main() -> int:
     if args.role:
         serve(args.role, args.port, getattr(args, "hop", None))
         return 0
-    if shutil.which("wrk") is None:
-        print("bench: wrk is not installed; install it with `apt-get install -y wrk` (Debian/Ubuntu)", file=sys.stderr)
+    if wrk_missing():
         return 2
     work = Path(tempfile.mkdtemp(prefix="clientvault-bench-floor-"))
     return run_main(
