@@ -208,8 +208,8 @@ def seed(database_url: str) -> tuple[str, bytes]:
     return f"/clients/{client_id}/credentials/{credential_id}/reveal", key
 
 
-def start(role: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, str(ROOT / "bench" / "floor.py"), role, *args]
+def start(script: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, str(ROOT / "bench" / script), *args]
     with log.open("wb") as out:
         return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=out)  # fmt: skip
@@ -234,15 +234,13 @@ def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
 
         env = {"DATABASE_URL": database_url, KEY_ENV: key.hex(), "CLIENTVAULT_FLOOR_USER": user_id}
         hop_port, front_port, monolith_port = free_port(), free_port(), free_port()
-        hop = start("hop", ["--port", str(hop_port)], env, work / "hop.log")
-        started.append((hop, "floor hop"))
-        front = start("front", ["--port", str(front_port), "--hop", f"127.0.0.1:{hop_port}"], env, work / "front.log")
-        started.append((front, "floor front"))
-        monolith = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "monolith.py"), "--port", str(monolith_port), "--user-id", user_id],
-            cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-            stdout=(work / "monolith.log").open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        hop = start("floor.py", ["hop", "--port", str(hop_port)], env, work / "hop.log")
+        started.append((hop, "floor-hop"))
+        front_args = ["front", "--port", str(front_port), "--hop", f"127.0.0.1:{hop_port}"]
+        front = start("floor.py", front_args, env, work / "front.log")
+        started.append((front, "floor-front"))
+        monolith_args = ["--port", str(monolith_port), "--user-id", user_id]
+        monolith = start("monolith.py", monolith_args, env, work / "monolith.log")
         started.append((monolith, "monolith"))
         front_url, monolith_url = f"http://127.0.0.1:{front_port}", f"http://127.0.0.1:{monolith_port}"
         wait_http(f"{front_url}/users/me", front, work / "front.log")
@@ -251,8 +249,9 @@ def run(work: Path, duration: int, connections: int) -> dict[str, Any]:
             raise BenchError(f"the skeleton's /users/me differs from the gateway's: {me.json()}")
         if httpx.get(f"{front_url}{reveal_path}").json()["secret"] != PLAINTEXT:
             raise BenchError("the skeleton's reveal did not decrypt its secret")
-        # The skeleton's processes count in the CPU figures as if `up` ran them (harness.up_pids reads run/*.pid).
-        for process, name in ((hop, "floor-hop"), (front, "floor-front")):
+        # The skeleton's and the monolith's processes count in the CPU figures by name, as if `up` ran them
+        # (harness.up_pids reads run/*.pid).
+        for process, name in started:
             (data_dir / "run" / f"{name}.pid").write_text(f"{process.pid}\n")
 
         reveals = work / "reveal.lua"
