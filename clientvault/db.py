@@ -214,14 +214,12 @@ class Database:
 async def fetch_one(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapping[str, Any]) -> Any:
     """One row (attributes named as the columns) of a hot statement on a `Database.hot` connection, prepared by the
     server (once per connection) and traced like the engine's statements when tracing is on."""
-    with tracing.statement(sql):
-        cursor = conn.cursor(row_factory=namedtuple_row)
-        await cursor.execute(sql, params, prepare=True)
-        return await cursor.fetchone()
+    rows = await fetch_all(conn, sql, params)
+    return rows[0] if rows else None
 
 
 async def fetch_all(conn: "psycopg.AsyncConnection[Any]", sql: str, params: Mapping[str, Any]) -> list[Any]:
-    """Every row of a hot statement, as `fetch_one` answers one."""
+    """Every row of a hot statement, as `fetch_one` answers the first."""
     with tracing.statement(sql):
         cursor = conn.cursor(row_factory=namedtuple_row)
         await cursor.execute(sql, params, prepare=True)

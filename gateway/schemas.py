@@ -6,7 +6,7 @@ enum is one named schema (`Role`, `ClientStatus`, `TaskStatus`, `TaskPriority`, 
 
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar, get_args
 from uuid import UUID
@@ -253,13 +253,9 @@ def client_json(client: clients_pb2.Client) -> dict[str, Any]:
     }
 
 
-EPOCH_IN_UTC = datetime(1970, 1, 1)  # naive: the instants below are in UTC
-
-
 def instant(stamp: Timestamp) -> str:
-    """A proto timestamp as the `DateTime` of the wire models answers it (`_rfc3339`), from a naive datetime in UTC:
-    ~1.2 us against ~1.7 through an aware one, 40 times for a page of 20 clients."""
-    return (EPOCH_IN_UTC + timedelta(0, stamp.seconds, stamp.nanos // 1_000)).isoformat(timespec="milliseconds") + "Z"
+    """A proto timestamp as the `DateTime` of the wire models answers it."""
+    return _rfc3339(from_timestamp(stamp))
 
 
 class TaskIn(WireModel):

@@ -66,8 +66,8 @@ async def append(
     async with db.begin() as conn:
         await store.lock_chain(conn)
         existing = await store.existing_event_ids(conn, [e.event_id for e in entries]) if entries else set()
-        new: dict[UUID, tuple[Entry, bytes | None]] = {}
-        encodings: Sequence[bytes | None] = encoded if encoded is not None else [None] * len(entries)
+        new: dict[UUID, tuple[Entry, bytes]] = {}
+        encodings = encoded if encoded is not None else [canonical(entry, entry.key_id) for entry in entries]
         for entry, encoding in zip(entries, encodings, strict=True):
             if entry.event_id not in existing and entry.event_id not in new:
                 new[entry.event_id] = (entry, encoding)
@@ -87,7 +87,7 @@ async def length(db: Database) -> int:
     return 0 if newest is None else int(newest.seq)
 
 
-async def _chained(conn: AsyncConnection, entries: list[tuple[Entry, bytes | None]]) -> list[dict[str, Any]]:
+async def _chained(conn: AsyncConnection, entries: list[tuple[Entry, bytes]]) -> list[dict[str, Any]]:
     if not entries:
         return []
     newest = await store.head(conn)
@@ -101,7 +101,7 @@ async def _chained(conn: AsyncConnection, entries: list[tuple[Entry, bytes | Non
     rows = []
     for entry, encoding in entries:
         seq += 1
-        digest = link(prev, entry) if encoding is None else _linked(prev, encoding, entry.signature)
+        digest = _linked(prev, encoding, entry.signature)
         # The fields as they are (immutable values), not dataclasses.asdict: its deep copy costs more than the hash.
         row: dict[str, Any] = {name: getattr(entry, name) for name in Entry.__dataclass_fields__}
         row.update(seq=seq, prev_hash=prev, hash=digest)

@@ -162,8 +162,8 @@ class Consumer:
         log.debug("audit.stored", events=appended.stored, duplicates=appended.duplicates, parked=appended.parked)
 
     async def _checked(self, msgs: list[Msg]) -> list[tuple[chain.Entry, bytes] | Malformed]:
-        """`check` of each message, in order. Most of it is verifying signatures, during which the cryptography
-        library releases the GIL: a large batch is checked in CHECK_THREADS threads at once, off the event loop."""
+        """`check` of each message, in order. Most of it is verifying signatures, during which libsodium (through
+        cffi) releases the GIL: a large batch is checked in CHECK_THREADS threads at once, off the event loop."""
         if len(msgs) < CHECK_IN_THREADS_FROM:
             return self._check_all(msgs)
         size = -(-len(msgs) // CHECK_THREADS)
